@@ -1,0 +1,50 @@
+# greenplace — every target sets up what it needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv build-devcluster lint unit test run stop bench crds
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## Create .venv with greenplace and its dev tools
+
+build-devcluster: $(STAMP) ## Build (or reuse) etcd, kube-*, kubectl and kwok from Go modules
+	$(PY) -m devcluster build
+
+crds: $(STAMP) ## Regenerate crds/ from the pydantic models (the single source of truth)
+	$(PY) -m greenplace.api.crdgen crds
+
+lint: $(STAMP) ## ruff, mypy --strict and import-linter layer contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: $(STAMP) ## Unit tests only (no cluster)
+	$(PY) -m pytest tests/unit -q
+
+test: $(STAMP) build-devcluster lint ## Every test: lint, unit, integration on the real local control plane
+	$(PY) -m pytest tests -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+run: $(STAMP) build-devcluster ## Start the local control plane, the operator and the examples; print placements
+	$(PY) -m devcluster demo
+
+stop: $(STAMP) ## Stop what `make run` left running
+	$(PY) -m devcluster down
+
+bench: $(STAMP) ## Run every benchmark; JSON results go to bench/results/
+	@set -e; for b in bench/bench_*.py; do \
+	  [ -e "$$b" ] || continue; m=$$(basename $$b .py); echo "== $$m"; $(PY) -m bench.$$m; done

@@ -1,0 +1,1 @@
+"""The greenplace command line."""

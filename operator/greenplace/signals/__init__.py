@@ -1,0 +1,1 @@
+"""Signal sources: where carbon intensity and prices come from, and how fresh they are."""

@@ -1,0 +1,370 @@
+"""Start and stop a real local control plane: etcd, kube-apiserver, scheduler, controller-manager, kwok.
+
+Why this module exists: greenplace is proven against the real Kubernetes API, and kind cannot run
+here. ``LocalCluster`` runs the binaries built by ``devcluster.build`` on loopback ports, the way
+envtest and kwokctl do, with admission webhooks and ValidatingAdmissionPolicy left on. It writes
+a kubeconfig with an admin (``system:masters``) client certificate, waits until every component is
+healthy, and stops everything (no orphan processes; the work directory is removed unless kept).
+
+``ExistingCluster`` is the same interface over a cluster you already have (for example kind):
+only kwok is started, against your kubeconfig, to run the fake GPU nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+
+from devcluster import build
+from greenplace import pki
+
+__all__ = ["ClusterError", "ExistingCluster", "LocalCluster", "stop_recorded"]
+
+READY_TIMEOUT_S = 120.0
+STATE_FILE = "state.json"
+
+
+class ClusterError(RuntimeError):
+    """A component did not start or become healthy; the message names it and its log file."""
+
+
+@dataclasses.dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: pathlib.Path
+
+
+class _Processes:
+    """Processes started in their own session so a stop also ends their children."""
+
+    def __init__(self, workdir: pathlib.Path) -> None:
+        self.workdir = workdir
+        self.running: list[_Process] = []
+
+    def start(self, name: str, argv: list[str]) -> _Process:
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            popen = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        process = _Process(name, popen, log)
+        self.running.append(process)
+        return process
+
+    def stop_all(self, grace_s: float = 10.0) -> None:
+        for process in reversed(self.running):
+            _terminate(process.popen.pid, grace_s)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=1)
+        self.running.clear()
+
+    def wait_healthy(self, what: str, probe: Callable[[], bool]) -> None:
+        """Poll ``probe`` until it holds; fail early, with the log, if a process exits."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            self.check_alive()
+            if probe():
+                return
+            time.sleep(0.2)
+        raise ClusterError(
+            f"{what} not healthy after {READY_TIMEOUT_S:.0f}s; logs in {self.workdir / 'logs'}"
+        )
+
+    def pids(self) -> dict[str, int]:
+        return {p.name: p.popen.pid for p in self.running}
+
+    def check_alive(self) -> None:
+        for process in self.running:
+            if process.popen.poll() is not None:
+                tail = process.log.read_text(errors="replace")[-2000:]
+                raise ClusterError(
+                    f"{process.name} exited with code {process.popen.returncode}; "
+                    f"log {process.log}:\n{tail}"
+                )
+
+
+class LocalCluster:
+    """A control plane on loopback; use as a context manager or call start()/stop()."""
+
+    def __init__(self, workdir: pathlib.Path | None = None, *, keep: bool = False) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="greenplace-cluster-"))
+        self.keep = keep
+        self.kubeconfig = self.workdir / "kubeconfig"
+        self.processes = _Processes(self.workdir)
+        self.server = ""
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        binaries = build.ensure_built()
+        try:
+            self._start(binaries)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _start(self, binaries: build.Binaries) -> None:
+        pkidir = self.workdir / "pki"
+        ca = pki.new_authority(pkidir, "greenplace-dev-ca")
+        serving = ca.issue(
+            pkidir, "apiserver", common_name="kube-apiserver",
+            hosts=("127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
+                   "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"),
+        )  # fmt: skip
+        admin = ca.issue(
+            pkidir, "admin", common_name="greenplace-admin", organization="system:masters",
+            client=True,
+        )  # fmt: skip
+        sa_key = pki.write_service_account_key(pkidir / "service-account.key")
+        etcd_port, peer_port, api_port, sched_port, kcm_port, kwok_port = _free_ports(6)
+        self.server = f"https://127.0.0.1:{api_port}"
+        _write_kubeconfig(self.kubeconfig, self.server, ca.files, admin)
+
+        self.processes.start("etcd", [
+            str(binaries["etcd"]), "--name=greenplace-dev",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=greenplace-dev=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync=true", "--quota-backend-bytes=4294967296",
+        ])  # fmt: skip
+        self._wait(
+            "etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health", None)
+        )
+
+        self.processes.start("kube-apiserver", [
+            str(binaries["kube-apiserver"]),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            f"--secure-port={api_port}", "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--cert-dir={pkidir}",
+            f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={ca.files.cert}",
+            "--service-cluster-ip-range=10.0.0.0/24", "--allow-privileged=true",
+            "--authorization-mode=RBAC",
+            # Pods need no service-account token on kwok nodes; webhooks and
+            # ValidatingAdmissionPolicy stay enabled (the default plugin set).
+            "--disable-admission-plugins=ServiceAccount",
+            "--endpoint-reconciler-type=none",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={sa_key}",
+            f"--service-account-signing-key-file={sa_key}",
+            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
+        ])  # fmt: skip
+        tls = _client_tls(ca.files, admin)
+        self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", tls))
+
+        common = [
+            f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]  # fmt: skip
+        self.processes.start("kube-controller-manager", [
+            str(binaries["kube-controller-manager"]), *common, f"--secure-port={kcm_port}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            f"--root-ca-file={ca.files.cert}",
+            f"--service-account-private-key-file={sa_key}",
+            "--kube-api-qps=200", "--kube-api-burst=400",
+        ])  # fmt: skip
+        scheduler_config = self.workdir / "scheduler.yaml"
+        scheduler_config.write_text(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
+            f"clientConnection:\n  kubeconfig: {self.kubeconfig}\n  qps: 500\n  burst: 1000\n"
+            "leaderElection:\n  leaderElect: false\n"
+        )
+        self.processes.start("kube-scheduler", [
+            str(binaries["kube-scheduler"]), f"--config={scheduler_config}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1", f"--secure-port={sched_port}",
+        ])  # fmt: skip
+        start_kwok(self.processes, binaries, self.kubeconfig, kwok_port)
+        self._wait(
+            "kube-controller-manager",
+            lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", _insecure()),
+        )
+        self._wait(
+            "kube-scheduler",
+            lambda: _http_ok(f"https://127.0.0.1:{sched_port}/healthz", _insecure()),
+        )
+        self._wait("kwok", lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz", None))
+        self._wait("default namespace", lambda: _has_default_namespace(self.server, tls))
+        (self.workdir / STATE_FILE).write_text(
+            json.dumps({"pids": self.processes.pids(), "kubeconfig": str(self.kubeconfig)})
+        )
+
+    def _wait(self, what: str, probe: Callable[[], bool]) -> None:
+        self.processes.wait_healthy(what, probe)
+
+
+class ExistingCluster:
+    """A cluster reached through a kubeconfig you provide; greenplace only adds kwok nodes."""
+
+    def __init__(self, kubeconfig: pathlib.Path, workdir: pathlib.Path | None = None) -> None:
+        self.kubeconfig = kubeconfig
+        self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="greenplace-existing-"))
+        self.processes = _Processes(self.workdir)
+
+    def __enter__(self) -> ExistingCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        (port,) = _free_ports(1)
+        start_kwok(self.processes, build.ensure_built(), self.kubeconfig, port)
+        self.processes.wait_healthy(
+            "kwok", lambda: _http_ok(f"http://127.0.0.1:{port}/healthz", None)
+        )
+
+    def stop(self) -> None:
+        self.processes.stop_all()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_kwok(
+    processes: _Processes, binaries: build.Binaries, kubeconfig: pathlib.Path, port: int
+) -> None:
+    """Run kwok for nodes annotated ``kwok.x-k8s.io/node=fake`` (the fleet loader's nodes)."""
+    stages = processes.workdir / "kwok-stages.yaml"
+    stages.write_bytes(subprocess.run([str(binaries["kwok-stages"])], check=True,
+                                      capture_output=True).stdout)  # fmt: skip
+    processes.start("kwok", [
+        str(binaries["kwok"]), f"--kubeconfig={kubeconfig}", f"--config={stages}",
+        "--node-lease-duration-seconds=40",
+        "--manage-all-nodes=false",
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+        "--cidr=10.244.0.0/16", "--node-ip=10.0.0.2",
+        f"--server-address=127.0.0.1:{port}",
+    ])  # fmt: skip
+
+
+def stop_recorded(workdir: pathlib.Path) -> list[str]:
+    """Stop the processes a kept cluster recorded in its state file; return their names."""
+    state_file = workdir / STATE_FILE
+    if not state_file.exists():
+        return []
+    pids: dict[str, int] = json.loads(state_file.read_text()).get("pids", {})
+    for pid in reversed(list(pids.values())):
+        _terminate(pid, 10.0)
+    state_file.unlink()
+    return list(pids)
+
+
+def _terminate(pid: int, grace_s: float) -> None:
+    """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    return True
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _client_tls(ca: pki.CertFiles, client: pki.CertFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca.cert))
+    context.load_cert_chain(str(client.cert), str(client.key))
+    return context
+
+
+def _insecure() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _http_ok(url: str, tls: ssl.SSLContext | None) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=tls) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _has_default_namespace(server: str, tls: ssl.SSLContext) -> bool:
+    return _http_ok(f"{server}/api/v1/namespaces/default", tls)
+
+
+def _write_kubeconfig(
+    path: pathlib.Path, server: str, ca: pki.CertFiles, user: pki.CertFiles
+) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "greenplace-dev",
+                      "cluster": {"server": server, "certificate-authority": str(ca.cert)}}],
+        "users": [{"name": "greenplace-admin",
+                   "user": {"client-certificate": str(user.cert), "client-key": str(user.key)}}],
+        "contexts": [{"name": "greenplace-dev",
+                      "context": {"cluster": "greenplace-dev", "user": "greenplace-admin"}}],
+        "current-context": "greenplace-dev",
+    }  # fmt: skip
+    path.write_text(json.dumps(config, indent=2))
+
+
+@contextlib.contextmanager
+def cluster_from_env() -> Iterator[LocalCluster | ExistingCluster]:
+    """``GREENPLACE_KUBECONFIG`` selects an existing cluster; otherwise start a local one."""
+    existing = os.environ.get("GREENPLACE_KUBECONFIG")
+    cluster: LocalCluster | ExistingCluster = (
+        ExistingCluster(pathlib.Path(existing)) if existing else LocalCluster()
+    )
+    with cluster:
+        yield cluster

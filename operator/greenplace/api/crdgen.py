@@ -1,0 +1,187 @@
+"""Generate the CustomResourceDefinitions in ``crds/`` from the pydantic models.
+
+Why this module exists: the API server must refuse what the operator would refuse. Rather than
+keeping a YAML schema and a Python model in step by hand, the CRDs are derived from
+``greenplace.api.models``: pydantic's JSON Schema is turned into a Kubernetes *structural* schema
+(references inlined, ``null`` alternatives dropped, ``uniqueItems`` and ``exclusiveMinimum``
+rewritten, titles removed) and wrapped in a CRD with printer columns and the status subresource.
+
+Run ``python -m greenplace.api.crdgen crds`` (``make crds``) after changing a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import sys
+from typing import Any
+
+import pydantic
+import yaml
+
+from greenplace.api import models
+
+__all__ = ["KINDS", "Kind", "crd", "main", "structural_schema"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    scope: str
+    spec: type[pydantic.BaseModel]
+    status: type[pydantic.BaseModel]
+    short_names: tuple[str, ...] = ()
+    columns: tuple[dict[str, str], ...] = ()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{models.GROUP}"
+
+
+_READY = {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'}  # fmt: skip
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+KINDS: tuple[Kind, ...] = (
+    Kind(
+        kind="GpuPool",
+        plural="gpupools",
+        scope="Cluster",
+        spec=models.GpuPoolSpec,
+        status=models.GpuPoolStatus,
+        short_names=("gpool",),
+        columns=(
+            {"name": "Country", "type": "string", "jsonPath": ".spec.location.country"},
+            {"name": "Provider", "type": "string", "jsonPath": ".spec.location.provider"},
+            {"name": "GPU", "type": "string", "jsonPath": ".spec.gpu.model"},
+            {"name": "Free", "type": "integer", "jsonPath": ".status.gpusFree"},
+            {"name": "Total", "type": "integer", "jsonPath": ".status.gpusTotal"},
+            {"name": "gCO2/kWh", "type": "number", "jsonPath": ".status.carbonGramsPerKwh"},
+            _READY,
+            _AGE,
+        ),
+    ),
+    Kind(
+        kind="PlacementPolicy",
+        plural="placementpolicies",
+        scope="Namespaced",
+        spec=models.PlacementPolicySpec,
+        status=models.PlacementPolicyStatus,
+        short_names=("gpp",),
+        columns=(
+            {"name": "Placed", "type": "integer", "jsonPath": ".status.placed"},
+            {"name": "Held", "type": "integer", "jsonPath": ".status.held"},
+            _READY,
+            _AGE,
+        ),
+    ),
+)
+
+
+def structural_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    """The Kubernetes structural OpenAPI v3 schema of ``model`` (wire names)."""
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    definitions = schema.pop("$defs", {})
+    return _convert(schema, definitions)
+
+
+def _convert(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_convert(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        target = definitions[node["$ref"].rsplit("/", 1)[-1]]
+        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+        return _convert(merged, definitions)
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if o.get("type") != "null"]
+        if len(options) != 1:
+            raise ValueError(f"cannot express anyOf {node['anyOf']} structurally")
+        rest = {k: v for k, v in node.items() if k not in ("anyOf", "default")}
+        return _convert({**options[0], **rest}, definitions)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" or (key == "additionalProperties" and value is False):
+            continue
+        if key == "default" and value is None:
+            continue
+        if key == "properties":
+            out[key] = {name: _convert(sub, definitions) for name, sub in value.items()}
+        elif key == "uniqueItems":
+            out["x-kubernetes-list-type"] = "set"
+        elif key == "exclusiveMinimum":
+            out["minimum"], out["exclusiveMinimum"] = value, True
+        elif key == "exclusiveMaximum":
+            out["maximum"], out["exclusiveMaximum"] = value, True
+        else:
+            out[key] = _convert(value, definitions)
+    return out
+
+
+def crd(kind: Kind) -> dict[str, Any]:
+    """The CustomResourceDefinition of ``kind``."""
+    spec_schema = structural_schema(kind.spec)
+    status_schema = structural_schema(kind.status)
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.crd_name},
+        "spec": {
+            "group": models.GROUP,
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.kind.lower(),
+                "shortNames": list(kind.short_names),
+                "categories": ["greenplace"],
+            },
+            "scope": kind.scope,
+            "versions": [
+                {
+                    "name": models.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(kind.columns),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "description": (kind.spec.__doc__ or kind.kind).strip(),
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema,
+                                "status": status_schema,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def render(kind: Kind) -> str:
+    header = (
+        "# Generated by `make crds` (python -m greenplace.api.crdgen) from "
+        "operator/greenplace/api/models.py. Do not edit.\n"
+    )
+    return header + yaml.safe_dump(crd(kind), sort_keys=False, width=100)
+
+
+def main(argv: list[str]) -> int:
+    out_dir = pathlib.Path(argv[0] if argv else "crds")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for kind in KINDS:
+        path = out_dir / f"{kind.crd_name}.yaml"
+        path.write_text(render(kind))
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from devcluster import cli
+import devcluster.cli
 
 if __name__ == "__main__":
-    sys.exit(cli.main(sys.argv[1:]))
+    sys.exit(devcluster.cli.main(sys.argv[1:]))

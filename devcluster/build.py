@@ -98,7 +98,9 @@ def _fingerprint(component: Component) -> str:
 
 def _build(component: Component, target: pathlib.Path, log: bool) -> None:
     if shutil.which("go") is None:
-        raise SystemExit("devcluster: `go` is not on PATH; install Go 1.26+ to build the control plane")
+        raise SystemExit(
+            "devcluster: `go` is not on PATH; install Go 1.26+ to build the control plane"
+        )
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

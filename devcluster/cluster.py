@@ -1,4 +1,4 @@
-"""Start and stop a real local control plane: etcd, kube-apiserver, scheduler, controller-manager, kwok.
+"""Start and stop a real local control plane: etcd, API server, scheduler, controllers, kwok.
 
 Why this module exists: greenplace is proven against the real Kubernetes API, and kind cannot run
 here. ``LocalCluster`` runs the binaries built by ``devcluster.build`` on loopback ports, the way
@@ -27,11 +27,20 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from typing import Self
 
 from devcluster import build
 from greenplace import pki
 
-__all__ = ["ClusterError", "ExistingCluster", "LocalCluster", "stop_recorded"]
+__all__ = [
+    "ClusterError",
+    "ExistingCluster",
+    "LocalCluster",
+    "free_ports",
+    "port_open",
+    "record_pid",
+    "stop_recorded",
+]
 
 READY_TIMEOUT_S = 120.0
 STATE_FILE = "state.json"
@@ -98,18 +107,17 @@ class _Processes:
                 )
 
 
-class LocalCluster:
-    """A control plane on loopback; use as a context manager or call start()/stop()."""
+class _Cluster:
+    """What both kinds of cluster share: a work directory, processes, a kubeconfig, stop()."""
 
-    def __init__(self, workdir: pathlib.Path | None = None, *, keep: bool = False) -> None:
-        self._owns_workdir = workdir is None
-        self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="greenplace-cluster-"))
+    def __init__(self, workdir: pathlib.Path | None, keep: bool, prefix: str) -> None:
+        self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix=prefix))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.keep = keep
-        self.kubeconfig = self.workdir / "kubeconfig"
         self.processes = _Processes(self.workdir)
-        self.server = ""
+        self.kubeconfig = self.workdir / "kubeconfig"
 
-    def __enter__(self) -> LocalCluster:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -123,11 +131,26 @@ class LocalCluster:
         except BaseException:
             self.stop()
             raise
+        for name, pid in self.processes.pids().items():
+            record_pid(self.workdir, name, pid)
 
     def stop(self) -> None:
+        """Stop every process this object started; remove the work directory unless kept."""
         self.processes.stop_all()
+        (self.workdir / STATE_FILE).unlink(missing_ok=True)
         if not self.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _start(self, binaries: build.Binaries) -> None:
+        raise NotImplementedError
+
+
+class LocalCluster(_Cluster):
+    """A control plane on loopback; use as a context manager or call start()/stop()."""
+
+    def __init__(self, workdir: pathlib.Path | None = None, *, keep: bool = False) -> None:
+        super().__init__(workdir, keep, "greenplace-cluster-")
+        self.server = ""
 
     def _start(self, binaries: build.Binaries) -> None:
         pkidir = self.workdir / "pki"
@@ -142,7 +165,7 @@ class LocalCluster:
             client=True,
         )  # fmt: skip
         sa_key = pki.write_service_account_key(pkidir / "service-account.key")
-        etcd_port, peer_port, api_port, sched_port, kcm_port, kwok_port = _free_ports(6)
+        etcd_port, peer_port, api_port, sched_port, kcm_port, kwok_port = free_ports(6)
         self.server = f"https://127.0.0.1:{api_port}"
         _write_kubeconfig(self.kubeconfig, self.server, ca.files, admin)
 
@@ -156,9 +179,7 @@ class LocalCluster:
             f"--initial-cluster=greenplace-dev=http://127.0.0.1:{peer_port}",
             "--unsafe-no-fsync=true", "--quota-backend-bytes=4294967296",
         ])  # fmt: skip
-        self._wait(
-            "etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health", None)
-        )
+        self._wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health", None))
 
         self.processes.start("kube-apiserver", [
             str(binaries["kube-apiserver"]),
@@ -218,39 +239,26 @@ class LocalCluster:
         )
         self._wait("kwok", lambda: _http_ok(f"http://127.0.0.1:{kwok_port}/healthz", None))
         self._wait("default namespace", lambda: _has_default_namespace(self.server, tls))
-        (self.workdir / STATE_FILE).write_text(
-            json.dumps({"pids": self.processes.pids(), "kubeconfig": str(self.kubeconfig)})
-        )
 
     def _wait(self, what: str, probe: Callable[[], bool]) -> None:
         self.processes.wait_healthy(what, probe)
 
 
-class ExistingCluster:
+class ExistingCluster(_Cluster):
     """A cluster reached through a kubeconfig you provide; greenplace only adds kwok nodes."""
 
-    def __init__(self, kubeconfig: pathlib.Path, workdir: pathlib.Path | None = None) -> None:
-        self.kubeconfig = kubeconfig
-        self.workdir = workdir or pathlib.Path(tempfile.mkdtemp(prefix="greenplace-existing-"))
-        self.processes = _Processes(self.workdir)
+    def __init__(
+        self, kubeconfig: pathlib.Path, workdir: pathlib.Path | None = None, *, keep: bool = False
+    ) -> None:
+        super().__init__(workdir, keep, "greenplace-existing-")
+        self.kubeconfig = kubeconfig.resolve()
 
-    def __enter__(self) -> ExistingCluster:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        (port,) = _free_ports(1)
-        start_kwok(self.processes, build.ensure_built(), self.kubeconfig, port)
+    def _start(self, binaries: build.Binaries) -> None:
+        (port,) = free_ports(1)
+        start_kwok(self.processes, binaries, self.kubeconfig, port)
         self.processes.wait_healthy(
             "kwok", lambda: _http_ok(f"http://127.0.0.1:{port}/healthz", None)
         )
-
-    def stop(self) -> None:
-        self.processes.stop_all()
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def start_kwok(
@@ -268,6 +276,14 @@ def start_kwok(
         "--cidr=10.244.0.0/16", "--node-ip=10.0.0.2",
         f"--server-address=127.0.0.1:{port}",
     ])  # fmt: skip
+
+
+def record_pid(workdir: pathlib.Path, name: str, pid: int) -> None:
+    """Remember a process started for a kept cluster, so ``stop_recorded`` can end it later."""
+    state_file = workdir / STATE_FILE
+    state = json.loads(state_file.read_text()) if state_file.exists() else {"pids": {}}
+    state["pids"][name] = pid
+    state_file.write_text(json.dumps(state))
 
 
 def stop_recorded(workdir: pathlib.Path) -> list[str]:
@@ -304,7 +320,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     sockets = []
     try:
         for _ in range(count):
@@ -315,6 +331,13 @@ def _free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``host:port``."""
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
 
 
 def _client_tls(ca: pki.CertFiles, client: pki.CertFiles) -> ssl.SSLContext:

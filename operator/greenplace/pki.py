@@ -16,7 +16,7 @@ import pathlib
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = ["Authority", "CertFiles", "new_authority", "write_service_account_key"]
 
@@ -53,7 +53,7 @@ class Authority:
         if organization:
             attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
         now = datetime.datetime.now(datetime.UTC)
-        usage = x509.ExtendedKeyUsageOID.CLIENT_AUTH if client else None
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else None
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name(attributes))
@@ -64,7 +64,7 @@ class Authority:
             .not_valid_after(now + VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([usage or x509.ExtendedKeyUsageOID.SERVER_AUTH]),
+                x509.ExtendedKeyUsage([usage or ExtendedKeyUsageOID.SERVER_AUTH]),
                 critical=False,
             )
         )
@@ -93,9 +93,15 @@ def new_authority(directory: pathlib.Path, common_name: str) -> Authority:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )  # fmt: skip

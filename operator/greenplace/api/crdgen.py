@@ -39,7 +39,11 @@ class Kind:
         return f"{self.plural}.{models.GROUP}"
 
 
-_READY = {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'}  # fmt: skip
+_READY = {
+    "name": "Ready",
+    "type": "string",
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+}
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 KINDS: tuple[Kind, ...] = (
@@ -82,7 +86,8 @@ def structural_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
     """The Kubernetes structural OpenAPI v3 schema of ``model`` (wire names)."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
     definitions = schema.pop("$defs", {})
-    return _convert(schema, definitions)
+    converted: dict[str, Any] = _convert(schema, definitions)
+    return converted
 
 
 def _convert(node: Any, definitions: dict[str, Any]) -> Any:

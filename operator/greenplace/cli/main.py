@@ -16,7 +16,10 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 # Module names under greenplace.cli, imported lazily so `greenplace --help` stays fast.
-SUBCOMMANDS: tuple[str, ...] = ("operate",)
+SUBCOMMANDS: tuple[str, ...] = (
+    "operate",
+    "placements",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,144 @@
+"""``python -m devcluster``: build, start, stop the local control plane, and run the demo.
+
+Why this module exists: ``make run`` and ``make stop`` need one entry point that a newcomer can
+also call by hand. ``demo`` is the main job: a local control plane (or your cluster, with
+``GREENPLACE_KUBECONFIG``), the example fleet, the CRDs, the operator, the example policies and
+workloads, and the table of placements with the reason for each. It leaves everything running
+and prints how to reach it; ``down`` stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from devcluster import build, cluster, fleet
+
+__all__ = ["main"]
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run" / "cluster"
+EXAMPLES = ROOT / "examples"
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devcluster")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="build (or find cached) control-plane binaries")
+    sub.add_parser("up", help="start a local control plane with the example fleet and CRDs")
+    sub.add_parser("down", help="stop what `up` or `demo` started")
+    sub.add_parser("demo", help="up + operator + examples, then print the placements")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        for name, path in sorted(build.ensure_built().paths.items()):
+            print(f"{name:26} {path}")
+        return 0
+    if args.command == "down":
+        return down()
+    kubeconfig = up()
+    if args.command == "demo":
+        return demo(kubeconfig)
+    return 0
+
+
+def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> str:
+    command = [str(build.ensure_built(log=False)["kubectl"]), f"--kubeconfig={kubeconfig}", *args]
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def up() -> pathlib.Path:
+    """Start (after stopping any previous run) and prepare the cluster; return its kubeconfig."""
+    down(quiet=True)
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    existing = os.environ.get("GREENPLACE_KUBECONFIG")
+    started = time.monotonic()
+    c: cluster.LocalCluster | cluster.ExistingCluster
+    if existing:
+        c = cluster.ExistingCluster(pathlib.Path(existing), workdir=RUN_DIR, keep=True)
+    else:
+        c = cluster.LocalCluster(workdir=RUN_DIR, keep=True)
+    c.start()
+    print(f"control plane ready in {time.monotonic() - started:.1f}s")
+    kubectl(c.kubeconfig, "apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl(c.kubeconfig, "wait", "--for=condition=Established", "--timeout=60s",
+            "crd/gpupools.greenplace.dev", "crd/placementpolicies.greenplace.dev")  # fmt: skip
+    from kubernetes import config  # noqa: PLC0415 - only needed once the cluster is up
+
+    api = config.new_client_from_config(str(c.kubeconfig))
+    pools = fleet.load_fleet(EXAMPLES / "fleet.yaml")
+    fleet.apply_fleet(api, pools)
+    print(f"fleet: {len(pools)} GpuPools, {sum(p.nodes for p in pools)} kwok GPU nodes")
+    return c.kubeconfig
+
+
+def down(quiet: bool = False) -> int:
+    stopped = cluster.stop_recorded(RUN_DIR)
+    if not quiet:
+        print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    return 0
+
+
+def demo(kubeconfig: pathlib.Path) -> int:
+    log = RUN_DIR / "logs" / "operator.log"
+    (port,) = cluster.free_ports(1)
+    with log.open("ab") as out:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "greenplace.cli.main", "operate",
+             f"--kubeconfig={kubeconfig}", "--out-of-cluster",
+             f"--webhook-port={port}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    cluster.record_pid(RUN_DIR, "greenplace-operator", operator.pid)
+    _wait_for_webhook(port, operator, log)
+    for name in ("namespaces.yaml", "policies.yaml", "workloads.yaml"):
+        kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / name))
+    _wait_for_decisions(kubeconfig)
+    placements = subprocess.run(
+        [sys.executable, "-m", "greenplace.cli.main", "placements", f"--kubeconfig={kubeconfig}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    print("\nPlacements (greenplace placements):\n")
+    print(placements)
+    print(kubectl(kubeconfig, "get", "gpupools"))
+    print(f"The cluster is still running. Try:\n  export KUBECONFIG={kubeconfig}\n"
+          "  kubectl get gpupools,placementpolicies -A\n"
+          "  kubectl describe pod -n ml-ch train-patient-model\n"
+          f"Operator log: {log}\nStop everything with: make stop")  # fmt: skip
+    return 0
+
+
+def _wait_for_webhook(port: int, operator: subprocess.Popen[bytes], log: pathlib.Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if operator.poll() is not None:
+            raise SystemExit(f"the operator exited; see {log}:\n{log.read_text()[-3000:]}")
+        if cluster.port_open(port):
+            return
+        time.sleep(0.3)
+    raise SystemExit(f"the operator did not register its webhook within 60s; see {log}")
+
+
+def _wait_for_decisions(kubeconfig: pathlib.Path, timeout_s: float = 60) -> None:
+    """Wait until every gated pod has a recorded reason and every placed pod is bound."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pods = json.loads(kubectl(kubeconfig, "get", "pods", "-A", "-o", "json"))["items"]
+        pending = [
+            p for p in pods
+            if p["metadata"].get("labels", {}).get("app.kubernetes.io/name")
+            and not p["spec"].get("nodeName")
+            and "greenplace.dev/held" not in (p["metadata"].get("annotations") or {})
+        ]  # fmt: skip
+        if not pending:
+            return
+        time.sleep(0.5)
+    print("warning: some pods are still undecided after 60s", file=sys.stderr)

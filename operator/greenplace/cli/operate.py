@@ -1,0 +1,75 @@
+"""``greenplace operate``: run the operator (in a cluster, or beside it for development).
+
+Why this module exists: the container image and ``make run`` start the same operator through
+this command. In a cluster the Helm chart mounts the webhook certificate and owns the webhook
+configuration; outside (``--out-of-cluster``), a self-signed certificate is generated and the
+webhook configuration is pointed at this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import pathlib
+from typing import Any
+
+import kopf
+
+from greenplace.controller import handlers, webhook
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("operate", help="run the greenplace operator")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    parser.add_argument(
+        "--out-of-cluster",
+        action="store_true",
+        help="serve the webhook on --webhook-host with a self-signed certificate and point the "
+        "MutatingWebhookConfiguration at it",
+    )
+    parser.add_argument("--webhook-host", default="127.0.0.1")
+    parser.add_argument("--webhook-listen", default=None, help="bind address (default: host)")
+    parser.add_argument("--webhook-port", type=int, default=9443)
+    parser.add_argument(
+        "--webhook-cert-dir",
+        type=pathlib.Path,
+        help="directory with tls.crt, tls.key and ca.crt (in-cluster: the mounted Secret)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
+    certs = None
+    if args.webhook_cert_dir:
+        d = args.webhook_cert_dir
+        certs = webhook.ServingFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
+    config = handlers.OperatorConfig(
+        kubeconfig=args.kubeconfig,
+        webhook_host=args.webhook_host,
+        webhook_listen=args.webhook_listen or args.webhook_host,
+        webhook_port=args.webhook_port,
+        webhook_certs=certs,
+        manage_webhook_configuration=args.out_of_cluster,
+    )
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, config)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            settings=handlers.settings_for(config),
+            clusterwide=True,
+            standalone=True,
+        )
+    )
+    return 0

@@ -1,0 +1,203 @@
+"""The operator's view of the cluster, fed by watch events and read by the placement cycle.
+
+Why this module exists: kopf handlers must stay thin. They only record what they saw here
+(pools, policies, nodes, pods), and mark the cache dirty so the cycle runs. The cycle then works
+on a consistent copy, never on the API server directly, like Kueue's cache and snapshot.
+
+A cached object that cannot be parsed (for example a GpuPool written before a schema change) is
+kept out of planning and its error is remembered, so it can be reported instead of crashing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import pydantic
+
+from greenplace.api import models
+from greenplace.controller import podspec
+
+__all__ = ["Cache", "CachedNode", "CachedPod", "CachedPolicy", "CachedPool"]
+
+M = TypeVar("M", bound=pydantic.BaseModel)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedPool:
+    name: str
+    generation: int
+    spec: models.GpuPoolSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedPolicy:
+    namespace: str
+    name: str
+    generation: int
+    spec: models.PlacementPolicySpec
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedNode:
+    name: str
+    labels: Mapping[str, str]
+    gpus: int
+    schedulable: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedPod:
+    uid: str
+    namespace: str
+    name: str
+    labels: Mapping[str, str]
+    gpus: int
+    created: datetime.datetime
+    node_name: str | None
+    gated: bool
+    terminal: bool
+    placed_pool: str | None
+    body: Mapping[str, Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Cache:
+    """Latest known state of the objects greenplace plans with."""
+
+    def __init__(self) -> None:
+        self.pools: dict[str, CachedPool] = {}
+        self.policies: dict[tuple[str, str], CachedPolicy] = {}
+        self.nodes: dict[str, CachedNode] = {}
+        self.pods: dict[str, CachedPod] = {}
+        self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
+        self.changed = asyncio.Event()
+
+    # --- GpuPool -------------------------------------------------------------
+    def put_pool(self, body: Mapping[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        spec = self._parse(f"GpuPool {name}", models.GpuPoolSpec, body.get("spec"))
+        if spec is None:
+            self.pools.pop(name, None)
+        else:
+            generation = body["metadata"].get("generation", 0)
+            self.pools[name] = CachedPool(name, generation, spec)
+        self.changed.set()
+
+    def drop_pool(self, name: str) -> None:
+        self.pools.pop(name, None)
+        self.invalid.pop(f"GpuPool {name}", None)
+        self.changed.set()
+
+    # --- PlacementPolicy -----------------------------------------------------
+    def put_policy(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        spec = self._parse(
+            f"PlacementPolicy {key[0]}/{key[1]}", models.PlacementPolicySpec, body.get("spec")
+        )
+        if spec is None:
+            self.policies.pop(key, None)
+        else:
+            self.policies[key] = CachedPolicy(*key, meta.get("generation", 0), spec)
+        self.changed.set()
+
+    def drop_policy(self, namespace: str, name: str) -> None:
+        self.policies.pop((namespace, name), None)
+        self.invalid.pop(f"PlacementPolicy {namespace}/{name}", None)
+        self.changed.set()
+
+    # --- Node ----------------------------------------------------------------
+    def put_node(self, body: Mapping[str, Any]) -> None:
+        meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status", {})
+        allocatable = (status.get("allocatable") or {}).get(podspec.GPU_RESOURCE, "0")
+        try:
+            gpus = max(0, int(str(allocatable)))
+        except ValueError:
+            gpus = 0
+        node = CachedNode(
+            name=meta["name"],
+            labels=dict(meta.get("labels") or {}),
+            gpus=gpus,
+            schedulable=not spec.get("unschedulable", False),
+        )
+        if self.nodes.get(node.name) != node:
+            self.nodes[node.name] = node
+            self.changed.set()
+
+    def drop_node(self, name: str) -> None:
+        if self.nodes.pop(name, None) is not None:
+            self.changed.set()
+
+    # --- Pod -----------------------------------------------------------------
+    def put_pod(self, body: Mapping[str, Any]) -> None:
+        meta, spec = body["metadata"], body.get("spec", {})
+        gpus = podspec.gpu_request(body)
+        if gpus == 0 and not podspec.is_gated(body):
+            self.drop_pod(meta["uid"])
+            return
+        pod = CachedPod(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            labels=dict(meta.get("labels") or {}),
+            gpus=gpus,
+            created=_timestamp(meta.get("creationTimestamp")),
+            node_name=spec.get("nodeName") or None,
+            gated=podspec.is_gated(body),
+            terminal=podspec.is_terminal(body) or bool(meta.get("deletionTimestamp")),
+            placed_pool=_placed_pool(meta),
+            body=body,
+        )
+        previous = self.pods.get(pod.uid)
+        self.pods[pod.uid] = pod
+        if previous is None or _planning_fields(previous) != _planning_fields(pod):
+            self.changed.set()
+
+    def drop_pod(self, uid: str) -> None:
+        if self.pods.pop(uid, None) is not None:
+            self.changed.set()
+
+    # -------------------------------------------------------------------------
+    def _parse(self, what: str, model: type[M], spec: Any) -> M | None:
+        try:
+            parsed = model.model_validate(spec or {})
+        except pydantic.ValidationError as error:
+            self.invalid[what] = _short(error)
+            return None
+        self.invalid.pop(what, None)
+        return parsed
+
+
+def _planning_fields(pod: CachedPod) -> tuple[Any, ...]:
+    return (pod.gpus, pod.node_name, pod.gated, pod.terminal, pod.placed_pool, pod.labels)
+
+
+def _placed_pool(meta: Mapping[str, Any]) -> str | None:
+    raw = (meta.get("annotations") or {}).get(podspec.PLACEMENT_ANNOTATION)
+    if not raw:
+        return None
+    try:
+        pool = json.loads(raw).get("pool")
+    except (ValueError, AttributeError):
+        return None  # a garbage annotation is ignored, never fatal
+    return pool if isinstance(pool, str) else None
+
+
+def _timestamp(value: str | None) -> datetime.datetime:
+    if not value:
+        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _short(error: pydantic.ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors()
+    )

@@ -1,0 +1,174 @@
+"""kopf handlers: feed the cache, gate pods at admission, and run the placement loop.
+
+Why this module exists: it is the only module that knows kopf. Each watch handler is one line
+that records an object in the cache; the admission handler adds the gate; the placement loop
+waits for the cache to change (or a periodic resync), then runs one cycle. Everything with a
+decision in it lives elsewhere (``cycle``, ``engine``), so this file stays a table of wiring.
+
+Handlers are registered on a registry passed in (``register``), so tests and the CLI each get a
+fresh operator with its own configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import pathlib
+import tempfile
+from typing import Any
+
+import kopf
+from kubernetes import client
+
+from greenplace.api import models
+from greenplace.controller import cache as cache_
+from greenplace.controller import cycle, kube, podspec, status, webhook
+
+__all__ = ["OperatorConfig", "register", "settings_for"]
+
+logger = logging.getLogger("greenplace.operator")
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    """How this operator process runs."""
+
+    kubeconfig: str | None = None
+    webhook_host: str = "127.0.0.1"  # the address the API server calls
+    webhook_listen: str = "127.0.0.1"  # the address to bind
+    webhook_port: int = 9443
+    webhook_certs: webhook.ServingFiles | None = None  # None: self-signed for webhook_host
+    manage_webhook_configuration: bool = True  # False when the Helm chart owns it
+    resync_seconds: float = 30.0
+    debounce_seconds: float = 0.2
+
+
+def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    # A silent watch stall is a known failure mode: bound every watch request.
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.posting.level = logging.WARNING
+    return settings
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.Cache:
+    """Register every handler of greenplace on ``registry``; return the cache they feed."""
+    cache = cache_.Cache()
+    group = models.GROUP
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster service account first, then the kubeconfig ($KUBECONFIG or ~/.kube/config).
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+            **kwargs
+        ) or kopf.login_with_kubeconfig(**kwargs)
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        files = config.webhook_certs or webhook.self_signed(
+            pathlib.Path(tempfile.mkdtemp(prefix="greenplace-webhook-")), config.webhook_host
+        )
+        settings.admission.server = kopf.WebhookServer(
+            addr=config.webhook_listen,
+            port=config.webhook_port,
+            host=config.webhook_host,
+            certfile=str(files.cert),
+            pkeyfile=str(files.key),
+            cafile=str(files.ca),
+        )
+        api = kube.api_client(config.kubeconfig)
+        if config.manage_webhook_configuration:
+            url = f"https://{config.webhook_host}:{config.webhook_port}"
+            await webhook.ensure_configuration(api, url, files.ca)
+        await _seed(cache, api)
+        memo["loop"] = asyncio.create_task(_placement_loop(cache, kube.KubeWriter(api), config))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        task = memo.get("loop")
+        if task is not None:
+            task.cancel()
+
+    @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operation="CREATE", registry=registry)
+    def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        gates = podspec.gates_with_ours(body)
+        if gates is not None:
+            patch.spec["schedulingGates"] = gates
+
+    @kopf.on.event(group, models.VERSION, "gpupools", registry=registry)
+    def on_pool(type: str, body: kopf.Body, name: str, **_: Any) -> None:
+        cache.drop_pool(name) if type == "DELETED" else cache.put_pool(body)
+
+    @kopf.on.event(group, models.VERSION, "placementpolicies", registry=registry)
+    def on_policy(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+        if type == "DELETED":
+            cache.drop_policy(namespace or "", name)
+        else:
+            cache.put_policy(body)
+
+    @kopf.on.event("", "v1", "nodes", registry=registry)
+    def on_node(type: str, body: kopf.Body, name: str, **_: Any) -> None:
+        cache.drop_node(name) if type == "DELETED" else cache.put_node(body)
+
+    @kopf.on.event("", "v1", "pods", registry=registry)
+    def on_pod(type: str, body: kopf.Body, uid: str, **_: Any) -> None:
+        cache.drop_pod(uid) if type == "DELETED" else cache.put_pod(body)
+
+    return cache
+
+
+async def _seed(cache: cache_.Cache, api: client.ApiClient) -> None:
+    """List everything once before the first cycle, so capacity is never judged half-seen."""
+    core = client.CoreV1Api(api)
+    custom = client.CustomObjectsApi(api)
+
+    def lists() -> tuple[list[Any], ...]:
+        serialize = api.sanitize_for_serialization
+        return (
+            custom.list_cluster_custom_object(models.GROUP, models.VERSION, "gpupools")["items"],
+            custom.list_cluster_custom_object(models.GROUP, models.VERSION, "placementpolicies")[
+                "items"
+            ],
+            [serialize(n) for n in core.list_node().items],
+            [serialize(p) for p in core.list_pod_for_all_namespaces().items],
+        )
+
+    pools, policies, nodes, pods = await asyncio.to_thread(lists)
+    for body in pools:
+        cache.put_pool(body)
+    for body in policies:
+        cache.put_policy(body)
+    for body in nodes:
+        cache.put_node(body)
+    for body in pods:
+        cache.put_pod(body)
+
+
+async def _placement_loop(cache: cache_.Cache, writer: kube.Writer, config: OperatorConfig) -> None:
+    recorder = status.StatusRecorder(writer)
+    for name, error in cache.invalid.items():
+        logger.warning("ignoring invalid %s: %s", name, error)
+    while True:
+        try:
+            await asyncio.wait_for(cache.changed.wait(), timeout=config.resync_seconds)
+            await asyncio.sleep(config.debounce_seconds)  # let a burst of events settle
+        except TimeoutError:
+            pass  # periodic resync: signals and time move on even when nothing changes
+        cache.changed.clear()
+        try:
+            now = datetime.datetime.now(datetime.UTC)
+            report = await cycle.run_cycle(cache, writer, now, recorder)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never let one bad cycle stop placement for good
+            logger.exception("placement cycle failed; retrying at the next change or resync")
+            await asyncio.sleep(1.0)
+            continue
+        if report.placed or report.held or report.conflicts or report.errors:
+            logger.info(report.summary())

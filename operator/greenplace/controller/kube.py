@@ -1,0 +1,133 @@
+"""The few writes greenplace makes to the API server, behind one small protocol.
+
+Why this module exists: the placement cycle decides; something must then patch pods, post
+Events and update the status of greenplace's own objects. ``Writer`` is that contract (so the
+cycle can be tested with a recording fake), and ``KubeWriter`` implements it with the official
+client, running its blocking calls in threads so the operator's event loop never stalls.
+
+Contract: every method raises ``WriteConflictError`` when the object changed or vanished under us
+(the cycle then simply re-plans from fresher state) and ``client.ApiException`` otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from kubernetes import client, config
+
+from greenplace.api import models
+
+__all__ = ["KubeWriter", "WriteConflictError", "Writer", "api_client"]
+
+
+class WriteConflictError(Exception):
+    """The object changed (resourceVersion test failed) or was deleted; re-plan and retry."""
+
+
+class Writer(Protocol):
+    async def patch_pod(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> Mapping[str, Any]: ...
+
+    async def pod_event(
+        self, pod: Mapping[str, Any], kind: str, reason: str, message: str
+    ) -> None: ...
+
+    async def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None: ...
+
+
+def api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """A client from ``kubeconfig``, else $KUBECONFIG/~/.kube/config, else in-cluster."""
+    if kubeconfig:
+        return config.new_client_from_config(kubeconfig)
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+class KubeWriter:
+    """``Writer`` over the official kubernetes client."""
+
+    def __init__(self, api: client.ApiClient, component: str = "greenplace") -> None:
+        self._core = client.CoreV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
+        self._component = component
+
+    async def patch_pod(
+        self, namespace: str, name: str, ops: list[dict[str, Any]]
+    ) -> Mapping[str, Any]:
+        def call() -> Mapping[str, Any]:
+            try:
+                pod = self._core.patch_namespaced_pod(name, namespace, ops)
+            except client.ApiException as error:
+                if error.status in (404, 409, 422) and _is_conflict(error):
+                    raise WriteConflictError(f"pod {namespace}/{name}: {error.reason}") from error
+                raise
+            result: Mapping[str, Any] = self._core.api_client.sanitize_for_serialization(pod)
+            return result
+
+        return await asyncio.to_thread(call)
+
+    async def pod_event(self, pod: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{meta['name']}.{uuid.uuid4().hex[:10]}", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version="v1",
+                kind="Pod",
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta["uid"],
+            ),
+            type=kind,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component=self._component),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            reporting_component=self._component,
+            reporting_instance=self._component,
+        )
+        await asyncio.to_thread(self._core.create_namespaced_event, meta["namespace"], body)
+
+    async def patch_status(
+        self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> None:
+        body = {"status": dict(status)}
+        group, version = models.GROUP, models.VERSION
+
+        def call() -> None:
+            try:
+                if namespace is None:
+                    self._custom.patch_cluster_custom_object_status(
+                        group, version, plural, name, body
+                    )
+                else:
+                    self._custom.patch_namespaced_custom_object_status(
+                        group, version, namespace, plural, name, body
+                    )
+            except client.ApiException as error:
+                if error.status == 404:
+                    raise WriteConflictError(f"{plural} {namespace}/{name} is gone") from error
+                raise
+
+        await asyncio.to_thread(call)
+
+
+def _is_conflict(error: client.ApiException) -> bool:
+    """404: pod gone; 409: conflict; 422 from a failed JSON-patch ``test`` op."""
+    if error.status in (404, 409):
+        return True
+    return "test" in (error.body or "") or "resourceVersion" in (error.body or "")

@@ -6,7 +6,8 @@ waits for the cache to change (or a periodic resync), then runs one cycle. Every
 decision in it lives elsewhere (``cycle``, ``engine``), so this file stays a table of wiring.
 
 Handlers are registered on a registry passed in (``register``), so tests and the CLI each get a
-fresh operator with its own configuration.
+fresh operator with its own configuration. They are coroutines on purpose: kopf runs plain
+functions in worker threads, and the cache (with its asyncio.Event) belongs to the event loop.
 """
 
 from __future__ import annotations
@@ -95,29 +96,31 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
         if task is not None:
             task.cancel()
 
-    @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operation="CREATE", registry=registry)
-    def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operations={"CREATE"}, registry=registry)
+    async def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         gates = podspec.gates_with_ours(body)
         if gates is not None:
             patch.spec["schedulingGates"] = gates
 
     @kopf.on.event(group, models.VERSION, "gpupools", registry=registry)
-    def on_pool(type: str, body: kopf.Body, name: str, **_: Any) -> None:
+    async def on_pool(type: str, body: kopf.Body, name: str, **_: Any) -> None:
         cache.drop_pool(name) if type == "DELETED" else cache.put_pool(body)
 
     @kopf.on.event(group, models.VERSION, "placementpolicies", registry=registry)
-    def on_policy(type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any) -> None:
+    async def on_policy(
+        type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any
+    ) -> None:
         if type == "DELETED":
             cache.drop_policy(namespace or "", name)
         else:
             cache.put_policy(body)
 
     @kopf.on.event("", "v1", "nodes", registry=registry)
-    def on_node(type: str, body: kopf.Body, name: str, **_: Any) -> None:
+    async def on_node(type: str, body: kopf.Body, name: str, **_: Any) -> None:
         cache.drop_node(name) if type == "DELETED" else cache.put_node(body)
 
     @kopf.on.event("", "v1", "pods", registry=registry)
-    def on_pod(type: str, body: kopf.Body, uid: str, **_: Any) -> None:
+    async def on_pod(type: str, body: kopf.Body, uid: str, **_: Any) -> None:
         cache.drop_pod(uid) if type == "DELETED" else cache.put_pod(body)
 
     return cache

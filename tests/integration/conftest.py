@@ -1,0 +1,114 @@
+"""Fixtures for tests against a real control plane and the real operator.
+
+The control plane is started per test module (about 3 s with cached binaries), so each module
+has a fleet and webhook configuration of its own. Set GREENPLACE_KUBECONFIG to run the same tests
+against an existing cluster instead (kwok is then started against it for the fake GPU nodes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import kopf
+import pytest
+from kopf.testing import KopfRunner
+from kubernetes import client, config
+
+from devcluster import build, cluster, fleet
+from greenplace.controller import handlers
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Kube:
+    """kubectl and the Python client bound to one cluster."""
+
+    def __init__(self, kubeconfig: pathlib.Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.api = config.new_client_from_config(str(kubeconfig))
+        self.core = client.CoreV1Api(self.api)
+        self._kubectl = str(build.ensure_built(log=False)["kubectl"])
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self._kubectl, f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-f", "-", stdin=manifest)
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        pod = self.core.read_namespaced_pod(name, namespace)
+        result: dict[str, Any] = self.api.sanitize_for_serialization(pod)
+        return result
+
+    def namespace(self, governed: bool = True) -> str:
+        name = f"t-{uuid.uuid4().hex[:8]}"
+        labels = {"greenplace.dev/governed": "true"} if governed else {}
+        self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
+        return name
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what or predicate}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[Kube]:
+    """A control plane with greenplace's CRDs and the example fleet (nodes + GpuPools)."""
+    with cluster.cluster_from_env() as running:
+        k = Kube(running.kubeconfig)
+        result = k.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        assert result.returncode == 0, result.stderr
+        result = k.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        assert result.returncode == 0, result.stderr
+        fleet.apply_fleet(k.api, fleet.load_fleet(ROOT / "examples" / "fleet.yaml"))
+        yield k
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube) -> Iterator[KopfRunner]:
+    """The real operator (kopf, webhook server and placement loop) in a thread."""
+    (port,) = cluster.free_ports(1)
+    previous = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(kube.kubeconfig)
+    settings_config = handlers.OperatorConfig(
+        kubeconfig=str(kube.kubeconfig), webhook_port=port, resync_seconds=5
+    )
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings_config)
+    runner = KopfRunner(
+        ["run", "-A", "--standalone"],
+        registry=registry,
+        settings=handlers.settings_for(settings_config),
+    )
+    with runner:
+        wait_for(lambda: cluster.port_open(port) and _webhook_registered(kube), 60, "webhook")
+        yield runner
+    if previous is None:
+        os.environ.pop("KUBECONFIG", None)
+    else:
+        os.environ["KUBECONFIG"] = previous
+    assert runner.exception is None, runner.exception
+    assert "Traceback" not in runner.output, runner.output[-3000:]
+
+
+def _webhook_registered(kube: Kube) -> bool:
+    result = kube.kubectl("get", "mutatingwebhookconfiguration", "greenplace.dev", "-o", "json")
+    return result.returncode == 0 and bool(json.loads(result.stdout).get("webhooks"))

@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv build-devcluster lint unit test run stop bench crds
+.PHONY: help venv build-devcluster test-deps lint unit test run stop bench crds
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,6 +23,10 @@ venv: $(STAMP) ## Create .venv with greenplace and its dev tools
 build-devcluster: $(STAMP) ## Build (or reuse) etcd, kube-*, kubectl and kwok from Go modules
 	$(PY) -m devcluster build
 
+test-deps: ## Install the system packages tests use: Prometheus (signals) and Chromium (report)
+	bash scripts/ensure-prometheus.sh
+	bash scripts/ensure-chromium.sh
+
 crds: $(STAMP) ## Regenerate crds/ from the pydantic models (the single source of truth)
 	$(PY) -m greenplace.api.crdgen crds
 
@@ -35,7 +39,7 @@ lint: $(STAMP) ## ruff, mypy --strict and import-linter layer contracts
 unit: $(STAMP) ## Unit tests only (no cluster)
 	$(PY) -m pytest tests/unit -q
 
-test: $(STAMP) build-devcluster lint ## Every test: lint, unit, integration on the real local control plane
+test: $(STAMP) build-devcluster test-deps lint ## Every test: lint, unit, integration on the real local control plane
 	$(PY) -m pytest tests -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -1,0 +1,109 @@
+"""One bounded HTTP GET returning JSON, with failures mapped to signal reason codes.
+
+Why this module exists: the Electricity Maps and WattTime clients must fail the same way on a
+timeout, a refused connection, a 5xx or a body that is not JSON, and every call must have a
+timeout. That logic lives here once; the clients only build URLs and read fields.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from greenplace.signals import contract
+
+__all__ = ["HttpSource", "get_json", "number", "parse_time", "require"]
+
+
+class HttpSource:
+    """What the HTTP sources share: name, TTL, base URL and one client with a timeout."""
+
+    def __init__(
+        self,
+        name: str,
+        ttl: datetime.timedelta,
+        base_url: str,
+        timeout_s: float,
+        transport: httpx.BaseTransport | None,
+    ) -> None:
+        self.name = name
+        self.ttl = ttl
+        self._base = base_url.rstrip("/")
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def get_json(
+    client: httpx.Client,
+    url: str,
+    *,
+    where: str,
+    params: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    auth: httpx.BasicAuth | None = None,
+) -> Any:
+    """GET ``url`` and decode JSON; raise a ``SignalError`` naming ``where`` and the fix."""
+    try:
+        answer = client.get(url, params=params, headers=headers, auth=auth)
+    except httpx.TimeoutException as error:
+        raise contract.SignalTimeoutError(
+            f"{where}: no answer from {url} within {client.timeout.read} s; the provider is slow "
+            "or unreachable: the chain falls back, raise the timeout if this persists"
+        ) from error
+    except httpx.HTTPError as error:
+        raise contract.SignalUnreachableError(
+            f"{where}: cannot reach {url} ({type(error).__name__}: {error}); check the URL, "
+            "DNS and egress network policy"
+        ) from error
+    if answer.status_code in {401, 403}:
+        raise contract.SignalCredentialsError(
+            f"{where}: {url} answered {answer.status_code} (credentials refused); check the "
+            "SignalSource's credentials secret"
+        )
+    if answer.status_code >= 300:
+        raise contract.SignalHttpError(
+            f"{where}: {url} answered HTTP {answer.status_code}: {answer.text[:200]!r}"
+        )
+    try:
+        return answer.json()
+    except ValueError as error:
+        raise contract.SignalMalformedError(
+            f"{where}: {url} answered non-JSON: {answer.text[:120]!r}"
+        ) from error
+
+
+def require(document: Any, *path: str | int, where: str) -> Any:
+    """``document[path[0]][path[1]]...`` or ``SignalMalformedError`` saying which field."""
+    value = document
+    for step in path:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            shown = ".".join(str(p) for p in path)
+            raise contract.SignalMalformedError(
+                f"{where}: answer has no field {shown}: {str(document)[:160]}"
+            ) from None
+    return value
+
+
+def parse_time(text: Any, *, where: str) -> datetime.datetime:
+    """An ISO 8601 instant ('...Z' accepted); naive instants are refused, not guessed."""
+    try:
+        when = datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise contract.SignalMalformedError(f"{where}: {text!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise contract.SignalMalformedError(f"{where}: time {text!r} has no time zone")
+    return when
+
+
+def number(value: Any, *, where: str) -> float:
+    """A JSON number as float, refusing strings, booleans and null."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise contract.SignalMalformedError(f"{where}: {value!r} is not a number")
+    return float(value)

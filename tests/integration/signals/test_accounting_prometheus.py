@@ -1,0 +1,148 @@
+"""Per-request energy, carbon and cost from a real Prometheus, checked against hand figures.
+
+The scenario is described in ``prometheus_fixture``. Expected values below are worked out by
+hand from it (window 1 h; PUE FR 1.2, DE 1.3; embodied 20 gCO2e/GPU-h; intensity FR 50,
+DE 500 gCO2e/kWh; price FR 2, DE 3 EUR/GPU-h):
+
+llama-8b on fr-a100: gpu0 300 Wh whole + gpu1 250 Wh x 200/(200+600) tokens = 362.5 Wh, 1.25 GPU-h,
+  10800 requests; facility 435 Wh; 435/1000 x 50 + 1.25 x 20 = 46.75 g; 1.25 x 2 = 2.5 EUR.
+mistral-7b on fr-a100: 250 x 0.75 = 187.5 Wh, 0.75 GPU-h, 3600 requests; facility 225 Wh;
+  11.25 + 15 = 26.25 g; 1.5 EUR.
+llama-8b on de-h100: 700 Wh x 3/7 (MIG 3g) = 300 Wh, 3/7 GPU-h, 5400 requests; facility 390 Wh;
+  195 + 60/7 = 203.571 g; 9/7 EUR.
+mistral-7b on de-h100: 700 x 2/7 = 200 Wh, 2/7 GPU-h, 1800 requests; facility 260 Wh;
+  130 + 40/7 = 135.714 g; 6/7 EUR. 200 Wh of de-h100 (2 free MIG slices) is unattributed.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import prometheus_client
+import pytest
+
+from greenplace.accounting import attribution, grading, report, serving, telemetry
+from greenplace.signals import chain, contract, promql, static
+
+from . import prometheus_fixture as fx
+
+M = attribution.Method
+POOLS = {"fr-a100": ("FR", 1.2), "de-h100": ("DE", 1.3)}
+
+# (model, pool): gpu Wh/request, gCO2e/request, EUR/request, energy grade, carbon grade, methods
+EXPECTED = {
+    ("llama-8b", "fr-a100"): (362.5 / 10800, 46.75 / 10800, 2.5 / 10800, "B", "B"),
+    ("mistral-7b", "fr-a100"): (187.5 / 3600, 26.25 / 3600, 1.5 / 3600, "B", "B"),
+    ("llama-8b", "de-h100"): (300 / 5400, (195 + 60 / 7) / 5400, (9 / 7) / 5400, "B", "D"),
+    ("mistral-7b", "de-h100"): (200 / 1800, (130 + 40 / 7) / 1800, (6 / 7) / 1800, "C", "D"),
+}
+METHODS = {
+    ("llama-8b", "fr-a100"): {M.WHOLE_GPU, M.TOKEN_SHARE},
+    ("mistral-7b", "fr-a100"): {M.TOKEN_SHARE},
+    ("llama-8b", "de-h100"): {M.MIG_SLICE},
+    ("mistral-7b", "de-h100"): {M.MIG_SLICE},
+}
+CARBON = contract.SignalKind.CARBON_INTENSITY
+PRICE = contract.SignalKind.PRICE
+QUERIES = {
+    CARBON: 'greenplace_grid_carbon_intensity{zone="$subject"}',
+    PRICE: 'greenplace_gpu_price{pool="$subject"}',
+}
+
+
+def signal_chain(url: str) -> chain.Chain:
+    source = promql.PrometheusSource(
+        "prom", promql.Querier(url, timeout_s=5), QUERIES, datetime.timedelta(minutes=10)
+    )
+    return chain.Chain([source, static.StaticSource("static", {})])
+
+
+def build_report(server: fx.PrometheusServer, query: serving.QueryFn) -> report.EnergyReport:
+    signals = signal_chain(server.url)
+    carbon = {
+        zone: signals.read(contract.SignalKey(CARBON, zone), fx.END) for zone, _ in POOLS.values()
+    }
+    prices = {pool: signals.read(contract.SignalKey(PRICE, pool), fx.END) for pool in POOLS}
+    facts = [
+        report.PoolFacts(pool, zone, pue, prices[pool].value or 0.0, "EUR", 20.0)
+        for pool, (zone, pue) in POOLS.items()
+    ]
+    measurement = serving.measure(query, fx.END, fx.WINDOW)
+    return report.build(
+        measurement,
+        facts,
+        {zone: reading.value for zone, reading in carbon.items()},
+        intensity_sources={zone: reading.source or "" for zone, reading in carbon.items()},
+    )
+
+
+def rows_by_key(energy_report: report.EnergyReport) -> dict[tuple[str, str], report.ReportRow]:
+    return {(row.model, row.pool): row for row in energy_report.rows}
+
+
+def test_per_request_figures_match_hand_computation(prometheus: fx.PrometheusServer) -> None:
+    querier = promql.Querier(prometheus.url)
+    energy_report = build_report(prometheus, querier.vector)
+    assert energy_report.energy_source is serving.EnergySource.DCGM_ENERGY
+    assert energy_report.intensity_sources == {"FR": "prom", "DE": "prom"}
+    rows = rows_by_key(energy_report)
+    assert set(rows) == set(EXPECTED)
+    for key, (wh, grams, eur, energy_grade, carbon_grade) in EXPECTED.items():
+        row = rows[key]
+        assert row.gpu_wh_per_request == pytest.approx(wh, rel=0.01), key
+        assert row.gco2e_per_request == pytest.approx(grams, rel=0.01), key
+        assert row.cost_per_request == pytest.approx(eur, rel=0.01), key
+        assert (row.energy_grade, row.carbon_grade) == (energy_grade, carbon_grade), key
+        assert set(row.attribution) == METHODS[key], key
+    assert energy_report.unattributed_gpu_wh == pytest.approx({"de-h100": 200.0}, rel=0.01)
+    llama_fr = rows[("llama-8b", "fr-a100")]
+    assert llama_fr.tokens == pytest.approx((500 + 200) * 3600, rel=0.01)
+    assert llama_fr.cost_per_1k_tokens == pytest.approx(2.5 / 2520, rel=0.01)
+    assert energy_report.notes == ()
+
+
+def test_grades_differ_by_zone_for_the_same_model(prometheus: fx.PrometheusServer) -> None:
+    rows = rows_by_key(build_report(prometheus, promql.Querier(prometheus.url).vector))
+    fr, de = rows[("llama-8b", "fr-a100")], rows[("llama-8b", "de-h100")]
+    assert fr.energy_grade == de.energy_grade == grading.Grade.B
+    assert fr.carbon_grade is grading.Grade.B and de.carbon_grade is grading.Grade.D
+
+
+def test_power_gauge_path_gives_the_same_figures(prometheus: fx.PrometheusServer) -> None:
+    querier = promql.Querier(prometheus.url)
+
+    def without_energy_counter(query: str, at: datetime.datetime) -> tuple[promql.Sample, ...]:
+        return () if "TOTAL_ENERGY" in query else querier.vector(query, at)
+
+    energy_report = build_report(prometheus, without_energy_counter)
+    assert energy_report.energy_source is serving.EnergySource.DCGM_POWER
+    rows = rows_by_key(energy_report)
+    for key, (wh, grams, eur, _, _) in EXPECTED.items():
+        assert rows[key].gpu_wh_per_request == pytest.approx(wh, rel=0.01), key
+        assert rows[key].gco2e_per_request == pytest.approx(grams, rel=0.01), key
+        assert rows[key].cost_per_request == pytest.approx(eur, rel=0.01), key
+
+
+def test_report_is_published_as_metrics(prometheus: fx.PrometheusServer) -> None:
+    registry = prometheus_client.CollectorRegistry()
+    metrics = telemetry.AccountingMetrics(registry)
+    metrics.publish(build_report(prometheus, promql.Querier(prometheus.url).vector))
+    labels = {"model": "llama-8b", "pool": "de-h100", "zone": "DE"}
+    wh, grams, eur, _, _ = EXPECTED[("llama-8b", "de-h100")]
+    assert registry.get_sample_value("greenplace_request_energy_wh", labels) == pytest.approx(
+        wh, rel=0.01
+    )
+    assert registry.get_sample_value("greenplace_request_carbon_gco2e", labels) == pytest.approx(
+        grams, rel=0.01
+    )
+    assert registry.get_sample_value(
+        "greenplace_request_cost", {**labels, "currency": "EUR"}
+    ) == pytest.approx(eur, rel=0.01)
+    assert (
+        registry.get_sample_value(
+            "greenplace_request_grade", {**labels, "scale": "carbon", "grade": "D"}
+        )
+        == 4.0
+    )
+    text = prometheus_client.generate_latest(registry).decode()
+    assert 'greenplace_report_unattributed_energy_wh{pool="de-h100"} 200.0' in text

@@ -165,4 +165,6 @@ def test_outranked_alternatives_name_the_winner() -> None:
     pools = [b.pool("a", gco2=10), b.pool("b", gco2=20)]
     decision = only(planner.plan(b.snapshot(pools, [b.policy()], [b.workload("w")]), b.T0))
     (alt,) = decision.alternatives
-    assert alt == model.Rejection("b", R.OUTRANKED, "20 gCO2e/kWh vs 10 gCO2e/kWh in a")
+    # Pools are now ranked by objective (cost + priced carbon), so the message also compares it.
+    assert (alt.pool, alt.reason) == ("b", R.OUTRANKED)
+    assert alt.message.startswith("20 gCO2e/kWh vs 10 gCO2e/kWh in a; objective ")

@@ -16,8 +16,17 @@ import datetime
 import enum
 from collections.abc import Mapping
 
+from greenplace.domain import series
+
 __all__ = [
+    "DATA_RESIDENCY_LABEL",
+    "REGIMES",
+    "Budget",
+    "BudgetAction",
+    "Certification",
+    "CertificationRequirement",
     "Decision",
+    "Jurisdiction",
     "Location",
     "Outcome",
     "Plan",
@@ -27,7 +36,68 @@ __all__ = [
     "Rejection",
     "Snapshot",
     "Workload",
+    "level_rank",
 ]
+
+_EU = frozenset(
+    [
+        "AT",
+        "BE",
+        "BG",
+        "CY",
+        "CZ",
+        "DE",
+        "DK",
+        "EE",
+        "ES",
+        "FI",
+        "FR",
+        "GR",
+        "HR",
+        "HU",
+        "IE",
+        "IT",
+        "LT",
+        "LU",
+        "LV",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SE",
+        "SI",
+        "SK",
+    ]
+)
+# Legal regimes a policy may name, as the ISO 3166-1 alpha-2 countries that belong to them.
+REGIMES: Mapping[str, frozenset[str]] = {
+    "EU": _EU,
+    "EEA": _EU | {"IS", "LI", "NO"},
+}
+
+# Workload label listing where its data may be processed: countries or regimes joined by "_"
+# (label values cannot hold commas), e.g. ``FR`` or ``EU`` or ``FR_DE``.
+DATA_RESIDENCY_LABEL = "greenplace.dev/data-residency"
+
+_NAMED_LEVELS = {"basic": (1,), "substantial": (2,), "high": (3,)}
+
+
+def level_rank(level: str) -> tuple[int, ...] | None:
+    """Order certification levels: EUCS names (basic < substantial < high) or dotted numbers.
+
+    The empty level ranks lowest; a level that is neither gives None (unknown, so it never meets
+    a minimum: sovereignty fails closed).
+    """
+    text = level.strip().lower()
+    if not text:
+        return ()
+    if text in _NAMED_LEVELS:
+        return _NAMED_LEVELS[text]
+    parts = text.split(".")
+    if all(part.isdigit() for part in parts):
+        return tuple(int(part) for part in parts)
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,6 +109,40 @@ class Location:
     country: str  # ISO 3166-1 alpha-2, upper case
     grid_zone: str
     zone: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Jurisdiction:
+    """Whose law governs the provider: its legal home and the foreign laws it is exposed to.
+
+    ``exposures`` names extraterritorial laws that can reach the data wherever it sits, e.g.
+    ``US-CLOUD-Act`` or ``US-FISA-702``. An empty set is a stated fact (no exposure), not a default.
+    """
+
+    legal_home: str  # ISO 3166-1 alpha-2 country of the provider's legal seat
+    exposures: frozenset[str] = frozenset()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Certification:
+    """A certification a pool holds (SecNumCloud, HDS, C5, EUCS, ...) and when it is valid."""
+
+    name: str
+    valid_until: datetime.datetime
+    level: str = ""
+    valid_from: datetime.datetime | None = None
+
+    def valid_over(self, start: datetime.datetime, end: datetime.datetime) -> bool:
+        after_start = self.valid_from is None or self.valid_from <= start
+        return after_start and end <= self.valid_until
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CertificationRequirement:
+    """A certification a policy requires, at ``min_level`` or above (see ``level_rank``)."""
+
+    name: str
+    min_level: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +161,17 @@ class Pool:
     gco2_per_kwh: float | None = None
     # Narrowing a pod to this pool means requiring these node labels.
     node_labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Sovereignty facts; None (unknown) fails every rule that needs them.
+    jurisdiction: Jurisdiction | None = None
+    certifications: tuple[Certification, ...] = ()
+    # Price for workloads that accept preemption; None when the pool sells no spot capacity.
+    spot_price_per_gpu_hour: float | None = None
+    # Average electrical draw of one busy GPU (board power), before PUE.
+    gpu_watts: float = 700.0
+    # Manufacturing emissions of the hardware, amortised per GPU-hour of use.
+    embodied_gco2_per_gpu_hour: float = 0.0
+    # Largest number of GPUs one node offers (a pod cannot span nodes); None when unknown.
+    gpus_per_node: int | None = None
 
     @property
     def effective_gco2_per_kwh(self) -> float | None:
@@ -76,6 +191,21 @@ class Policy:
     allowed_countries: frozenset[str] | None = None
     # Carbon ceiling on the pool's effective intensity (gCO2e/kWh, PUE included).
     max_gco2_per_kwh: float | None = None
+    # Sovereignty: the pool's country *and* its provider's legal home must belong to one of these
+    # regimes (keys of ``REGIMES``, e.g. "EU"); None means "no regime rule".
+    allowed_regimes: frozenset[str] | None = None
+    # Sovereignty: exclude providers exposed to any extraterritorial law (SecNumCloud-like).
+    forbid_extraterritorial: bool = False
+    # Sovereignty: certifications valid at placement and for the whole expected run.
+    required_certifications: tuple[CertificationRequirement, ...] = ()
+    # Objective: internal carbon price turning tCO2e into money (currency per tCO2e).
+    carbon_price_per_tco2e: float = 100.0
+    # Deferral window for the workloads it governs unless they set their own.
+    max_delay: datetime.timedelta | None = None
+    # Defer only when a later slot lowers the objective by at least this fraction.
+    deferral_min_saving_fraction: float = 0.02
+    # Name of the ``Budget`` (same namespace) charged for the workloads it governs.
+    budget: str | None = None
 
     @property
     def key(self) -> str:
@@ -97,10 +227,71 @@ class Workload:
     created: datetime.datetime
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
     pods: tuple[str, ...] = ()
+    # Expected run time; drives projected cost, carbon and certification validity.
+    duration_hours: float = 1.0
+    # Deferral window: may wait at most this long after ``created`` ...
+    max_delay: datetime.timedelta | None = None
+    # ... and must finish by this instant (so start by deadline - duration).
+    deadline: datetime.datetime | None = None
+    # Accepts preemption, so it may use a pool's spot price.
+    spot: bool = False
+    # GPUs of each pod (same order as ``pods``); empty means "one pod needs all ``gpus``".
+    gpus_per_pod: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.gpus * self.duration_hours
+
+    @property
+    def largest_pod_gpus(self) -> int:
+        return max(self.gpus_per_pod, default=self.gpus)
+
+    @property
+    def data_residency(self) -> frozenset[str] | None:
+        """Countries or regimes named by the data-residency label; None without the label."""
+        value = self.labels.get(DATA_RESIDENCY_LABEL)
+        if value is None:
+            return None
+        return frozenset(part.strip() for part in value.split("_") if part.strip())
+
+
+class BudgetAction(enum.StrEnum):
+    """What the planner does when a placement would exceed a budget."""
+
+    DEFER = "Defer"  # wait for the next period
+    REJECT = "Reject"  # refuse the workload
+    DOWNGRADE = "Downgrade"  # fall back to cheaper pools that fit what is left
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Budget:
+    """A team's money and carbon allowance for the current period (a ``Budget`` object)."""
+
+    namespace: str
+    name: str
+    currency: str = "EUR"
+    money_limit: float | None = None
+    money_spent: float = 0.0
+    kgco2e_limit: float | None = None
+    kgco2e_spent: float = 0.0
+    period_end: datetime.datetime | None = None
+    action: BudgetAction = BudgetAction.DEFER
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def money_remaining(self) -> float | None:
+        return None if self.money_limit is None else self.money_limit - self.money_spent
+
+    @property
+    def kgco2e_remaining(self) -> float | None:
+        return None if self.kgco2e_limit is None else self.kgco2e_limit - self.kgco2e_spent
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -110,11 +301,19 @@ class Snapshot:
     pools: tuple[Pool, ...]
     policies: tuple[Policy, ...]
     workloads: tuple[Workload, ...]
+    budgets: tuple[Budget, ...] = ()
+    # Forecast grid intensity (gCO2e/kWh, before PUE) per grid zone, for deferral decisions.
+    forecasts: Mapping[str, series.TimeSeries] = dataclasses.field(default_factory=dict)
 
 
 class Outcome(enum.StrEnum):
     PLACED = "Placed"
+    # Waits until something changes (capacity, signals, policies); re-planned every round.
     HELD = "Held"
+    # Waits on purpose until ``Decision.not_before`` (cleaner slot, next budget period).
+    DEFERRED = "Deferred"
+    # Will never be placed as it stands (budget action Reject, gang larger than any pool).
+    REFUSED = "Refused"
 
 
 class Reason(enum.StrEnum):
@@ -129,6 +328,32 @@ class Reason(enum.StrEnum):
     NO_COMPLIANT_POOL = "NoCompliantPool"
     NO_POOL_WITH_ROOM = "NoPoolWithRoom"
     OUTRANKED = "Outranked"
+    # Placed: best objective (cost + priced carbon) though not the lowest-carbon pool.
+    BEST_OBJECTIVE = "BestObjective"
+    # Placed in a cheaper pool because the preferred one would exceed a budget.
+    DOWNGRADED_FOR_BUDGET = "DowngradedForBudget"
+    # Sovereignty (per pool).
+    LOCATION_UNKNOWN = "LocationUnknown"
+    REGIME_NOT_ALLOWED = "RegimeNotAllowed"
+    JURISDICTION_UNKNOWN = "JurisdictionUnknown"
+    EXTRATERRITORIAL_EXPOSURE = "ExtraterritorialExposure"
+    RESIDENCY_NOT_MET = "ResidencyNotMet"
+    CERTIFICATION_MISSING = "CertificationMissing"
+    CERTIFICATION_LEVEL_TOO_LOW = "CertificationLevelTooLow"
+    CERTIFICATION_NOT_VALID = "CertificationNotValid"
+    CERTIFICATION_EXPIRES_DURING_RUN = "CertificationExpiresDuringRun"
+    # Gangs and capacity.
+    POD_TOO_LARGE_FOR_NODE = "PodTooLargeForNode"
+    GANG_TOO_LARGE = "GangTooLarge"
+    # Held by the controller: fewer pods of the gang exist than its declared size.
+    GANG_INCOMPLETE = "GangIncomplete"
+    # Budgets.
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    BUDGET_UNKNOWN = "BudgetUnknown"
+    CURRENCY_MISMATCH = "CurrencyMismatch"
+    # Deferral.
+    DEFERRED_FOR_CLEANER_SLOT = "DeferredForCleanerSlot"
+    DEFERRED_UNTIL_UNDER_CEILING = "DeferredUntilUnderCeiling"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -150,7 +375,17 @@ class Decision:
     message: str
     pool: str | None = None
     policies: tuple[str, ...] = ()
+    # The most telling rejected pools, with why (bounded on large fleets; ``rejected_by_reason``
+    # counts every pool, and ``greenplace explain`` can say why any one pool lost).
     alternatives: tuple[Rejection, ...] = ()
+    # Deferred: re-plan at this instant (cleaner slot, next budget period).
+    not_before: datetime.datetime | None = None
+    # Placed: projection for the whole expected run in the chosen pool.
+    cost: float | None = None
+    kgco2e: float | None = None
+    objective: float | None = None
+    # Every pool that lost, counted by reason, sorted by reason code.
+    rejected_by_reason: tuple[tuple[Reason, int], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -161,7 +396,20 @@ class Plan:
     decisions: tuple[Decision, ...]
 
     def placed(self) -> tuple[Decision, ...]:
-        return tuple(d for d in self.decisions if d.outcome is Outcome.PLACED)
+        return self._with(Outcome.PLACED)
 
     def held(self) -> tuple[Decision, ...]:
-        return tuple(d for d in self.decisions if d.outcome is Outcome.HELD)
+        return self._with(Outcome.HELD)
+
+    def deferred(self) -> tuple[Decision, ...]:
+        return self._with(Outcome.DEFERRED)
+
+    def refused(self) -> tuple[Decision, ...]:
+        return self._with(Outcome.REFUSED)
+
+    def decision(self, workload: str) -> Decision | None:
+        """The decision for workload key ``namespace/name``, if it was in the snapshot."""
+        return next((d for d in self.decisions if d.workload == workload), None)
+
+    def _with(self, outcome: Outcome) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if d.outcome is outcome)

@@ -1,0 +1,246 @@
+"""Property-based tests: over random fleets, policies, budgets and forecasts, the plan never breaks
+a hard rule, never over-commits GPUs or budgets, and depends only on its input."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import random
+from typing import TypeVar
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from greenplace.domain import model
+from greenplace.engine import objective, planner
+from tests import builders as b
+
+T = TypeVar("T")
+COUNTRIES = ["FR", "DE", "NO", "US", ""]
+JURISDICTIONS = [b.LOCAL, b.LOCAL, b.CLOUD_ACT, None, model.Jurisdiction("DE")]
+
+
+def sometimes(strategy: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
+    """None three times out of four: most random policies should still let work through."""
+    return st.sampled_from([False, False, False, True]).flatmap(
+        lambda on: strategy if on else st.none()
+    )
+
+
+@st.composite
+def pools(draw: st.DrawFn, name: str) -> model.Pool:
+    certs = draw(
+        st.lists(
+            st.builds(
+                b.cert,
+                st.sampled_from(["HDS", "EUCS"]),
+                level=st.sampled_from(["", "basic", "high", "3.2"]),
+                until_days=st.floats(-1, 5),
+                from_days=sometimes(st.floats(-2, 1)),
+            ),
+            max_size=3,
+        )
+    )
+    free = draw(st.integers(0, 16))
+    return b.pool(
+        name,
+        country=draw(st.sampled_from(["FR", "FR", "DE", "DE", *COUNTRIES])),
+        gco2=draw(st.one_of(st.none(), *[st.floats(10, 800)] * 3)),
+        free=free,
+        total=free + draw(st.integers(0, 8)),
+        price=draw(st.floats(0.5, 5)),
+        pue=draw(st.floats(1, 2)),
+        jurisdiction=draw(st.sampled_from(JURISDICTIONS)),
+        certs=certs,
+        spot=draw(st.none() | st.floats(0.1, 2)),
+        embodied=draw(st.floats(0, 100)),
+        per_node=draw(st.none() | st.sampled_from([4, 8])),
+    )
+
+
+@st.composite
+def policies(draw: st.DrawFn, name: str) -> model.Policy:
+    return b.policy(
+        name,
+        countries=draw(sometimes(st.sets(st.sampled_from(COUNTRIES[:4]), min_size=1))),
+        ceiling=draw(sometimes(st.floats(50, 900))),
+        match=draw(st.sampled_from([{}, {}, {}, {"team": "a"}])),
+        regimes=draw(sometimes(st.sampled_from([{"EU"}, {"EEA"}]))),
+        no_foreign_law=draw(st.sampled_from([False, False, True])),
+        certs=draw(st.sampled_from([{}, {}, {}, {"HDS": ""}, {"EUCS": "basic"}, {"EUCS": "high"}])),
+        carbon_price=draw(st.sampled_from([0.0, 100.0, 5_000.0])),
+        budget=draw(st.sampled_from([None, None, "team"])),
+    )
+
+
+@st.composite
+def workloads(draw: st.DrawFn, name: str) -> model.Workload:
+    pods = draw(st.lists(st.integers(1, 8), min_size=1, max_size=3))
+    return b.workload(
+        name,
+        at=draw(st.integers(0, 5)),
+        labels={"team": draw(st.sampled_from(["a", "b"]))},
+        hours=draw(st.floats(0.5, 30)),
+        max_delay_h=draw(st.none() | st.floats(0, 6)),
+        deadline_h=draw(st.none() | st.floats(0, 12)),
+        spot=draw(st.booleans()),
+        pods=pods,
+        residency=draw(st.sampled_from([None, "FR", "EU", "DE_NO"])),
+    )
+
+
+@st.composite
+def snapshots(draw: st.DrawFn) -> model.Snapshot:
+    fleet = [draw(pools(f"p{i}")) for i in range(draw(st.integers(0, 10)))]
+    rules = [draw(policies(f"r{i}")) for i in range(draw(st.integers(1, 2)))]
+    jobs = [draw(workloads(f"w{i}")) for i in range(draw(st.integers(1, 14)))]
+    budgets = draw(
+        st.sampled_from(
+            [
+                [b.budget()],
+                [b.budget(money=draw(st.floats(0, 200)), kg=draw(sometimes(st.floats(0, 5))))],
+                [b.budget(money=50, action=draw(st.sampled_from(list(model.BudgetAction))))],
+            ]
+        )
+    )
+    forecasts = {}
+    if draw(st.booleans()):
+        for zone in ("FR", "DE", "NO"):
+            values = draw(st.lists(st.floats(10, 800), min_size=4, max_size=24))
+            forecasts[zone] = b.forecast(*values)
+    return b.snapshot(fleet, rules, jobs, budgets=budgets, forecasts=forecasts)
+
+
+def violations(snapshot: model.Snapshot, now: datetime.datetime, plan: model.Plan) -> list[str]:
+    """An independent, deliberately naive re-check of every placement against the rules."""
+    pools = {p.name: p for p in snapshot.pools}
+    workloads = {w.key: w for w in snapshot.workloads}
+    budgets = {x.key: x for x in snapshot.budgets}
+    used: collections.Counter[str] = collections.Counter()
+    money: collections.Counter[str] = collections.Counter()
+    kg: collections.Counter[str] = collections.Counter()
+    found = []
+    for decision in plan.placed():
+        assert decision.pool is not None
+        pool, work = pools[decision.pool], workloads[decision.workload]
+        governing = [p for p in snapshot.policies if p.selects(work)]
+        where = f"{work.key} in {pool.name}"
+        found += [f"{where}: {broken}" for broken in _broken(pool, work, governing, budgets, now)]
+        used[pool.name] += work.gpus
+        price = max(p.carbon_price_per_tco2e for p in governing)
+        estimate = objective.estimate(
+            objective.rate(pool, spot=work.spot, carbon_price_per_tco2e=price),
+            work.gpu_hours,
+            pool.gco2_per_kwh,
+        )
+        for key in {f"{p.namespace}/{p.budget}" for p in governing if p.budget}:
+            money[key] += estimate.cost
+            kg[key] += estimate.kgco2e
+    for name, gpus in used.items():
+        if gpus > pools[name].gpus_free:
+            found.append(f"{name}: {gpus} GPUs placed, {pools[name].gpus_free} free")
+    for budget in snapshot.budgets:
+        for spent, left in ((money, budget.money_remaining), (kg, budget.kgco2e_remaining)):
+            if left is not None and spent[budget.key] > left + 1e-6:
+                found.append(f"{budget.key}: {spent[budget.key]} spent, {left} left")
+    return found
+
+
+def _broken(
+    pool: model.Pool,
+    work: model.Workload,
+    governing: list[model.Policy],
+    budgets: dict[str, model.Budget],
+    now: datetime.datetime,
+) -> list[str]:
+    country, jurisdiction = pool.location.country, pool.jurisdiction
+    end = now + datetime.timedelta(hours=work.duration_hours)
+    broken = [] if governing else ["no policy"]
+    if pool.gpus_per_node is not None and work.largest_pod_gpus > pool.gpus_per_node:
+        broken.append("pod larger than a node")
+    residency = work.data_residency
+    if residency is not None:
+        allowed = set(residency).union(*(model.REGIMES.get(r, set()) for r in residency))
+        if country not in allowed:
+            broken.append("residency")
+    for policy in governing:
+        if policy.allowed_countries is not None and country not in policy.allowed_countries:
+            broken.append("country")
+        if policy.allowed_regimes is not None:
+            members = set().union(*(model.REGIMES[r] for r in policy.allowed_regimes))
+            if jurisdiction is None or not {country, jurisdiction.legal_home} <= members:
+                broken.append("regime")
+        if policy.forbid_extraterritorial and (jurisdiction is None or jurisdiction.exposures):
+            broken.append("extraterritorial")
+        for req in policy.required_certifications:
+            if not any(_satisfies(c, req, now, end) for c in pool.certifications):
+                broken.append(f"certification {req.name}")
+        ceiling = policy.max_gco2_per_kwh
+        intensity = pool.effective_gco2_per_kwh
+        if ceiling is not None and (intensity is None or intensity > ceiling):
+            broken.append("carbon ceiling")
+        budget = budgets.get(f"{policy.namespace}/{policy.budget}")
+        if policy.budget and budget is None:
+            broken.append("budget unknown")
+        money_rule = budget is not None and budget.money_limit is not None
+        if money_rule and budget is not None and budget.currency != pool.currency:
+            broken.append("currency")
+    return broken
+
+
+def _satisfies(
+    cert: model.Certification,
+    req: model.CertificationRequirement,
+    now: datetime.datetime,
+    end: datetime.datetime,
+) -> bool:
+    minimum, level = model.level_rank(req.min_level), model.level_rank(cert.level)
+    if cert.name != req.name or minimum is None or level is None:
+        return False
+    return level >= minimum and cert.valid_over(now, end)
+
+
+@settings(max_examples=150, deadline=None)
+@given(snapshots(), st.integers(0, 3))
+def test_no_hard_rule_capacity_or_budget_is_ever_broken(
+    snapshot: model.Snapshot, offset_h: int
+) -> None:
+    now = b.T0 + offset_h * b.HOUR
+    plan = planner.plan(snapshot, now)
+    assert violations(snapshot, now, plan) == []
+    assert len(plan.decisions) == len(snapshot.workloads)
+    for decision in plan.decisions:
+        assert decision.message.startswith(decision.workload)
+        if decision.outcome is model.Outcome.DEFERRED and decision.not_before is not None:
+            assert decision.not_before > now
+
+
+@settings(max_examples=60, deadline=None)
+@given(snapshots(), st.randoms(use_true_random=False))
+def test_same_input_same_plan_whatever_the_order(
+    snapshot: model.Snapshot, rnd: random.Random
+) -> None:
+    first = planner.plan(snapshot, b.T0)
+    assert planner.plan(snapshot, b.T0) == first
+    shuffled = dataclasses.replace(
+        snapshot,
+        pools=tuple(rnd.sample(snapshot.pools, len(snapshot.pools))),
+        policies=tuple(rnd.sample(snapshot.policies, len(snapshot.policies))),
+        workloads=tuple(rnd.sample(snapshot.workloads, len(snapshot.workloads))),
+    )
+    assert planner.plan(shuffled, b.T0) == first
+
+
+@settings(max_examples=60, deadline=None)
+@given(snapshots())
+def test_full_detail_never_changes_a_decision(snapshot: model.Snapshot) -> None:
+    keys = {w.key for w in snapshot.workloads}
+    brief, full = planner.plan(snapshot, b.T0), planner.plan(snapshot, b.T0, detail_for=keys)
+    for short, long in zip(brief.decisions, full.decisions, strict=True):
+        assert (short.outcome, short.reason, short.pool) == (long.outcome, long.reason, long.pool)
+        assert short.rejected_by_reason == long.rejected_by_reason
+        assert sum(n for _, n in long.rejected_by_reason) >= len(long.alternatives)
+        if long.reason not in (model.Reason.NO_POLICY, model.Reason.BUDGET_UNKNOWN):
+            losers = {r.pool for r in long.alternatives}
+            assert losers | {long.pool} >= {p.name for p in snapshot.pools} - {None}

@@ -90,11 +90,15 @@ def down(quiet: bool = False) -> int:
 def demo(kubeconfig: pathlib.Path) -> int:
     log = RUN_DIR / "logs" / "operator.log"
     (port,) = cluster.free_ports(1)
+    # The address the API server uses to call the webhook: loopback for the local control plane;
+    # for kind, an address of this machine that its containers reach (e.g. the bridge gateway).
+    webhook_host = os.environ.get("GREENPLACE_WEBHOOK_HOST", "127.0.0.1")
     with log.open("ab") as out:
         operator = subprocess.Popen(
             [sys.executable, "-m", "greenplace.cli.main", "operate",
              f"--kubeconfig={kubeconfig}", "--out-of-cluster",
-             f"--webhook-port={port}"],
+             f"--webhook-port={port}", f"--webhook-host={webhook_host}",
+             f"--webhook-listen={'127.0.0.1' if webhook_host == '127.0.0.1' else '0.0.0.0'}"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     cluster.record_pid(RUN_DIR, "greenplace-operator", operator.pid)

@@ -7,11 +7,14 @@ against an existing cluster instead (kwok is then started against it for the fak
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
 import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -82,14 +85,27 @@ def kube() -> Iterator[Kube]:
         yield k
 
 
+@dataclasses.dataclass(frozen=True)
+class RunningOperator:
+    runner: KopfRunner
+    metrics_url: str
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            return str(response.read().decode())
+
+
 @pytest.fixture(scope="module")
-def operator(kube: Kube) -> Iterator[KopfRunner]:
+def operator(kube: Kube) -> Iterator[RunningOperator]:
     """The real operator (kopf, webhook server and placement loop) in a thread."""
-    (port,) = cluster.free_ports(1)
+    port, metrics_port = cluster.free_ports(2)
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kube.kubeconfig)
     settings_config = handlers.OperatorConfig(
-        kubeconfig=str(kube.kubeconfig), webhook_port=port, resync_seconds=5
+        kubeconfig=str(kube.kubeconfig),
+        webhook_port=port,
+        metrics_port=metrics_port,
+        resync_seconds=5,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings_config)
@@ -100,7 +116,7 @@ def operator(kube: Kube) -> Iterator[KopfRunner]:
     )
     with runner:
         wait_for(lambda: cluster.port_open(port) and _webhook_registered(kube), 60, "webhook")
-        yield runner
+        yield RunningOperator(runner, f"http://127.0.0.1:{metrics_port}/metrics")
     if previous is None:
         os.environ.pop("KUBECONFIG", None)
     else:
@@ -112,3 +128,44 @@ def operator(kube: Kube) -> Iterator[KopfRunner]:
 def _webhook_registered(kube: Kube) -> bool:
     result = kube.kubectl("get", "mutatingwebhookconfiguration", "greenplace.dev", "-o", "json")
     return result.returncode == 0 and bool(json.loads(result.stdout).get("webhooks"))
+
+
+class OperatorProcess:
+    """``greenplace operate`` in its own process, so a test can crash it and start it again."""
+
+    def __init__(self, kube: Kube, log: pathlib.Path, port: int) -> None:
+        self.kube, self.log, self.port = kube, log, port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, **env: str) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "greenplace.cli.main", "operate",
+                 f"--kubeconfig={self.kube.kubeconfig}", "--out-of-cluster",
+                 f"--webhook-port={self.port}"],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            )  # fmt: skip
+        wait_for(lambda: cluster.port_open(self.port) or self.process.poll() is not None, 60,
+                 "operator webhook")  # fmt: skip
+        assert self.process.poll() is None, self.log.read_text()[-3000:]
+
+    def wait_exit(self, timeout_s: float = 60) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout=timeout_s)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture
+def operator_process(kube: Kube, tmp_path: pathlib.Path) -> Iterator[OperatorProcess]:
+    (port,) = cluster.free_ports(1)
+    process = OperatorProcess(kube, tmp_path / "operator.log", port)
+    yield process
+    process.stop()

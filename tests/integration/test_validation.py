@@ -16,7 +16,7 @@ from tests.integration.conftest import Kube
 pytestmark = pytest.mark.cluster
 
 GOOD_POOL: dict[str, Any] = {
-    "nodeSelector": {"greenplace.dev/pool": "x"},
+    "nodeSelector": {"greenplace.dev/pool": "bad"},
     "location": {"provider": "p", "region": "r", "country": "FR", "gridZone": "FR"},
     "gpu": {"model": "H100", "tdpWatts": 700, "idleWatts": 80},
     "price": {"currency": "EUR", "onDemandPerGpuHour": 2.5},

@@ -57,7 +57,7 @@ def test_free_gpus_subtract_bound_and_released_pods() -> None:
     cache.put_pod(pod("elsewhere", 4, nodeName="other"))
     cache.put_pod(pod("waiting", 1, schedulingGates=[{"name": podspec.GATE}]))
 
-    snap = snapshot.build(snapshot.gather(cache))
+    snap = snapshot.build(snapshot.gather(cache)).snapshot
     (fr,) = snap.pools
     assert (fr.gpus_total, fr.gpus_free) == (16, 11)
     assert fr.gco2_per_kwh == 50
@@ -70,7 +70,7 @@ def test_garbage_annotations_and_quantities_never_crash() -> None:
     cache.put_pod(pod("a", 1, annotations={podspec.PLACEMENT_ANNOTATION: "{not json"}))
     cache.put_pod(pod("b", 1, annotations={podspec.PLACEMENT_ANNOTATION: '"a string"'}))
     cache.put_node(node("n3", 0) | {"status": {"allocatable": {"nvidia.com/gpu": "lots"}}})
-    snap = snapshot.build(snapshot.gather(cache))
+    snap = snapshot.build(snapshot.gather(cache)).snapshot
     assert snap.pools[0].gpus_free == 16
 
 
@@ -93,3 +93,44 @@ def test_only_planning_changes_wake_the_loop() -> None:
     assert not cache.changed.is_set()
     cache.put_pod(pod("x", 1, nodeName="n1"))
     assert cache.changed.is_set()
+
+
+def job_pod(name: str, job: str, gpus: int = 2, size: str | None = None) -> dict[str, Any]:
+    body = pod(name, gpus, schedulingGates=[{"name": podspec.GATE}])
+    body["metadata"]["ownerReferences"] = [
+        {"kind": "Job", "name": job, "controller": True, "uid": job, "apiVersion": "batch/v1"}
+    ]
+    if size is not None:
+        body["metadata"]["annotations"][snapshot.GANG_SIZE_ANNOTATION] = size
+    return body
+
+
+def test_pods_of_one_job_are_one_workload() -> None:
+    cache = filled_cache()
+    for i in range(3):
+        cache.put_pod(job_pod(f"train-{i}", "train"))
+    cache.put_pod(pod("solo", 1, schedulingGates=[{"name": podspec.GATE}]))
+    built = snapshot.build(snapshot.gather(cache))
+    by_name = {w.name: w for w in built.snapshot.workloads}
+    assert set(by_name) == {"train", "solo"}
+    assert by_name["train"].gpus == 6
+    assert by_name["train"].gpus_per_pod == (2, 2, 2)
+    assert [p.name for p in built.members["ns/train"]] == ["train-0", "train-1", "train-2"]
+
+
+def test_a_gang_smaller_than_its_declared_size_waits() -> None:
+    cache = filled_cache()
+    cache.put_pod(job_pod("w-0", "big", size="3"))
+    cache.put_pod(job_pod("w-1", "big", size="3"))
+    built = snapshot.build(snapshot.gather(cache))
+    assert built.snapshot.workloads == ()
+    assert [p.name for p in built.incomplete["ns/big"]] == ["w-0", "w-1"]
+    cache.put_pod(job_pod("w-2", "big", size="3"))
+    built = snapshot.build(snapshot.gather(cache))
+    assert [w.name for w in built.snapshot.workloads] == ["big"]
+
+
+def test_an_unreadable_gang_size_does_not_block() -> None:
+    cache = filled_cache()
+    cache.put_pod(job_pod("w-0", "odd", size="three"))
+    assert [w.name for w in snapshot.build(snapshot.gather(cache)).snapshot.workloads] == ["odd"]

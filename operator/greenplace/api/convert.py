@@ -8,10 +8,16 @@ carbon intensity) are arguments, because they come from the cluster or a signal,
 
 from __future__ import annotations
 
+import datetime
+
 from greenplace.api import models
 from greenplace.domain import model
 
-__all__ = ["policy_to_domain", "pool_to_domain"]
+__all__ = ["CARBON_FIRST_PRICE_PER_TONNE", "policy_to_domain", "pool_to_domain"]
+
+# Without an objective a policy ranks carbon first: a carbon price this high (1,000 per kg)
+# makes any realistic difference in gCO2e outweigh any difference in price per GPU-hour.
+CARBON_FIRST_PRICE_PER_TONNE = 1_000_000.0
 
 
 def pool_to_domain(
@@ -20,6 +26,7 @@ def pool_to_domain(
     *,
     gpus_total: int,
     gpus_free: int,
+    gpus_per_node: int | None = None,
     gco2_per_kwh: float | None = None,
 ) -> model.Pool:
     """A domain pool; without an observed intensity the spec's fallback value is used."""
@@ -42,16 +49,57 @@ def pool_to_domain(
         pue=spec.pue,
         gco2_per_kwh=gco2_per_kwh,
         node_labels=dict(spec.node_selector),
+        jurisdiction=(
+            model.Jurisdiction(
+                legal_home=spec.jurisdiction.legal_home,
+                exposures=frozenset(spec.jurisdiction.exposures),
+            )
+            if spec.jurisdiction
+            else None
+        ),
+        certifications=tuple(
+            model.Certification(
+                name=c.name,
+                level=c.level or "",
+                # valid through the whole last day
+                valid_until=datetime.datetime.combine(
+                    c.expires, datetime.time.max, tzinfo=datetime.UTC
+                ),
+            )
+            for c in spec.certifications
+        ),
+        spot_price_per_gpu_hour=spec.price.spot_per_gpu_hour,
+        gpu_watts=spec.gpu.tdp_watts,
+        embodied_gco2_per_gpu_hour=spec.embodied_grams_per_gpu_hour,
+        gpus_per_node=gpus_per_node,
     )
 
 
 def policy_to_domain(namespace: str, name: str, spec: models.PlacementPolicySpec) -> model.Policy:
+    sovereignty = spec.sovereignty
     return model.Policy(
         namespace=namespace,
         name=name,
         match_labels=dict(spec.pod_selector.match_labels),
         allowed_countries=(
-            frozenset(spec.sovereignty.allowed_countries) if spec.sovereignty else None
+            frozenset(sovereignty.allowed_countries)
+            if sovereignty and sovereignty.allowed_countries
+            else None
+        ),
+        allowed_regimes=(
+            frozenset(sovereignty.allowed_regimes)
+            if sovereignty and sovereignty.allowed_regimes
+            else None
+        ),
+        forbid_extraterritorial=bool(sovereignty and sovereignty.forbid_extraterritorial_exposure),
+        required_certifications=tuple(
+            model.CertificationRequirement(name=r.name, min_level=r.min_level)
+            for r in (sovereignty.required_certifications or [] if sovereignty else [])
         ),
         max_gco2_per_kwh=spec.carbon.max_grams_per_kwh if spec.carbon else None,
+        carbon_price_per_tco2e=(
+            spec.objective.carbon_price_per_tonne
+            if spec.objective
+            else CARBON_FIRST_PRICE_PER_TONNE
+        ),
     )

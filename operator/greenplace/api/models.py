@@ -32,6 +32,8 @@ __all__ = [
 
 GROUP = "greenplace.dev"
 VERSION = "v1alpha1"
+# The node label that names a node's pool; every GpuPool's nodeSelector must carry it.
+POOL_LABEL = "greenplace.dev/pool"
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
@@ -211,14 +213,54 @@ class LabelSelector(Model):
     )
 
 
-class Sovereignty(Model):
-    """Hard rules: a pool that breaks one is never used."""
+class CertificationRequirement(Model):
+    """A certification every pool must hold, valid on the day of placement and for the run."""
 
-    allowed_countries: list[Country] = pydantic.Field(
+    name: Name = pydantic.Field(description="Certification name, e.g. SecNumCloud.")
+    min_level: str = pydantic.Field(
+        "", max_length=64, description="Lowest acceptable level: a version (3.2) or an EUCS level."
+    )
+
+
+class Sovereignty(Model):
+    """Hard rules: a pool that breaks one is never used; a pool missing a fact a rule needs
+    (its jurisdiction, a certification date) fails that rule."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.allowedCountries) || has(self.allowedRegimes) || "
+                    "(has(self.forbidExtraterritorialExposure) && "
+                    "self.forbidExtraterritorialExposure) || has(self.requiredCertifications)",
+                    "set at least one rule: allowedCountries, allowedRegimes, "
+                    "forbidExtraterritorialExposure or requiredCertifications",
+                )
+            ]
+        }
+    )
+
+    allowed_countries: list[Country] | None = pydantic.Field(
+        None,
         min_length=1,
         max_length=249,
         description="Countries whose pools may run the pods (ISO alpha-2).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    allowed_regimes: list[Literal["EU", "EEA"]] | None = pydantic.Field(
+        None,
+        min_length=1,
+        description="Legal regimes that both the pool's country and its provider's legal home "
+        "must belong to.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    forbid_extraterritorial_exposure: bool = pydantic.Field(
+        False,
+        description="Refuse providers exposed to any extraterritorial law (e.g. US CLOUD Act), "
+        "as SecNumCloud requires.",
+    )
+    required_certifications: list[CertificationRequirement] | None = pydantic.Field(
+        None, min_length=1, max_length=16
     )
 
 
@@ -230,16 +272,34 @@ class Carbon(Model):
     )
 
 
+class Objective(Model):
+    """How compliant pools are ranked: cost plus carbon priced at an internal carbon price."""
+
+    carbon_price_per_tonne: float = pydantic.Field(
+        ge=0,
+        le=1_000_000,
+        description="Internal carbon price in the pool's currency per tCO2e. Without an "
+        "objective, greenplace ranks carbon first (lowest gCO2e) and uses price to break ties.",
+    )
+
+
 class PlacementPolicySpec(Model):
     """How the selected pods of this namespace may be placed."""
 
     pod_selector: LabelSelector = pydantic.Field(default_factory=LabelSelector)
     sovereignty: Sovereignty | None = None
     carbon: Carbon | None = None
+    objective: Objective | None = None
 
 
 class PlacementPolicyStatus(Model):
     observed_generation: int | None = None
+    allowed_pools: list[Name] | None = pydantic.Field(
+        None,
+        description="GpuPools passing this policy's hard sovereignty rules now; the admission "
+        "policy only lets a pod out of its gate towards these.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     placed: int | None = pydantic.Field(None, description="Pods placed under this policy.")
     held: int | None = pydantic.Field(None, description="Pods waiting under this policy.")
     conditions: list[Condition] = pydantic.Field(default_factory=list)

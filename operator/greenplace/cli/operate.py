@@ -39,15 +39,24 @@ def register(subparsers: Any) -> None:
         type=pathlib.Path,
         help="directory with tls.crt, tls.key and ca.crt (in-cluster: the mounted Secret)",
     )
+    parser.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve health on this endpoint, e.g. http://0.0.0.0:8080/healthz (fails when the "
+        "placement loop is dead or stuck)",
+    )
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    logging.getLogger("greenplace").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if not args.verbose:  # kopf reports every watch event's handler at INFO: too chatty
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -64,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         webhook_port=args.webhook_port,
         webhook_certs=certs,
         manage_webhook_configuration=args.out_of_cluster,
+        metrics_port=args.metrics_port,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)
@@ -73,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
             settings=handlers.settings_for(config),
             clusterwide=True,
             standalone=True,
+            liveness_endpoint=args.liveness,
         )
     )
     return 0

@@ -79,6 +79,7 @@ class Cache:
         self.pods: dict[str, CachedPod] = {}
         self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
         self.changed = asyncio.Event()
+        self.last_cycle = datetime.datetime.now(datetime.UTC)  # set by the placement loop
 
     # --- GpuPool -------------------------------------------------------------
     def put_pool(self, body: Mapping[str, Any]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client
 
 from greenplace.controller import cache as cache_
-from greenplace.controller import kube, podspec, snapshot, status
+from greenplace.controller import faults, kube, podspec, snapshot, status
 from greenplace.domain import model
 from greenplace.engine import planner
 
@@ -38,6 +38,7 @@ class CycleReport:
     placed: int = 0
     held: int = 0
     conflicts: int = 0
+    refused: int = 0  # writes an admission policy refused (e.g. namespace without a policy)
     errors: int = 0
     plan: model.Plan | None = None
 
@@ -53,7 +54,7 @@ class CycleReport:
         phases = " ".join(f"{k}={v * 1000:.1f}ms" for k, v in self.phase_seconds.items())
         return (
             f"cycle: placed={self.placed} held={self.held} conflicts={self.conflicts} "
-            f"errors={self.errors} {phases}"
+            f"refused={self.refused} errors={self.errors} {phases}"
         )
 
 
@@ -67,27 +68,32 @@ async def run_cycle(
     with report.phase("1-gather"):
         gathered = snapshot.gather(cache)
     with report.phase("2-snapshot"):
-        snap = snapshot.build(gathered)
+        built = snapshot.build(gathered)
+        snap = built.snapshot
     with report.phase("3-plan"):
         plan = planner.plan(snap, now)
         report.plan = plan
     with report.phase("4-apply"):
-        pods = {p.key: p for p in gathered.pods}
+        if recorder is not None:  # the admission policy needs them before any release
+            await recorder.publish_allowed_pools(gathered, snap, now)
         pools = {p.name: p for p in snap.pools}
         guard = asyncio.Semaphore(APPLY_CONCURRENCY)
+        decisions = [*plan.decisions, *(_incomplete(k, m) for k, m in built.incomplete.items())]
 
-        async def apply_one(decision: model.Decision) -> None:
+        async def apply_one(decision: model.Decision, pod: cache_.CachedPod) -> None:
             async with guard:
                 await _apply(
-                    decision,
-                    pod=pods[decision.workload],
-                    pools=pools,
-                    cache=cache,
-                    writer=writer,
-                    report=report,
+                    decision, pod=pod, pools=pools, cache=cache, writer=writer, report=report
                 )
 
-        await asyncio.gather(*(apply_one(d) for d in plan.decisions if d.workload in pods))
+        await asyncio.gather(
+            *(
+                apply_one(decision, pod)
+                for decision in decisions
+                for pod in built.members.get(decision.workload)
+                or built.incomplete.get(decision.workload, ())
+            )
+        )
     with report.phase("5-record"):
         if recorder is not None:
             await recorder.record(gathered, snap, plan)
@@ -108,6 +114,7 @@ async def _apply(
             record = _placement_record(decision, pools[decision.pool], report.at)
             ops = podspec.placement_patch(pod.body, pools[decision.pool].node_labels, record)
             cache.put_pod(await writer.patch_pod(pod.namespace, pod.name, ops))
+            faults.after_placement()
             report.placed += 1
             await writer.pod_event(pod.body, "Normal", "Placed", decision.message)
         else:
@@ -119,9 +126,24 @@ async def _apply(
     except kube.WriteConflictError as conflict:
         report.conflicts += 1
         logger.info("re-planning later: %s", conflict)
+    except kube.AdmissionRefusedError as refused:
+        report.refused += 1
+        logger.debug("admission refused: %s", refused)
     except client.ApiException as error:
         report.errors += 1
         logger.warning("pod %s: API error %s %s", pod.key, error.status, error.reason)
+
+
+def _incomplete(key: str, members: tuple[cache_.CachedPod, ...]) -> model.Decision:
+    return model.Decision(
+        workload=key,
+        outcome=model.Outcome.HELD,
+        reason=model.Reason.GANG_INCOMPLETE,
+        message=(
+            f"{key} held: gang has {len(members)} waiting pods, fewer than its "
+            f"{snapshot.GANG_SIZE_ANNOTATION} annotation; it is placed whole or not at all"
+        ),
+    )
 
 
 def _placement_record(

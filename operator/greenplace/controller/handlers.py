@@ -21,11 +21,12 @@ import tempfile
 from typing import Any
 
 import kopf
+import prometheus_client
 from kubernetes import client
 
 from greenplace.api import models
 from greenplace.controller import cache as cache_
-from greenplace.controller import cycle, kube, podspec, status, webhook
+from greenplace.controller import cycle, kube, metrics, podspec, status, webhook
 
 __all__ = ["OperatorConfig", "register", "settings_for"]
 
@@ -42,8 +43,14 @@ class OperatorConfig:
     webhook_port: int = 9443
     webhook_certs: webhook.ServingFiles | None = None  # None: self-signed for webhook_host
     manage_webhook_configuration: bool = True  # False when the Helm chart owns it
+    metrics_port: int | None = None  # serve /metrics on 0.0.0.0:PORT when set
     resync_seconds: float = 30.0
     debounce_seconds: float = 0.2
+
+    @property
+    def stale_after_seconds(self) -> float:
+        """A loop that has not finished a cycle for this long is reported dead (liveness)."""
+        return 3 * self.resync_seconds + 30
 
 
 def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
@@ -60,6 +67,8 @@ def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.Cache:
     """Register every handler of greenplace on ``registry``; return the cache they feed."""
     cache = cache_.Cache()
+    collectors = prometheus_client.CollectorRegistry()
+    placement_metrics = metrics.PlacementMetrics(collectors)
     group = models.GROUP
 
     @kopf.on.login(registry=registry)
@@ -88,13 +97,30 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
             url = f"https://{config.webhook_host}:{config.webhook_port}"
             await webhook.ensure_configuration(api, url, files.ca)
         await _seed(cache, api)
-        memo["loop"] = asyncio.create_task(_placement_loop(cache, kube.KubeWriter(api), config))
+        if config.metrics_port is not None:
+            prometheus_client.start_http_server(config.metrics_port, registry=collectors)
+        memo["loop"] = asyncio.create_task(
+            _placement_loop(cache, kube.KubeWriter(api), config, placement_metrics)
+        )
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
         task = memo.get("loop")
         if task is not None:
             task.cancel()
+
+    @kopf.on.probe(id="placementLoop", registry=registry)
+    async def placement_loop_alive(memo: kopf.Memo, **_: Any) -> float:
+        """Seconds since the last finished cycle; raising makes the liveness endpoint fail."""
+        task = memo.get("loop")
+        if task is None:
+            return 0.0  # still starting
+        if task.done():
+            raise kopf.PermanentError("the placement loop has stopped")
+        age = (datetime.datetime.now(datetime.UTC) - cache.last_cycle).total_seconds()
+        if age > config.stale_after_seconds:
+            raise kopf.PermanentError(f"no placement cycle for {age:.0f}s")
+        return age
 
     @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operations={"CREATE"}, registry=registry)
     async def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
@@ -153,7 +179,12 @@ async def _seed(cache: cache_.Cache, api: client.ApiClient) -> None:
         cache.put_pod(body)
 
 
-async def _placement_loop(cache: cache_.Cache, writer: kube.Writer, config: OperatorConfig) -> None:
+async def _placement_loop(
+    cache: cache_.Cache,
+    writer: kube.Writer,
+    config: OperatorConfig,
+    placement_metrics: metrics.PlacementMetrics,
+) -> None:
     recorder = status.StatusRecorder(writer)
     for name, error in cache.invalid.items():
         logger.warning("ignoring invalid %s: %s", name, error)
@@ -167,11 +198,13 @@ async def _placement_loop(cache: cache_.Cache, writer: kube.Writer, config: Oper
         try:
             now = datetime.datetime.now(datetime.UTC)
             report = await cycle.run_cycle(cache, writer, now, recorder)
+            cache.last_cycle = now
+            placement_metrics.observe(report)
         except asyncio.CancelledError:
             raise
         except Exception:  # never let one bad cycle stop placement for good
             logger.exception("placement cycle failed; retrying at the next change or resync")
             await asyncio.sleep(1.0)
             continue
-        if report.placed or report.held or report.conflicts or report.errors:
-            logger.info(report.summary())
+        busy = report.placed or report.conflicts or report.errors
+        logger.log(logging.INFO if busy else logging.DEBUG, report.summary())

@@ -6,13 +6,16 @@ cycle can be tested with a recording fake), and ``KubeWriter`` implements it wit
 client, running its blocking calls in threads so the operator's event loop never stalls.
 
 Contract: every method raises ``WriteConflictError`` when the object changed or vanished under us
-(the cycle then simply re-plans from fresher state) and ``client.ApiException`` otherwise.
+(the cycle then simply re-plans from fresher state), ``AdmissionRefusedError`` when an admission
+policy refused the write (expected while a namespace has no PlacementPolicy), and
+``client.ApiException`` otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -21,11 +24,15 @@ from kubernetes import client, config
 
 from greenplace.api import models
 
-__all__ = ["KubeWriter", "WriteConflictError", "Writer", "api_client"]
+__all__ = ["AdmissionRefusedError", "KubeWriter", "WriteConflictError", "Writer", "api_client"]
 
 
 class WriteConflictError(Exception):
     """The object changed (resourceVersion test failed) or was deleted; re-plan and retry."""
+
+
+class AdmissionRefusedError(Exception):
+    """An admission policy or webhook refused the write; the message is the API server's."""
 
 
 class Writer(Protocol):
@@ -68,8 +75,12 @@ class KubeWriter:
             try:
                 pod = self._core.patch_namespaced_pod(name, namespace, ops)
             except client.ApiException as error:
-                if error.status in (404, 409, 422) and _is_conflict(error):
+                if _is_conflict(error):
                     raise WriteConflictError(f"pod {namespace}/{name}: {error.reason}") from error
+                if error.status in (403, 422) and "admission" in (error.body or "").lower():
+                    raise AdmissionRefusedError(
+                        f"pod {namespace}/{name}: {_message(error)}"
+                    ) from error
                 raise
             result: Mapping[str, Any] = self._core.api_client.sanitize_for_serialization(pod)
             return result
@@ -127,7 +138,15 @@ class KubeWriter:
 
 
 def _is_conflict(error: client.ApiException) -> bool:
-    """404: pod gone; 409: conflict; 422 from a failed JSON-patch ``test`` op."""
+    """404: gone; 409: conflict; 422 from a failed JSON-patch ``test`` or ``remove`` op."""
     if error.status in (404, 409):
         return True
-    return "test" in (error.body or "") or "resourceVersion" in (error.body or "")
+    body = error.body or ""
+    return error.status == 422 and ("testing value" in body or "nonexistent" in body)
+
+
+def _message(error: client.ApiException) -> str:
+    try:
+        return str(json.loads(error.body or "{}").get("message", error.reason))
+    except ValueError:
+        return str(error.reason)

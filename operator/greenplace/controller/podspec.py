@@ -18,6 +18,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from greenplace.api import models
+
 __all__ = [
     "GATE",
     "GPU_RESOURCE",
@@ -36,7 +38,7 @@ GATE = "greenplace.dev/placement"
 GPU_RESOURCE = "nvidia.com/gpu"
 PLACEMENT_ANNOTATION = "greenplace.dev/placement"
 HOLD_ANNOTATION = "greenplace.dev/held"
-POOL_LABEL = "greenplace.dev/pool"
+POOL_LABEL = models.POOL_LABEL
 
 Pod = Mapping[str, Any]
 

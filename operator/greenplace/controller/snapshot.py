@@ -4,18 +4,26 @@ Why this module exists: the planner sees values, not watches. This is where obse
 becomes those values, with one rule for capacity that holds across rounds: a pool's free GPUs
 are its nodes' allocatable GPUs minus the requests of every live pod bound to them, minus the
 pods greenplace has released to the pool that the scheduler has not bound yet.
+
+Gangs: gated pods that share the label ``greenplace.dev/gang`` or the same controlling Job are
+one workload, placed in one pool or not at all. A gang that declares its size (annotation
+``greenplace.dev/gang-size``) is not planned until that many of its pods are waiting.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Iterable
 
 from greenplace.api import convert
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 
-__all__ = ["Gathered", "build", "gather"]
+__all__ = ["GANG_LABEL", "GANG_SIZE_ANNOTATION", "Built", "Gathered", "build", "gather"]
+
+GANG_LABEL = "greenplace.dev/gang"
+GANG_SIZE_ANNOTATION = "greenplace.dev/gang-size"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +54,16 @@ def pool_nodes(pool: cache_.CachedPool, nodes: tuple[cache_.CachedNode, ...]) ->
     ]
 
 
-def build(gathered: Gathered) -> model.Snapshot:
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """The snapshot, and the pods behind each of its workloads (a gang has several)."""
+
+    snapshot: model.Snapshot
+    members: dict[str, tuple[cache_.CachedPod, ...]]
+    incomplete: dict[str, tuple[cache_.CachedPod, ...]]  # gangs still waiting for members
+
+
+def build(gathered: Gathered) -> Built:
     node_gpus = {n.name: n.gpus for n in gathered.nodes}
     used_on_node: collections.Counter[str] = collections.Counter()
     released_to_pool: collections.Counter[str] = collections.Counter()
@@ -60,28 +77,77 @@ def build(gathered: Gathered) -> model.Snapshot:
 
     pools = []
     for pool in sorted(gathered.pools, key=lambda p: p.name):
-        members = pool_nodes(pool, gathered.nodes)
-        total = sum(node_gpus[n] for n in members)
-        used = sum(used_on_node[n] for n in members) + released_to_pool[pool.name]
+        in_pool = pool_nodes(pool, gathered.nodes)
+        total = sum(node_gpus[n] for n in in_pool)
+        used = sum(used_on_node[n] for n in in_pool) + released_to_pool[pool.name]
         pools.append(
             convert.pool_to_domain(
-                pool.name, pool.spec, gpus_total=total, gpus_free=max(0, total - used)
+                pool.name,
+                pool.spec,
+                gpus_total=total,
+                gpus_free=max(0, total - used),
+                gpus_per_node=max((node_gpus[n] for n in in_pool), default=0),
             )
         )
     policies = tuple(
         convert.policy_to_domain(p.namespace, p.name, p.spec)
         for p in sorted(gathered.policies, key=lambda p: (p.namespace, p.name))
     )
-    workloads = tuple(
-        model.Workload(
-            namespace=pod.namespace,
-            name=pod.name,
-            gpus=pod.gpus,
-            created=pod.created,
-            labels=dict(pod.labels),
-            pods=(pod.name,),
-        )
-        for pod in gathered.pods
-        if pod.gated and not pod.terminal
+    members, incomplete = _group(p for p in gathered.pods if p.gated and not p.terminal)
+    workloads = tuple(_workload(key, pods) for key, pods in members.items())
+    return Built(
+        snapshot=model.Snapshot(pools=tuple(pools), policies=policies, workloads=workloads),
+        members=members,
+        incomplete=incomplete,
     )
-    return model.Snapshot(pools=tuple(pools), policies=policies, workloads=workloads)
+
+
+def _gang(pod: cache_.CachedPod) -> str | None:
+    """The gang a pod belongs to: its gang label, else its controlling Job; None if alone."""
+    if GANG_LABEL in pod.labels:
+        return f"{pod.namespace}/{pod.labels[GANG_LABEL]}"
+    for owner in pod.body.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("controller") and owner.get("kind") == "Job":
+            return f"{pod.namespace}/{owner.get('name')}"
+    return None
+
+
+def _declared_size(pods: tuple[cache_.CachedPod, ...]) -> int:
+    for pod in pods:
+        raw = (pod.body.get("metadata", {}).get("annotations") or {}).get(GANG_SIZE_ANNOTATION)
+        if raw is not None:
+            try:
+                return int(raw)
+            except ValueError:
+                return 0  # unreadable size: treat as "whatever is there", never crash
+    return 0
+
+
+def _group(
+    pods: Iterable[cache_.CachedPod],
+) -> tuple[dict[str, tuple[cache_.CachedPod, ...]], dict[str, tuple[cache_.CachedPod, ...]]]:
+    groups: dict[str, list[cache_.CachedPod]] = collections.defaultdict(list)
+    for pod in pods:
+        groups[_gang(pod) or pod.key].append(pod)
+    ready: dict[str, tuple[cache_.CachedPod, ...]] = {}
+    waiting: dict[str, tuple[cache_.CachedPod, ...]] = {}
+    for key, group in groups.items():
+        members = tuple(sorted(group, key=lambda p: p.name))
+        (ready if len(members) >= _declared_size(members) else waiting)[key] = members
+    return ready, waiting
+
+
+def _workload(key: str, pods: tuple[cache_.CachedPod, ...]) -> model.Workload:
+    namespace, name = key.split("/", 1)
+    shared_labels = dict(pods[0].labels)
+    for pod in pods[1:]:
+        shared_labels = {k: v for k, v in shared_labels.items() if pod.labels.get(k) == v}
+    return model.Workload(
+        namespace=namespace,
+        name=name,
+        gpus=sum(p.gpus for p in pods),
+        created=min(p.created for p in pods),
+        labels=shared_labels,
+        pods=tuple(p.name for p in pods),
+        gpus_per_pod=tuple(p.gpus for p in pods),
+    )

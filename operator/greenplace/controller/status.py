@@ -13,10 +13,12 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from greenplace.api import convert
 from greenplace.controller import kube, snapshot
 from greenplace.domain import model
+from greenplace.engine import rules
 
-__all__ = ["StatusRecorder"]
+__all__ = ["StatusRecorder", "allowed_pools"]
 
 logger = logging.getLogger("greenplace.status")
 
@@ -30,7 +32,30 @@ class StatusRecorder:
         self._writer = writer
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
+        self._allowed: dict[tuple[str, str], list[str]] = {}
         self._ready_since: dict[tuple[str, str | None, str], tuple[str, str]] = {}
+
+    async def publish_allowed_pools(
+        self, gathered: snapshot.Gathered, snap: model.Snapshot, now: datetime.datetime
+    ) -> None:
+        """Write each policy's ``status.allowedPools`` before any pod is released.
+
+        The ValidatingAdmissionPolicy lets a pod leave its gate only towards these pools, so they
+        must be in the API server first. Written only when the list changed.
+        """
+        for cached in gathered.policies:
+            key = (cached.namespace, cached.name)
+            policy = convert.policy_to_domain(cached.namespace, cached.name, cached.spec)
+            allowed = allowed_pools(policy, snap.pools, now)
+            if self._allowed.get(key) == allowed:
+                continue
+            try:
+                await self._writer.patch_status(
+                    "placementpolicies", cached.namespace, cached.name, {"allowedPools": allowed}
+                )
+            except kube.WriteConflictError:
+                continue
+            self._allowed[key] = allowed
 
     async def record(
         self, gathered: snapshot.Gathered, snap: model.Snapshot, plan: model.Plan
@@ -69,7 +94,14 @@ class StatusRecorder:
                 "placementpolicies",
                 cached_policy.namespace,
                 cached_policy.name,
-                {"observedGeneration": cached_policy.generation, "placed": placed, "held": held},
+                {
+                    "observedGeneration": cached_policy.generation,
+                    "allowedPools": self._allowed.get(
+                        (cached_policy.namespace, cached_policy.name), []
+                    ),
+                    "placed": placed,
+                    "held": held,
+                },
                 ready=True,
                 reason="Active",
                 message=f"{placed} pods placed, {held} held",
@@ -114,6 +146,18 @@ class StatusRecorder:
         except kube.WriteConflictError:
             return
         self._written[key] = body
+
+
+def allowed_pools(
+    policy: model.Policy, pools: tuple[model.Pool, ...], now: datetime.datetime
+) -> list[str]:
+    """Pools passing ``policy``'s hard sovereignty rules (certifications valid ``now``)."""
+    return sorted(
+        pool.name
+        for pool in pools
+        if rules.sovereignty_violation(pool, [policy], None) is None
+        and isinstance(rules.certificate_window(pool, [policy], now), rules.CertificateWindow)
+    )
 
 
 def _outcomes_by_policy(

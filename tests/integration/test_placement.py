@@ -1,0 +1,155 @@
+"""First placements end to end: webhook gate, planner, atomic release, kube-scheduler binding.
+
+Runs against the real API server, scheduler and kwok nodes of the example fleet:
+
+pool (country, effective gCO2e/kWh = grid x PUE, GPUs)
+  gcp-europe-west9-a100  FR   37.4   4
+  ovh-gra-h100           FR   70.6  16
+  stackit-eu01-h100      DE  406.9  16
+  gcp-europe-west2-l4    GB  149.6   8
+  gcp-us-central1-h100   US  473.0  32
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import Kube, RunningOperator, wait_for
+
+pytestmark = pytest.mark.cluster
+
+POOL_LABEL = "greenplace.dev/pool"
+
+
+def gpu_pod(namespace: str, name: str, gpus: int, labels: dict[str, str] | None = None) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+        "spec": {"containers": [{
+            "name": "main", "image": "example/train:1",
+            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+        }]},
+    })  # fmt: skip
+
+
+def policy(namespace: str, name: str, countries: list[str]) -> str:
+    return json.dumps({
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"sovereignty": {"allowedCountries": countries}},
+    })  # fmt: skip
+
+
+def node_pool(kube: Kube, node: str) -> str:
+    return str(kube.core.read_node(node).metadata.labels[POOL_LABEL])
+
+
+def bound(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    pod = kube.pod(namespace, name)
+    return pod if pod["spec"].get("nodeName") else None
+
+
+def held_reason(kube: Kube, namespace: str, name: str) -> str | None:
+    pod = kube.pod(namespace, name)
+    return (pod["metadata"].get("annotations") or {}).get("greenplace.dev/held")
+
+
+def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
+    kube: Kube, operator: RunningOperator
+) -> None:
+    ns = kube.namespace()
+    assert kube.apply(policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
+    sizes = {"p0": 4, "p1": 8, "p2": 8, "p3": 8, "p4": 4, "p5": 8}
+    for name, gpus in sizes.items():
+        result = kube.apply(gpu_pod(ns, name, gpus))
+        assert result.returncode == 0, result.stderr
+
+    expected = {
+        "p0": "gcp-europe-west9-a100",  # cleanest FR pool, exactly 4 GPUs
+        "p1": "ovh-gra-h100",  # next cleanest
+        "p2": "ovh-gra-h100",  # fills OVH (16)
+        "p3": "stackit-eu01-h100",  # only DE remains: dirtier, but allowed
+        "p4": "stackit-eu01-h100",
+    }
+    for name, pool in expected.items():
+        pod = wait_for(lambda n=name: bound(kube, ns, n), 30, f"{ns}/{name} bound")
+        assert node_pool(kube, pod["spec"]["nodeName"]) == pool, name
+        record = json.loads(pod["metadata"]["annotations"]["greenplace.dev/placement"])
+        assert record["pool"] == pool
+        assert record["policies"] == [f"{ns}/fr-de"]
+        assert not pod["spec"].get("schedulingGates")
+        terms = pod["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        assert all(
+            {"key": POOL_LABEL, "operator": "In", "values": [pool]} in t["matchExpressions"]
+            for t in terms
+        )
+    wait_for(
+        lambda: kube.pod(ns, "p0")["status"].get("phase") == "Running", 30, "kwok runs the pod"
+    )
+
+    # 4 GPUs are left in the allowed countries and p5 needs 8: it waits, with its reason,
+    # although the US and GB pools have room.
+    reason = wait_for(lambda: held_reason(kube, ns, "p5"), 30, "p5 held")
+    assert reason.startswith("NoPoolWithRoom: ")
+    assert "stackit-eu01-h100: needs 8 GPUs, 4 free" in reason
+    pod = kube.pod(ns, "p5")
+    assert pod["spec"]["schedulingGates"] == [{"name": "greenplace.dev/placement"}]
+    assert not pod["spec"].get("nodeName")
+
+    metrics = operator.metrics()
+    assert 'greenplace_held_workloads{reason="NoPoolWithRoom"} 1.0' in metrics
+    assert 'greenplace_cycle_phase_seconds_count{phase="3-plan"}' in metrics
+    placed = [
+        line for line in metrics.splitlines() if line.startswith("greenplace_placements_total")
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in placed) >= 5
+
+
+def test_a_pod_no_pool_can_satisfy_stays_gated_with_its_reason(
+    kube: Kube, operator: RunningOperator
+) -> None:
+    ns = kube.namespace()
+    assert kube.apply(policy(ns, "swiss-only", ["CH"])).returncode == 0
+    assert kube.apply(gpu_pod(ns, "patient-model", 1)).returncode == 0
+
+    reason = wait_for(lambda: held_reason(kube, ns, "patient-model"), 30, "held reason")
+    assert reason.startswith("NoCompliantPool: ")
+    assert f"no pool satisfies {ns}/swiss-only" in reason
+    assert "gcp-europe-west2-l4: excluded by PlacementPolicy" in reason
+    assert "(country GB not in allowed CH)" in reason
+    assert "5 pools in all: 5 CountryNotAllowed" in reason
+    events = kube.core.list_namespaced_event(
+        ns, field_selector="involvedObject.name=patient-model"
+    ).items
+    assert any(e.reason == "NoCompliantPool" and e.type == "Warning" for e in events)
+    pod = kube.pod(ns, "patient-model")
+    assert pod["spec"]["schedulingGates"] == [{"name": "greenplace.dev/placement"}]
+    assert pod["status"]["conditions"][0]["reason"] == "SchedulingGated"
+
+
+def test_a_gpu_pod_without_policy_waits_and_says_so(kube: Kube, operator: RunningOperator) -> None:
+    ns = kube.namespace()
+    assert kube.apply(gpu_pod(ns, "orphan", 1)).returncode == 0
+    reason = wait_for(lambda: held_reason(kube, ns, "orphan"), 30, "held reason")
+    assert reason.startswith("NoPolicy: ")
+
+
+def test_ungoverned_namespaces_and_cpu_pods_are_left_alone(
+    kube: Kube, operator: RunningOperator
+) -> None:
+    free_ns = kube.namespace(governed=False)
+    assert kube.apply(gpu_pod(free_ns, "anywhere", 1)).returncode == 0
+    pod = wait_for(lambda: bound(kube, free_ns, "anywhere"), 30, "ungoverned pod bound")
+    assert "greenplace.dev/placement" not in (pod["metadata"].get("annotations") or {})
+
+    governed = kube.namespace()
+    cpu_pod = json.loads(gpu_pod(governed, "cpu-only", 1))
+    cpu_pod["spec"]["containers"][0]["resources"] = {}
+    assert kube.apply(json.dumps(cpu_pod)).returncode == 0
+    pod = kube.pod(governed, "cpu-only")
+    assert not pod["spec"].get("schedulingGates")

@@ -1,0 +1,102 @@
+"""Crash safety: kill the operator mid-batch, restart it, and every pod is placed exactly once.
+
+Placing a pod is one patch (affinity + record + gate removal, guarded by resourceVersion), so
+the only crash points are between two pods' patches. The operator is crashed (``os._exit``, no
+cleanup) right after its N-th placement, then started again without the crash point.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from greenplace.controller import faults
+from tests.integration.conftest import Kube, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.cluster
+
+PODS = 16  # x2 runs in one module: 32 of the 36 GPUs France and Germany offer
+
+
+def pod(namespace: str, name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "main", "image": "x",
+                                 "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
+    }  # fmt: skip
+
+
+def pool_expressions(body: dict[str, object]) -> list[list[str]]:
+    terms = body["spec"]["affinity"]["nodeAffinity"][  # type: ignore[index]
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    return [
+        [e["values"][0] for e in t["matchExpressions"] if e["key"] == "greenplace.dev/pool"]
+        for t in terms
+    ]
+
+
+@pytest.mark.parametrize("crash_after", [1, 7])
+def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
+    kube: Kube, operator_process: OperatorProcess, crash_after: int
+) -> None:
+    operator_process.start()
+    ns = kube.namespace()
+    pods = {"apiVersion": "v1", "kind": "List",
+            "items": [pod(ns, f"w{i:02d}") for i in range(PODS)]}  # fmt: skip
+    assert kube.apply(json.dumps(pods)).returncode == 0
+    # No policy yet: every pod is gated and held (NoPolicy), none placed.
+    wait_for(
+        lambda: all(
+            "greenplace.dev/held"
+            in (kube.pod(ns, f"w{i:02d}")["metadata"].get("annotations") or {})
+            for i in range(PODS)
+        ),
+        60, "all pods held",
+    )  # fmt: skip
+    operator_process.stop()
+
+    operator_process.start(GREENPLACE_CRASH_AFTER_PLACEMENTS=str(crash_after))
+    policy = {
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": "eu", "namespace": ns},
+        "spec": {"sovereignty": {"allowedCountries": ["FR", "DE"]}},
+    }  # fmt: skip
+    assert kube.apply(json.dumps(policy)).returncode == 0
+    assert operator_process.wait_exit() == faults.CRASH_EXIT_CODE
+    placed_at_crash = [
+        p for p in (kube.pod(ns, f"w{i:02d}") for i in range(PODS))
+        if not p["spec"].get("schedulingGates")
+    ]  # fmt: skip
+    assert crash_after <= len(placed_at_crash) < PODS, "the crash must land mid-batch"
+
+    operator_process.start()
+    bodies = wait_for(
+        lambda: [b for b in (kube.pod(ns, f"w{i:02d}") for i in range(PODS))
+                 if b["spec"].get("nodeName")] if all(
+            kube.pod(ns, f"w{i:02d}")["spec"].get("nodeName") for i in range(PODS)) else None,
+        60, "every pod bound after restart",
+    )  # fmt: skip
+    allowed = {"gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100"}
+    for body in bodies:
+        record = json.loads(body["metadata"]["annotations"]["greenplace.dev/placement"])
+        assert record["pool"] in allowed
+        # Exactly one placement: one pool expression per term, naming the recorded pool.
+        assert pool_expressions(body) == [[record["pool"]]]
+        node_pool = kube.core.read_node(body["spec"]["nodeName"]).metadata.labels
+        assert node_pool["greenplace.dev/pool"] == record["pool"]
+
+
+def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(kube: Kube) -> None:
+    ns = kube.namespace()
+    policy = {
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": "gone", "namespace": ns},
+        "spec": {"sovereignty": {"allowedCountries": ["FR"]}},
+    }  # fmt: skip
+    assert kube.apply(json.dumps(policy)).returncode == 0
+    result = kube.kubectl("delete", "placementpolicy", "gone", "-n", ns, "--timeout=20s")
+    assert result.returncode == 0, result.stderr
+    assert kube.kubectl("get", "placementpolicy", "gone", "-n", ns).returncode != 0

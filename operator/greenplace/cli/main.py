@@ -17,8 +17,10 @@ __all__ = ["main"]
 
 # Module names under greenplace.cli, imported lazily so `greenplace --help` stays fast.
 SUBCOMMANDS: tuple[str, ...] = (
+    "explain",
     "operate",
     "placements",
+    "simulate",
 )
 
 

@@ -1,0 +1,259 @@
+"""Read a simulation's inputs from the files users already have, and build one ``Scenario``.
+
+Why this module exists: a what-if is only believed when it runs on the team's own objects. So the
+fleet is ``GpuPool`` YAML and the rules are ``PlacementPolicy`` and ``Budget`` YAML, exactly as
+applied with kubectl (multi-document files; ``kubectl get gpupools -o yaml`` lists work too), read
+through the API's pydantic models and ``greenplace.api.convert``, the same path the operator takes.
+The workload is a CSV or JSONL trace; signals are trace files (``signals.tracefile``) or constants.
+
+Pool capacity is what the operator observes, not spec: ``status.gpusTotal`` of the GpuPool, or
+``nodes x gpusPerNode`` in the ``pools:`` list format of ``examples/fleet.yaml``, or a
+``capacity:`` entry of the scenario file (which wins).
+
+Workload trace columns (CSV header or JSONL keys): ``name``, ``namespace``, ``arrival`` (ISO 8601,
+UTC if no zone), ``gpus``, ``duration_hours``, then either ``deadline`` (ISO 8601, latest end) or
+``deferrable_hours`` (how long the start may wait), neither meaning "not deferrable"; optional
+``model`` and ``labels`` (``k=v;k2=v2`` in CSV, an object in JSONL).
+
+The scenario file (YAML) names the other files, relative to itself:
+``fleet``, ``policies``, ``workload``, ``carbon`` (grid zone -> trace file or gCO2e/kWh),
+``prices`` (pool -> trace file or price per GPU-hour), ``start``, ``end``, ``capacity``, ``oracle``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import pathlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import yaml
+
+from greenplace.api import convert, models
+from greenplace.domain import model
+from greenplace.signals import tracefile
+from greenplace.sim import scenario as sc
+from greenplace.sim import signal
+
+__all__ = ["Inputs", "load", "read_fleet", "read_jobs", "read_rules", "read_signal"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Inputs:
+    """Where each input comes from; ``load`` turns it into a scenario."""
+
+    fleet: pathlib.Path
+    policies: pathlib.Path
+    workload: pathlib.Path
+    carbon: Mapping[str, str | float]
+    prices: Mapping[str, str | float] = dataclasses.field(default_factory=dict)
+    capacity: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    start: datetime.datetime | None = None
+    end: datetime.datetime | None = None
+    base_dir: pathlib.Path = pathlib.Path()
+    oracle: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: pathlib.Path) -> Inputs:
+        raw = yaml.safe_load(path.read_text()) or {}
+        base = path.parent
+        missing = [key for key in ("fleet", "policies", "workload") if key not in raw]
+        if missing:
+            raise ValueError(f"{path}: missing {', '.join(missing)} (paths relative to the file)")
+        return cls(
+            fleet=base / raw["fleet"],
+            policies=base / raw["policies"],
+            workload=base / raw["workload"],
+            carbon=raw.get("carbon") or {},
+            prices=raw.get("prices") or {},
+            capacity=raw.get("capacity") or {},
+            start=_instant(raw["start"]) if raw.get("start") else None,
+            end=_instant(raw["end"]) if raw.get("end") else None,
+            base_dir=base,
+            oracle=raw.get("oracle") or {},
+        )
+
+
+def load(inputs: Inputs) -> sc.Scenario:
+    pools = read_fleet(inputs.fleet, inputs.capacity)
+    policies, budgets = read_rules(inputs.policies)
+    jobs = read_jobs(inputs.workload)
+    carbon = {zone: read_signal(v, inputs.base_dir) for zone, v in inputs.carbon.items()}
+    prices = {pool: read_signal(v, inputs.base_dir) for pool, v in inputs.prices.items()}
+    start = inputs.start or _floor_day(min(j.arrival for j in jobs))
+    end = inputs.end or _ceil_day(max(j.deadline for j in jobs))
+    return sc.Scenario(
+        pools=pools,
+        policies=policies,
+        jobs=tuple(j for j in jobs if start <= j.arrival < end),
+        carbon=carbon,
+        prices=prices,
+        start=start,
+        end=end,
+        budgets=budgets,
+    )
+
+
+def read_signal(value: str | float, base_dir: pathlib.Path) -> signal.Signal:
+    """A constant (a number) or a trace file (a path, relative to ``base_dir``)."""
+    if isinstance(value, int | float):
+        return signal.constant(float(value))
+    try:
+        return signal.constant(float(value))
+    except ValueError:
+        path = base_dir / value
+    return signal.from_series(tracefile.load_csv(path), str(path))
+
+
+def _documents(path: pathlib.Path) -> Iterator[dict[str, Any]]:
+    """Every object of a multi-document YAML file, lists (``kind: List``) flattened."""
+    for document in yaml.safe_load_all(path.read_text()):
+        if not document:
+            continue
+        if document.get("kind") == "List" or "items" in document:
+            yield from document.get("items", [])
+        else:
+            yield document
+
+
+def read_fleet(
+    path: pathlib.Path, capacity: Mapping[str, int] | None = None
+) -> tuple[sc.SimPool, ...]:
+    capacity = capacity or {}
+    found: list[sc.SimPool] = []
+    for document in _documents(path):
+        if "pools" in document:  # examples/fleet.yaml: name, nodes, gpusPerNode, spec
+            for entry in document["pools"]:
+                per_node = int(entry["gpusPerNode"])
+                gpus = int(entry["nodes"]) * per_node
+                found.append(
+                    _pool(
+                        path, entry["name"], entry["spec"], gpus, capacity, gpus_per_node=per_node
+                    )
+                )
+        elif document.get("kind") == "GpuPool":
+            name = document["metadata"]["name"]
+            observed = (document.get("status") or {}).get("gpusTotal")
+            found.append(_pool(path, name, document["spec"], observed, capacity))
+    if not found:
+        raise ValueError(f"{path}: no GpuPool found (kind: GpuPool documents or a pools: list)")
+    return tuple(found)
+
+
+def _pool(
+    path: pathlib.Path,
+    name: str,
+    raw_spec: Mapping[str, Any],
+    observed_gpus: int | None,
+    capacity: Mapping[str, int],
+    *,
+    gpus_per_node: int | None = None,
+) -> sc.SimPool:
+    spec = models.GpuPoolSpec.model_validate(raw_spec)
+    gpus = capacity.get(name, observed_gpus)
+    if gpus is None:
+        raise ValueError(
+            f"{path}: GpuPool {name} has no capacity: set status.gpusTotal (as kubectl get -o "
+            "yaml shows it) or capacity: {" + name + ": N} in the scenario file"
+        )
+    pool = convert.pool_to_domain(
+        name, spec, gpus_total=int(gpus), gpus_free=int(gpus), gpus_per_node=gpus_per_node
+    )
+    fallback = spec.carbon_intensity.fallback_grams_per_kwh if spec.carbon_intensity else None
+    return sc.SimPool(pool=pool, idle_watts=spec.gpu.idle_watts, fallback_gco2_per_kwh=fallback)
+
+
+def read_rules(path: pathlib.Path) -> tuple[tuple[model.Policy, ...], tuple[sc.Budget, ...]]:
+    """PlacementPolicy (via the API models) and Budget objects of a multi-document file."""
+    policies: list[model.Policy] = []
+    budgets: list[sc.Budget] = []
+    for document in _documents(path):
+        meta = document.get("metadata") or {}
+        namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+        if document.get("kind") == "PlacementPolicy":
+            spec = models.PlacementPolicySpec.model_validate(document.get("spec") or {})
+            policies.append(convert.policy_to_domain(namespace, name, spec))
+        elif document.get("kind") == "Budget":
+            budgets.append(_budget(namespace, name, document.get("spec") or {}))
+    return tuple(policies), tuple(budgets)
+
+
+def _budget(namespace: str, name: str, spec: Mapping[str, Any]) -> sc.Budget:
+    """ADAPTER until greenplace.api has a Budget model: spec.period, spec.currency,
+    spec.limits.{money, kgCO2e, kWh}, spec.action (Defer, Reject, Downgrade)."""
+    limits = spec.get("limits") or {}
+
+    def limit(key: str) -> float | None:
+        return None if limits.get(key) is None else float(limits[key])
+
+    return sc.Budget(
+        namespace=namespace,
+        name=name,
+        period=sc.Period(spec.get("period", "month")),
+        money_limit=limit("money"),
+        kgco2e_limit=limit("kgCO2e"),
+        kwh_limit=limit("kWh"),
+        currency=spec.get("currency", "EUR"),
+        action=model.BudgetAction(spec.get("action", "Defer")),
+    )
+
+
+def read_jobs(path: pathlib.Path) -> tuple[sc.Job, ...]:
+    if path.suffix in (".jsonl", ".ndjson"):
+        rows = [
+            (line_no, json.loads(line))
+            for line_no, line in enumerate(path.read_text().splitlines(), start=1)
+            if line.strip()
+        ]
+    else:
+        with path.open(newline="") as handle:
+            rows = list(enumerate(csv.DictReader(handle), start=2))
+    jobs = []
+    for line_no, row in rows:
+        try:
+            jobs.append(_job(row))
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path}:{line_no}: cannot read job {row!r}: {error!r}") from error
+    if not jobs:
+        raise ValueError(f"{path}: no jobs")
+    return tuple(jobs)
+
+
+def _job(row: Mapping[str, Any]) -> sc.Job:
+    arrival = _instant(row["arrival"])
+    duration = datetime.timedelta(hours=float(row["duration_hours"]))
+    if row.get("deadline"):
+        deadline = _instant(row["deadline"])
+    else:
+        window = float(row.get("deferrable_hours") or 0)
+        deadline = arrival + duration + datetime.timedelta(hours=window)
+    labels = row.get("labels") or {}
+    if isinstance(labels, str):
+        labels = dict(part.split("=", 1) for part in labels.split(";") if part)
+    return sc.Job(
+        namespace=str(row["namespace"]),
+        name=str(row["name"]),
+        arrival=arrival,
+        gpus=int(row["gpus"]),
+        duration=duration,
+        deadline=deadline,
+        model_name=str(row.get("model") or ""),
+        labels=labels,
+    )
+
+
+def _instant(value: str | datetime.datetime) -> datetime.datetime:
+    when = value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)
+    return when if when.tzinfo is not None else when.replace(tzinfo=datetime.UTC)
+
+
+def _floor_day(when: datetime.datetime) -> datetime.datetime:
+    return when.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _ceil_day(when: datetime.datetime) -> datetime.datetime:
+    floor = _floor_day(when)
+    return floor if floor == when else floor + datetime.timedelta(days=1)

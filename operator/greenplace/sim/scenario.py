@@ -1,0 +1,253 @@
+"""What one simulation replays: the fleet, the rules, the jobs and the signals, as frozen values.
+
+Why this module exists: every strategy (the planner, the baselines, the oracle) and the accounting
+read the same inputs, so they live in one value built once by ``loading`` (from files) or by a test
+(by hand). The planner's own types (``domain.model``) are reused where they exist; what only the
+simulator needs (GPU power, job durations and deadlines, budgets, signal traces) is added here.
+
+Energy model (attributional, ``greenplace.accounting.energy``): a running job draws
+``gpus x gpu_watts x PUE`` (``gpu_watts`` is the GpuPool's tdpWatts) from the grid for its whole
+duration, at the mean grid intensity of its zone over the run, plus the pool's embodied gCO2e
+per GPU-hour; idle draw of unused GPUs is not attributed to any job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping
+
+from greenplace.accounting import energy
+from greenplace.domain import model, series
+from greenplace.sim import signal
+
+__all__ = ["Budget", "Cost", "Job", "Period", "Scenario", "SimPool", "breached_policies"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SimPool:
+    """A pool as the planner sees it (capacity in ``pool.gpus_total``, busy-GPU power in
+    ``pool.gpu_watts``) plus what only the simulator needs."""
+
+    pool: model.Pool
+    idle_watts: float = 0.0
+    # Grid intensity assumed when the zone's signal has no value (GpuPool carbonIntensity).
+    fallback_gco2_per_kwh: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.pool.name
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Job:
+    """One workload of the trace: placed whole (a gang of ``gpus``), runs for ``duration``."""
+
+    namespace: str
+    name: str
+    arrival: datetime.datetime
+    gpus: int
+    duration: datetime.timedelta
+    # Latest acceptable end; a non-deferrable job's deadline is arrival + duration.
+    deadline: datetime.datetime
+    model_name: str = ""
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def latest_start(self) -> datetime.datetime:
+        return self.deadline - self.duration
+
+    @property
+    def deferrable(self) -> bool:
+        return self.latest_start > self.arrival
+
+    @property
+    def hours(self) -> float:
+        return self.duration.total_seconds() / 3600.0
+
+    def workload(self) -> model.Workload:
+        """The planner's view of this job while it waits."""
+        return model.Workload(
+            namespace=self.namespace,
+            name=self.name,
+            gpus=self.gpus,
+            created=self.arrival,
+            labels=self.labels,
+            pods=(self.name,),
+            duration_hours=self.hours,
+            deadline=self.deadline,
+        )
+
+
+class Period(enum.StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    QUARTER = "quarter"
+
+    def start_of(self, when: datetime.datetime) -> datetime.date:
+        """First day (UTC) of the period holding ``when``: the key spend is summed under."""
+        day = when.astimezone(datetime.UTC).date()
+        if self is Period.DAY:
+            return day
+        if self is Period.WEEK:
+            return day - datetime.timedelta(days=day.weekday())
+        if self is Period.MONTH:
+            return day.replace(day=1)
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+
+    def end_of(self, when: datetime.datetime) -> datetime.datetime:
+        """First instant (UTC) of the next period."""
+        first = self.start_of(when)
+        if self is Period.DAY:
+            following = first + datetime.timedelta(days=1)
+        elif self is Period.WEEK:
+            following = first + datetime.timedelta(days=7)
+        else:
+            months = 1 if self is Period.MONTH else 3
+            index = first.month - 1 + months
+            following = first.replace(year=first.year + index // 12, month=index % 12 + 1)
+        return datetime.datetime.combine(following, datetime.time(), datetime.UTC)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits on what one namespace spends per period (a ``Budget``); None means no limit."""
+
+    namespace: str
+    name: str
+    period: Period
+    money_limit: float | None = None
+    kgco2e_limit: float | None = None
+    kwh_limit: float | None = None
+    currency: str = "EUR"
+    action: model.BudgetAction = model.BudgetAction.DEFER
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def for_planner(
+        self, when: datetime.datetime, money_spent: float, kgco2e_spent: float
+    ) -> model.Budget:
+        """The planner's view of this budget in the period holding ``when``."""
+        return model.Budget(
+            namespace=self.namespace,
+            name=self.name,
+            currency=self.currency,
+            money_limit=self.money_limit,
+            money_spent=money_spent,
+            kgco2e_limit=self.kgco2e_limit,
+            kgco2e_spent=kgco2e_spent,
+            period_end=self.period.end_of(when),
+            action=self.action,
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Cost:
+    """What one run of a job in a pool from an instant costs, by the energy model above."""
+
+    grid_gco2_per_kwh: float
+    kwh: float
+    kgco2e: float
+    money: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scenario:
+    """Inputs of one simulation over ``[start, end)``."""
+
+    pools: tuple[SimPool, ...]
+    policies: tuple[model.Policy, ...]
+    jobs: tuple[Job, ...]
+    # Grid carbon intensity (gCO2e/kWh, before PUE) per grid zone.
+    carbon: Mapping[str, signal.Signal]
+    start: datetime.datetime
+    end: datetime.datetime
+    budgets: tuple[Budget, ...] = ()
+    # Price per GPU-hour per pool name; a pool without one keeps its list price.
+    prices: Mapping[str, signal.Signal] = dataclasses.field(default_factory=dict)
+    # How far ahead the planner's forecasts reach (commercial carbon forecasts: 24-72 h).
+    forecast_horizon: datetime.timedelta = datetime.timedelta(hours=72)
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError(f"pool names must be unique, got {sorted(names)}")
+        keys = [j.key for j in self.jobs]
+        if len(set(keys)) != len(keys):
+            raise ValueError("job names must be unique within a namespace")
+        if self.end <= self.start:
+            raise ValueError(f"simulation end {self.end} is not after start {self.start}")
+
+    def pool(self, name: str) -> SimPool:
+        for candidate in self.pools:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"no pool {name!r} in the scenario")
+
+    def grid_gco2_at(self, pool: SimPool, when: datetime.datetime) -> float | None:
+        """The zone's intensity at ``when``, else the pool's fallback, else None (unknown)."""
+        zone = self.carbon.get(pool.pool.location.grid_zone)
+        value = None if zone is None else zone.at(when)
+        return pool.fallback_gco2_per_kwh if value is None else value
+
+    def mean_grid_gco2(
+        self, pool: SimPool, start: datetime.datetime, end: datetime.datetime
+    ) -> float | None:
+        zone = self.carbon.get(pool.pool.location.grid_zone)
+        value = None if zone is None else zone.mean(start, end)
+        return pool.fallback_gco2_per_kwh if value is None else value
+
+    def price_at(self, pool: SimPool, when: datetime.datetime) -> float:
+        trace = self.prices.get(pool.name)
+        value = None if trace is None else trace.at(when)
+        return pool.pool.price_per_gpu_hour if value is None else value
+
+    def mean_price(self, pool: SimPool, start: datetime.datetime, end: datetime.datetime) -> float:
+        trace = self.prices.get(pool.name)
+        value = None if trace is None else trace.mean(start, end)
+        return pool.pool.price_per_gpu_hour if value is None else value
+
+    def run_cost(self, job: Job, pool: SimPool, start: datetime.datetime) -> Cost:
+        end = start + job.duration
+        grid = self.mean_grid_gco2(pool, start, end)
+        if grid is None:
+            raise ValueError(
+                f"no carbon intensity for pool {pool.name} (grid zone "
+                f"{pool.pool.location.grid_zone}) over {start:%Y-%m-%d %H:%M}..{end:%H:%M}: "
+                "give that zone a trace covering the simulation, or set the pool's "
+                "carbonIntensity.fallbackGramsPerKwh"
+            )
+        gpu_hours = job.gpus * job.hours
+        wh = energy.facility_wh(
+            energy.wh_from_mean_power(job.gpus * pool.pool.gpu_watts, job.duration.total_seconds()),
+            pool.pool.pue,
+        )
+        grams = energy.carbon_gco2e(wh, grid, gpu_hours, pool.pool.embodied_gco2_per_gpu_hour)
+        money = energy.cost(gpu_hours, self.mean_price(pool, start, end))
+        return Cost(grid, wh / 1000.0, grams / 1000.0, money)
+
+    def forecasts(self, now: datetime.datetime) -> dict[str, series.TimeSeries]:
+        """Per grid zone, the recorded trace over the forecast horizon (perfect foresight)."""
+        windows = {z: s.forecast(now, self.forecast_horizon) for z, s in self.carbon.items()}
+        return {zone: window for zone, window in windows.items() if window is not None}
+
+    def governing(self, job: Job) -> tuple[model.Policy, ...]:
+        workload = job.workload()
+        return tuple(p for p in self.policies if p.selects(workload))
+
+
+def breached_policies(policies: tuple[model.Policy, ...], pool: model.Pool) -> tuple[str, ...]:
+    """The keys of ``policies`` whose sovereignty rule excludes ``pool``'s country."""
+    return tuple(
+        p.key
+        for p in policies
+        if p.allowed_countries is not None and pool.location.country not in p.allowed_countries
+    )

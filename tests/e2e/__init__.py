@@ -1,0 +1,1 @@
+"""End-to-end tests: real programs (a browser, the cluster) driven from outside."""

@@ -1,0 +1,190 @@
+"""Open the simulator's HTML report in headless Chromium and check that its charts rendered.
+
+Why this test exists: a report that is a file but draws nothing is worthless, and only a browser
+knows. We start Debian's Chromium (``scripts/ensure-chromium.sh`` installs it) with the DevTools
+protocol on a loopback port, load the report from disk, measure every chart's lines and markers
+with ``getBBox`` (non-empty geometry means the browser laid them out), and take a PNG screenshot
+(kept next to the report under pytest's tmp dir). No network is used: the page is self-contained.
+The test fails, never skips, when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pathlib
+import shutil
+import struct
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websocket
+
+from greenplace.cli import main as cli
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SCENARIO = REPO / "examples" / "simulate" / "scenario.yaml"
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+    "--remote-allow-origins=*",
+    "--window-size=1200,1800",
+)
+MEASURE = """
+JSON.stringify(Array.from(document.querySelectorAll('svg.chart')).map(svg => {
+  const r = svg.getBoundingClientRect();
+  return {
+    chart: svg.dataset.chart, width: r.width, height: r.height,
+    series: Array.from(svg.querySelectorAll('polyline.series')).map(p => {
+      const b = p.getBBox();
+      return {name: p.dataset.series, width: b.width, height: b.height,
+              points: p.points.numberOfItems};
+    }),
+    markers: Array.from(svg.querySelectorAll('circle.marker'))
+      .filter(c => c.getBBox().width > 0).length,
+  };
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("report")
+    html = out / "report.html"
+    code = cli.main(
+        [
+            "simulate",
+            str(SCENARIO),
+            "--strategies",
+            "first-fit,cheapest,lowest-carbon,greenplace",
+            "--quiet",
+            "--html",
+            str(html),
+        ]
+    )
+    assert code == 0
+    return html
+
+
+@pytest.fixture(scope="module")
+def page(report: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (as root) first")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    browser = subprocess.Popen(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", report.as_uri()],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = _devtools_port(profile, browser)
+        socket = websocket.create_connection(
+            _page_socket(port, report.as_uri()), timeout=30, suppress_origin=True
+        )
+        try:
+            yield _Session(socket)
+        finally:
+            socket.close()
+    finally:
+        browser.terminate()
+        browser.wait(timeout=30)
+
+
+class _Session:
+    """The smallest DevTools protocol client: one request at a time, events skipped."""
+
+    def __init__(self, socket: websocket.WebSocket) -> None:
+        self._socket = socket
+        self._next_id = 0
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self._next_id += 1
+        self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
+        while True:
+            message = json.loads(self._socket.recv())
+            if message.get("id") == self._next_id:
+                if "error" in message:
+                    raise AssertionError(f"{method} failed: {message['error']}")
+                result: dict[str, Any] = message["result"]
+                return result
+
+    def evaluate(self, expression: str) -> Any:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"][
+            "value"
+        ]
+
+
+def _devtools_port(profile: pathlib.Path, browser: subprocess.Popen[bytes]) -> int:
+    marker = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if browser.poll() is not None:
+            pytest.fail(f"chromium exited with {browser.returncode} before DevTools was up")
+        if marker.exists() and marker.read_text().strip():
+            return int(marker.read_text().split()[0])
+        time.sleep(0.1)
+    pytest.fail("chromium did not open its DevTools port within 60 s")
+
+
+def _page_socket(port: int, url: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
+            targets = json.load(answer)
+        for target in targets:
+            if target.get("type") == "page" and target.get("url") == url:
+                return str(target["webSocketDebuggerUrl"])
+        time.sleep(0.1)
+    pytest.fail(f"no DevTools page target for {url}")
+
+
+def _wait_loaded(page: _Session, report: pathlib.Path) -> None:
+    """Until the report itself (not the initial blank page) has loaded."""
+    deadline = time.monotonic() + 30
+    check = f"location.href === {json.dumps(report.as_uri())} && document.readyState"
+    while page.evaluate(check) != "complete":
+        assert time.monotonic() < deadline, "report did not finish loading in 30 s"
+        time.sleep(0.1)
+
+
+def test_every_chart_draws_its_lines_and_markers(page: _Session, report: pathlib.Path) -> None:
+    _wait_loaded(page, report)
+    charts = {c["chart"]: c for c in json.loads(page.evaluate(MEASURE))}
+    assert set(charts) == {"carbon", "cumulative-co2e", "cumulative-money"}
+    for chart in charts.values():
+        assert chart["width"] > 500 and chart["height"] > 200, chart["chart"]
+        assert chart["series"], f"{chart['chart']}: no series drawn"
+        for line in chart["series"]:
+            assert line["points"] >= 2, (chart["chart"], line)
+            assert line["width"] > 100 and line["height"] > 0, (chart["chart"], line)
+    assert {s["name"] for s in charts["carbon"]["series"]} == {"DE", "FR", "GB"}
+    assert charts["carbon"]["markers"] > 50, "greenplace's placements are missing"
+    strategies = {"first-fit", "cheapest", "lowest-carbon", "greenplace"}
+    assert {s["name"] for s in charts["cumulative-co2e"]["series"]} == strategies
+    assert {s["name"] for s in charts["cumulative-money"]["series"]} == strategies
+
+
+def test_screenshot_is_a_real_page(page: _Session, report: pathlib.Path) -> None:
+    _wait_loaded(page, report)
+    shot = base64.b64decode(
+        page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+    )
+    path = report.with_suffix(".png")
+    path.write_bytes(shot)
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", shot[16:24])
+    assert width >= 1000 and height >= 900, (width, height)
+    assert len(shot) > 50_000, f"screenshot {path} is suspiciously small ({len(shot)} bytes)"

@@ -1,11 +1,12 @@
 """Build the control plane's binaries from Go modules, once, into a stable cache.
 
 Why this module exists: kind needs a Docker engine and dl.k8s.io is out of reach, so the real
-kube-apiserver, kube-scheduler, kube-controller-manager, kubectl, etcd and kwok are compiled from
-the Go modules in ``devcluster/go/``. Each component is built into
-``$GREENPLACE_CACHE/bin/<component>-<hash>/`` where the hash covers the module's go.mod, go.sum,
-sources and build flags, so a second run finds the binaries and returns in milliseconds, and a
-change to a module rebuilds only that component. Nothing built is committed.
+kube-apiserver, kube-scheduler, kube-controller-manager, kubectl, etcd and kwok (and helm, which
+renders the chart in the e2e tests) are compiled from the Go modules in ``devcluster/go/``. Each
+component is built into ``$GREENPLACE_CACHE/bin/<component>-<hash>/`` where the hash covers the
+module's go.mod, go.sum, sources and build flags, so a second run finds the binaries and returns
+in milliseconds, and a change to a module rebuilds only that component. Nothing built is
+committed.
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ COMPONENTS: tuple[Component, ...] = (
         module_dir="kwok",
         packages=("sigs.k8s.io/kwok/cmd/kwok", "./cmd/kwok-stages"),
         binaries=("kwok", "kwok-stages"),
+    ),
+    Component(
+        name="helm",
+        module_dir="helm",
+        packages=("helm.sh/helm/v3/cmd/helm",),
+        binaries=("helm",),
+        # As helm's Makefile does: its version, and the Kubernetes version `helm template` and
+        # `helm lint` assume (otherwise v1.20, older than the chart's kubeVersion floor).
+        ldflags=(
+            "-s -w -X helm.sh/helm/v3/internal/version.version=v3.22.0"
+            " -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+            " -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37"
+            " -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+            " -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37"
+        ),
     ),
 )
 

@@ -1,0 +1,573 @@
+"""The Helm chart, end to end: rendered by the real helm, applied by the real kubectl.
+
+Why this module exists: users meet greenplace through ``helm install``. These tests prove the
+chart on the real local control plane: ``helm lint`` passes and the values schema refuses
+unknown keys; the chart's webhook is the operator's own; the operator, run out-of-cluster *as
+the chart's ServiceAccount* (a token from ``kubectl create token``) with the chart's generated
+certificate, places pods, so the RBAC is sufficient; ``kubectl auth can-i`` proves it is no
+broader; and the ValidatingAdmissionPolicies keep sovereignty fail-closed inside the API server
+with the operator stopped and its webhook configuration deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from devcluster import build, cluster
+from greenplace.api import crdgen
+from greenplace.controller import podspec, webhook
+from tests.integration import conftest as integration
+from tests.integration import test_placement
+
+pytestmark = pytest.mark.cluster
+
+# The control plane with greenplace's CRDs and the example fleet, shared with the integration
+# tests (one per test module).
+kube = integration.kube
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "greenplace"
+RELEASE = "gp"
+NAMESPACE = "greenplace-system"
+FULLNAME = f"{RELEASE}-greenplace"
+OPERATOR = f"system:serviceaccount:{NAMESPACE}:{FULLNAME}"
+FR_DE_POOLS = ["gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100"]
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = str(build.ensure_built(log=False)["helm"])
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=False)
+
+
+def render(
+    *sets: str, tests: bool = False, kubeconfig: pathlib.Path | None = None
+) -> list[dict[str, Any]]:
+    """``helm template`` of the chart with ``--set`` values; the objects it yields.
+
+    With ``kubeconfig``, helm's ``lookup`` reads that cluster, as on ``helm upgrade``.
+    """
+    flags = [f"--set={s}" for s in sets] + ([] if tests else ["--skip-tests"])
+    if kubeconfig:
+        flags += ["--dry-run=server", f"--kubeconfig={kubeconfig}"]
+    result = helm("template", RELEASE, str(CHART), f"--namespace={NAMESPACE}", *flags)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def only(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    (found,) = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    return found
+
+
+# -- the chart alone ---------------------------------------------------------------------------
+
+
+def test_helm_lint_passes() -> None:
+    result = helm("lint", "--strict", str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_values_schema_refuses_unknown_and_invalid_values() -> None:
+    for bad in ("imagee.tag=x", "webhook.certManager.enabeld=true", "webhook.timeoutSeconds=99"):
+        result = helm("template", RELEASE, str(CHART), f"--set={bad}")
+        assert result.returncode != 0, bad
+        assert "values don't meet the specifications of the schema" in result.stderr, bad
+    result = helm("template", RELEASE, str(CHART), "--set=serviceMonitor.enabled=true")
+    assert "serviceMonitor.enabled needs metrics.enabled" in result.stderr
+
+
+def test_the_chart_webhook_is_the_operators_own() -> None:
+    """Same rules, scope, failure policy and path as controller.webhook.configuration()."""
+    docs = render("webhook.url=https://127.0.0.1:9443")
+    charted = only(docs, "MutatingWebhookConfiguration")["webhooks"]
+    ca = base64.b64decode(charted[0]["clientConfig"]["caBundle"])
+    assert charted == webhook.configuration("https://127.0.0.1:9443", ca)["webhooks"]
+
+    in_cluster = only(render(), "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
+    assert in_cluster["service"] == {
+        "name": FULLNAME, "namespace": NAMESPACE, "path": "/gate", "port": 443,
+    }  # fmt: skip
+
+
+def test_the_generated_certificate_is_shared_and_names_the_webhook() -> None:
+    docs = render("webhook.url=https://127.0.0.1:9443")
+    secret = only(docs, "Secret")
+    webhook_ca = only(docs, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
+    assert secret["data"]["ca.crt"] == webhook_ca["caBundle"]
+    hosts = secret["metadata"]["annotations"]["greenplace.dev/certificate-hosts"].split(",")
+    assert f"dns:{FULLNAME}.{NAMESPACE}.svc" in hosts
+    assert "ip:127.0.0.1" in hosts
+    pod = only(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert pod["checksum/webhook-tls"], "a new certificate must restart the operator"
+
+
+def test_operator_pods_meet_pod_security_restricted() -> None:
+    docs = render(tests=True)
+    deployment = only(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    for pod in (deployment["spec"]["template"]["spec"], only(docs, "Pod")["spec"]):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+    probes = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert only(docs, "Pod")["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_crds_are_kept_on_uninstall_and_optional() -> None:
+    crds = [d for d in render() if d["kind"] == "CustomResourceDefinition"]
+    assert {c["metadata"]["name"] for c in crds} == {
+        f"{k.plural}.greenplace.dev" for k in crdgen.KINDS
+    }
+    assert all(c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep" for c in crds)
+    kinds = {d["kind"] for d in render("crds.install=false")}
+    assert "CustomResourceDefinition" not in kinds
+
+
+def test_cert_manager_replaces_the_generated_certificate() -> None:
+    docs = render("webhook.certManager.enabled=true", "serviceMonitor.enabled=true",
+                  "metrics.enabled=true")  # fmt: skip
+    kinds = {d["kind"] for d in docs}
+    assert {"Issuer", "Certificate", "ServiceMonitor"} <= kinds
+    assert "Secret" not in kinds
+    config = only(docs, "MutatingWebhookConfiguration")
+    assert "caBundle" not in config["webhooks"][0]["clientConfig"]
+    injected = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+    assert injected == f"{NAMESPACE}/{FULLNAME}-webhook"
+
+
+# -- the chart on a real control plane ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """The chart applied to the cluster, with the webhook URL the operator must serve."""
+
+    docs: list[dict[str, Any]]
+    webhook_port: int
+
+
+def with_allowed_pools_field(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Until PlacementPolicy status gains ``allowedPools`` (the operator computes it), add it
+    to the rendered CRD's status schema so a test can set it; a no-op once it is there."""
+    crd = only(docs, "CustomResourceDefinition", "placementpolicies.greenplace.dev")
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    status["properties"].setdefault(
+        "allowedPools",
+        {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+    )
+    return docs
+
+
+@pytest.fixture(scope="module")
+def release(kube: integration.Kube) -> Release:
+    """The chart rendered by helm and applied server-side, its webhook pointed out of cluster."""
+    (port,) = cluster.free_ports(1)
+    docs = with_allowed_pools_field(
+        render(f"webhook.url=https://127.0.0.1:{port}", f"webhook.port={port}")
+    )
+    assert kube.kubectl("create", "namespace", NAMESPACE).returncode == 0
+    manifest = "\n---\n".join(json.dumps(d) for d in docs)
+    # The chart takes the CRDs over from the `kubectl apply -f crds/` of the shared fixture,
+    # as a cluster moving to Helm does (docs/install.md, "Upgrading").
+    result = kube.kubectl("apply", "--server-side", "--force-conflicts",
+                          "--field-manager=helm-e2e", "-f", "-", stdin=manifest)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+    assert result.returncode == 0, result.stderr
+    return Release(docs, port)
+
+
+def test_an_upgrade_keeps_the_webhook_certificate_while_its_hosts_stay(
+    kube: integration.Kube, release: Release
+) -> None:
+    url = f"webhook.url=https://127.0.0.1:{release.webhook_port}"
+    installed = only(release.docs, "Secret")["data"]
+    upgraded = only(render(url, kubeconfig=kube.kubeconfig), "Secret")["data"]
+    assert upgraded == installed
+    webhook_ca = only(render(url, kubeconfig=kube.kubeconfig), "MutatingWebhookConfiguration")
+    assert webhook_ca["webhooks"][0]["clientConfig"]["caBundle"] == installed["ca.crt"]
+    moved = only(render("webhook.url=https://127.0.0.2:9443", kubeconfig=kube.kubeconfig),
+                 "Secret")["data"]  # fmt: skip
+    assert moved["tls.crt"] != installed["tls.crt"], "a new host needs a new certificate"
+
+
+def set_allowed_pools(kube: integration.Kube, ns: str, name: str, pools: list[str]) -> None:
+    """What the operator will write: the pools passing the policy's hard sovereignty rules."""
+    patch = json.dumps({"status": {"allowedPools": pools}})
+    result = kube.kubectl("patch", "placementpolicy", name, "-n", ns, "--subresource=status",
+                          "--type=merge", "-p", patch)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+def governed_with_policy(kube: integration.Kube, pools: list[str] = FR_DE_POOLS) -> str:
+    """A governed namespace whose PlacementPolicy fr-de allows ``pools``."""
+    ns = kube.namespace()
+    assert kube.apply(test_placement.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
+    set_allowed_pools(kube, ns, "fr-de", pools)
+    return ns
+
+
+def service_account_kubeconfig(kube: integration.Kube, path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig holding a token of the chart's ServiceAccount (``kubectl create token``)."""
+    token = kube.kubectl("create", "token", FULLNAME, "-n", NAMESPACE, "--duration=1h")
+    assert token.returncode == 0, token.stderr
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": FULLNAME, "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"],
+                                                "user": FULLNAME}}],
+        "current-context": "sa",
+    }))  # fmt: skip
+    return path
+
+
+def deployment_args(release: Release, overrides: dict[str, str]) -> list[str]:
+    """The operator container's arguments from the chart, with ``--flag`` values replaced."""
+    container = only(release.docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    args = list(container["args"])
+    for flag, value in overrides.items():
+        (index,) = [i for i, a in enumerate(args) if a.split("=", 1)[0] == flag]
+        args[index] = f"{flag}={value}"
+    return args
+
+
+@pytest.fixture
+def operator_as_service_account(
+    kube: integration.Kube, release: Release, tmp_path: pathlib.Path
+) -> Iterator[integration.OperatorProcess]:
+    """``greenplace`` with the Deployment's own arguments, out of cluster: the chart's
+    ServiceAccount token, certificate and webhook port; loopback instead of 0.0.0.0."""
+    certs = tmp_path / "webhook"
+    certs.mkdir()
+    secret = kube.core.read_namespaced_secret(f"{FULLNAME}-webhook-tls", NAMESPACE)
+    for key in ("ca.crt", "tls.crt", "tls.key"):  # read as admin, as the kubelet mounts it
+        (certs / key).write_bytes(base64.b64decode(secret.data[key]))
+    (health_port,) = cluster.free_ports(1)
+    args = deployment_args(release, {
+        "--webhook-listen": "127.0.0.1",
+        "--webhook-cert-dir": str(certs),
+        "--liveness": f"http://127.0.0.1:{health_port}/healthz",
+    })  # fmt: skip
+    kubeconfig = service_account_kubeconfig(kube, tmp_path / "service-account.kubeconfig")
+    running = integration.OperatorProcess(kube, tmp_path / "operator.log", release.webhook_port)
+    with running.log.open("wb") as out:
+        running.process = subprocess.Popen(
+            [sys.executable, "-m", "greenplace.cli.main", *args, f"--kubeconfig={kubeconfig}"],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+    process = running.process
+    try:
+        integration.wait_for(lambda: cluster.port_open(release.webhook_port) or
+                             process.poll() is not None, 60, "the operator's webhook")  # fmt: skip
+        assert process.poll() is None, running.log.read_text()[-3000:]
+        # The endpoint the chart's liveness and readiness probes call.
+        integration.wait_for(lambda: healthy(f"http://127.0.0.1:{health_port}/healthz"), 30,
+                             "the liveness endpoint")  # fmt: skip
+        yield running
+    finally:
+        running.stop()
+    text = running.log.read_text(errors="replace")
+    for sign in ("Traceback", "Forbidden", "forbidden", "Not enough permissions"):
+        assert sign not in text, text[-4000:]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_the_operator_places_pods_as_the_charts_service_account(
+    kube: integration.Kube, operator_as_service_account: integration.OperatorProcess
+) -> None:
+    ns = governed_with_policy(kube)
+    for name, gpus in {"a": 4, "b": 8}.items():
+        result = kube.apply(test_placement.gpu_pod(ns, name, gpus))
+        assert result.returncode == 0, result.stderr  # the chart's webhook reached the operator
+    for name in ("a", "b"):
+        pod = integration.wait_for(lambda n=name: test_placement.bound(kube, ns, n), 30,
+                                   f"{ns}/{name} placed and bound")  # fmt: skip
+        assert test_placement.node_pool(kube, pod["spec"]["nodeName"]) in FR_DE_POOLS
+        assert podspec.PLACEMENT_ANNOTATION in pod["metadata"]["annotations"]
+    status = integration.wait_for(
+        lambda: kube.kubectl("get", "placementpolicy", "fr-de", "-n", ns, "-o",
+                             "jsonpath={.status.placed}").stdout == "2",
+        30, "policy status written through the status subresource",
+    )  # fmt: skip
+    assert status
+
+
+def can_i(kube: integration.Kube, verb: str, resource: str, *where: str) -> bool:
+    result = kube.kubectl("auth", "can-i", verb, resource, f"--as={OPERATOR}", *where)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+ALL = "--all-namespaces"
+# What the operator does, and so may do (each used by the placement test above).
+NEEDED = [
+    ("get", "pods", ALL), ("list", "pods", ALL), ("watch", "pods", ALL), ("patch", "pods", ALL),
+    ("list", "nodes"), ("watch", "nodes"), ("create", "events", ALL),
+    ("list", "gpupools.greenplace.dev"), ("watch", "gpupools.greenplace.dev"),
+    ("list", "placementpolicies.greenplace.dev", ALL),
+    ("patch", "gpupools.greenplace.dev", "--subresource=status"),
+    ("patch", "placementpolicies.greenplace.dev", ALL, "--subresource=status"),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+]  # fmt: skip
+# What it must not do: read secrets, create/delete/evict/bind pods, write any spec, change
+# admission, RBAC or CRDs, take leases, mint tokens.
+REFUSED = [
+    ("get", "secrets", ALL), ("list", "secrets", ALL), ("get", "secrets", "-n", NAMESPACE),
+    ("watch", "secrets", "-n", NAMESPACE),
+    ("create", "pods", ALL), ("delete", "pods", ALL), ("update", "pods", ALL),
+    ("deletecollection", "pods", ALL), ("create", "pods", ALL, "--subresource=eviction"),
+    ("create", "pods", ALL, "--subresource=binding"),
+    ("patch", "pods", ALL, "--subresource=status"), ("create", "pods", ALL, "--subresource=exec"),
+    ("patch", "nodes"), ("delete", "nodes"),
+    ("create", "gpupools.greenplace.dev"), ("patch", "gpupools.greenplace.dev"),
+    ("update", "gpupools.greenplace.dev"), ("delete", "gpupools.greenplace.dev"),
+    ("patch", "placementpolicies.greenplace.dev", ALL),
+    ("delete", "placementpolicies.greenplace.dev", ALL),
+    ("update", "placementpolicies.greenplace.dev", ALL, "--subresource=status"),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
+    ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
+    ("delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
+    ("create", "leases.coordination.k8s.io", ALL), ("get", "configmaps", ALL),
+    ("patch", "events", ALL), ("delete", "events", ALL),
+    ("create", "serviceaccounts", ALL, "--subresource=token"),
+    ("patch", "namespaces"), ("list", "namespaces"),
+    ("create", "deployments.apps", ALL), ("create", "jobs.batch", ALL),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ("impersonate", "users"), ("*", "*", ALL),
+]  # fmt: skip
+
+
+def test_the_service_account_can_do_what_the_operator_needs(
+    kube: integration.Kube, release: Release
+) -> None:
+    assert [n for n in NEEDED if not can_i(kube, *n)] == []
+
+
+def test_the_service_account_is_no_broader(kube: integration.Kube, release: Release) -> None:
+    assert [r for r in REFUSED if can_i(kube, *r)] == []
+
+    def rules(user: str) -> set[str]:
+        listed = kube.kubectl("auth", "can-i", "--list", f"--as={user}", "-n", NAMESPACE)
+        assert listed.returncode == 0, listed.stderr
+        return {" ".join(line.split()) for line in listed.stdout.splitlines()[1:]}
+
+    # Beyond what any service account may do (the namespace's `default` one, bound to nothing),
+    # exactly the chart's rules.
+    extra = rules(OPERATOR) - rules(f"system:serviceaccount:{NAMESPACE}:default")
+    assert extra == {
+        "pods [] [] [get list watch patch]",
+        "nodes [] [] [get list watch]",
+        "events [] [] [create]",
+        "gpupools.greenplace.dev [] [] [get list watch]",
+        "placementpolicies.greenplace.dev [] [] [get list watch]",
+        "gpupools.greenplace.dev/status [] [] [patch]",
+        "placementpolicies.greenplace.dev/status [] [] [patch]",
+        "customresourcedefinitions.apiextensions.k8s.io [] [] [list watch]",
+    }
+
+
+# -- fail-closed sovereignty: the ValidatingAdmissionPolicies, operator stopped ----------------
+
+
+def pod(ns: str, name: str, *, gpus: int = 1, gated: bool = False,
+        pools: list[list[str]] | None = None, node: str | None = None,
+        labels: dict[str, str] | None = None) -> str:  # fmt: skip
+    """A pod; ``pools`` gives one required node-affinity term per list of pool names."""
+    body = json.loads(test_placement.gpu_pod(ns, name, gpus, labels))
+    spec = body["spec"]
+    if not gpus:
+        spec["containers"][0]["resources"] = {}
+    if gated:
+        spec["schedulingGates"] = [{"name": podspec.GATE}]
+    if pools is not None:
+        terms = [{"matchExpressions": [{"key": podspec.POOL_LABEL, "operator": "In",
+                                         "values": values}]} for values in pools]  # fmt: skip
+        spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
+            }
+        }
+    if node:
+        spec["nodeName"] = node
+    return json.dumps(body)
+
+
+def create(
+    kube: integration.Kube, manifest: str, *as_user: str
+) -> subprocess.CompletedProcess[str]:
+    return kube.kubectl("create", "-f", "-", *as_user, stdin=manifest)
+
+
+def refused_by_policy(result: subprocess.CompletedProcess[str], policy: str, says: str) -> bool:
+    """The API server's ValidatingAdmissionPolicy ``policy`` refused, with ``says`` in the text."""
+    assert result.returncode != 0, "admitted, but should have been refused"
+    text = " ".join(result.stderr.split())
+    assert f"ValidatingAdmissionPolicy '{FULLNAME}-{policy}'" in text, text
+    assert says in text, text
+    return True
+
+
+def test_with_the_operator_stopped_its_webhook_fails_closed(
+    kube: integration.Kube, release: Release
+) -> None:
+    ns = governed_with_policy(kube)
+    result = create(kube, pod(ns, "no-gate-possible"))
+    assert result.returncode != 0
+    assert 'failed calling webhook "gate.greenplace.dev"' in result.stderr
+    free = kube.namespace(governed=False)
+    assert create(kube, pod(free, "elsewhere")).returncode == 0, "ungoverned: unaffected"
+
+
+@pytest.fixture(scope="module")
+def webhook_deleted(kube: integration.Kube, release: Release) -> None:
+    """The worst case: the webhook configuration is gone, so nothing gates pods; only the
+    policies inside the API server stand between a pod and a non-compliant node."""
+    result = kube.kubectl("delete", "mutatingwebhookconfiguration", FULLNAME)
+    assert result.returncode == 0, result.stderr
+    probe = pod(governed_with_policy(kube), "probe", gpus=0, node="ovh-gra-h100-0")
+    integration.wait_for(
+        lambda: "pod-guards" in kube.kubectl("create", "--dry-run=server", "-f", "-",
+                                             stdin=probe).stderr,
+        30, "the admission policies to be enforced",
+    )  # fmt: skip
+
+
+def test_the_admission_policies_type_check_cleanly(
+    kube: integration.Kube, release: Release
+) -> None:
+    for name in (f"{FULLNAME}-pod-guards", f"{FULLNAME}-sovereignty"):
+        status = json.loads(kube.kubectl("get", "validatingadmissionpolicy", name, "-o",
+                                         "json").stdout)["status"]  # fmt: skip
+        assert status["typeChecking"].get("expressionWarnings") is None, status
+        assert not any(c["status"] == "False" for c in status.get("conditions", [])), status
+
+
+def test_a_governed_pod_with_node_name_is_refused(
+    kube: integration.Kube, webhook_deleted: None
+) -> None:
+    ns = governed_with_policy(kube)
+    # Even with an affinity to an allowed pool (so only the nodeName rule is broken).
+    for gpus in (1, 0):
+        manifest = pod(ns, f"shortcut-{gpus}", gpus=gpus, node="ovh-gra-h100-0",
+                       pools=[["ovh-gra-h100"]])  # fmt: skip
+        assert refused_by_policy(create(kube, manifest), "pod-guards", "spec.nodeName is refused")
+
+
+def test_a_pod_restricted_to_a_pool_its_policy_does_not_allow_is_refused(
+    kube: integration.Kube, webhook_deleted: None
+) -> None:
+    ns = governed_with_policy(kube)
+    not_allowed = [
+        ("us", [["gcp-us-central1-h100"]]),
+        ("mixed-values", [["ovh-gra-h100", "gcp-us-central1-h100"]]),
+        ("one-term-open", [["ovh-gra-h100"], ["gcp-europe-west2-l4"]]),
+        ("no-affinity", None),
+    ]
+    for name, pools in not_allowed:
+        result = create(kube, pod(ns, name, pools=pools))
+        says = f"PlacementPolicy {ns}/fr-de (status.allowedPools: [{', '.join(FR_DE_POOLS)}])"
+        assert refused_by_policy(result, "sovereignty", says), name
+
+    for name, pools in [("fr", [["ovh-gra-h100"]]),
+                        ("fr-or-de", [["ovh-gra-h100", "stackit-eu01-h100"]])]:  # fmt: skip
+        assert create(kube, pod(ns, name, pools=pools)).returncode == 0, name
+    assert create(kube, pod(ns, "gated", gated=True)).returncode == 0
+    assert create(kube, pod(ns, "cpu-only", gpus=0)).returncode == 0
+
+
+def test_a_pod_in_an_ungoverned_namespace_is_unaffected(
+    kube: integration.Kube, webhook_deleted: None
+) -> None:
+    ns = kube.namespace(governed=False)
+    assert create(kube, pod(ns, "anywhere", node="gcp-us-central1-h100-0")).returncode == 0
+    assert create(kube, pod(ns, "any-pool", pools=[["gcp-us-central1-h100"]])).returncode == 0
+
+
+def remove_gate(kube: integration.Kube, ns: str, name: str, pools: list[str] | None,
+                *as_user: str) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    ops: list[dict[str, Any]] = [{"op": "remove", "path": "/spec/schedulingGates"}]
+    if pools:
+        affinity = json.loads(pod(ns, name, pools=[pools]))["spec"]["affinity"]
+        ops.append({"op": "add", "path": "/spec/affinity", "value": affinity})
+    return kube.kubectl("patch", "pod", name, "-n", ns, "--type=json", "-p", json.dumps(ops),
+                        *as_user)  # fmt: skip
+
+
+def test_only_the_operator_removes_the_gate_and_only_towards_allowed_pools(
+    kube: integration.Kube, webhook_deleted: None
+) -> None:
+    ns = governed_with_policy(kube)
+    assert create(kube, pod(ns, "waiting", gated=True)).returncode == 0
+
+    result = remove_gate(kube, ns, "waiting", ["ovh-gra-h100"])  # the admin, not greenplace
+    assert refused_by_policy(result, "pod-guards", f"only the operator ({OPERATOR})")
+    as_operator = f"--as={OPERATOR}"
+    result = remove_gate(kube, ns, "waiting", None, as_operator)
+    assert refused_by_policy(result, "sovereignty", "must have a required node affinity")
+    result = remove_gate(kube, ns, "waiting", ["gcp-us-central1-h100"], as_operator)
+    assert refused_by_policy(result, "sovereignty", "gcp-us-central1-h100" and "allowedPools")
+
+    assert remove_gate(kube, ns, "waiting", ["ovh-gra-h100"], as_operator).returncode == 0
+    pod_now = integration.wait_for(lambda: test_placement.bound(kube, ns, "waiting"), 30, "bound")
+    assert test_placement.node_pool(kube, pod_now["spec"]["nodeName"]) == "ovh-gra-h100"
+    label = kube.kubectl("label", "pod", "waiting", "-n", ns, "team=ml")
+    assert label.returncode == 0, "updates of a placed pod are not judged again"
+
+
+def test_every_policy_selecting_a_pod_must_allow_its_pool(
+    kube: integration.Kube, webhook_deleted: None
+) -> None:
+    ns = governed_with_policy(kube, ["ovh-gra-h100", "stackit-eu01-h100"])
+    strict = json.loads(test_placement.policy(ns, "team-a-fr", ["FR"]))
+    strict["spec"]["podSelector"] = {"matchLabels": {"team": "a"}}
+    assert kube.apply(json.dumps(strict)).returncode == 0
+    set_allowed_pools(kube, ns, "team-a-fr", ["ovh-gra-h100"])
+
+    team_a = {"team": "a"}
+    result = create(kube, pod(ns, "a-de", pools=[["stackit-eu01-h100"]], labels=team_a))
+    assert refused_by_policy(result, "sovereignty", f"PlacementPolicy {ns}/team-a-fr")
+    assert create(kube, pod(ns, "a-fr", pools=[["ovh-gra-h100"]], labels=team_a)).returncode == 0
+    # team-a-fr does not select this pod, so only fr-de applies to it.
+    assert create(kube, pod(ns, "b-de", pools=[["stackit-eu01-h100"]])).returncode == 0
+
+
+def test_a_governed_namespace_without_a_policy_admits_no_pod(
+    kube: integration.Kube, webhook_deleted: None
+) -> None:
+    """Fail-closed: the policy's parameter is missing, so the API server refuses (even
+    CPU pods: parameters are looked up before any expression runs). Create the
+    PlacementPolicy before labelling a namespace governed."""
+    ns = kube.namespace()
+    result = create(kube, pod(ns, "cpu", gpus=0))
+    assert refused_by_policy(result, "sovereignty", "no params found")

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -58,6 +59,7 @@ def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> str:
 def up() -> pathlib.Path:
     """Start (after stopping any previous run) and prepare the cluster; return its kubeconfig."""
     down(quiet=True)
+    shutil.rmtree(RUN_DIR, ignore_errors=True)  # a fresh etcd each time: no state from before
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     existing = os.environ.get("GREENPLACE_KUBECONFIG")
     started = time.monotonic()

@@ -3,6 +3,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
+# The workspace's read-only reference data (grid traces): beside the repository, or /work/shared.
+SHARED_DATA ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/data) /work/shared/data))
+export GREENPLACE_SHARED_DATA ?= $(SHARED_DATA)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

@@ -21,12 +21,13 @@ import tempfile
 import time
 
 from bench import harness
+from greenplace.signals import tracefile
 from greenplace.sim import loading, oracle, run, synthetic
 
 NAME = "simulate_year"
 REPO = harness.BENCH_DIR.parent
 EXAMPLE = REPO / "examples" / "simulate"
-SHARED = REPO.parent / "shared" / "data" / "carbon-intensity"
+SHARED = tracefile.reference_data_dir() / "carbon-intensity"
 SEED = 2020
 JOBS_PER_DAY = 30
 START = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)

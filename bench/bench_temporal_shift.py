@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import datetime
-import pathlib
 import time
 
 from bench import harness
@@ -26,7 +25,7 @@ from greenplace.engine import planner
 from greenplace.signals import tracefile
 
 NAME = "bench_temporal_shift"
-DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "carbon-intensity"
+DATA = tracefile.reference_data_dir() / "carbon-intensity"
 ZONES = {"FR": "fr_ci.csv", "GB": "gb_ci.csv", "DE": "ger_ci.csv"}
 WINDOWS_H = (0, 1, 2, 3, 4, 5, 6, 7, 8)
 ARRIVALS_H = (0, 6, 12, 18)

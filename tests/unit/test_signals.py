@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import pathlib
 
 import prometheus_client
 import pytest
 
 from greenplace.domain import model, series
 from greenplace.engine import planner
-from greenplace.signals import chain, contract, fake, planning, static, telemetry, trace
+from greenplace.signals import chain, contract, fake, planning, static, telemetry, trace, tracefile
 from tests import builders as b
 
 R = contract.SignalReason
@@ -19,7 +18,7 @@ FR = contract.SignalKey(contract.SignalKind.CARBON_INTENSITY, "FR")
 DE = contract.SignalKey(contract.SignalKind.CARBON_INTENSITY, "DE")
 NOW = b.T0 + datetime.timedelta(hours=12)
 MINUTE = datetime.timedelta(minutes=1)
-DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data" / "carbon-intensity"
+DATA = tracefile.reference_data_dir() / "carbon-intensity"
 
 
 def fallback() -> static.StaticSource:

@@ -10,11 +10,26 @@ from __future__ import annotations
 
 import csv
 import datetime
+import os
 import pathlib
 
 from greenplace.domain import series
 
-__all__ = ["load_csv"]
+__all__ = ["SHARED_DATA_ENV", "load_csv", "reference_data_dir"]
+
+SHARED_DATA_ENV = "GREENPLACE_SHARED_DATA"
+
+
+def reference_data_dir() -> pathlib.Path:
+    """The workspace's read-only reference data (the grid traces of 2020, among others).
+
+    ``$GREENPLACE_SHARED_DATA`` when set (the Makefile sets it), else the ``shared/data`` folder
+    beside the repository. Scenario files name it ``${GREENPLACE_SHARED_DATA}``.
+    """
+    configured = os.environ.get(SHARED_DATA_ENV)
+    if configured:
+        return pathlib.Path(configured)
+    return pathlib.Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def load_csv(path: pathlib.Path, value_column: int = 1) -> series.TimeSeries:

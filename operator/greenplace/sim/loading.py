@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import json
 import pathlib
+import string
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -98,13 +99,15 @@ def load(inputs: Inputs) -> sc.Scenario:
 
 
 def read_signal(value: str | float, base_dir: pathlib.Path) -> signal.Signal:
-    """A constant (a number) or a trace file (a path, relative to ``base_dir``)."""
+    """A constant (a number) or a trace file (a path, relative to ``base_dir``, in which
+    ``${GREENPLACE_SHARED_DATA}`` names the workspace's reference data)."""
     if isinstance(value, int | float):
         return signal.constant(float(value))
     try:
         return signal.constant(float(value))
     except ValueError:
-        path = base_dir / value
+        shared = {tracefile.SHARED_DATA_ENV: str(tracefile.reference_data_dir())}
+        path = base_dir / string.Template(value).safe_substitute(shared)
     return signal.from_series(tracefile.load_csv(path), str(path))
 
 

@@ -103,7 +103,8 @@ def main() -> None:
         print(
             f"  {name:14s} {entry['wall_s']:6.1f} s  CO2e saved {saved['kgco2e']:+6.1f}%  money "
             f"saved {saved['money']:+6.1f}%  misses {entry['total']['deadline_misses']:5d}  "
-            f"sovereignty violations {entry['total']['sovereignty_violations']}"
+            f"sovereignty violations {entry['total']['sovereignty_violations']}  "
+            f"ceiling breaches {entry['total']['ceiling_breaches']}"
         )
     gap = (week_by_name.get("greenplace") or {}).get("gap_to_oracle_pct") or {}
     print(f"oracle week {week_start:%Y-%m-%d}: greenplace CO2e gap {gap.get('kgco2e')}%")
@@ -117,6 +118,8 @@ def main() -> None:
         "lowest_carbon_co2e_saving_pct": by_name["lowest-carbon"]["savings_vs_baseline_pct"][
             "kgco2e"
         ],
+        "greenplace_deadline_misses": float(by_name["greenplace"]["total"]["deadline_misses"]),
+        "greenplace_ceiling_breaches": float(by_name["greenplace"]["total"]["ceiling_breaches"]),
     }
     harness.finish(
         NAME,

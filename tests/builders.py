@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import typing
 from collections.abc import Sequence
 
 from greenplace.domain import model, series
@@ -79,6 +80,8 @@ def policy(
     max_delay_h: float | None = None,
     min_saving: float = 0.02,
     budget: str | None = None,
+    yields: bool = True,
+    on_missing: typing.Literal["Hold", "CostOnly"] = "Hold",
 ) -> model.Policy:
     return model.Policy(
         namespace=namespace,
@@ -95,6 +98,8 @@ def policy(
         max_delay=None if max_delay_h is None else max_delay_h * HOUR,
         deferral_min_saving_fraction=min_saving,
         budget=budget,
+        carbon_ceiling_yields_at_deadline=yields,
+        on_missing_carbon=on_missing,
     )
 
 

@@ -71,6 +71,8 @@ def policies(draw: st.DrawFn, name: str) -> model.Policy:
         certs=draw(st.sampled_from([{}, {}, {}, {"HDS": ""}, {"EUCS": "basic"}, {"EUCS": "high"}])),
         carbon_price=draw(st.sampled_from([0.0, 100.0, 5_000.0])),
         budget=draw(st.sampled_from([None, None, "team"])),
+        yields=draw(st.sampled_from([True, True, False])),
+        on_missing=draw(st.sampled_from(["Hold", "Hold", "CostOnly"])),
     )
 
 
@@ -126,7 +128,13 @@ def violations(snapshot: model.Snapshot, now: datetime.datetime, plan: model.Pla
         pool, work = pools[decision.pool], workloads[decision.workload]
         governing = [p for p in snapshot.policies if p.selects(work)]
         where = f"{work.key} in {pool.name}"
-        found += [f"{where}: {broken}" for broken in _broken(pool, work, governing, budgets, now)]
+        waived = decision.reason is model.Reason.CEILING_WAIVED_AT_DEADLINE
+        if waived and not _latest_start_has_come(work, governing, now):
+            found.append(f"{where}: ceiling waived before the latest start")
+        found += [
+            f"{where}: {broken}"
+            for broken in _broken(pool, work, governing, budgets, now, waived=waived)
+        ]
         used[pool.name] += work.gpus
         price = max(p.carbon_price_per_tco2e for p in governing)
         estimate = objective.estimate(
@@ -153,7 +161,11 @@ def _broken(
     governing: list[model.Policy],
     budgets: dict[str, model.Budget],
     now: datetime.datetime,
+    *,
+    waived: bool = False,
 ) -> list[str]:
+    """The rules ``pool`` breaks for ``work``; with ``waived``, ceilings that yield at the
+    deadline may be above (only the planner's ``CeilingWaivedAtDeadline`` may do that)."""
     country, jurisdiction = pool.location.country, pool.jurisdiction
     end = now + datetime.timedelta(hours=work.duration_hours)
     broken = [] if governing else ["no policy"]
@@ -178,7 +190,10 @@ def _broken(
                 broken.append(f"certification {req.name}")
         ceiling = policy.max_gco2_per_kwh
         intensity = pool.effective_gco2_per_kwh
-        if ceiling is not None and (intensity is None or intensity > ceiling):
+        unknown_allowed = intensity is None and policy.on_missing_carbon == "CostOnly"
+        above = intensity is None or intensity > ceiling if ceiling is not None else False
+        excused = waived and policy.carbon_ceiling_yields_at_deadline
+        if above and not unknown_allowed and not excused:
             broken.append("carbon ceiling")
         budget = budgets.get(f"{policy.namespace}/{policy.budget}")
         if policy.budget and budget is None:
@@ -187,6 +202,17 @@ def _broken(
         if money_rule and budget is not None and budget.currency != pool.currency:
             broken.append("currency")
     return broken
+
+
+def _latest_start_has_come(
+    work: model.Workload, governing: list[model.Policy], now: datetime.datetime
+) -> bool:
+    delays = [p.max_delay for p in governing if p.max_delay is not None]
+    delay = work.max_delay if work.max_delay is not None else min(delays, default=None)
+    starts = [] if delay is None else [work.created + delay]
+    if work.deadline is not None:
+        starts.append(work.deadline - datetime.timedelta(hours=work.duration_hours))
+    return bool(starts) and min(starts) <= now
 
 
 def _satisfies(

@@ -222,6 +222,24 @@ def test_carbon_for_planner_hold_and_cost_only() -> None:
         planning.carbon_for_planner(chain.Chain([]).read(price, NOW), planning.MissingCarbon.HOLD)
 
 
+def test_missing_carbon_follows_the_policy_end_to_end() -> None:
+    """A zone without a signal: a Hold policy's ceiling excludes the pool, a CostOnly one places
+    it ranked on cost; the pool's intensity itself stays None either way."""
+    missing = chain.Chain([]).read(FR, NOW)
+    for choice, reason, pool in (
+        ("Hold", model.Reason.NO_COMPLIANT_POOL, None),
+        ("CostOnly", model.Reason.LOWEST_CARBON, "fr"),
+    ):
+        policy = b.policy(ceiling=200, on_missing=choice)  # type: ignore[arg-type]
+        carbon = planning.carbon_for_planner(missing, planning.missing_carbon(policy))
+        assert carbon.carbon_rules_apply is (choice == "Hold")
+        pools = planning.apply_to_pools([b.pool("fr")], {"FR": carbon}, {})
+        assert pools[0].gco2_per_kwh is None
+        snapshot = b.snapshot(list(pools), [policy], [b.workload("w")])
+        (decision,) = planner.plan(snapshot, NOW).decisions
+        assert (decision.reason, decision.pool) == (reason, pool), choice
+
+
 FAILURES = [
     contract.SignalTimeoutError("slow"),
     contract.SignalHttpError("500"),

@@ -11,14 +11,21 @@ first-fit and lowest-carbon: train -> fr 00-02 (mean 75 g): 8 GPU-h, 4 kWh, 0.3 
   serve -> de 01-02 (fr full): 2 GPU-h, 1.2 kWh, 0.48 kg, 4 EUR. Total 5.2 kWh, 0.78 kg, 28 EUR.
 greenplace (the planner, with the FR trace as its forecast): train is deferred to 01:00, the
   cleanest 2 h within its window (fr 01-03, mean 50 g: 4 kWh, 0.2 kg, 24 EUR, held 1 h); serve
-  waits at 01:00 (fr full, de above the ceiling) and runs in fr 03-04 (100 g): 1 kWh, 0.1 kg,
+  arrives at 01:00, its latest start (not deferrable): fr is full and de above the ceiling, which
+  yields at the deadline (the default), so it runs in de 01-02 (480 g effective): 1.2 kWh,
+  0.48 kg, 4 EUR, no hold, one ceiling breach. Total 5.2 kWh, 0.68 kg, 28 EUR, held 1 h.
+greenplace with ceilings that never yield (``carbon_ceiling_yields_at_deadline=False``, the
+  behaviour before the waiver): serve waits at 01:00 and runs in fr 03-04 (100 g): 1 kWh, 0.1 kg,
   6 EUR, held 2 h, ends 04:00 > 02:00: one miss. Total 5 kWh, 0.3 kg, 30 EUR, held 3 h.
+Ceiling breaches (runs started above 300 g effective): first-fit and lowest-carbon 1 (serve in
+  de), cheapest 1 (train in de), greenplace 1 (serve, waived), strict greenplace 0.
 cheapest: train -> de 00-02: 4.8 kWh, 1.92 kg, 16 EUR; serve -> fr 01-02 (de full): 1 kWh,
   0.05 kg, 6 EUR. Total 5.8 kWh, 1.97 kg, 22 EUR; ml spends 16 EUR: no overrun (others: 24 > 20).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
@@ -47,12 +54,15 @@ def sim_pool(name: str, country: str, *, pue: float, price: float) -> sc.SimPool
     )
 
 
-def policy(namespace: str, countries: set[str], ceiling: float | None = 300.0) -> model.Policy:
+def policy(
+    namespace: str, countries: set[str], ceiling: float | None = 300.0, *, yields: bool = True
+) -> model.Policy:
     return model.Policy(
         namespace=namespace,
         name="eu",
         allowed_countries=frozenset(countries),
         max_gco2_per_kwh=ceiling,
+        carbon_ceiling_yields_at_deadline=yields,
     )
 
 
@@ -73,13 +83,16 @@ FR_TRACE = series.TimeSeries(
 )
 
 
-def hand_scenario() -> sc.Scenario:
+def hand_scenario(*, yields: bool = True) -> sc.Scenario:
     return sc.Scenario(
         pools=(
             sim_pool("fr", "FR", pue=1.0, price=3.0),
             sim_pool("de", "DE", pue=1.2, price=2.0),
         ),
-        policies=(policy("ml", {"FR", "DE"}), policy("web", {"FR", "DE"})),
+        policies=(
+            policy("ml", {"FR", "DE"}, yields=yields),
+            policy("web", {"FR", "DE"}, yields=yields),
+        ),
         jobs=(
             job("ml", "train", at_h=0, gpus=4, hours=2, deadline_h=6),
             job("web", "serve", at_h=1, gpus=2, hours=1, deadline_h=2),
@@ -102,18 +115,26 @@ def placements(result: metrics.Outcome) -> dict[str, tuple[str, int]]:
     return {c.run.job.key: (c.run.pool, int((c.run.start - T0) / H)) for c in result.costs}
 
 
+FF = {"ml/train": ("fr", 0), "web/serve": ("de", 1)}
+
+
 @pytest.mark.parametrize(
-    ("strategy", "where", "kwh", "kg", "money", "held_h", "misses", "overruns"),
+    ("strategy", "yields", "where", "kwh", "kg", "money", "held_h", "misses", "overruns", "above"),
     [
-        ("first-fit", {"ml/train": ("fr", 0), "web/serve": ("de", 1)}, 5.2, 0.78, 28, 0, 0, 1),
-        ("lowest-carbon", {"ml/train": ("fr", 0), "web/serve": ("de", 1)}, 5.2, 0.78, 28, 0, 0, 1),
-        ("greenplace", {"ml/train": ("fr", 1), "web/serve": ("fr", 3)}, 5.0, 0.3, 30, 3, 1, 1),
-        ("cheapest", {"ml/train": ("de", 0), "web/serve": ("fr", 1)}, 5.8, 1.97, 22, 0, 0, 0),
+        ("first-fit", True, FF, 5.2, 0.78, 28, 0, 0, 1, 1),
+        ("lowest-carbon", True, FF, 5.2, 0.78, 28, 0, 0, 1, 1),
+        ("greenplace", True, {"ml/train": ("fr", 1), "web/serve": ("de", 1)}, 5.2, 0.68, 28, 1,
+         0, 1, 1),
+        ("greenplace", False, {"ml/train": ("fr", 1), "web/serve": ("fr", 3)}, 5.0, 0.3, 30, 3,
+         1, 1, 0),
+        ("cheapest", True, {"ml/train": ("de", 0), "web/serve": ("fr", 1)}, 5.8, 1.97, 22, 0, 0,
+         0, 1),
     ],
-)
+)  # fmt: skip
 def test_hand_computed_totals(
     *,
     strategy: str,
+    yields: bool,
     where: dict[str, tuple[str, int]],
     kwh: float,
     kg: float,
@@ -121,8 +142,9 @@ def test_hand_computed_totals(
     held_h: float,
     misses: int,
     overruns: int,
+    above: int,
 ) -> None:
-    result = outcome(strategy)
+    result = outcome(strategy, hand_scenario(yields=yields))
     assert placements(result) == where
     total = result.total
     assert total.gpu_hours == pytest.approx(10.0, abs=1e-12)
@@ -134,6 +156,7 @@ def test_hand_computed_totals(
     assert total.budget_overruns == overruns
     assert total.sovereignty_violations == 0
     assert total.never_started == 0
+    assert total.ceiling_breaches == above
 
 
 def test_per_namespace_split_of_greenplace() -> None:
@@ -142,9 +165,14 @@ def test_per_namespace_split_of_greenplace() -> None:
         jobs=1, jobs_run=1, gpu_hours=8.0, kwh=4.0, kgco2e=pytest.approx(0.2), money=24.0,
         held_hours=1.0, budget_overruns=1,
     )  # fmt: skip
-    assert by_ns["web"].held_hours == 2.0
-    assert by_ns["web"].deadline_misses == 1
-    assert by_ns["web"].kgco2e == pytest.approx(0.1)
+    assert by_ns["web"].held_hours == 0.0
+    assert by_ns["web"].deadline_misses == 0
+    assert by_ns["web"].kgco2e == pytest.approx(0.48)
+    assert by_ns["web"].ceiling_breaches == 1
+    strict = outcome("greenplace", hand_scenario(yields=False)).by_namespace
+    assert strict["web"].held_hours == 2.0
+    assert strict["web"].deadline_misses == 1
+    assert strict["web"].kgco2e == pytest.approx(0.1)
 
 
 def test_violations_are_counted_not_assumed() -> None:
@@ -168,7 +196,7 @@ def test_violations_are_counted_not_assumed() -> None:
 
 
 def test_job_never_started_counts_as_held_until_the_end_and_a_miss() -> None:
-    base = hand_scenario()
+    base = hand_scenario(yields=False)
     scenario = sc.Scenario(
         pools=base.pools[1:],  # de only: above every ceiling
         policies=base.policies,
@@ -181,6 +209,19 @@ def test_job_never_started_counts_as_held_until_the_end_and_a_miss() -> None:
     assert result.total == metrics.Totals(
         jobs=1, held_hours=6.0, deadline_misses=1, never_started=1
     )
+
+
+def test_a_yielding_ceiling_lets_the_job_start_at_its_latest_start() -> None:
+    """de only (480 g effective, ceiling 300): train waits until 04:00 (deadline 06:00 - 2 h),
+    then runs above the ceiling and ends on time: held 4 h, 4.8 kWh x 400 g = 1.92 kg, 16 EUR."""
+    base = hand_scenario()
+    scenario = dataclasses.replace(base, pools=base.pools[1:], jobs=base.jobs[:1])
+    result = outcome("greenplace", scenario)
+    assert placements(result) == {"ml/train": ("de", 4)}
+    assert result.total.held_hours == 4.0
+    assert result.total.deadline_misses == 0
+    assert result.total.ceiling_breaches == 1
+    assert result.total.kgco2e == pytest.approx(1.92, abs=1e-12)
 
 
 def test_signal_mean_matches_time_series() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import typing
 from collections.abc import Mapping
 
 from greenplace.domain import series
@@ -206,6 +207,15 @@ class Policy:
     deferral_min_saving_fraction: float = 0.02
     # Name of the ``Budget`` (same namespace) charged for the workloads it governs.
     budget: str | None = None
+    # The carbon ceiling holds a workload only while it can wait: once its latest start has come
+    # (deadline - duration, or created + max delay) it may run above the ceiling, in the best
+    # pool passing every other rule (``CeilingWaivedAtDeadline``). False: the ceiling always
+    # holds. Sovereignty is never waived.
+    carbon_ceiling_yields_at_deadline: bool = True
+    # A pool whose grid intensity is unknown: "Hold" (fail-closed, the ceiling excludes it with
+    # ``CarbonUnknown``) or "CostOnly" (the ceiling does not exclude it; when every governing
+    # policy says so it is ranked on cost + embodied carbon only).
+    on_missing_carbon: typing.Literal["Hold", "CostOnly"] = "Hold"
 
     @property
     def key(self) -> str:
@@ -354,6 +364,9 @@ class Reason(enum.StrEnum):
     # Deferral.
     DEFERRED_FOR_CLEANER_SLOT = "DeferredForCleanerSlot"
     DEFERRED_UNTIL_UNDER_CEILING = "DeferredUntilUnderCeiling"
+    # Placed above a carbon ceiling because the workload's latest start has come and the policy
+    # lets its ceiling yield at the deadline (``Policy.carbon_ceiling_yields_at_deadline``).
+    CEILING_WAIVED_AT_DEADLINE = "CeilingWaivedAtDeadline"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

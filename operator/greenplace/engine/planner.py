@@ -36,7 +36,7 @@ import collections
 import dataclasses
 import datetime
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from greenplace.domain import model, series
 from greenplace.engine import objective, rules
@@ -129,6 +129,17 @@ class _Class:
     # Pools passing sovereignty (even if above a ceiling now), per grid zone, best first.
     zones: dict[str, list[tuple[int, objective.Rate, rules.CertificateWindow | None]]]
     largest_pool_gpus: int
+    # Positions from ``above`` on are above a carbon ceiling now (only in a waived class, see
+    # ``_Round._waived``); before it, every pool is compliant.
+    above: int
+    # Some pool is excluded only by ceilings that yield at the deadline: a workload whose latest
+    # start has come may use the waived class.
+    waivable: bool
+    # Every policy ranks a pool of unknown intensity on cost + embodied carbon only (CostOnly).
+    cost_only: bool
+    residency: frozenset[str] | None
+    spot: bool
+    waived: bool = False
     # First position in ``ranked`` (and in each zone's list) that may still have free GPUs:
     # free GPUs only drop within a round, so these only move forward.
     cursor: int = 0
@@ -144,10 +155,14 @@ class _Walk:
     # projection there; the pools ranked after it are outranked.
     stop: int | None = None
     estimate: objective.Estimate | None = None
-    skipped: list[model.Rejection] = dataclasses.field(default_factory=list)
-    counts: collections.Counter[model.Reason] = dataclasses.field(
-        default_factory=collections.Counter
+    # The pools passed over, at most the detail limit: a budget's rejection, or (position in
+    # the ranking, reason, free GPUs then) whose message ``_Round._skipped`` writes only for the
+    # final decision (most walks of a round are superseded by the improvement pass).
+    skipped: list[model.Rejection | tuple[int, model.Reason, int]] = dataclasses.field(
+        default_factory=list
     )
+    # Every pool passed over, counted by reason (a plain dict: built for every walk).
+    counts: dict[model.Reason, int] = dataclasses.field(default_factory=dict)
     # The preferred pool would exceed this budget and the budget's action is not Downgrade.
     blocked: tuple[model.Budget, model.Rejection] | None = None
     # The first budget rejection met on the way (the placement is a downgrade).
@@ -188,9 +203,11 @@ class _Round:
         # carbon ceiling now; per residency label, per pool: the residency rule.
         self.facts: dict[str, list[tuple[_Hard, model.Rejection | None]]] = {}
         self.residency: dict[frozenset[str], list[model.Rejection | None]] = {}
-        self.rates: dict[tuple[int, bool, float], objective.Rate] = {}
+        self.rates: dict[tuple[int, bool, float, bool], objective.Rate] = {}
         self.full: dict[tuple[int, int], model.Rejection] = {}
-        self.compliance: dict[tuple[object, ...], list[tuple[int, _Window, _Rejection]]] = {}
+        self.compliance: dict[
+            tuple[object, ...], list[tuple[int, _Window, _Rejection, _Rejection]]
+        ] = {}
         self.excluded: dict[tuple[object, ...], list[model.Rejection]] = {}
         self.cumulative = {z: series.Cumulative(s) for z, s in sorted(snapshot.forecasts.items())}
         self.means: dict[tuple[str, int, float], float | None] = {}
@@ -225,11 +242,41 @@ class _Round:
         walk = self._walk(cls, workload, result.limit)
         result.walk = walk
         if walk.pos is None:
+            waived = self._waive(cls, workload, walk, result.limit)
+            if waived is not None:
+                result.cls, result.walk = waived
+                self._commit(waived[0], workload, waived[1])
+                return
             result.decision = self._not_placed(cls, workload, walk, result.limit)
             return
         result.decision = self._cleaner_slot(cls, workload, walk, result.limit)
         if result.decision is None:
             self._commit(cls, workload, walk)
+
+    def _waive(
+        self, cls: _Class, workload: model.Workload, walk: _Walk, limit: int
+    ) -> tuple[_Class, _Walk] | None:
+        """Past its latest start, a workload no pool under its ceilings can take now (and that
+        no budget holds) walks the class whose yielding ceilings are waived: the compliant pools
+        first, then those above a ceiling, best objective first. None when that does not place
+        it either (the decision then stays the one without waiver)."""
+        if not cls.waivable or walk.blocked is not None or walk.counts.get(R.BUDGET_EXCEEDED):
+            return None
+        latest = _latest_start(cls, workload)
+        if latest is None or latest > self.now:
+            return None
+        waived = self._waived(cls)
+        found = self._walk(waived, workload, limit)
+        return None if found.pos is None else (waived, found)
+
+    def _waived(self, cls: _Class) -> _Class:
+        key = (cls.keys, cls.residency, cls.spot, "waived")
+        waived = self.classes.get(key)
+        if waived is None:
+            waived = self.classes[key] = self._build_class(
+                cls.policies, cls.residency, cls.spot, waive=True
+            )
+        return waived
 
     def _class(self, governing: tuple[model.Policy, ...], workload: model.Workload) -> _Class:
         residency = workload.data_residency
@@ -244,7 +291,12 @@ class _Round:
         policies: tuple[model.Policy, ...],
         residency: frozenset[str] | None,
         spot: bool,
+        *,
+        waive: bool = False,
     ) -> _Class:
+        """The class of workloads governed by ``policies``; with ``waive``, the pools above a
+        ceiling that yields at the deadline rank after the compliant ones instead of being
+        excluded (for workloads whose latest start has come)."""
         budget_keys = sorted({f"{p.namespace}/{p.budget}" for p in policies if p.budget})
         missing = next((k for k in budget_keys if k not in self.budgets), None)
         budgets = tuple(self.budgets[k] for k in budget_keys if k in self.budgets)
@@ -255,21 +307,26 @@ class _Round:
         )
         carbon_price = max(p.carbon_price_per_tco2e for p in policies)
         delays = [p.max_delay for p in policies if p.max_delay is not None]
-        ok: list[tuple[tuple[float, float, float, str], int, objective.Rate, _Window]] = []
+        cost_only = all(p.on_missing_carbon == "CostOnly" for p in policies)
+        ok: list[tuple[bool, tuple[float, float, float, str], int, objective.Rate, _Window]] = []
         zones: dict[str, list[tuple[float, int, objective.Rate, _Window]]]
         zones = collections.defaultdict(list)
         largest = 0
         sovereign, static = self._compliance(policies, residency, budgets)
         static = list(static)
-        for index, window, ceiling in sovereign:
+        waivable = False
+        for index, window, ceiling, strict in sovereign:
             pool = self.pools[index]
-            rate = self._rate(index, spot, carbon_price)
+            blind = cost_only and pool.gco2_per_kwh is None
+            rate = self._rate(index, spot, carbon_price, blind)
             per_gpu_hour = rate.objective_per_gpu_hour(pool.gco2_per_kwh)
             zones[pool.location.grid_zone].append((per_gpu_hour, index, rate, window))
             largest = max(largest, pool.gpus_total)
             if ceiling is not None:
-                static.append(ceiling)
-                continue
+                waivable = waivable or strict is None
+                if not waive or strict is not None:
+                    static.append(strict or ceiling)
+                    continue
             intensity = pool.effective_gco2_per_kwh
             order = (
                 per_gpu_hour,
@@ -277,11 +334,15 @@ class _Round:
                 pool.price_per_gpu_hour,
                 pool.name,
             )
-            ok.append((order, index, rate, window))
-        ok.sort(key=lambda entry: entry[0])
-        prices = [rate.price_per_gpu_hour for _, _, rate, _ in ok]
-        gco2s = [rate.gco2_per_gpu_hour(self.pools[i].gco2_per_kwh) for _, i, rate, _ in ok]
-        min_from = [entry[0][1] for entry in ok] + [math.inf]
+            ok.append((ceiling is not None, order, index, rate, window))
+        ok.sort(key=lambda entry: entry[:2])
+        prices = [rate.price_per_gpu_hour for _, _, _, rate, _ in ok]
+        # Budgets count an unknown intensity at the pessimistic value, CostOnly or not.
+        gco2s = [
+            self._rate(i, spot, carbon_price, False).gco2_per_gpu_hour(self.pools[i].gco2_per_kwh)
+            for _, _, i, _, _ in ok
+        ]
+        min_from = [entry[1][1] for entry in ok] + [math.inf]
         for pos in range(len(ok) - 1, -1, -1):
             min_from[pos] = min(min_from[pos], min_from[pos + 1])
         return _Class(
@@ -293,10 +354,10 @@ class _Round:
             carbon_price=carbon_price,
             max_delay=min(delays) if delays else None,
             min_saving=max(p.deferral_min_saving_fraction for p in policies),
-            ranked=[entry[1] for entry in ok],
-            position={entry[1]: pos for pos, entry in enumerate(ok)},
-            rates=[entry[2] for entry in ok],
-            windows=[entry[3] for entry in ok],
+            ranked=[entry[2] for entry in ok],
+            position={entry[2]: pos for pos, entry in enumerate(ok)},
+            rates=[entry[3] for entry in ok],
+            windows=[entry[4] for entry in ok],
             prices=prices,
             gco2s=gco2s,
             min_price=min(prices, default=math.inf),
@@ -310,6 +371,12 @@ class _Round:
                 for zone, entries in sorted(zones.items())
             },
             largest_pool_gpus=largest,
+            above=sum(1 for entry in ok if not entry[0]),
+            waivable=waivable and not waive,
+            cost_only=cost_only,
+            residency=residency,
+            spot=spot,
+            waived=waive,
         )
 
     def _compliance(
@@ -317,25 +384,27 @@ class _Round:
         policies: tuple[model.Policy, ...],
         residency: frozenset[str] | None,
         budgets: tuple[model.Budget, ...],
-    ) -> tuple[list[tuple[int, _Window, _Rejection]], list[model.Rejection]]:
-        """Pools passing sovereignty (with certificate window and ceiling rejection now), and the
-        rejections of the others; shared by the spot and on-demand classes of a policy set."""
+    ) -> tuple[list[tuple[int, _Window, _Rejection, _Rejection]], list[model.Rejection]]:
+        """Pools passing sovereignty (with certificate window, ceiling rejection now, and the
+        rejection by a ceiling that does not yield at the deadline), and the rejections of the
+        others; shared by the spot and on-demand classes of a policy set."""
         key = (tuple(p.key for p in policies), residency)
         if key in self.compliance:
             return self.compliance[key], self.excluded[key]
         facts = [self._facts(policy) for policy in policies]
+        yields = [policy.carbon_ceiling_yields_at_deadline for policy in policies]
         residency_rules = None if residency is None else self._residency(residency)
-        sovereign: list[tuple[int, _Window, _Rejection]] = []
+        sovereign: list[tuple[int, _Window, _Rejection, _Rejection]] = []
         static: list[model.Rejection] = []
         for index, pool in enumerate(self.pools):
-            rejection, window, ceiling = self._combine(facts, index)
+            rejection, window, ceiling, strict = self._combine(facts, yields, index)
             if rejection is None and residency_rules is not None:
                 rejection = residency_rules[index]
             rejection = rejection or _currency_mismatch(pool, budgets)
             if rejection is not None:
                 static.append(rejection)
             else:
-                sovereign.append((index, window, ceiling))
+                sovereign.append((index, window, ceiling, strict))
         self.compliance[key] = sovereign
         self.excluded[key] = static
         return sovereign, static
@@ -363,28 +432,36 @@ class _Round:
 
     @staticmethod
     def _combine(
-        facts: Sequence[list[tuple[_Hard, model.Rejection | None]]], index: int
-    ) -> tuple[model.Rejection | None, _Window, model.Rejection | None]:
+        facts: Sequence[list[tuple[_Hard, model.Rejection | None]]],
+        yields: Sequence[bool],
+        index: int,
+    ) -> tuple[_Rejection, _Window, _Rejection, _Rejection]:
         """The first hard rejection of one pool across policies, else the joint certificate
-        window (None when nothing is required) and the first ceiling it breaks now."""
+        window (None when nothing is required), the first ceiling it breaks now, and the first
+        one that does not yield at the deadline."""
         window: rules.CertificateWindow | None = None
         ceiling: model.Rejection | None = None
-        for per_pool in facts:
+        strict: model.Rejection | None = None
+        for per_pool, yielding in zip(facts, yields, strict=True):
             hard, above = per_pool[index]
             if isinstance(hard, model.Rejection):
-                return hard, None, None
+                return hard, None, None, None
             if hard.names:
                 window = hard if window is None else window.intersect(hard)
             ceiling = ceiling or above
-        return None, window, ceiling
+            if not yielding:
+                strict = strict or above
+        return None, window, ceiling, strict
 
-    def _rate(self, index: int, spot: bool, carbon_price: float) -> objective.Rate:
-        key = (index, spot, carbon_price)
+    def _rate(self, index: int, spot: bool, carbon_price: float, blind: bool) -> objective.Rate:
+        """The pool's rate; ``blind`` (unknown intensity, CostOnly) counts no grid carbon."""
+        key = (index, spot, carbon_price, blind)
         rate = self.rates.get(key)
         if rate is None:
-            rate = self.rates[key] = objective.rate(
-                self.pools[index], spot=spot, carbon_price_per_tco2e=carbon_price
-            )
+            rate = objective.rate(self.pools[index], spot=spot, carbon_price_per_tco2e=carbon_price)
+            if blind:
+                rate = dataclasses.replace(rate, kwh_per_gpu_hour=0.0)
+            self.rates[key] = rate
         return rate
 
     def _walk(self, cls: _Class, workload: model.Workload, limit: int) -> _Walk:
@@ -405,7 +482,7 @@ class _Round:
             return self._unaffordable(cls, workload, walk, limit, budgets_left=(money, kg))
         if cursor:
             walk.counts[R.INSUFFICIENT_CAPACITY] = cursor
-            walk.skipped.extend(self._full(ranked[j], gpus) for j in range(min(cursor, limit)))
+            walk.skipped.extend((j, R.INSUFFICIENT_CAPACITY, 0) for j in range(min(cursor, limit)))
         pod_gpus = workload.largest_pod_gpus
         end = self.now + datetime.timedelta(hours=workload.duration_hours)
         prices, gco2s, windows = cls.prices, cls.gco2s, cls.windows
@@ -424,31 +501,43 @@ class _Round:
                 cost, gco2 = gpu_hours * prices[pos], gpu_hours * gco2s[pos]
                 if cost <= money[0] + _EPSILON and gco2 / 1000 <= kg[0] + _EPSILON:
                     walk.pos = walk.stop = pos
-                    walk.estimate = objective.estimate(cls.rates[pos], gpu_hours, pool.gco2_per_kwh)
+                    walk.estimate = _estimate(cls, pos, gpu_hours, pool)
                     return walk
                 over = _over_budget(pool, cost, gco2 / 1000, money, kg)
                 walk.downgraded = walk.downgraded or over[1]
                 if cls.action is not model.BudgetAction.DOWNGRADE:
                     walk.stop, walk.blocked = pos, over
-                    walk.estimate = objective.estimate(cls.rates[pos], gpu_hours, pool.gco2_per_kwh)
-                    walk.counts[R.BUDGET_EXCEEDED] += 1
+                    walk.estimate = _estimate(cls, pos, gpu_hours, pool)
+                    walk.counts[R.BUDGET_EXCEEDED] = walk.counts.get(R.BUDGET_EXCEEDED, 0) + 1
                     walk.skipped.append(over[1])
                     return walk
                 reason, rejection = R.BUDGET_EXCEEDED, over[1]
-            walk.counts[reason] += 1
+            walk.counts[reason] = walk.counts.get(reason, 0) + 1
             if len(walk.skipped) < limit:
-                walk.skipped.append(
-                    rejection
-                    or self._passed_over(
-                        pool,
-                        reason=reason,
-                        workload=workload,
-                        free=free[index],
-                        window=window,
-                        end=end,
-                    )
-                )
+                walk.skipped.append(rejection or (pos, reason, free[index]))
         return walk
+
+    def _skipped(
+        self, cls: _Class, walk: _Walk, workload: model.Workload
+    ) -> tuple[model.Rejection, ...]:
+        """The walk's passed-over pools as rejections, written for the final decision only."""
+        end = self.now + datetime.timedelta(hours=workload.duration_hours)
+        gpus = workload.gpus
+        return tuple(
+            entry
+            if isinstance(entry, model.Rejection)
+            else self._full(cls.ranked[entry[0]], gpus)
+            if entry[1] is R.INSUFFICIENT_CAPACITY and entry[2] == 0
+            else self._passed_over(
+                self.pools[cls.ranked[entry[0]]],
+                reason=entry[1],
+                workload=workload,
+                free=entry[2],
+                window=cls.windows[entry[0]],
+                end=end,
+            )
+            for entry in walk.skipped
+        )
 
     def _full(self, index: int, gpus: int) -> model.Rejection:
         """A full pool's rejection: the same value for every workload of that size."""
@@ -547,7 +636,7 @@ class _Round:
         self, cls: _Class, workload: model.Workload, walk: _Walk, limit: int
     ) -> model.Decision:
         tail, tail_counts = self._tail(cls, walk, workload, limit)
-        alternatives = (*walk.skipped, *tail, *cls.static[:limit])
+        alternatives = (*self._skipped(cls, walk, workload), *tail, *cls.static[:limit])
         counts = _counts(cls.static_counts, walk.counts, tail_counts)
         summary = _summary(alternatives, counts)
         keys = ", ".join(cls.keys)
@@ -557,7 +646,7 @@ class _Round:
             "alternatives": alternatives,
             "rejected_by_reason": counts,
         }
-        if walk.blocked is not None or walk.counts[R.BUDGET_EXCEEDED]:
+        if walk.blocked is not None or walk.counts.get(R.BUDGET_EXCEEDED):
             budget, rejection = walk.blocked or (_first_budget(cls), walk.downgraded)
             refuse = budget.action is model.BudgetAction.REJECT
             when = "" if budget.period_end is None else f" until {_at(budget.period_end)}"
@@ -594,7 +683,7 @@ class _Round:
                     not_before=start,
                     **common,  # type: ignore[arg-type]
                 )
-        if walk.counts[R.INSUFFICIENT_CAPACITY]:
+        if walk.counts.get(R.INSUFFICIENT_CAPACITY):
             reason, what = R.NO_POOL_WITH_ROOM, "no allowed pool has room"
         else:
             reason, what = R.NO_COMPLIANT_POOL, "no pool satisfies"
@@ -696,13 +785,18 @@ class _Round:
             f"within its deferral window under {', '.join(cls.keys)}",
             pool=None,
             policies=cls.keys,
-            alternatives=(*walk.skipped, waiting, *tail, *cls.static[:limit]),
+            alternatives=(
+                *self._skipped(cls, walk, workload),
+                waiting,
+                *tail,
+                *cls.static[:limit],
+            ),
             not_before=start,
             rejected_by_reason=_counts(
                 cls.static_counts,
                 walk.counts,
                 tail_counts,
-                collections.Counter({R.DEFERRED_FOR_CLEANER_SLOT: 1}),
+                {R.DEFERRED_FOR_CLEANER_SLOT: 1},
             ),
         )
 
@@ -912,7 +1006,7 @@ class _Round:
         for r, pos in moves:
             assert r.cls is not None and r.walk is not None and r.walk.estimate is not None
             pool = self.pools[r.cls.ranked[pos]]
-            after = objective.estimate(r.cls.rates[pos], r.workload.gpu_hours, pool.gco2_per_kwh)
+            after = _estimate(r.cls, pos, r.workload.gpu_hours, pool)
             for budget in r.cls.budgets:
                 money[budget.key] = money.get(budget.key, 0.0) + after.cost - r.walk.estimate.cost
                 kg[budget.key] = kg.get(budget.key, 0.0) + after.kgco2e - r.walk.estimate.kgco2e
@@ -939,9 +1033,7 @@ class _Round:
         where[new].append(r)
         self._uncommit(cls, r.workload, walk)
         walk.pos = walk.stop = pos
-        walk.estimate = objective.estimate(
-            cls.rates[pos], r.workload.gpu_hours, self.pools[new].gco2_per_kwh
-        )
+        walk.estimate = _estimate(cls, pos, r.workload.gpu_hours, self.pools[new])
         self._commit(cls, r.workload, walk)
 
     def _assign(self, order: list[_Result]) -> tuple[list[_Walk], list[_Result]]:
@@ -985,8 +1077,18 @@ class _Round:
             f"{best.name} ({best.location.country}, {_carbon(best)}, "
             f"{estimate.cost:.2f} {best.currency}, {estimate.kgco2e:.2f} kgCO2e)"
         )
-        compliant = f"{len(cls.ranked)} compliant pools"
-        if walk.downgraded is not None:
+        compliant = f"{cls.above} compliant pools"
+        if pos >= cls.above:
+            reason = R.CEILING_WAIVED_AT_DEADLINE
+            latest = _latest_start(cls, workload)
+            assert latest is not None
+            why = (
+                f"carbon ceiling waived at the deadline: its latest start {_at(latest)} has come "
+                f"and none of the {compliant} under the ceiling had room, so it runs above it, "
+                f"in the pool with the lowest cost + carbon among the {len(cls.ranked)} that pass "
+                "every other rule (set carbon.ceilingYieldsAtDeadline false to hold instead)"
+            )
+        elif walk.downgraded is not None:
             reason = R.DOWNGRADED_FOR_BUDGET
             why = f"downgraded: {walk.downgraded.pool} {walk.downgraded.message}"
         elif (math.inf if intensity is None else intensity) <= cls.min_intensity_from[pos + 1]:
@@ -997,6 +1099,11 @@ class _Round:
                 f"lowest cost + carbon at {cls.carbon_price:g} {best.currency}/tCO2e among "
                 f"{compliant} with room"
             )
+        if best.gco2_per_kwh is None and cls.cost_only:
+            why += (
+                f"; carbon of grid zone {best.location.grid_zone} unknown, ranked on cost + "
+                "embodied carbon only (onMissingSignal CostOnly)"
+            )
         return model.Decision(
             workload=workload.key,
             outcome=model.Outcome.PLACED,
@@ -1004,7 +1111,7 @@ class _Round:
             message=f"{workload.key} placed in {where}: {why} under {', '.join(cls.keys)}",
             pool=best.name,
             policies=cls.keys,
-            alternatives=(*walk.skipped, *outranked, *cls.static[:limit]),
+            alternatives=(*self._skipped(cls, walk, workload), *outranked, *cls.static[:limit]),
             cost=estimate.cost,
             kgco2e=estimate.kgco2e,
             objective=estimate.objective,
@@ -1013,10 +1120,10 @@ class _Round:
 
     def _tail(
         self, cls: _Class, walk: _Walk, workload: model.Workload, limit: int
-    ) -> tuple[tuple[model.Rejection, ...], collections.Counter[model.Reason]]:
+    ) -> tuple[tuple[model.Rejection, ...], dict[model.Reason, int]]:
         """The pools ranked after the one the walk stopped at: outranked by it."""
         if walk.stop is None or walk.estimate is None:
-            return (), collections.Counter()
+            return (), {}
         best = self.pools[cls.ranked[walk.stop]]
         chosen = f"{walk.estimate.objective:.2f} {best.currency}"
         rejections = []
@@ -1032,7 +1139,29 @@ class _Round:
                 )
             )
         count = len(cls.ranked) - walk.stop - 1
-        return tuple(rejections), collections.Counter({R.OUTRANKED: count})
+        return tuple(rejections), {R.OUTRANKED: count}
+
+
+def _estimate(cls: _Class, pos: int, gpu_hours: float, pool: model.Pool) -> objective.Estimate:
+    """The projection in the pool at ``pos`` of ``cls``: objective from the class's rate (which
+    counts no grid carbon for an unknown intensity under CostOnly), cost and kgCO2e as budgets
+    count them (an unknown intensity at the pessimistic value)."""
+    return objective.Estimate(
+        cost=gpu_hours * cls.prices[pos],
+        kgco2e=gpu_hours * cls.gco2s[pos] / 1000,
+        objective=gpu_hours * cls.rates[pos].objective_per_gpu_hour(pool.gco2_per_kwh),
+    )
+
+
+def _latest_start(cls: _Class, workload: model.Workload) -> datetime.datetime | None:
+    """When the workload must start at the latest: deadline - duration, or created + max delay
+    (its own, else the tightest policy's); None when it has neither."""
+    delay = workload.max_delay if workload.max_delay is not None else cls.max_delay
+    latest = None if delay is None else workload.created + delay
+    if workload.deadline is not None:
+        by_deadline = workload.deadline - datetime.timedelta(hours=workload.duration_hours)
+        latest = by_deadline if latest is None else min(latest, by_deadline)
+    return latest
 
 
 def _objective(walk: _Walk | None) -> float:
@@ -1086,7 +1215,7 @@ def _no_room(pool: model.Pool, gpus: int, free: int) -> model.Rejection:
     return model.Rejection(pool.name, R.INSUFFICIENT_CAPACITY, f"needs {gpus} GPUs, {free} free")
 
 
-def _counts(*counters: collections.Counter[model.Reason]) -> tuple[tuple[model.Reason, int], ...]:
+def _counts(*counters: Mapping[model.Reason, int]) -> tuple[tuple[model.Reason, int], ...]:
     total: dict[model.Reason, int] = {}
     for counter in counters:
         for reason, n in counter.items():

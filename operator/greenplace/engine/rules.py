@@ -51,12 +51,18 @@ def sovereignty_violation(
 def ceiling_violation(
     pool: model.Pool, policies: Iterable[model.Policy], gco2_per_kwh: float | None
 ) -> model.Rejection | None:
-    """The first carbon ceiling that grid intensity ``gco2_per_kwh`` (before PUE) breaks."""
+    """The first carbon ceiling that grid intensity ``gco2_per_kwh`` (before PUE) breaks.
+
+    An unknown intensity breaks the ceiling of a policy that holds on a missing signal (the
+    default, fail-closed); a policy with ``on_missing_carbon="CostOnly"`` lets it through.
+    """
     for policy in policies:
         ceiling = policy.max_gco2_per_kwh
         if ceiling is None:
             continue
         if gco2_per_kwh is None:
+            if policy.on_missing_carbon == "CostOnly":
+                continue
             return _reject(
                 pool,
                 R.CARBON_UNKNOWN,

@@ -31,7 +31,8 @@ JSON, so either works)::
          allowedRegimes: [EU], forbidExtraterritorial: true,
          requiredCertifications: [{name: SecNumCloud, minLevel: "3.2"}],
          maxGco2PerKwh: 200, carbonPricePerTco2e: 100, maxDelayHours: 8,
-         deferralMinSavingFraction: 0.02, budget: team}
+         deferralMinSavingFraction: 0.02, budget: team, carbonCeilingYieldsAtDeadline: true,
+         onMissingCarbon: Hold}
     budgets:
       - {namespace: ml, name: team, currency: EUR, moneyLimit: 1000, moneySpent: 200,
          kgco2eLimit: 50, kgco2eSpent: 3, periodEnd: "2026-02-01T00:00:00Z", action: Defer}
@@ -46,6 +47,7 @@ JSON, so either works)::
 from __future__ import annotations
 
 import datetime
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -201,6 +203,15 @@ def _action(value: object, path: str) -> model.BudgetAction:
         raise SnapshotFileError(f"{path}: expected one of {allowed}, got {value!r}") from error
 
 
+def _on_missing(value: object, path: str) -> typing.Literal["Hold", "CostOnly"]:
+    text = _str(value, path)
+    if text == "Hold":
+        return "Hold"
+    if text == "CostOnly":
+        return "CostOnly"
+    raise SnapshotFileError(f"{path}: expected one of Hold, CostOnly, got {value!r}")
+
+
 def _pool(node: _Node) -> model.Pool:
     location = node.node("location") or _Node({}, node._where("location"))
     jurisdiction = node.node("jurisdiction")
@@ -262,6 +273,8 @@ def _policy(node: _Node) -> model.Policy:
         max_delay=node.opt("maxDelayHours", _hours),
         deferral_min_saving_fraction=node.get("deferralMinSavingFraction", _float, 0.02),
         budget=node.opt("budget", _str),
+        carbon_ceiling_yields_at_deadline=node.get("carbonCeilingYieldsAtDeadline", _bool, True),
+        on_missing_carbon=node.get("onMissingCarbon", _on_missing, "Hold"),
     )
 
 
@@ -383,6 +396,8 @@ def _policy_doc(policy: model.Policy) -> dict[str, Any]:
         "maxDelayHours": _hours_doc(policy.max_delay),
         "deferralMinSavingFraction": policy.deferral_min_saving_fraction,
         "budget": policy.budget,
+        "carbonCeilingYieldsAtDeadline": policy.carbon_ceiling_yields_at_deadline,
+        "onMissingCarbon": policy.on_missing_carbon,
     }
 
 

@@ -5,13 +5,17 @@ only place where readings become a pool's ``gco2_per_kwh`` and ``price_per_gpu_h
 only ever replaces those two fields: a signal can never change a pool's location, jurisdiction
 or certifications, so sovereignty never depends on a signal (tests check this field by field).
 
-When carbon is missing, the policy decides (``MissingCarbon``):
+When carbon is missing, the policy decides (``MissingCarbon``, the value of
+``Policy.on_missing_carbon``; ``missing_carbon`` reads it):
 
 - ``HOLD`` (the default, fail-closed): the pool's intensity is None; a policy with a carbon
   ceiling then excludes the pool with reason ``CarbonUnknown`` and pods wait, up to their deadline.
 - ``COST_ONLY``: the pool's intensity is None and ``PlannerCarbon.carbon_rules_apply`` is False;
-  the planner should skip carbon ceilings and rank on cost for that pool (the planner field that
-  honours this is proposed to the engine's owner, see docs/signals.md).
+  the planner does not let that policy's ceiling exclude the pool, and ranks it on cost +
+  embodied carbon only when every governing policy says CostOnly (``engine.rules`` and
+  ``engine.planner`` honour ``Policy.on_missing_carbon``). Either way the pool's intensity stays
+  None here: the choice is the policy's, made in the planner, so one pool can be held for one
+  team and ranked on cost for another.
 
 A missing price falls back to the pool's list price from its spec (the chain's static link);
 with no price at all the pool keeps its spec price and the status says so.
@@ -32,6 +36,7 @@ __all__ = [
     "apply_to_pools",
     "carbon_for_planner",
     "forecasts_for_planner",
+    "missing_carbon",
 ]
 
 
@@ -50,6 +55,11 @@ class PlannerCarbon:
     status: contract.SignalStatus
     carbon_rules_apply: bool
     source: str | None = None
+
+
+def missing_carbon(policy: model.Policy) -> MissingCarbon:
+    """What ``policy`` does when a pool's carbon intensity is unknown."""
+    return MissingCarbon(policy.on_missing_carbon)
 
 
 def carbon_for_planner(reading: contract.Reading, on_missing: MissingCarbon) -> PlannerCarbon:

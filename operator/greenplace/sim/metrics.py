@@ -11,7 +11,9 @@ Per run of ``g`` GPUs for ``h`` hours in pool ``p`` started at ``t``:
 - kgCO2e = kWh x mean grid intensity of p's zone over [t, t+h) / 1000 (location-based), plus
   the pool's embodied gCO2e per GPU-hour x GPU-hours / 1000;
 - money = g x h x mean price of p over [t, t+h) (``Scenario.run_cost``);
-- held hours = t - arrival; a deadline miss when t + h > deadline.
+- held hours = t - arrival; a deadline miss when t + h > deadline;
+- a carbon-ceiling breach when p's effective intensity at t (grid x PUE) is above the ceiling
+  of a policy that selects the job (an unknown intensity is not counted as one).
 
 A job never started before the end of the simulation counts as held until the end, and as a miss
 if its deadline fell inside the simulation. A budget's spend is summed per period of the run's
@@ -44,6 +46,10 @@ class Totals:
     never_started: int = 0
     budget_overruns: int = 0
     sovereignty_violations: int = 0
+    # Runs started while the pool's effective intensity (grid x PUE) was above the carbon ceiling
+    # of a policy selecting the job: not a sovereignty violation (greenplace lets a ceiling yield
+    # at the deadline; the baselines ignore ceilings), but counted so nobody has to assume.
+    ceiling_breaches: int = 0
 
     def plus(self, other: Totals) -> Totals:
         return Totals(
@@ -121,6 +127,7 @@ def evaluate(
                 held_hours=_hours(run.start - job.arrival),
                 deadline_misses=int(run.end > job.deadline),
                 sovereignty_violations=int(bool(breached)),
+                ceiling_breaches=int(_above_ceiling(scenario, run, pool)),
             )
         )
     for job in schedule.never_started:
@@ -161,6 +168,18 @@ def change_pct(value: float, reference: float) -> float | None:
 def _cost(scenario: sc.Scenario, run: replay.Run, pool: sc.SimPool) -> RunCost:
     cost = scenario.run_cost(run.job, pool, run.start)
     return RunCost(run, cost.grid_gco2_per_kwh, cost.kwh, cost.kgco2e, cost.money)
+
+
+def _above_ceiling(scenario: sc.Scenario, run: replay.Run, pool: sc.SimPool) -> bool:
+    """Whether the run started above the carbon ceiling of a policy that selects its job."""
+    grid = scenario.grid_gco2_at(pool, run.start)
+    if grid is None:
+        return False
+    effective = grid * pool.pool.pue
+    return any(
+        p.max_gco2_per_kwh is not None and effective > p.max_gco2_per_kwh
+        for p in scenario.governing(run.job)
+    )
 
 
 def _overruns(scenario: sc.Scenario, costs: list[RunCost]) -> tuple[Overrun, ...]:

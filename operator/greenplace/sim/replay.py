@@ -2,10 +2,11 @@
 
 Why this module exists: the operator re-plans when a gated pod appears, when capacity frees up and
 when a signal changes. The simulator does the same, and only then: time jumps from one event to
-the next (an arrival, a completion, or a change of any carbon or price signal while something
-waits), so a year of half-hourly signals replays in seconds. At each event it builds the
-``Snapshot`` the controller would build (free GPUs, intensity and price now, every waiting job)
-and asks the strategy; whatever it places starts now and holds its GPUs for the job's duration.
+the next (an arrival, a completion, a change of any carbon or price signal while something
+waits, or the latest start of a waiting job, when a carbon ceiling yields), so a year of
+half-hourly signals replays in seconds. At each event it builds the ``Snapshot`` the
+controller would build (free GPUs, intensity and price now, every waiting job) and asks the
+strategy; whatever it places starts now and holds its GPUs for the job's duration.
 The snapshot also carries each budget's spend so far in its current period (runs are charged
 when they start, as the operator projects them) and every zone's recorded trace over the next
 ``Scenario.forecast_horizon`` as the forecast (perfect foresight, so deferral is judged at its
@@ -102,6 +103,8 @@ class _State:
         self.refused: list[sc.Job] = []
         self.wake_ups: list[float] = []  # not_before of deferred workloads
         self.asleep: dict[str, float] = {}  # deferred workload key -> not_before
+        # (latest start, key) of waiting deferrable jobs: a ceiling that held them may yield then.
+        self.latest_starts: list[tuple[float, str]] = []
         self.spend: Spend = defaultdict(lambda: [0.0, 0.0])
         self.runs: list[Run] = []
         self.next_arrival = self.next_signal = self.decisions = 0
@@ -121,6 +124,11 @@ class _State:
             heapq.heappop(self.wake_ups)
         if self.wake_ups:
             candidates.append(self.wake_ups[0])
+        latest = self.latest_starts
+        while latest and (latest[0][0] <= self.now_s or latest[0][1] not in self.pending):
+            heapq.heappop(latest)
+        if latest:
+            candidates.append(latest[0][0])
         if not candidates:
             return None
         self.now_s = now_s = max(self.now_s, min(candidates))
@@ -132,6 +140,8 @@ class _State:
         while self.next_arrival < len(self.jobs) and self.arrivals_s[self.next_arrival] <= now_s:
             job = self.jobs[self.next_arrival]
             self.pending[job.key] = (job, job.workload())
+            if job.deferrable:
+                heapq.heappush(self.latest_starts, (job.latest_start.timestamp(), job.key))
             self.next_arrival += 1
         while self.next_signal < len(self.signal_s) and self.signal_s[self.next_signal] <= now_s:
             self.next_signal += 1

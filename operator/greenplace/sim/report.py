@@ -132,6 +132,7 @@ _FIELDS = (
     "held_hours",
     "budget_overruns",
     "sovereignty_violations",
+    "ceiling_breaches",
 )
 
 

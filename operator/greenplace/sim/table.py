@@ -23,6 +23,7 @@ _COLUMNS = (
     ("held_hours", "held h", "{:,.0f}"),
     ("budget_overruns", "overruns", "{:,}"),
     ("sovereignty_violations", "sov.viol", "{:,}"),
+    ("ceiling_breaches", "ceil.breach", "{:,}"),
 )
 
 
@@ -50,7 +51,7 @@ def render(record: Mapping[str, Any]) -> str:
             [namespace] + [fmt.format(totals[key]) for key, _, fmt in _COLUMNS[1:]]
             for namespace, totals in entry["by_namespace"].items()
         ]
-        lines += ["  " + line for line in _grid(["namespace", *header[1:10]], ns_rows)]
+        lines += ["  " + line for line in _grid(["namespace", *header[1 : len(_COLUMNS)]], ns_rows)]
     for name, why in record["skipped"].items():
         lines.append(f"{name}: {why}")
     lines.append(

@@ -163,25 +163,11 @@ class Release:
     webhook_port: int
 
 
-def with_allowed_pools_field(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Until PlacementPolicy status gains ``allowedPools`` (the operator computes it), add it
-    to the rendered CRD's status schema so a test can set it; a no-op once it is there."""
-    crd = only(docs, "CustomResourceDefinition", "placementpolicies.greenplace.dev")
-    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
-    status["properties"].setdefault(
-        "allowedPools",
-        {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
-    )
-    return docs
-
-
 @pytest.fixture(scope="module")
 def release(kube: integration.Kube) -> Release:
     """The chart rendered by helm and applied server-side, its webhook pointed out of cluster."""
     (port,) = cluster.free_ports(1)
-    docs = with_allowed_pools_field(
-        render(f"webhook.url=https://127.0.0.1:{port}", f"webhook.port={port}")
-    )
+    docs = render(f"webhook.url=https://127.0.0.1:{port}", f"webhook.port={port}")
     assert kube.kubectl("create", "namespace", NAMESPACE).returncode == 0
     manifest = "\n---\n".join(json.dumps(d) for d in docs)
     # The chart takes the CRDs over from the `kubectl apply -f crds/` of the shared fixture,
@@ -333,6 +319,12 @@ NEEDED = [
     ("list", "placementpolicies.greenplace.dev", ALL),
     ("patch", "gpupools.greenplace.dev", "--subresource=status"),
     ("patch", "placementpolicies.greenplace.dev", ALL, "--subresource=status"),
+    ("list", "signalsources.greenplace.dev"), ("watch", "signalsources.greenplace.dev"),
+    ("patch", "signalsources.greenplace.dev", "--subresource=status"),
+    ("list", "budgets.greenplace.dev", ALL), ("watch", "budgets.greenplace.dev", ALL),
+    ("patch", "budgets.greenplace.dev", ALL, "--subresource=status"),
+    ("list", "energyreports.greenplace.dev", ALL), ("watch", "energyreports.greenplace.dev", ALL),
+    ("patch", "energyreports.greenplace.dev", ALL, "--subresource=status"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
 ]  # fmt: skip
@@ -350,6 +342,10 @@ REFUSED = [
     ("update", "gpupools.greenplace.dev"), ("delete", "gpupools.greenplace.dev"),
     ("patch", "placementpolicies.greenplace.dev", ALL),
     ("delete", "placementpolicies.greenplace.dev", ALL),
+    ("patch", "signalsources.greenplace.dev"), ("create", "signalsources.greenplace.dev"),
+    ("patch", "budgets.greenplace.dev", ALL), ("delete", "budgets.greenplace.dev", ALL),
+    ("update", "energyreports.greenplace.dev", ALL),
+    ("update", "budgets.greenplace.dev", ALL, "--subresource=status"),
     ("update", "placementpolicies.greenplace.dev", ALL, "--subresource=status"),
     ("get", "customresourcedefinitions.apiextensions.k8s.io"),
     ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -393,6 +389,12 @@ def test_the_service_account_is_no_broader(kube: integration.Kube, release: Rele
         "placementpolicies.greenplace.dev [] [] [get list watch]",
         "gpupools.greenplace.dev/status [] [] [patch]",
         "placementpolicies.greenplace.dev/status [] [] [patch]",
+        "signalsources.greenplace.dev [] [] [get list watch]",
+        "budgets.greenplace.dev [] [] [get list watch]",
+        "energyreports.greenplace.dev [] [] [get list watch]",
+        "signalsources.greenplace.dev/status [] [] [patch]",
+        "budgets.greenplace.dev/status [] [] [patch]",
+        "energyreports.greenplace.dev/status [] [] [patch]",
         "customresourcedefinitions.apiextensions.k8s.io [] [] [list watch]",
     }
 

@@ -106,6 +106,7 @@ def operator(kube: Kube) -> Iterator[RunningOperator]:
         webhook_port=port,
         metrics_port=metrics_port,
         resync_seconds=5,
+        report_seconds=2,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings_config)

@@ -23,6 +23,28 @@ GOOD_POOL: dict[str, Any] = {
 }
 
 
+def custom(kind: str, spec: dict[str, Any], namespaced: bool = True) -> str:
+    metadata = {"name": "bad", **({"namespace": "default"} if namespaced else {})}
+    return json.dumps({
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec,
+    })  # fmt: skip
+
+
+STATIC = {"name": "static", "kind": "Static", "static": {"values": {"FR": 56}}}
+
+
+def signal_source(**spec: Any) -> str:
+    return custom("SignalSource", {"zones": ["FR"], "sources": [STATIC], **spec}, False)
+
+
+def budget(**spec: Any) -> str:
+    return custom("Budget", {"period": "Month", "limits": {"money": 100}, **spec})
+
+
+def energy_report(**spec: Any) -> str:
+    return custom("EnergyReport", spec)
+
+
 def policy(spec: dict[str, Any]) -> str:
     return json.dumps({
         "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
@@ -92,6 +114,92 @@ def pool(**changes: Any) -> str:
         pytest.param(
             pool(location__country="France"), ["spec.location.country"], id="country-name"
         ),
+        pytest.param(
+            signal_source(sources=[{"name": "prom", "kind": "Prometheus"}]),
+            ["spec.sources[0]", "a source of kind Prometheus needs its prometheus block"],
+            id="signal-kind-without-block",
+        ),
+        pytest.param(
+            signal_source(fallbackOrder=["emaps"]),
+            ["spec.fallbackOrder", "every fallbackOrder entry must name one of spec.sources"],
+            id="signal-fallback-unknown-source",
+        ),
+        pytest.param(
+            signal_source(sources=[{**STATIC, "ttl": "two hours"}]),
+            ["spec.sources[0].ttl", "should match"],
+            id="signal-bad-duration",
+        ),
+        pytest.param(
+            signal_source(sources=[STATIC, STATIC]),
+            ["spec.sources[1]", "Duplicate value"],
+            id="signal-duplicate-source-name",
+        ),
+        pytest.param(
+            signal_source(signal="Carbon"),
+            ["spec.signal", "Unsupported value"],
+            id="signal-unknown-kind",
+        ),
+        pytest.param(
+            signal_source(zones=[]), ["spec.zones", "at least 1 item"], id="signal-no-zones"
+        ),
+        pytest.param(
+            signal_source(
+                sources=[
+                    {
+                        "name": "p",
+                        "kind": "Prometheus",
+                        "prometheus": {"url": "prometheus:9090", "query": "x"},
+                    }
+                ]
+            ),
+            ["spec.sources[0].prometheus.url", "should match"],
+            id="signal-url-without-scheme",
+        ),
+        pytest.param(
+            budget(limits={}),
+            ["spec.limits", "set at least one limit: money, kgCO2e or kWh"],
+            id="budget-no-limit",
+        ),
+        pytest.param(
+            budget(period="Year"), ["spec.period", "Unsupported value"], id="budget-bad-period"
+        ),
+        pytest.param(
+            budget(limits={"money": -1}),
+            ["spec.limits.money", "should be greater than 0"],
+            id="budget-negative-limit",
+        ),
+        pytest.param(
+            budget(alertThresholds=[0.8, 1.5]),
+            ["spec.alertThresholds[1]", "should be less than or equal to 1"],
+            id="budget-threshold-above-1",
+        ),
+        pytest.param(
+            budget(action="Pause"), ["spec.action", "Unsupported value"], id="budget-bad-action"
+        ),
+        pytest.param(budget(currency="eur"), ["spec.currency"], id="budget-bad-currency"),
+        pytest.param(
+            energy_report(window="1 hour"), ["spec.window", "should match"], id="report-bad-window"
+        ),
+        pytest.param(
+            energy_report(grading={"energyWhPerRequest": [0.3, 0.1, 0.5, 1]}),
+            ["spec.grading.energyWhPerRequest", "four increasing positive bounds"],
+            id="report-decreasing-grades",
+        ),
+        pytest.param(
+            energy_report(grading={"carbonGCO2ePerRequest": [0.1, 0.2]}),
+            ["spec.grading.carbonGCO2ePerRequest", "should have at least 4 items"],
+            id="report-three-grades",
+        ),
+        pytest.param(
+            energy_report(migSlicesTotal=0),
+            ["spec.migSlicesTotal", "should be greater than or equal to 1"],
+            id="report-no-mig-slices",
+        ),
+        pytest.param(
+            energy_report(serving="ollama"),
+            ["spec.serving", "Unsupported value"],
+            id="report-unknown-serving",
+        ),
     ],
 )
 def test_invalid_resources_are_refused_with_the_field_named(
@@ -110,3 +218,6 @@ def test_the_valid_baseline_is_accepted(kube: Kube) -> None:
     result = kube.apply(valid_policy)
     assert result.returncode == 0, result.stderr
     assert kube.kubectl("delete", "gpupool", "bad").returncode == 0
+    for manifest in (signal_source(), budget(), energy_report()):
+        result = kube.apply(manifest)
+        assert result.returncode == 0, result.stderr

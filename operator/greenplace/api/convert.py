@@ -9,11 +9,19 @@ carbon intensity) are arguments, because they come from the cluster or a signal,
 from __future__ import annotations
 
 import datetime
+import re
 
 from greenplace.api import models
 from greenplace.domain import model
 
-__all__ = ["CARBON_FIRST_PRICE_PER_TONNE", "policy_to_domain", "pool_to_domain"]
+__all__ = [
+    "CARBON_FIRST_PRICE_PER_TONNE",
+    "budget_to_domain",
+    "duration",
+    "period_bounds",
+    "policy_to_domain",
+    "pool_to_domain",
+]
 
 # Without an objective a policy ranks carbon first: a carbon price this high (1,000 per kg)
 # makes any realistic difference in gCO2e outweigh any difference in price per GPU-hour.
@@ -97,9 +105,73 @@ def policy_to_domain(namespace: str, name: str, spec: models.PlacementPolicySpec
             for r in (sovereignty.required_certifications or [] if sovereignty else [])
         ),
         max_gco2_per_kwh=spec.carbon.max_grams_per_kwh if spec.carbon else None,
+        carbon_ceiling_yields_at_deadline=(
+            spec.carbon.ceiling_yields_at_deadline if spec.carbon else True
+        ),
+        on_missing_carbon=spec.carbon.on_missing_signal if spec.carbon else "Hold",
         carbon_price_per_tco2e=(
             spec.objective.carbon_price_per_tonne
             if spec.objective
             else CARBON_FIRST_PRICE_PER_TONNE
         ),
+        budget=spec.budget_ref.name if spec.budget_ref else None,
+    )
+
+
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str) -> datetime.timedelta:
+    """A Go-style duration of the API (``models.DURATION_PATTERN``: 90s, 10m, 1h30m)."""
+    if not re.fullmatch(models.DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 90s, 10m or 1h30m")
+    return datetime.timedelta(
+        seconds=sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
+    )
+
+
+def period_bounds(
+    period: str, now: datetime.datetime
+) -> tuple[datetime.datetime, datetime.datetime]:
+    """``[start, end)`` in UTC of the calendar ``period`` (Day, Week, Month, Quarter) at ``now``."""
+    day = now.astimezone(datetime.UTC).date()
+    if period == "Day":
+        first, following = day, day + datetime.timedelta(days=1)
+    elif period == "Week":
+        first = day - datetime.timedelta(days=day.weekday())
+        following = first + datetime.timedelta(days=7)
+    else:
+        months = 1 if period == "Month" else 3
+        start_month = day.month if months == 1 else (day.month - 1) // 3 * 3 + 1
+        first = day.replace(month=start_month, day=1)
+        index = first.year * 12 + first.month - 1 + months
+        following = datetime.date(index // 12, index % 12 + 1, 1)
+
+    def midnight(d: datetime.date) -> datetime.datetime:
+        return datetime.datetime.combine(d, datetime.time(), tzinfo=datetime.UTC)
+
+    return midnight(first), midnight(following)
+
+
+def budget_to_domain(
+    namespace: str,
+    name: str,
+    spec: models.BudgetSpec,
+    *,
+    money_spent: float,
+    kgco2e_spent: float,
+    period_end: datetime.datetime,
+) -> model.Budget:
+    """The planner's view of a Budget in its current period; spending is observed, not spec."""
+    return model.Budget(
+        namespace=namespace,
+        name=name,
+        currency=spec.currency,
+        money_limit=spec.limits.money,
+        money_spent=money_spent,
+        kgco2e_limit=spec.limits.kg_co2e,
+        kgco2e_spent=kgco2e_spent,
+        period_end=period_end,
+        action=model.BudgetAction(spec.action),
     )

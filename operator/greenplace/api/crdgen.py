@@ -49,6 +49,16 @@ _READY = {
     "type": "string",
     "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
 }
+
+
+def _condition(kind: str) -> dict[str, str]:
+    return {
+        "name": kind,
+        "type": "string",
+        "jsonPath": f'.status.conditions[?(@.type=="{kind}")].status',
+    }
+
+
 _AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
 
 KINDS: tuple[Kind, ...] = (
@@ -89,6 +99,51 @@ KINDS: tuple[Kind, ...] = (
         columns=(
             {"name": "Placed", "type": "integer", "jsonPath": ".status.placed"},
             {"name": "Held", "type": "integer", "jsonPath": ".status.held"},
+            _READY,
+            _AGE,
+        ),
+    ),
+    Kind(
+        kind="SignalSource",
+        plural="signalsources",
+        scope="Cluster",
+        spec=models.SignalSourceSpec,
+        status=models.SignalSourceStatus,
+        short_names=("gsig",),
+        columns=(
+            {"name": "Signal", "type": "string", "jsonPath": ".spec.signal"},
+            _READY,
+            _condition("Degraded"),
+            _AGE,
+        ),
+    ),
+    Kind(
+        kind="Budget",
+        plural="budgets",
+        scope="Namespaced",
+        spec=models.BudgetSpec,
+        status=models.BudgetStatus,
+        short_names=("gbudget",),
+        columns=(
+            {"name": "Period", "type": "string", "jsonPath": ".spec.period"},
+            {"name": "Money", "type": "number", "jsonPath": ".spec.limits.money"},
+            {"name": "Spent", "type": "number", "jsonPath": ".status.spent.money"},
+            _condition("Exceeded"),
+            _READY,
+            _AGE,
+        ),
+    ),
+    Kind(
+        kind="EnergyReport",
+        plural="energyreports",
+        scope="Namespaced",
+        spec=models.EnergyReportSpec,
+        status=models.EnergyReportStatus,
+        short_names=("gereport",),
+        columns=(
+            {"name": "Window", "type": "string", "jsonPath": ".spec.window"},
+            {"name": "Energy", "type": "string", "jsonPath": ".status.energySource"},
+            {"name": "End", "type": "date", "jsonPath": ".status.windowEnd"},
             _READY,
             _AGE,
         ),

@@ -23,11 +23,17 @@ from greenplace.domain import countries
 __all__ = [
     "GROUP",
     "VERSION",
+    "BudgetSpec",
+    "BudgetStatus",
     "Condition",
+    "EnergyReportSpec",
+    "EnergyReportStatus",
     "GpuPoolSpec",
     "GpuPoolStatus",
     "PlacementPolicySpec",
     "PlacementPolicyStatus",
+    "SignalSourceSpec",
+    "SignalSourceStatus",
 ]
 
 GROUP = "greenplace.dev"
@@ -270,6 +276,19 @@ class Carbon(Model):
     max_grams_per_kwh: float = pydantic.Field(
         ge=0, le=2000, description="Ceiling on effective intensity, gCO2e/kWh."
     )
+    ceiling_yields_at_deadline: bool = pydantic.Field(
+        True,
+        description="Hold a pod above the ceiling only while it can wait: once its latest start "
+        "has come (deadline minus duration, or creation plus max delay) place it above the "
+        "ceiling in the best pool passing every other rule (reason CeilingWaivedAtDeadline). "
+        "false: the ceiling always holds. Sovereignty rules are never waived.",
+    )
+    on_missing_signal: Literal["Hold", "CostOnly"] = pydantic.Field(
+        "Hold",
+        description="A pool whose grid intensity is unknown: Hold excludes it under the "
+        "ceiling (CarbonUnknown, fail-closed); CostOnly lets it through and ranks it on cost "
+        "plus embodied carbon only.",
+    )
 
 
 class Objective(Model):
@@ -283,6 +302,12 @@ class Objective(Model):
     )
 
 
+class BudgetRef(Model):
+    """A ``Budget`` of the policy's namespace."""
+
+    name: Name = pydantic.Field(description="Name of the Budget in this namespace.")
+
+
 class PlacementPolicySpec(Model):
     """How the selected pods of this namespace may be placed."""
 
@@ -290,6 +315,11 @@ class PlacementPolicySpec(Model):
     sovereignty: Sovereignty | None = None
     carbon: Carbon | None = None
     objective: Objective | None = None
+    budget_ref: BudgetRef | None = pydantic.Field(
+        None,
+        description="The Budget charged for the pods this policy places; while it is exhausted "
+        "its action applies (a missing Budget holds the pods with BudgetUnknown).",
+    )
 
 
 class PlacementPolicyStatus(Model):
@@ -303,3 +333,363 @@ class PlacementPolicyStatus(Model):
     placed: int | None = pydantic.Field(None, description="Pods placed under this policy.")
     held: int | None = pydantic.Field(None, description="Pods waiting under this policy.")
     conditions: list[Condition] = pydantic.Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- shared pieces
+
+# A Go-style duration (what kubectl users know): 90s, 10m, 2h, 1h30m.
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
+Duration = Annotated[
+    str,
+    pydantic.Field(
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="A duration such as 90s, 10m, 2h or 1h30m.",
+    ),
+]
+Url = Annotated[
+    str,
+    pydantic.Field(
+        pattern=r"^https?://[^\s]+$",
+        max_length=2048,
+        description="An http(s) URL, e.g. http://prometheus.monitoring:9090.",
+    ),
+]
+Currency = Annotated[
+    str, pydantic.Field(pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217 code, e.g. EUR.")
+]
+
+
+def _status_conditions() -> Any:
+    return pydantic.Field(
+        default_factory=list,
+        description="Standard conditions: Ready, and Degraded when something is off.",
+    )
+
+
+# ---------------------------------------------------------------- SignalSource
+
+
+class SecretKeyRef(Model):
+    """Where a source's credentials are (read by the operator from a mounted Secret)."""
+
+    name: Name = pydantic.Field(description="Secret name.")
+    namespace: Name = pydantic.Field(description="Secret namespace (the operator's, usually).")
+    key: str | None = pydantic.Field(
+        None,
+        max_length=253,
+        description="Key of the token (Electricity Maps, default token); WattTime reads "
+        "username and password.",
+    )
+
+
+class StaticValues(Model):
+    """Fixed values per subject; never stale (a good last fallback)."""
+
+    values: dict[Name, float] = pydantic.Field(
+        min_length=1,
+        max_length=256,
+        description="Value per subject: gCO2e/kWh per grid zone, or price per GPU-hour per pool.",
+    )
+
+
+class TraceFiles(Model):
+    """Recorded CSV traces (``Time,<value>`` rows) replayed, optionally shifted in time."""
+
+    files: dict[Name, Annotated[str, pydantic.Field(max_length=4096)]] = pydantic.Field(
+        min_length=1,
+        max_length=256,
+        description="CSV path per subject, as seen by the operator (mount a ConfigMap there).",
+    )
+    shift: Duration | None = pydantic.Field(
+        None, description="Added to every trace timestamp, e.g. 52608h plays 2020 as 2026."
+    )
+
+
+class PrometheusQuery(Model):
+    """A PromQL instant query per subject; ``$subject`` is replaced by the zone or pool name."""
+
+    url: Url
+    query: str = pydantic.Field(
+        min_length=1,
+        max_length=4096,
+        description="PromQL returning one series, e.g. "
+        'greenplace_grid_carbon_intensity{zone="$subject"}. A plain selector gives a true age.',
+    )
+
+
+class HttpApi(Model):
+    """The base URL of a public signal API (default: the vendor's)."""
+
+    url: Url | None = pydantic.Field(None, description="Override of the API's base URL.")
+
+
+_SOURCE_KINDS = {
+    "Static": "static",
+    "Trace": "trace",
+    "Prometheus": "prometheus",
+    "ElectricityMaps": "electricityMaps",
+    "WattTime": "wattTime",
+}
+
+
+_ENTRY_RULES: list[pydantic.JsonValue] = [  # type: ignore[assignment]
+    cel(
+        f"self.kind != '{kind}' || has(self.{block})",
+        f"a source of kind {kind} needs its {block} block",
+    )
+    for kind, block in _SOURCE_KINDS.items()
+    if kind not in ("ElectricityMaps", "WattTime")
+] + [
+    cel(
+        "!(self.kind in ['Static', 'Trace']) || !has(self.credentialsSecretRef)",
+        "static and trace sources need no credentialsSecretRef; remove it",
+    )
+]
+
+
+class SignalSourceEntry(Model):
+    """One link of the fallback chain."""
+
+    model_config = pydantic.ConfigDict(json_schema_extra={"x-kubernetes-validations": _ENTRY_RULES})
+
+    name: Name = pydantic.Field(description="Unique in this SignalSource; used in fallbackOrder.")
+    kind: Literal["Static", "Trace", "Prometheus", "ElectricityMaps", "WattTime"]
+    ttl: Duration | None = pydantic.Field(
+        None,
+        description="Oldest observation still used (defaults: Prometheus 10m, Trace 1h, "
+        "ElectricityMaps 2h, WattTime 15m; Static never goes stale).",
+    )
+    # No schema defaults inside list items: kubectl apply would see the defaulted list as a
+    # change at every apply (JSON merge patch replaces whole lists). Defaults apply in code.
+    timeout: Duration | None = pydantic.Field(
+        None, description="Bound on every network call (default 5s)."
+    )
+    static: StaticValues | None = None
+    trace: TraceFiles | None = None
+    prometheus: PrometheusQuery | None = None
+    electricity_maps: HttpApi | None = None
+    watt_time: HttpApi | None = None
+    zone_mapping: dict[Name, Name] = pydantic.Field(
+        default_factory=dict,
+        max_length=256,
+        description="Our grid zone -> the provider's zone or region code (identity if absent).",
+    )
+    credentials_secret_ref: SecretKeyRef | None = None
+
+
+class SignalSourceSpec(Model):
+    """Where carbon intensity (and forecasts) or prices come from, in fallback order."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.fallbackOrder) || "
+                    "self.fallbackOrder.all(n, self.sources.exists(s, s.name == n))",
+                    "every fallbackOrder entry must name one of spec.sources",
+                    ".fallbackOrder",
+                )
+            ]
+        }
+    )
+
+    signal: Literal["CarbonIntensity", "Price"] = pydantic.Field(
+        "CarbonIntensity",
+        description="CarbonIntensity (subjects are grid zones) or Price (subjects are GpuPools).",
+    )
+    zones: list[Name] = pydantic.Field(
+        min_length=1,
+        max_length=256,
+        description="Subjects this source answers for: grid zones, or GpuPool names for Price.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    fallback_order: list[Name] | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="Source names in the order they are tried (default: the order of sources).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    sources: list[SignalSourceEntry] = pydantic.Field(
+        min_length=1,
+        max_length=8,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+
+
+class SignalReadingStatus(Model):
+    """The value in use for one subject and why."""
+
+    subject: Name
+    value: float | None = pydantic.Field(None, description="Value in use (none: Unavailable).")
+    source: str | None = pydantic.Field(None, max_length=253, description="Source that gave it.")
+    observed_at: datetime.datetime | None = pydantic.Field(
+        None, description="When the provider observed it (absent for static values)."
+    )
+    age_seconds: float | None = pydantic.Field(None, description="Age when last written.")
+    reason: str = pydantic.Field(max_length=64, description="Fresh, Fallback or Unavailable.")
+    message: str = pydantic.Field("", max_length=4096)
+
+
+class SignalSourceStatus(Model):
+    observed_generation: int | None = None
+    readings: list[SignalReadingStatus] = pydantic.Field(default_factory=list)
+    conditions: list[Condition] = _status_conditions()
+
+
+# ---------------------------------------------------------------- Budget
+
+
+class BudgetLimits(Model):
+    """Limits per period; at least one."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "has(self.money) || has(self.kgCO2e) || has(self.kWh)",
+                    "set at least one limit: money, kgCO2e or kWh",
+                )
+            ]
+        }
+    )
+
+    money: float | None = pydantic.Field(None, gt=0, description="In spec.currency.")
+    kg_co2e: float | None = pydantic.Field(None, gt=0, alias="kgCO2e", description="kgCO2e.")
+    kwh: float | None = pydantic.Field(None, gt=0, alias="kWh", description="Facility kWh.")
+
+
+class BudgetSpec(Model):
+    """What a namespace may spend per period in money, kgCO2e and kWh, and what happens after."""
+
+    period: Literal["Day", "Week", "Month", "Quarter"] = pydantic.Field(
+        description="Calendar period in UTC; spending starts from zero at each period's start."
+    )
+    currency: Currency = "EUR"
+    limits: BudgetLimits
+    alert_thresholds: list[Annotated[float, pydantic.Field(gt=0, le=1)]] = pydantic.Field(
+        default_factory=list,
+        max_length=8,
+        description="Fractions of a limit that raise a Warning Event when crossed, e.g. 0.8.",
+    )
+    action: Literal["Defer", "Reject", "Downgrade"] = pydantic.Field(
+        "Defer",
+        description="When a placement would exceed a limit: Defer (wait for the next period), "
+        "Reject, or Downgrade (cheaper pools that still fit).",
+    )
+
+
+class BudgetAmounts(Model):
+    """Money, kgCO2e and kWh."""
+
+    money: float | None = None
+    kg_co2e: float | None = pydantic.Field(None, alias="kgCO2e")
+    kwh: float | None = pydantic.Field(None, alias="kWh")
+
+
+class BudgetStatus(Model):
+    observed_generation: int | None = None
+    period_start: datetime.datetime | None = None
+    period_end: datetime.datetime | None = None
+    spent: BudgetAmounts | None = pydantic.Field(
+        None, description="Estimated from placements made this period (see docs/operator.md)."
+    )
+    forecast_at_period_end: BudgetAmounts | None = pydantic.Field(
+        None, description="Linear burn to the period end."
+    )
+    remaining: BudgetAmounts | None = None
+    conditions: list[Condition] = _status_conditions()
+
+
+# ---------------------------------------------------------------- EnergyReport
+
+
+_GRADE_BOUNDS: dict[str, pydantic.JsonValue] = {
+    "x-kubernetes-validations": [
+        cel(
+            "size(self) != 4 || (self[0] > 0.0 && self[0] < self[1] && self[1] < self[2] "
+            "&& self[2] < self[3])",
+            "four increasing positive bounds (A, B, C, D)",
+        )
+    ]
+}
+
+
+class Grading(Model):
+    """Upper bounds of grades A, B, C and D (above D is E)."""
+
+    energy_wh_per_request: list[float] | None = pydantic.Field(
+        None,
+        min_length=4,
+        max_length=4,
+        description="GPU Wh per request (default 0.03, 0.1, 0.3, 1.0).",
+        json_schema_extra=_GRADE_BOUNDS,
+    )
+    carbon_gco2e_per_request: list[float] | None = pydantic.Field(
+        None,
+        min_length=4,
+        max_length=4,
+        alias="carbonGCO2ePerRequest",
+        description="gCO2e per request (default 0.003, 0.01, 0.03, 0.1).",
+        json_schema_extra=_GRADE_BOUNDS,
+    )
+
+
+class PrometheusServer(Model):
+    url: Url
+
+
+class EnergyReportSpec(Model):
+    """Energy, carbon and cost per request and per model, over a window, from Prometheus."""
+
+    window: Duration = pydantic.Field("1h", description="Length of the accounting window.")
+    window_end: datetime.datetime | None = pydantic.Field(
+        None, description="Report this fixed window instead of the one ending now."
+    )
+    prometheus: PrometheusServer | None = pydantic.Field(
+        None, description="Where DCGM and serving metrics are (default: --prometheus-url)."
+    )
+    serving: Literal["vLLM", "TGI", "Triton"] = pydantic.Field(
+        "vLLM", description="Which serving stack's request and token counters to read."
+    )
+    mig_slices_total: int = pydantic.Field(
+        7, ge=1, le=8, description="Compute slices of a MIG-capable GPU (7 on A100/H100)."
+    )
+    grading: Grading | None = None
+
+
+class ReportRowStatus(Model):
+    """One model on one pool over the window."""
+
+    model: str = pydantic.Field(max_length=253)
+    pool: str = pydantic.Field(max_length=253)
+    grid_zone: str = pydantic.Field(max_length=253)
+    requests: float
+    tokens: float
+    gpu_wh: float
+    facility_wh: float
+    gpu_hours: float
+    g_co2e: float | None = pydantic.Field(None, alias="gCO2e")
+    cost: float
+    currency: str = pydantic.Field(max_length=3)
+    g_co2_per_kwh: float | None = pydantic.Field(None, alias="gCO2PerKWh")
+    gpu_wh_per_request: float | None = None
+    g_co2e_per_request: float | None = pydantic.Field(None, alias="gCO2ePerRequest")
+    cost_per_request: float | None = None
+    cost_per_1k_tokens: float | None = pydantic.Field(None, alias="costPer1kTokens")
+    energy_grade: str | None = pydantic.Field(None, max_length=1)
+    carbon_grade: str | None = pydantic.Field(None, max_length=1)
+    attribution: list[str] = pydantic.Field(default_factory=list)
+
+
+class EnergyReportStatus(Model):
+    observed_generation: int | None = None
+    window_start: datetime.datetime | None = None
+    window_end: datetime.datetime | None = None
+    energy_source: str | None = pydantic.Field(None, max_length=64)
+    intensity_sources: dict[str, str] = pydantic.Field(default_factory=dict)
+    unattributed_gpu_wh: dict[str, float] = pydantic.Field(default_factory=dict)
+    rows: list[ReportRowStatus] = pydantic.Field(default_factory=list)
+    notes: list[str] = pydantic.Field(default_factory=list)
+    conditions: list[Condition] = _status_conditions()

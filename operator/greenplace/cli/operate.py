@@ -46,6 +46,19 @@ def register(subparsers: Any) -> None:
         "placement loop is dead or stuck)",
     )
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    parser.add_argument(
+        "--prometheus-url",
+        help="Prometheus holding DCGM and serving metrics, for EnergyReports without "
+        "spec.prometheus.url",
+    )
+    parser.add_argument(
+        "--report-seconds", type=float, default=60.0, help="how often EnergyReports are computed"
+    )
+    parser.add_argument(
+        "--credentials-dir",
+        type=pathlib.Path,
+        help="directory of mounted Secrets (<dir>/<secret>/<key>) for SignalSource credentials",
+    )
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
@@ -74,6 +87,9 @@ def run(args: argparse.Namespace) -> int:
         webhook_certs=certs,
         manage_webhook_configuration=args.out_of_cluster,
         metrics_port=args.metrics_port,
+        prometheus_url=args.prometheus_url,
+        report_seconds=args.report_seconds,
+        credentials_dir=args.credentials_dir,
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)

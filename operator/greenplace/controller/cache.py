@@ -21,8 +21,18 @@ import pydantic
 
 from greenplace.api import models
 from greenplace.controller import podspec
+from greenplace.domain import model
 
-__all__ = ["Cache", "CachedNode", "CachedPod", "CachedPolicy", "CachedPool"]
+__all__ = [
+    "Cache",
+    "CachedBudget",
+    "CachedNode",
+    "CachedPod",
+    "CachedPolicy",
+    "CachedPool",
+    "CachedReport",
+    "CachedSignalSource",
+]
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -40,6 +50,29 @@ class CachedPolicy:
     name: str
     generation: int
     spec: models.PlacementPolicySpec
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedSignalSource:
+    name: str
+    generation: int
+    spec: models.SignalSourceSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedBudget:
+    namespace: str
+    name: str
+    generation: int
+    spec: models.BudgetSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedReport:
+    namespace: str
+    name: str
+    generation: int
+    spec: models.EnergyReportSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,9 +110,13 @@ class Cache:
         self.policies: dict[tuple[str, str], CachedPolicy] = {}
         self.nodes: dict[str, CachedNode] = {}
         self.pods: dict[str, CachedPod] = {}
+        self.signal_sources: dict[str, CachedSignalSource] = {}
+        self.budgets: dict[tuple[str, str], CachedBudget] = {}
+        self.reports: dict[tuple[str, str], CachedReport] = {}
         self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
         self.changed = asyncio.Event()
         self.last_cycle = datetime.datetime.now(datetime.UTC)  # set by the placement loop
+        self.last_pools: tuple[model.Pool, ...] = ()  # pools as the last cycle planned them
 
     # --- GpuPool -------------------------------------------------------------
     def put_pool(self, body: Mapping[str, Any]) -> None:
@@ -114,6 +151,52 @@ class Cache:
         self.policies.pop((namespace, name), None)
         self.invalid.pop(f"PlacementPolicy {namespace}/{name}", None)
         self.changed.set()
+
+    # --- SignalSource, Budget, EnergyReport --------------------------------------
+    def put_signal_source(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        spec = self._parse(
+            f"SignalSource {meta['name']}", models.SignalSourceSpec, body.get("spec")
+        )
+        self._store(self.signal_sources, meta["name"], spec, lambda s: CachedSignalSource(
+            meta["name"], meta.get("generation", 0), s))  # fmt: skip
+
+    def put_budget(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        spec = self._parse(f"Budget {key[0]}/{key[1]}", models.BudgetSpec, body.get("spec"))
+        self._store(self.budgets, key, spec, lambda s: CachedBudget(
+            *key, meta.get("generation", 0), s))  # fmt: skip
+
+    def put_report(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        spec = self._parse(
+            f"EnergyReport {key[0]}/{key[1]}", models.EnergyReportSpec, body.get("spec")
+        )
+        self._store(self.reports, key, spec, lambda s: CachedReport(
+            *key, meta.get("generation", 0), s))  # fmt: skip
+
+    def drop(self, kind: str, namespace: str | None, name: str) -> None:
+        """Forget a SignalSource, Budget or EnergyReport."""
+        stores: dict[str, dict[Any, Any]] = {
+            "SignalSource": self.signal_sources,
+            "Budget": self.budgets,
+            "EnergyReport": self.reports,
+        }
+        store = stores[kind]
+        store.pop(name if namespace is None else (namespace, name), None)
+        self.invalid.pop(f"{kind} {name if namespace is None else f'{namespace}/{name}'}", None)
+        self.changed.set()
+
+    def _store(self, store: dict[Any, Any], key: Any, spec: M | None, make: Any) -> None:
+        before = store.get(key)
+        if spec is None:
+            store.pop(key, None)
+        else:
+            store[key] = make(spec)
+        if store.get(key) != before:  # our own status writes come back as events: ignore them
+            self.changed.set()
 
     # --- Node ----------------------------------------------------------------
     def put_node(self, body: Mapping[str, Any]) -> None:

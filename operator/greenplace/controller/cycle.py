@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes import client
 
 from greenplace.controller import cache as cache_
-from greenplace.controller import faults, kube, podspec, snapshot, status
+from greenplace.controller import faults, feeds, kube, podspec, snapshot, status
 from greenplace.domain import model
 from greenplace.engine import planner
 
@@ -63,13 +63,19 @@ async def run_cycle(
     writer: kube.Writer,
     now: datetime.datetime,
     recorder: status.StatusRecorder | None = None,
+    signal_feeds: feeds.Feeds | None = None,
 ) -> CycleReport:
     report = CycleReport(at=now)
     with report.phase("1-gather"):
-        gathered = snapshot.gather(cache)
+        observed = None
+        if signal_feeds is not None:  # network reads: off the event loop
+            sources = tuple(cache.signal_sources.values())
+            observed = await asyncio.to_thread(signal_feeds.read, sources, now)
+        gathered = snapshot.gather(cache, observed)
     with report.phase("2-snapshot"):
-        built = snapshot.build(gathered)
+        built = snapshot.build(gathered, now)
         snap = built.snapshot
+        cache.last_pools = snap.pools  # the EnergyReports use the pools as last planned
     with report.phase("3-plan"):
         plan = planner.plan(snap, now)
         report.plan = plan
@@ -96,7 +102,7 @@ async def run_cycle(
         )
     with report.phase("5-record"):
         if recorder is not None:
-            await recorder.record(gathered, snap, plan)
+            await recorder.record(gathered, snap, plan, built=built, now=now)
     return report
 
 

@@ -24,9 +24,11 @@ import kopf
 import prometheus_client
 from kubernetes import client
 
+from greenplace.accounting import telemetry as accounting_telemetry
 from greenplace.api import models
 from greenplace.controller import cache as cache_
-from greenplace.controller import cycle, kube, metrics, podspec, status, webhook
+from greenplace.controller import cycle, feeds, kube, metrics, podspec, reports, status, webhook
+from greenplace.signals import telemetry as signal_telemetry
 
 __all__ = ["OperatorConfig", "register", "settings_for"]
 
@@ -46,6 +48,9 @@ class OperatorConfig:
     metrics_port: int | None = None  # serve /metrics on 0.0.0.0:PORT when set
     resync_seconds: float = 30.0
     debounce_seconds: float = 0.2
+    prometheus_url: str | None = None  # EnergyReports without spec.prometheus use this
+    report_seconds: float = 60.0  # how often every EnergyReport is recomputed
+    credentials_dir: pathlib.Path | None = None  # mounted Secrets of the SignalSources
 
     @property
     def stale_after_seconds(self) -> float:
@@ -99,15 +104,21 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
         await _seed(cache, api)
         if config.metrics_port is not None:
             prometheus_client.start_http_server(config.metrics_port, registry=collectors)
-        memo["loop"] = asyncio.create_task(
-            _placement_loop(cache, kube.KubeWriter(api), config, placement_metrics)
+        _start_loops(
+            memo,
+            cache,
+            kube.KubeWriter(api),
+            config=config,
+            collectors=collectors,
+            placement_metrics=placement_metrics,
         )
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        task = memo.get("loop")
-        if task is not None:
-            task.cancel()
+        for name in ("loop", "reports"):
+            task = memo.get(name)
+            if task is not None:
+                task.cancel()
 
     @kopf.on.probe(id="placementLoop", registry=registry)
     async def placement_loop_alive(memo: kopf.Memo, **_: Any) -> float:
@@ -141,6 +152,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
         else:
             cache.put_policy(body)
 
+    _watch_inputs(registry, cache)
+
     @kopf.on.event("", "v1", "nodes", registry=registry)
     async def on_node(type: str, body: kopf.Body, name: str, **_: Any) -> None:
         cache.drop_node(name) if type == "DELETED" else cache.put_node(body)
@@ -152,40 +165,102 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
     return cache
 
 
+def _start_loops(
+    memo: kopf.Memo,
+    cache: cache_.Cache,
+    writer: kube.Writer,
+    *,
+    config: OperatorConfig,
+    collectors: prometheus_client.CollectorRegistry,
+    placement_metrics: metrics.PlacementMetrics,
+) -> None:
+    """Start the placement loop (with the signal feeds) and the EnergyReport loop."""
+    signal_feeds = feeds.Feeds(
+        signal_telemetry.SignalMetrics(collectors), credentials_dir=config.credentials_dir
+    )
+    recorder = status.StatusRecorder(writer)
+    memo["loop"] = asyncio.create_task(
+        _placement_loop(
+            cache,
+            writer,
+            config=config,
+            placement_metrics=placement_metrics,
+            recorder=recorder,
+            signal_feeds=signal_feeds,
+        )
+    )
+    accounting_metrics = accounting_telemetry.AccountingMetrics(collectors)
+    reporter = reports.Reporter(recorder, accounting_metrics, config.prometheus_url)
+    memo["reports"] = asyncio.create_task(_report_loop(cache, reporter, config))
+
+
+def _watch_inputs(registry: kopf.OperatorRegistry, cache: cache_.Cache) -> None:
+    """SignalSource, Budget and EnergyReport events: one line each into the cache."""
+    for plural, kind, put in (
+        ("signalsources", "SignalSource", cache.put_signal_source),
+        ("budgets", "Budget", cache.put_budget),
+        ("energyreports", "EnergyReport", cache.put_report),
+    ):
+
+        @kopf.on.event(models.GROUP, models.VERSION, plural, id=plural, registry=registry)
+        async def on_input(
+            type: str,
+            body: kopf.Body,
+            namespace: str | None,
+            name: str,
+            _kind: str = kind,
+            _put: Any = put,
+            **_: Any,
+        ) -> None:
+            cache.drop(_kind, namespace, name) if type == "DELETED" else _put(body)
+
+
 async def _seed(cache: cache_.Cache, api: client.ApiClient) -> None:
     """List everything once before the first cycle, so capacity is never judged half-seen."""
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
 
+    def items(plural: str) -> list[Any]:
+        found: list[Any] = custom.list_cluster_custom_object(models.GROUP, models.VERSION, plural)[
+            "items"
+        ]
+        return found
+
     def lists() -> tuple[list[Any], ...]:
         serialize = api.sanitize_for_serialization
         return (
-            custom.list_cluster_custom_object(models.GROUP, models.VERSION, "gpupools")["items"],
-            custom.list_cluster_custom_object(models.GROUP, models.VERSION, "placementpolicies")[
-                "items"
-            ],
+            items("gpupools"),
+            items("placementpolicies"),
             [serialize(n) for n in core.list_node().items],
             [serialize(p) for p in core.list_pod_for_all_namespaces().items],
+            items("signalsources"),
+            items("budgets"),
+            items("energyreports"),
         )
 
-    pools, policies, nodes, pods = await asyncio.to_thread(lists)
-    for body in pools:
-        cache.put_pool(body)
-    for body in policies:
-        cache.put_policy(body)
-    for body in nodes:
-        cache.put_node(body)
-    for body in pods:
-        cache.put_pod(body)
+    puts = (
+        cache.put_pool,
+        cache.put_policy,
+        cache.put_node,
+        cache.put_pod,
+        cache.put_signal_source,
+        cache.put_budget,
+        cache.put_report,
+    )
+    for put, bodies in zip(puts, await asyncio.to_thread(lists), strict=True):
+        for body in bodies:
+            put(body)
 
 
 async def _placement_loop(
     cache: cache_.Cache,
     writer: kube.Writer,
+    *,
     config: OperatorConfig,
     placement_metrics: metrics.PlacementMetrics,
+    recorder: status.StatusRecorder,
+    signal_feeds: feeds.Feeds,
 ) -> None:
-    recorder = status.StatusRecorder(writer)
     for name, error in cache.invalid.items():
         logger.warning("ignoring invalid %s: %s", name, error)
     while True:
@@ -197,7 +272,7 @@ async def _placement_loop(
         cache.changed.clear()
         try:
             now = datetime.datetime.now(datetime.UTC)
-            report = await cycle.run_cycle(cache, writer, now, recorder)
+            report = await cycle.run_cycle(cache, writer, now, recorder, signal_feeds)
             cache.last_cycle = now
             placement_metrics.observe(report)
         except asyncio.CancelledError:
@@ -208,3 +283,18 @@ async def _placement_loop(
             continue
         busy = report.placed or report.conflicts or report.errors
         logger.log(logging.INFO if busy else logging.DEBUG, report.summary())
+
+
+async def _report_loop(
+    cache: cache_.Cache, reporter: reports.Reporter, config: OperatorConfig
+) -> None:
+    """Recompute every EnergyReport each ``report_seconds`` (the first after one cycle)."""
+    while True:
+        await asyncio.sleep(min(config.report_seconds, config.resync_seconds))
+        try:
+            await reporter.run(cache, datetime.datetime.now(datetime.UTC))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("energy reports failed; retrying at the next period")
+        await asyncio.sleep(max(config.report_seconds - config.resync_seconds, 0))

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 from collections.abc import Iterable
 
 from greenplace.api import convert
+from greenplace.controller import budgets as budgets_
 from greenplace.controller import cache as cache_
+from greenplace.controller import feeds
 from greenplace.domain import model
+from greenplace.signals import contract, planning
 
 __all__ = ["GANG_LABEL", "GANG_SIZE_ANNOTATION", "Built", "Gathered", "build", "gather"]
 
@@ -34,14 +38,20 @@ class Gathered:
     policies: tuple[cache_.CachedPolicy, ...]
     nodes: tuple[cache_.CachedNode, ...]
     pods: tuple[cache_.CachedPod, ...]
+    signal_sources: tuple[cache_.CachedSignalSource, ...] = ()
+    budgets: tuple[cache_.CachedBudget, ...] = ()
+    observed: feeds.Observed = dataclasses.field(default_factory=feeds.Observed.empty)
 
 
-def gather(cache: cache_.Cache) -> Gathered:
+def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathered:
     return Gathered(
         pools=tuple(cache.pools.values()),
         policies=tuple(cache.policies.values()),
         nodes=tuple(cache.nodes.values()),
         pods=tuple(cache.pods.values()),
+        signal_sources=tuple(cache.signal_sources.values()),
+        budgets=tuple(cache.budgets.values()),
+        observed=observed or feeds.Observed.empty(),
     )
 
 
@@ -61,9 +71,16 @@ class Built:
     snapshot: model.Snapshot
     members: dict[str, tuple[cache_.CachedPod, ...]]
     incomplete: dict[str, tuple[cache_.CachedPod, ...]]  # gangs still waiting for members
+    carbon_sources: dict[str, str | None] = dataclasses.field(default_factory=dict)  # per pool
+    spent: dict[tuple[str, str], budgets_.Spend] = dataclasses.field(default_factory=dict)
 
 
-def build(gathered: Gathered) -> Built:
+FALLBACK_SOURCE = "spec.carbonIntensity.fallbackGramsPerKwh"
+
+
+def build(gathered: Gathered, now: datetime.datetime | None = None) -> Built:
+    """The snapshot at ``now`` (budget periods; default: the current instant)."""
+    now = now or datetime.datetime.now(datetime.UTC)
     node_gpus = {n.name: n.gpus for n in gathered.nodes}
     used_on_node: collections.Counter[str] = collections.Counter()
     released_to_pool: collections.Counter[str] = collections.Counter()
@@ -76,19 +93,25 @@ def build(gathered: Gathered) -> Built:
             released_to_pool[pod.placed_pool] += pod.gpus
 
     pools = []
+    carbon_sources: dict[str, str | None] = {}
     for pool in sorted(gathered.pools, key=lambda p: p.name):
         in_pool = pool_nodes(pool, gathered.nodes)
         total = sum(node_gpus[n] for n in in_pool)
         used = sum(used_on_node[n] for n in in_pool) + released_to_pool[pool.name]
-        pools.append(
+        domain_pool, carbon_sources[pool.name] = _with_signals(
             convert.pool_to_domain(
                 pool.name,
                 pool.spec,
                 gpus_total=total,
                 gpus_free=max(0, total - used),
                 gpus_per_node=max((node_gpus[n] for n in in_pool), default=0),
-            )
+            ),
+            gathered.observed,
         )
+        pools.append(domain_pool)
+    spent = budgets_.spending(
+        gathered.budgets, gathered.policies, gathered.pods, {p.name: p for p in pools}, now
+    )
     policies = tuple(
         convert.policy_to_domain(p.namespace, p.name, p.spec)
         for p in sorted(gathered.policies, key=lambda p: (p.namespace, p.name))
@@ -96,10 +119,38 @@ def build(gathered: Gathered) -> Built:
     members, incomplete = _group(p for p in gathered.pods if p.gated and not p.terminal)
     workloads = tuple(_workload(key, pods) for key, pods in members.items())
     return Built(
-        snapshot=model.Snapshot(pools=tuple(pools), policies=policies, workloads=workloads),
+        snapshot=model.Snapshot(
+            pools=tuple(pools),
+            policies=policies,
+            workloads=workloads,
+            budgets=budgets_.domain_budgets(gathered.budgets, spent, now),
+            forecasts=dict(gathered.observed.forecasts),
+        ),
         members=members,
         incomplete=incomplete,
+        carbon_sources=carbon_sources,
+        spent=spent,
     )
+
+
+def _with_signals(pool: model.Pool, observed: feeds.Observed) -> tuple[model.Pool, str | None]:
+    """The pool with the signals' intensity and price; without a signal value its spec's
+    fallback intensity stays. Only intensity and price can change (``signals.planning``)."""
+    zone = pool.location.grid_zone
+    reading = observed.carbon.get(zone)
+    carbon = (
+        None
+        if reading is None
+        else planning.carbon_for_planner(reading, planning.MissingCarbon.HOLD)
+    )
+    if carbon is None or carbon.gco2_per_kwh is None:
+        kept = contract.SignalStatus(contract.SignalReason.FALLBACK, FALLBACK_SOURCE)
+        carbon = planning.PlannerCarbon(pool.gco2_per_kwh, kept, True, None)
+        source = FALLBACK_SOURCE if pool.gco2_per_kwh is not None else None
+    else:
+        source = f"SignalSource {observed.owner[reading.key]}/{carbon.source}" if reading else None
+    (updated,) = planning.apply_to_pools([pool], {zone: carbon}, observed.prices)
+    return updated, source
 
 
 def _gang(pod: cache_.CachedPod) -> str | None:
@@ -150,4 +201,5 @@ def _workload(key: str, pods: tuple[cache_.CachedPod, ...]) -> model.Workload:
         labels=shared_labels,
         pods=tuple(p.name for p in pods),
         gpus_per_pod=tuple(p.gpus for p in pods),
+        duration_hours=max(budgets_.expected_hours(p.body) for p in pods),
     )

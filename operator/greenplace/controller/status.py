@@ -14,13 +14,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from greenplace.api import convert
-from greenplace.controller import kube, snapshot
+from greenplace.controller import budgets, kube, snapshot
 from greenplace.domain import model
 from greenplace.engine import rules
+from greenplace.signals import contract
 
-__all__ = ["StatusRecorder", "allowed_pools"]
+__all__ = ["Condition", "StatusRecorder", "allowed_pools"]
 
 logger = logging.getLogger("greenplace.status")
+
+# (type, status, reason, message) of one condition.
+Condition = tuple[str, bool, str, str]
+# Status fields that move on every read without meaning a change: written, not compared.
+_VOLATILE = ("ageSeconds",)
 
 
 class StatusRecorder:
@@ -58,14 +64,21 @@ class StatusRecorder:
             self._allowed[key] = allowed
 
     async def record(
-        self, gathered: snapshot.Gathered, snap: model.Snapshot, plan: model.Plan
+        self,
+        gathered: snapshot.Gathered,
+        snap: model.Snapshot,
+        plan: model.Plan,
+        *,
+        built: snapshot.Built | None = None,
+        now: datetime.datetime | None = None,
     ) -> None:
+        carbon_sources = built.carbon_sources if built is not None else {}
         by_name = {p.name: p for p in snap.pools}
         for cached in gathered.pools:
             pool = by_name[cached.name]
             nodes = len(snapshot.pool_nodes(cached, gathered.nodes))
             ready = nodes > 0
-            await self._write(
+            await self.write(
                 "gpupools",
                 None,
                 cached.name,
@@ -75,22 +88,28 @@ class StatusRecorder:
                     "gpusTotal": pool.gpus_total,
                     "gpusFree": pool.gpus_free,
                     "carbonGramsPerKwh": pool.gco2_per_kwh,
-                    "carbonSource": "spec.carbonIntensity.fallbackGramsPerKwh"
-                    if pool.gco2_per_kwh is not None
-                    else None,
+                    "carbonSource": carbon_sources.get(
+                        cached.name,
+                        snapshot.FALLBACK_SOURCE if pool.gco2_per_kwh is not None else None,
+                    ),
                 },
-                ready=ready,
-                reason="NodesFound" if ready else "NoNodes",
-                message=f"{nodes} nodes, {pool.gpus_free}/{pool.gpus_total} GPUs free"
-                if ready
-                else "no schedulable node matches spec.nodeSelector",
+                conditions=[
+                    (
+                        "Ready",
+                        ready,
+                        "NodesFound" if ready else "NoNodes",
+                        f"{nodes} nodes, {pool.gpus_free}/{pool.gpus_total} GPUs free"
+                        if ready
+                        else "no schedulable node matches spec.nodeSelector",
+                    )
+                ],
                 generation=cached.generation,
             )
         outcomes = _outcomes_by_policy(gathered, plan)
         for cached_policy in gathered.policies:
             key = f"{cached_policy.namespace}/{cached_policy.name}"
             placed, held = outcomes.get(key, (0, 0))
-            await self._write(
+            await self.write(
                 "placementpolicies",
                 cached_policy.namespace,
                 cached_policy.name,
@@ -102,50 +121,139 @@ class StatusRecorder:
                     "placed": placed,
                     "held": held,
                 },
-                ready=True,
-                reason="Active",
-                message=f"{placed} pods placed, {held} held",
+                conditions=[("Ready", True, "Active", f"{placed} pods placed, {held} held")],
                 generation=cached_policy.generation,
             )
+        if built is not None and now is not None:
+            await self._record_signal_sources(gathered)
+            await self._record_budgets(gathered, built, now)
 
-    async def _write(
+    async def _record_signal_sources(self, gathered: snapshot.Gathered) -> None:
+        observed = gathered.observed
+        for cached in gathered.signal_sources:
+            readings = observed.by_source.get(cached.name, ())
+            rows = [_reading(cached.name, r, observed.static_sources) for r in readings]
+            missing = [r.key.subject for r in readings if r.value is None]
+            fell_back = [r.key.subject for r in readings if r.status.reason == "Fallback"]
+            if missing:
+                degraded: Condition = (
+                    "Degraded",
+                    True,
+                    "Unavailable",
+                    f"no value for {', '.join(missing)}: pools there use their GpuPool "
+                    "fallbackGramsPerKwh (see readings for each source's error)",
+                )
+            elif fell_back:
+                degraded = (
+                    "Degraded",
+                    True,
+                    "Fallback",
+                    f"{', '.join(fell_back)} answered by a fallback source (see readings)",
+                )
+            else:
+                degraded = ("Degraded", False, "Fresh", "every subject from its first source")
+            ready: Condition = (
+                ("Ready", False, "Unavailable", f"no value for {', '.join(missing)}")
+                if missing
+                else ("Ready", True, "Answering", f"{len(rows)} subjects have a value")
+            )
+            await self.write(
+                "signalsources",
+                None,
+                cached.name,
+                {"observedGeneration": cached.generation, "readings": rows},
+                conditions=[ready, degraded],
+                generation=cached.generation,
+            )
+
+    async def _record_budgets(
+        self, gathered: snapshot.Gathered, built: snapshot.Built, now: datetime.datetime
+    ) -> None:
+        for cached in gathered.budgets:
+            spent = built.spent.get((cached.namespace, cached.name), budgets.Spend())
+            fields, reached = budgets.status(cached, spent, now)
+            exceeded: Condition = (
+                ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")
+                if reached
+                else ("Exceeded", False, "WithinLimits", "every limit has room left")
+            )
+            await self.write(
+                "budgets",
+                cached.namespace,
+                cached.name,
+                {"observedGeneration": cached.generation, **fields},
+                conditions=[
+                    ("Ready", True, "Tracking", "spending estimated from placements"),
+                    exceeded,
+                ],
+                generation=cached.generation,
+            )
+
+    async def write(
         self,
         plural: str,
         namespace: str | None,
         name: str,
         fields: Mapping[str, Any],
         *,
-        ready: bool,
-        reason: str,
-        message: str,
+        conditions: list[Condition],
         generation: int,
     ) -> None:
+        """Write status ``fields`` and ``conditions`` when (and only when) they changed."""
         key = (plural, namespace, name)
-        flag = "True" if ready else "False"
-        since = self._ready_since.get(key)
-        if since is None or since[0] != flag:
-            since = (flag, self._clock().isoformat(timespec="seconds").replace("+00:00", "Z"))
-            self._ready_since[key] = since
-        body = {
-            **fields,
-            "conditions": [
+        written = []
+        for kind, ok, reason, message in conditions:
+            flag = "True" if ok else "False"
+            since = self._ready_since.get((*key[:2], f"{key[2]}#{kind}"))
+            if since is None or since[0] != flag:
+                since = (flag, self._clock().isoformat(timespec="seconds").replace("+00:00", "Z"))
+                self._ready_since[(*key[:2], f"{key[2]}#{kind}")] = since
+            written.append(
                 {
-                    "type": "Ready",
+                    "type": kind,
                     "status": flag,
                     "reason": reason,
-                    "message": message,
+                    "message": message[:4096],
                     "lastTransitionTime": since[1],
                     "observedGeneration": generation,
                 }
-            ],
-        }
-        if self._written.get(key) == body:
+            )
+        body = {**fields, "conditions": written}
+        if _stable(self._written.get(key)) == _stable(body):
             return
         try:
             await self._writer.patch_status(plural, namespace, name, body)
         except kube.WriteConflictError:
             return
         self._written[key] = body
+
+
+def _stable(body: Any) -> Any:
+    """``body`` without the fields that move on every read (compared, not written)."""
+    if isinstance(body, dict):
+        return {k: _stable(v) for k, v in body.items() if k not in _VOLATILE}
+    if isinstance(body, list):
+        return [_stable(v) for v in body]
+    return body
+
+
+def _reading(
+    owner: str, reading: contract.Reading, statics: frozenset[tuple[str, str]]
+) -> dict[str, Any]:
+    is_static = (owner, reading.source or "") in statics
+    observed = reading.observed_at
+    return {
+        "subject": reading.key.subject,
+        "value": reading.value,
+        "source": reading.source,
+        # A static value has no observation time; its "now" would rewrite status every cycle.
+        "observedAt": None
+        if observed is None or is_static
+        else observed.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "ageSeconds": None if reading.age_s is None or is_static else round(reading.age_s),
+        "reason": str(reading.status.reason),
+        "message": reading.status.message[:4096],
+    }
 
 
 def allowed_pools(

@@ -1,0 +1,240 @@
+"""SignalSource objects turned into fallback chains, read once per cycle with a short memory.
+
+Why this module exists: the placement cycle needs each grid zone's carbon intensity (and each
+pool's price) without knowing where it comes from. This module builds one ``signals.chain.Chain``
+per ``SignalSource`` (rebuilt only when its generation changes), reads every subject the source
+names at most once per ``memory`` (default 30 s, so a slow feed costs one timeout, not one per
+cycle) and hands back the readings. It never raises for a feed fault: the chain turns faults
+into reasons, and a spec the chain cannot be built from (a trace file missing) becomes a source
+that always answers ``Missing`` with the error, so the SignalSource shows it.
+
+Credentials (Electricity Maps token, WattTime username/password) are read from files under
+``credentials_dir/<secret name>/<key>`` (the Secret mounted as a volume); the operator never
+reads Secrets through the API. Without a file, the source answers ``HttpError`` naming the
+Secret to mount.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import pathlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from greenplace.api import convert, models
+from greenplace.controller import cache as cache_
+from greenplace.domain import series
+from greenplace.signals import (
+    chain,
+    contract,
+    electricitymaps,
+    promql,
+    static,
+    telemetry,
+    trace,
+    watttime,
+)
+
+__all__ = ["Feeds", "Observed"]
+
+T = TypeVar("T")
+
+DEFAULT_TTL = {
+    "Prometheus": datetime.timedelta(minutes=10),
+    "Trace": datetime.timedelta(hours=1),
+    "ElectricityMaps": datetime.timedelta(hours=2),
+    "WattTime": datetime.timedelta(minutes=15),
+    "Static": static.NEVER_STALE,
+}
+DEFAULT_TIMEOUT = "5s"
+FORECAST_HORIZON = datetime.timedelta(hours=24)
+_KINDS = {
+    "CarbonIntensity": contract.SignalKind.CARBON_INTENSITY,
+    "Price": contract.SignalKind.PRICE,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """What the SignalSources said this cycle."""
+
+    carbon: Mapping[str, contract.Reading]  # grid zone -> reading (zones some source names)
+    prices: Mapping[str, contract.Reading]  # pool -> reading
+    forecasts: Mapping[str, series.TimeSeries]  # grid zone -> forecast, when a source had one
+    by_source: Mapping[str, tuple[contract.Reading, ...]]  # SignalSource -> its readings
+    owner: Mapping[contract.SignalKey, str]  # which SignalSource answers for a key
+    static_sources: frozenset[tuple[str, str]]  # (SignalSource, source) pairs of kind Static
+
+    @classmethod
+    def empty(cls) -> Observed:
+        return cls({}, {}, {}, {}, {}, frozenset())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Broken:
+    """A source whose spec could not be turned into a client: always ``Missing``, saying why."""
+
+    name: str
+    error: str
+    ttl: datetime.timedelta = static.NEVER_STALE
+
+    def latest(self, key: contract.SignalKey, now: datetime.datetime) -> contract.Observation:
+        raise contract.SignalMissingError(f"source {self.name}: {self.error}")
+
+    def forecast(
+        self,
+        key: contract.SignalKey,
+        start: datetime.datetime,
+        end: datetime.datetime,
+        now: datetime.datetime,
+    ) -> series.TimeSeries:
+        raise contract.SignalMissingError(f"source {self.name}: {self.error}")
+
+
+class Feeds:
+    """Chains per SignalSource, and a memory of recent readings."""
+
+    def __init__(
+        self,
+        metrics: telemetry.SignalMetrics | None = None,
+        memory: datetime.timedelta = datetime.timedelta(seconds=30),
+        credentials_dir: pathlib.Path | None = None,
+    ) -> None:
+        self._metrics = metrics
+        self._memory = memory
+        self._credentials = credentials_dir
+        self._chains: dict[str, tuple[int, chain.Chain]] = {}
+        self._read: dict[tuple[str, contract.SignalKey], tuple[datetime.datetime, object]] = {}
+
+    def read(
+        self, sources: Sequence[cache_.CachedSignalSource], now: datetime.datetime
+    ) -> Observed:
+        """Read every subject of every SignalSource (first SignalSource by name wins a key)."""
+        carbon: dict[str, contract.Reading] = {}
+        prices: dict[str, contract.Reading] = {}
+        forecasts: dict[str, series.TimeSeries] = {}
+        by_source: dict[str, tuple[contract.Reading, ...]] = {}
+        owner: dict[contract.SignalKey, str] = {}
+        statics: set[tuple[str, str]] = set()
+        for cached in sorted(sources, key=lambda s: s.name):
+            signals = self._chain(cached)
+            kind = _KINDS[cached.spec.signal]
+            statics.update((cached.name, s.name) for s in cached.spec.sources if s.kind == "Static")
+            readings = []
+            for subject in cached.spec.zones:
+                key = contract.SignalKey(kind, subject)
+                reading = self._remember(
+                    cached.name, key, now, functools.partial(signals.read, key, now)
+                )
+                readings.append(reading)
+                if key in owner:
+                    continue
+                owner[key] = cached.name
+                (carbon if kind is contract.SignalKind.CARBON_INTENSITY else prices)[subject] = (
+                    reading
+                )
+                if kind is contract.SignalKind.CARBON_INTENSITY:
+                    forecast = self._remember(
+                        f"{cached.name}/forecast",
+                        key,
+                        now,
+                        functools.partial(
+                            signals.read_forecast, key, now, now + FORECAST_HORIZON, now
+                        ),
+                    )
+                    if forecast.series is not None:
+                        forecasts[subject] = forecast.series
+            by_source[cached.name] = tuple(readings)
+        names = {s.name for s in sources}
+        self._chains = {k: v for k, v in self._chains.items() if k in names}
+        return Observed(carbon, prices, forecasts, by_source, owner, frozenset(statics))
+
+    def _remember(
+        self, scope: str, key: contract.SignalKey, now: datetime.datetime, read: Callable[[], T]
+    ) -> T:
+        memo = self._read.get((scope, key))
+        if memo is not None and now - memo[0] < self._memory:
+            return memo[1]  # type: ignore[return-value]  # stored by this method for this T
+        value = read()
+        self._read[(scope, key)] = (now, value)
+        return value
+
+    def _chain(self, cached: cache_.CachedSignalSource) -> chain.Chain:
+        known = self._chains.get(cached.name)
+        if known is not None and known[0] == cached.generation:
+            return known[1]
+        spec = cached.spec
+        entries = {s.name: s for s in spec.sources}
+        order = spec.fallback_order or [s.name for s in spec.sources]
+        built = chain.Chain(
+            [self._source(entries[n], _KINDS[spec.signal]) for n in order], self._metrics
+        )
+        self._chains[cached.name] = (cached.generation, built)
+        # A new spec must be read afresh, not from the memory of the old one.
+        self._read = {k: v for k, v in self._read.items() if not k[0].startswith(cached.name)}
+        return built
+
+    def _source(
+        self, entry: models.SignalSourceEntry, kind: contract.SignalKind
+    ) -> contract.Source:
+        try:
+            return self._build(entry, kind)
+        except (OSError, ValueError) as error:
+            return _Broken(entry.name, str(error))
+
+    def _build(self, entry: models.SignalSourceEntry, kind: contract.SignalKind) -> contract.Source:
+        ttl = convert.duration(entry.ttl) if entry.ttl else DEFAULT_TTL[entry.kind]
+        timeout = convert.duration(entry.timeout or DEFAULT_TIMEOUT).total_seconds()
+        if entry.kind == "Static" and entry.static is not None:
+            values = {contract.SignalKey(kind, z): v for z, v in entry.static.values.items()}
+            return static.StaticSource(entry.name, values, ttl)
+        if entry.kind == "Trace" and entry.trace is not None:
+            shift = (
+                convert.duration(entry.trace.shift) if entry.trace.shift else datetime.timedelta()
+            )
+            files = {
+                contract.SignalKey(kind, z): pathlib.Path(p) for z, p in entry.trace.files.items()
+            }
+            return trace.from_csv_files(entry.name, files, ttl, shift)
+        if entry.kind == "Prometheus" and entry.prometheus is not None:
+            querier = promql.Querier(entry.prometheus.url, timeout_s=timeout)
+            return promql.PrometheusSource(entry.name, querier, {kind: entry.prometheus.query}, ttl)
+        ref = entry.credentials_secret_ref
+        if entry.kind == "ElectricityMaps":
+            url = (entry.electricity_maps.url if entry.electricity_maps else None) or (
+                electricitymaps.DEFAULT_URL
+            )
+            return electricitymaps.ElectricityMapsSource(
+                entry.name,
+                self._secret(entry, (ref.key if ref else None) or "token"),
+                ttl=ttl,
+                base_url=url,
+                zone_map=entry.zone_mapping,
+                timeout_s=timeout,
+            )
+        if entry.kind == "WattTime":
+            url = (entry.watt_time.url if entry.watt_time else None) or watttime.DEFAULT_URL
+            return watttime.WattTimeSource(
+                entry.name,
+                self._secret(entry, "username"),
+                self._secret(entry, "password"),
+                ttl=ttl,
+                base_url=url,
+                region_map=entry.zone_mapping,
+                timeout_s=timeout,
+            )
+        raise ValueError(f"kind {entry.kind} without its block")  # the CRD refuses this
+
+    def _secret(self, entry: models.SignalSourceEntry, key: str) -> str:
+        ref = entry.credentials_secret_ref
+        if ref is None:
+            return ""  # the provider refuses the call: HttpError, shown in the status
+        if self._credentials is None:
+            raise ValueError(
+                f"credentials Secret {ref.namespace}/{ref.name} is not mounted: run the operator "
+                "with --credentials-dir and mount the Secret under <dir>/<secret name>/"
+            )
+        path = self._credentials / ref.name / key
+        return path.read_text().strip()

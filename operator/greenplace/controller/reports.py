@@ -1,0 +1,185 @@
+"""EnergyReport reconciler: measure a window in Prometheus, write the rows, publish the gauges.
+
+Why this module exists: per-request figures are computed by ``accounting.serving`` (PromQL) and
+``accounting.report`` (pure); something must run them for each ``EnergyReport`` on a period,
+with the pools as the placement loop last saw them (price from signals, PUE, grid zone) and the
+intensity each zone had in that plan. On a Prometheus error the last rows are kept (status is a
+merge patch without ``rows``) and ``Degraded`` says why, with the signal reason code.
+
+The intensity used for a zone is the one of the last placement cycle (SignalSource or the
+GpuPool's fallback), not the mean over the window: a report over a past window (``windowEnd``)
+says which source it used in ``intensitySources``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from greenplace.accounting import grading, report, serving, telemetry
+from greenplace.api import convert
+from greenplace.controller import cache as cache_
+from greenplace.controller import status
+from greenplace.signals import contract, promql
+
+__all__ = ["Reporter"]
+
+logger = logging.getLogger("greenplace.reports")
+_SERVING = {"vLLM": serving.VLLM, "TGI": serving.TGI, "Triton": serving.TRITON}
+
+
+class Reporter:
+    """Computes every cached EnergyReport; one ``run`` per period of the report loop."""
+
+    def __init__(
+        self,
+        recorder: status.StatusRecorder,
+        metrics: telemetry.AccountingMetrics,
+        default_url: str | None,
+        querier: Callable[[str], promql.Querier] = promql.Querier,
+    ) -> None:
+        self._recorder = recorder
+        self._metrics = metrics
+        self._default_url = default_url
+        self._querier = querier
+        self._last: dict[tuple[str, str], list[status.Condition]] = {}
+
+    async def run(self, cache: cache_.Cache, now: datetime.datetime) -> None:
+        for cached in list(cache.reports.values()):
+            try:
+                await self._one(cache, cached, now)
+            except Exception:  # one bad report never stops the others, nor the operator
+                logger.exception("EnergyReport %s/%s failed", cached.namespace, cached.name)
+
+    async def _one(
+        self, cache: cache_.Cache, cached: cache_.CachedReport, now: datetime.datetime
+    ) -> None:
+        spec = cached.spec
+        key = (cached.namespace, cached.name)
+        url = spec.prometheus.url if spec.prometheus else self._default_url
+        write = _writer(self._recorder, cached)
+        if url is None:
+            await write(
+                {}, [_not_ready("NoPrometheus", _NO_URL), _degraded("NoPrometheus", _NO_URL)]
+            )
+            return
+        pools = {p.name: p for p in cache.last_pools}
+        facts = [report.PoolFacts.from_pool(p) for p in pools.values()]
+        carbon = {p.location.grid_zone: p.gco2_per_kwh for p in pools.values()}
+        power = {n: serving.PowerModel(p.gpu_watts, 0.0) for n, p in pools.items()}
+        end = spec.window_end or now
+        try:
+            measured = await asyncio.to_thread(
+                serving.measure,
+                self._querier(url).vector,
+                end,
+                convert.duration(spec.window),
+                serving=_SERVING[spec.serving],
+                power_models=power,
+            )
+        except contract.SignalError as error:
+            reason = str(error.reason)
+            ready = self._last.get(key, [_not_ready(reason, str(error))])[0]
+            await write({}, [ready, _degraded(reason, str(error))])
+            return
+        grades = spec.grading
+        built = report.build(
+            measured,
+            facts,
+            carbon,
+            intensity_sources={z: _source(cache, z) for z in carbon},
+            energy_scale=grading.Scale.of("energy", "Wh/request", grades.energy_wh_per_request)
+            if grades and grades.energy_wh_per_request
+            else grading.DEFAULT_ENERGY_SCALE,
+            carbon_scale=grading.Scale.of(
+                "carbon", "gCO2e/request", grades.carbon_gco2e_per_request
+            )
+            if grades and grades.carbon_gco2e_per_request
+            else grading.DEFAULT_CARBON_SCALE,
+            mig_slices_total=spec.mig_slices_total,
+        )
+        self._metrics.publish(built)
+        ready = (
+            "Ready",
+            True,
+            "Reported",
+            f"{len(built.rows)} rows, energy from {built.energy_source}",
+        )
+        self._last[key] = [ready]
+        await write(_fields(built), [ready, ("Degraded", False, "Measured", "Prometheus answered")])
+
+
+_NO_URL = "set spec.prometheus.url or run the operator with --prometheus-url"
+
+
+def _not_ready(reason: str, message: str) -> status.Condition:
+    return ("Ready", False, reason, message)
+
+
+def _degraded(reason: str, message: str) -> status.Condition:
+    return ("Degraded", True, reason, message)
+
+
+def _source(cache: cache_.Cache, zone: str) -> str:
+    for source in sorted(cache.signal_sources.values(), key=lambda s: s.name):
+        if source.spec.signal == "CarbonIntensity" and zone in source.spec.zones:
+            return f"SignalSource {source.name}"
+    return "GpuPool fallbackGramsPerKwh"
+
+
+def _writer(recorder: status.StatusRecorder, cached: cache_.CachedReport) -> Any:
+    async def write(fields: Mapping[str, Any], conditions: list[status.Condition]) -> None:
+        await recorder.write(
+            "energyreports",
+            cached.namespace,
+            cached.name,
+            {"observedGeneration": cached.generation, **fields},
+            conditions=conditions,
+            generation=cached.generation,
+        )
+
+    return write
+
+
+def _fields(built: report.EnergyReport) -> dict[str, Any]:
+    def iso(at: datetime.datetime) -> str:
+        return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    def num(value: float | None) -> float | None:
+        return None if value is None else round(value, 9)
+
+    return {
+        "windowStart": iso(built.window_start),
+        "windowEnd": iso(built.window_end),
+        "energySource": str(built.energy_source),
+        "intensitySources": dict(built.intensity_sources),
+        "unattributedGpuWh": {k: num(v) for k, v in built.unattributed_gpu_wh.items()},
+        "notes": list(built.notes),
+        "rows": [
+            {
+                "model": r.model,
+                "pool": r.pool,
+                "gridZone": r.grid_zone,
+                "requests": num(r.requests),
+                "tokens": num(r.tokens),
+                "gpuWh": num(r.gpu_wh),
+                "facilityWh": num(r.facility_wh),
+                "gpuHours": num(r.gpu_hours),
+                "gCO2e": num(r.gco2e),
+                "cost": num(r.cost),
+                "currency": r.currency,
+                "gCO2PerKWh": num(r.gco2_per_kwh),
+                "gpuWhPerRequest": num(r.gpu_wh_per_request),
+                "gCO2ePerRequest": num(r.gco2e_per_request),
+                "costPerRequest": num(r.cost_per_request),
+                "costPer1kTokens": num(r.cost_per_1k_tokens),
+                "energyGrade": None if r.energy_grade is None else str(r.energy_grade),
+                "carbonGrade": None if r.carbon_grade is None else str(r.carbon_grade),
+                "attribution": [str(m) for m in r.attribution],
+            }
+            for r in built.rows
+        ],
+    }

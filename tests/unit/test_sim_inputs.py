@@ -46,7 +46,7 @@ spec:
 apiVersion: greenplace.dev/v1alpha1
 kind: Budget
 metadata: {namespace: ml, name: daily}
-spec: {period: day, limits: {money: 20}}
+spec: {period: Day, limits: {money: 20}}
 """
 CSV = """name,namespace,arrival,gpus,duration_hours,deferrable_hours,model,labels
 train,ml,2020-03-02T00:00:00Z,4,2,4,llama,team=a;kind=training

@@ -185,22 +185,17 @@ def read_rules(path: pathlib.Path) -> tuple[tuple[model.Policy, ...], tuple[sc.B
 
 
 def _budget(namespace: str, name: str, spec: Mapping[str, Any]) -> sc.Budget:
-    """ADAPTER until greenplace.api has a Budget model: spec.period, spec.currency,
-    spec.limits.{money, kgCO2e, kWh}, spec.action (Defer, Reject, Downgrade)."""
-    limits = spec.get("limits") or {}
-
-    def limit(key: str) -> float | None:
-        return None if limits.get(key) is None else float(limits[key])
-
+    """A ``Budget`` object, validated by the same model as the API server's schema."""
+    parsed = models.BudgetSpec.model_validate(spec)
     return sc.Budget(
         namespace=namespace,
         name=name,
-        period=sc.Period(spec.get("period", "month")),
-        money_limit=limit("money"),
-        kgco2e_limit=limit("kgCO2e"),
-        kwh_limit=limit("kWh"),
-        currency=spec.get("currency", "EUR"),
-        action=model.BudgetAction(spec.get("action", "Defer")),
+        period=sc.Period(parsed.period),
+        money_limit=parsed.limits.money,
+        kgco2e_limit=parsed.limits.kg_co2e,
+        kwh_limit=parsed.limits.kwh,
+        currency=parsed.currency,
+        action=model.BudgetAction(parsed.action),
     )
 
 

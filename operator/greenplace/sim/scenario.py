@@ -19,6 +19,7 @@ import enum
 from collections.abc import Mapping
 
 from greenplace.accounting import energy
+from greenplace.api import convert
 from greenplace.domain import model, series
 from greenplace.sim import signal
 
@@ -85,34 +86,20 @@ class Job:
 
 
 class Period(enum.StrEnum):
-    DAY = "day"
-    WEEK = "week"
-    MONTH = "month"
-    QUARTER = "quarter"
+    """A Budget's calendar period, as the API spells it (``spec.period``)."""
+
+    DAY = "Day"
+    WEEK = "Week"
+    MONTH = "Month"
+    QUARTER = "Quarter"
 
     def start_of(self, when: datetime.datetime) -> datetime.date:
         """First day (UTC) of the period holding ``when``: the key spend is summed under."""
-        day = when.astimezone(datetime.UTC).date()
-        if self is Period.DAY:
-            return day
-        if self is Period.WEEK:
-            return day - datetime.timedelta(days=day.weekday())
-        if self is Period.MONTH:
-            return day.replace(day=1)
-        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+        return convert.period_bounds(self.value, when)[0].date()
 
     def end_of(self, when: datetime.datetime) -> datetime.datetime:
         """First instant (UTC) of the next period."""
-        first = self.start_of(when)
-        if self is Period.DAY:
-            following = first + datetime.timedelta(days=1)
-        elif self is Period.WEEK:
-            following = first + datetime.timedelta(days=7)
-        else:
-            months = 1 if self is Period.MONTH else 3
-            index = first.month - 1 + months
-            following = first.replace(year=first.year + index // 12, month=index % 12 + 1)
-        return datetime.datetime.combine(following, datetime.time(), datetime.UTC)
+        return convert.period_bounds(self.value, when)[1]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

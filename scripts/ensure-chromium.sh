@@ -5,6 +5,7 @@
 # download their own browser cannot reach their download sites here, so we use Debian's package.
 # Idempotent: does nothing when /usr/bin/chromium already runs. Needs root (or sudo) to install.
 set -euo pipefail
+source "$(dirname "$0")/apt.sh"
 
 CHROMIUM=/usr/bin/chromium
 
@@ -13,20 +14,7 @@ if [ -x "$CHROMIUM" ] && "$CHROMIUM" --version >/dev/null 2>&1; then
   exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "ensure-chromium: $CHROMIUM missing and not root (no sudo): run as root" \
-      "'apt-get update && apt-get install -y chromium'" >&2
-    exit 1
-  fi
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+apt_install ensure-chromium chromium fonts-dejavu-core
 
 if ! "$CHROMIUM" --version >/dev/null 2>&1; then
   echo "ensure-chromium: installed the chromium package but $CHROMIUM does not run" >&2

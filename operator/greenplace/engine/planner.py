@@ -57,8 +57,12 @@ DEFERRAL_STEP = datetime.timedelta(minutes=30)
 IMPROVEMENT_ATTEMPTS = 4
 # ... and how many walks they may take in all (a 10,000-workload round gets one attempt).
 IMPROVEMENT_WALKS = 12_000
-# How many (workload, better pool) pairs the local improvement may look at in one round.
+# How many (workload, better pool) pairs the local improvement may look at in one round ...
 SWAP_CHECKS = 20_000
+# ... and, for large rounds, at most this many divided by the placed workloads (a 10,000-workload
+# round gets 5,000, like IMPROVEMENT_WALKS gives it one attempt): keeps a round near linear.
+SWAP_CHECKS_SCALE = 25_000_000
+SWAP_CHECKS_FLOOR = 5_000
 # The furthest ahead a deferral looks, whatever the window says.
 MAX_DEFERRAL = datetime.timedelta(days=7)
 _EPSILON = 1e-9
@@ -921,8 +925,8 @@ class _Round:
     def _swap(self, placed: list[_Result]) -> None:
         """Local improvement: move a workload to a better-ranked pool, or swap it with one
         there, when that lowers the total objective and every budget still holds. Bounded by
-        ``SWAP_CHECKS`` so a round stays fast; moved workloads are walked again so their
-        explanation matches the final state."""
+        ``SWAP_CHECKS`` (fewer for large rounds) so a round stays fast; moved workloads are walked
+        again so their explanation matches the final state."""
         mobile = [r for r in placed if r.cls is not None]
         where: dict[int, list[_Result]] = collections.defaultdict(list)
         for r in mobile:
@@ -932,14 +936,15 @@ class _Round:
         checks = 0
         order = sorted(mobile, key=lambda r: (-r.workload.gpu_hours, r.index))
         improved = True
-        while improved and checks < SWAP_CHECKS:
+        limit = max(SWAP_CHECKS_FLOOR, min(SWAP_CHECKS, SWAP_CHECKS_SCALE // max(1, len(mobile))))
+        while improved and checks < limit:
             improved = False
             for r in order:
                 cls, walk = r.cls, r.walk
                 assert cls is not None and walk is not None and walk.pos is not None
                 for better in range(walk.pos):
                     checks += 1
-                    if checks > SWAP_CHECKS:
+                    if checks > limit:
                         break
                     exchanged = self._exchange(r, better, where)
                     if exchanged:

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from greenplace.cli import main as cli
+from greenplace.cli import views
 from tests.integration.conftest import Kube, RunningOperator, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -58,7 +60,7 @@ def held_reason(kube: Kube, namespace: str, name: str) -> str | None:
 
 
 def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
-    kube: Kube, operator: RunningOperator
+    kube: Kube, operator: RunningOperator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ns = kube.namespace()
     assert kube.apply(policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
@@ -100,6 +102,15 @@ def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
     pod = kube.pod(ns, "p5")
     assert pod["spec"]["schedulingGates"] == [{"name": "greenplace.dev/placement"}]
     assert not pod["spec"].get("nodeName")
+
+    # What a person reads: `greenplace why` and `greenplace pools` (also `kubectl greenplace`).
+    assert views.why(kube.pod(ns, "p0")).startswith(
+        f"{ns}/p0 placed in gcp-europe-west9-a100 (node gcp-europe-west9-a100-0): "
+    )
+    assert views.why(kube.pod(ns, "p5")).startswith(f"{ns}/p5 waits (gated): NoPoolWithRoom: ")
+    wait_for(lambda: cli.main(["pools", f"--kubeconfig={kube.kubeconfig}"]) == 0
+             and "gcp-europe-west9-a100  FR       A100-80GB  0/4" in capsys.readouterr().out,
+             30, "pool status")  # fmt: skip
 
     metrics = operator.metrics()
     assert 'greenplace_held_workloads{reason="NoPoolWithRoom"} 1.0' in metrics

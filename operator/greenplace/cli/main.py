@@ -18,6 +18,7 @@ __all__ = ["main"]
 # Module names under greenplace.cli, imported lazily so `greenplace --help` stays fast.
 SUBCOMMANDS: tuple[str, ...] = (
     "explain",
+    "views",
     "operate",
     "placements",
     "simulate",

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if args.namespace
         else core.list_pod_for_all_namespaces()
     )
-    print(table(rows([core.api_client.sanitize_for_serialization(p) for p in pods.items])))
+    print(table(HEADER, rows([core.api_client.sanitize_for_serialization(p) for p in pods.items])))
     return 0
 
 
@@ -63,9 +63,10 @@ def rows(pods: Sequence[Mapping[str, Any]]) -> list[Row]:
     return out
 
 
-def table(body: Sequence[Row]) -> str:
-    everything = [HEADER, *body]
-    widths = [max(len(r[i]) for r in everything) for i in range(len(HEADER) - 1)]
+def table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Aligned columns; the last one (a reason, a message) is left unpadded."""
+    everything = [tuple(header), *(tuple(r) for r in body)]
+    widths = [max(len(r[i]) for r in everything) for i in range(len(header) - 1)]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
         for r in everything

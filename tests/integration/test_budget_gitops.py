@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, RunningOperator, wait_for
+from devcluster import fleet
+from tests.integration.conftest import ROOT, Kube, RunningOperator, wait_for
 from tests.integration.test_placement import bound, gpu_pod, held_reason
 from tests.integration.test_signalsource import condition, custom
 
@@ -65,13 +66,21 @@ def test_a_spent_budget_holds_further_pods_and_says_exceeded(
 
 
 def manifests(ns: str) -> str:
+    """One object of every kind but EnergyReport (its own test waits for it): a GpuPool exactly
+    as the fleet declares it, a PlacementPolicy, a SignalSource and a Budget."""
+    (pool,) = [
+        fleet.pool_manifest(p)
+        for p in fleet.load_fleet(ROOT / "examples" / "fleet.yaml")
+        if p.name == "ovh-gra-h100"
+    ]
     source = {
         "apiVersion": "greenplace.dev/v1alpha1", "kind": "SignalSource",
         "metadata": {"name": "gitops-grid"},
         "spec": {"zones": ["GB"], "sources": [
             {"name": "static", "kind": "Static", "static": {"values": {"GB": 136}}}]},
     }  # fmt: skip
-    return "\n---\n".join(json.dumps(d) for d in (source, budget(ns, "quarterly", 1000)))
+    documents = (pool, charged_policy(ns, "quarterly"), source, budget(ns, "quarterly", 1000))
+    return "\n---\n".join(json.dumps(d) for d in documents)
 
 
 def test_applying_twice_is_a_no_op_and_ready_can_be_waited_for(
@@ -80,12 +89,20 @@ def test_applying_twice_is_a_no_op_and_ready_can_be_waited_for(
     ns = kube.namespace()
     first = kube.apply(manifests(ns))
     assert first.returncode == 0, first.stderr
-    for target in ("signalsource/gitops-grid", f"budget/quarterly -n {ns}"):
+    targets = (
+        "gpupool/ovh-gra-h100",
+        f"placementpolicy/fr -n {ns}",
+        "signalsource/gitops-grid",
+        f"budget/quarterly -n {ns}",
+    )
+    for target in targets:
         waited = kube.kubectl("wait", "--for=condition=Ready", *target.split(), "--timeout=30s")
         assert waited.returncode == 0, waited.stderr
 
     def state() -> list[tuple[int, Any]]:
         objects = [
+            custom(kube, "gpupool", "ovh-gra-h100"),
+            custom(kube, "placementpolicy", "fr", ns),
             custom(kube, "signalsource", "gitops-grid"),
             custom(kube, "budget", "quarterly", ns),
         ]
@@ -96,6 +113,6 @@ def test_applying_twice_is_a_no_op_and_ready_can_be_waited_for(
     assert state() == before, "status changed with nothing to change it"
     second = kube.apply(manifests(ns))
     assert second.returncode == 0, second.stderr
-    assert second.stdout.count("unchanged") == 2, second.stdout
+    assert second.stdout.count("unchanged") == 4, second.stdout
     time.sleep(6)
     assert state() == before

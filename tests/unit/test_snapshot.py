@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from greenplace.controller import cache as cache_
-from greenplace.controller import podspec, snapshot
+from greenplace.controller import cycle, podspec, snapshot
+from greenplace.domain import model
 
 SPEC = {
     "nodeSelector": {"greenplace.dev/pool": "fr"},
@@ -134,3 +135,25 @@ def test_an_unreadable_gang_size_does_not_block() -> None:
     cache = filled_cache()
     cache.put_pod(job_pod("w-0", "odd", size="three"))
     assert [w.name for w in snapshot.build(snapshot.gather(cache)).snapshot.workloads] == ["odd"]
+
+
+def test_the_loop_wakes_when_the_earliest_deferral_ends() -> None:
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+    def decision(minutes: float | None) -> model.Decision:
+        return model.Decision(
+            workload="ns/w",
+            outcome=model.Outcome.DEFERRED if minutes is not None else model.Outcome.HELD,
+            reason=model.Reason.DEFERRED_FOR_CLEANER_SLOT,
+            message="",
+            not_before=None if minutes is None else at + datetime.timedelta(minutes=minutes),
+        )
+
+    def report(*minutes: float | None) -> cycle.CycleReport:
+        plan = model.Plan(at=at, decisions=tuple(decision(m) for m in minutes))
+        return cycle.CycleReport(at=at, plan=plan)
+
+    assert report(None).seconds_until_next_wake(30) == 30
+    assert report(None, 0.25, 2).seconds_until_next_wake(30) == 15
+    assert report(10).seconds_until_next_wake(30) == 30
+    assert report(-5).seconds_until_next_wake(30) == 0.5  # overdue: soon, never a busy loop

@@ -50,6 +50,17 @@ class CycleReport:
         finally:
             self.phase_seconds[name] = time.perf_counter() - started
 
+    def seconds_until_next_wake(self, limit: float) -> float:
+        """How long the loop may sleep: until the earliest deferral ends, at most ``limit``.
+
+        A deferred workload is re-planned when its ``not_before`` comes (a cleaner slot, the
+        next budget period), not up to one resync later.
+        """
+        ends = [d.not_before for d in (self.plan.decisions if self.plan else ()) if d.not_before]
+        if not ends:
+            return limit
+        return min(limit, max(0.5, (min(ends) - self.at).total_seconds()))
+
     def summary(self) -> str:
         phases = " ".join(f"{k}={v * 1000:.1f}ms" for k, v in self.phase_seconds.items())
         return (

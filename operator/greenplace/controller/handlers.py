@@ -263,9 +263,10 @@ async def _placement_loop(
 ) -> None:
     for name, error in cache.invalid.items():
         logger.warning("ignoring invalid %s: %s", name, error)
+    sleep_s = config.resync_seconds
     while True:
         try:
-            await asyncio.wait_for(cache.changed.wait(), timeout=config.resync_seconds)
+            await asyncio.wait_for(cache.changed.wait(), timeout=sleep_s)
             await asyncio.sleep(config.debounce_seconds)  # let a burst of events settle
         except TimeoutError:
             pass  # periodic resync: signals and time move on even when nothing changes
@@ -275,10 +276,12 @@ async def _placement_loop(
             report = await cycle.run_cycle(cache, writer, now, recorder, signal_feeds)
             cache.last_cycle = now
             placement_metrics.observe(report)
+            sleep_s = report.seconds_until_next_wake(config.resync_seconds)
         except asyncio.CancelledError:
             raise
         except Exception:  # never let one bad cycle stop placement for good
             logger.exception("placement cycle failed; retrying at the next change or resync")
+            sleep_s = config.resync_seconds
             await asyncio.sleep(1.0)
             continue
         busy = report.placed or report.conflicts or report.errors

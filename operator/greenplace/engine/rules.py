@@ -78,7 +78,7 @@ def ceiling_violation(
                 R.CARBON_ABOVE_CEILING,
                 policy,
                 f"{effective:.0f} gCO2e/kWh above ceiling {ceiling:g}",
-                "wait for a cleaner grid, or raise maxGco2PerKwh",
+                "wait for a cleaner grid, or raise spec.carbon.maxGramsPerKwh",
             )
     return None
 

@@ -1,0 +1,153 @@
+"""A burst of GPU pods through the real API server: governed by greenplace vs kube-scheduler alone.
+
+Why this benchmark exists: the planner alone decides 10,000 workloads in about a second, but a
+user waits for the whole path — admission webhook, the gate, the placement cycle, one patch per
+pod, then kube-scheduler and kwok. This measures that path end to end on the real local control
+plane, against a baseline measured in the same run: the same burst in a namespace greenplace does
+not govern (kube-scheduler alone, no webhook, no gate).
+
+Method: a fleet of 10 pools x 13 kwok nodes x 8 GPUs (1,040 GPUs, France and Germany). Each run
+creates BURST one-GPU pods with one `kubectl apply` of a List, then polls until every pod is
+bound to a node; the clock runs from the first create to the last binding. Baseline first (then
+its namespace is deleted so its GPUs come back), then the governed run under a France+Germany
+PlacementPolicy. The operator is `greenplace operate` in its own process, as `make run` starts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from bench import harness
+from devcluster import build, cluster, fleet
+
+NAME = "bench_burst"
+BURST = 500
+POOLS, NODES_PER_POOL, GPUS_PER_NODE = 10, 13, 8
+
+
+def _pools() -> list[fleet.FleetPool]:
+    pools = []
+    for i in range(POOLS):
+        country = "FR" if i % 2 == 0 else "DE"
+        name = f"burst-{country.lower()}-{i}"
+        spec = {
+            "nodeSelector": {"greenplace.dev/pool": name},
+            "location": {"provider": "bench", "region": f"r{i}", "country": country,
+                         "gridZone": country},
+            "gpu": {"model": "H100", "tdpWatts": 700, "idleWatts": 80},
+            "price": {"currency": "EUR", "onDemandPerGpuHour": 2.0 + i / 10},
+            "pue": 1.2,
+            "carbonIntensity": {"fallbackGramsPerKwh": 50 + 30 * i},
+        }  # fmt: skip
+        pools.append(fleet.FleetPool(name, NODES_PER_POOL, GPUS_PER_NODE, spec))
+    return pools
+
+
+def _pods(namespace: str) -> str:
+    items = [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": f"b{i:04d}", "namespace": namespace},
+         "spec": {"containers": [{"name": "main", "image": "x",
+                                  "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+        for i in range(BURST)
+    ]  # fmt: skip
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+
+
+class _Kubectl:
+    def __init__(self, kubeconfig: str) -> None:
+        self.base = [str(build.ensure_built(log=False)["kubectl"]), f"--kubeconfig={kubeconfig}"]
+
+    def __call__(self, *args: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [*self.base, *args], input=stdin, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"kubectl {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
+
+def _burst(kubectl: _Kubectl, namespace: str, governed: bool) -> dict[str, Any]:
+    labels = {"greenplace.dev/governed": "true"} if governed else {}
+    kubectl("apply", "-f", "-", stdin=json.dumps(
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": namespace, "labels": labels}}))  # fmt: skip
+    if governed:
+        kubectl("apply", "-f", "-", stdin=json.dumps({
+            "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+            "metadata": {"name": "eu", "namespace": namespace},
+            "spec": {"sovereignty": {"allowedCountries": ["FR", "DE"]}}}))  # fmt: skip
+    started = time.perf_counter()
+    kubectl("apply", "-f", "-", stdin=_pods(namespace))
+    created = time.perf_counter() - started
+    bound = 0
+    while bound < BURST:
+        if time.perf_counter() - started > 600:
+            raise SystemExit(f"{namespace}: only {bound}/{BURST} pods bound after 600 s")
+        time.sleep(0.25)
+        pods = json.loads(kubectl("get", "pods", "-n", namespace, "-o", "json"))["items"]
+        bound = sum(1 for p in pods if p["spec"].get("nodeName"))
+    seconds = time.perf_counter() - started
+    return {
+        "pods": BURST,
+        "create_seconds": round(created, 2),
+        "all_bound_seconds": round(seconds, 2),
+        "pods_per_second": round(BURST / seconds, 1),
+    }
+
+
+def main() -> None:
+    with cluster.cluster_from_env() as running:
+        kubeconfig = str(running.kubeconfig)
+        kubectl = _Kubectl(kubeconfig)
+        kubectl("apply", "--server-side", "-f", str(harness.BENCH_DIR.parent / "crds"))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
+        from kubernetes import config  # noqa: PLC0415 - only once the cluster is up
+
+        fleet.apply_fleet(config.new_client_from_config(kubeconfig), _pools())
+        baseline = _burst(kubectl, "burst-plain", governed=False)
+        print(f"kube-scheduler alone: {BURST} pods bound in {baseline['all_bound_seconds']} s "
+              f"({baseline['pods_per_second']} pods/s)")  # fmt: skip
+        kubectl("delete", "namespace", "burst-plain", "--wait=true", "--timeout=300s")
+
+        (port,) = cluster.free_ports(1)
+        log = pathlib.Path(tempfile.mkdtemp(prefix="greenplace-burst-")) / "operator.log"
+        with log.open("wb") as out:
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "greenplace.cli.main", "operate",
+                 f"--kubeconfig={kubeconfig}", "--out-of-cluster", f"--webhook-port={port}"],
+                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not cluster.port_open(port):
+                if operator.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"operator did not start; log {log}")
+                time.sleep(0.2)
+            governed = _burst(kubectl, "burst-governed", governed=True)
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+    ratio = governed["pods_per_second"] / baseline["pods_per_second"]
+    print(
+        f"greenplace-governed: {BURST} pods bound in {governed['all_bound_seconds']} s "
+        f"({governed['pods_per_second']} pods/s), x{ratio:.2f} of kube-scheduler alone"
+    )
+    harness.finish(
+        NAME,
+        {"burst": BURST, "gpus": POOLS * NODES_PER_POOL * GPUS_PER_NODE, "baseline": baseline,
+         "governed": governed, "operator_log": str(log)},
+        {"governed_pods_per_second": governed["pods_per_second"],
+         "ratio_to_kube_scheduler_alone": round(ratio, 3)},
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,6 @@ this command reads it back with the node each pod was bound to.
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,8 +52,9 @@ def rows(pods: Sequence[Mapping[str, Any]]) -> list[Row]:
             held = annotations.get(podspec.HOLD_ANNOTATION, "Pending: not planned yet")
             reason, _, message = held.partition(": ")
             out.append((name, gpus, f"Held ({reason})", "-", node, "-", message))
-        elif podspec.PLACEMENT_ANNOTATION in annotations:
-            record = _record(annotations[podspec.PLACEMENT_ANNOTATION])
+        elif (record := podspec.placement_record(pod)) is not None:
+            raw = annotations[podspec.PLACEMENT_ANNOTATION]
+            record = record or {"message": f"unreadable placement record: {raw[:80]}"}
             carbon = record.get("gco2PerKwh")
             out.append((
                 name, gpus, "Placed", str(record.get("pool", "?")), node,
@@ -72,11 +72,3 @@ def table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
         for r in everything
     ]
     return "\n".join(lines)
-
-
-def _record(raw: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {"message": f"unreadable placement record: {raw[:80]}"}
-    return value if isinstance(value, dict) else {}

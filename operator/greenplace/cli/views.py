@@ -10,7 +10,6 @@ the operator writes and in the pod's annotations; these commands print them. Ins
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -93,12 +92,11 @@ def why(pod: Obj) -> str:
     if podspec.is_gated(pod):
         held = annotations.get(podspec.HOLD_ANNOTATION)
         return f"{name} waits (gated): {held or 'not planned yet'}"
-    raw = annotations.get(podspec.PLACEMENT_ANNOTATION)
-    if raw is None:
+    record = podspec.placement_record(pod)
+    if record is None:
         return f"{name} is not governed by greenplace (no gate, no placement record)"
-    try:
-        record = json.loads(raw)
-    except ValueError:
+    if not record:
+        raw = annotations[podspec.PLACEMENT_ANNOTATION]
         return f"{name}: unreadable placement record {raw[:200]!r}"
     node = pod.get("spec", {}).get("nodeName") or "not bound yet"
     return f"{name} placed in {record.get('pool')} (node {node}): {record.get('message', '')}"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import math
 from collections.abc import Mapping
 
@@ -92,9 +91,10 @@ class _Record:
 
 
 def _record(pod: cache_.CachedPod) -> _Record | None:
-    raw = (pod.body.get("metadata", {}).get("annotations") or {}).get(podspec.PLACEMENT_ANNOTATION)
+    record = podspec.placement_record(pod.body)
+    if not record:
+        return None  # not placed by greenplace, or a garbage annotation: not charged
     try:
-        record = json.loads(raw or "")
         at = datetime.datetime.fromisoformat(str(record["at"]))
         policies = [str(p) for p in record.get("policies") or []]
         gco2 = record.get("gco2PerKwh")
@@ -105,7 +105,7 @@ def _record(pod: cache_.CachedPod) -> _Record | None:
             float(gco2) if isinstance(gco2, int | float) else 0.0,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
-        return None  # not placed by greenplace, or a garbage annotation: not charged
+        return None  # a record missing its pool or time: not charged
 
 
 def _cost(pod: cache_.CachedPod, pool: model.Pool, gco2_effective: float) -> Spend:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -237,7 +236,7 @@ class Cache:
             node_name=spec.get("nodeName") or None,
             gated=podspec.is_gated(body),
             terminal=podspec.is_terminal(body) or bool(meta.get("deletionTimestamp")),
-            placed_pool=_placed_pool(meta),
+            placed_pool=_placed_pool(body),
             body=body,
         )
         previous = self.pods.get(pod.uid)
@@ -264,15 +263,9 @@ def _planning_fields(pod: CachedPod) -> tuple[Any, ...]:
     return (pod.gpus, pod.node_name, pod.gated, pod.terminal, pod.placed_pool, pod.labels)
 
 
-def _placed_pool(meta: Mapping[str, Any]) -> str | None:
-    raw = (meta.get("annotations") or {}).get(podspec.PLACEMENT_ANNOTATION)
-    if not raw:
-        return None
-    try:
-        pool = json.loads(raw).get("pool")
-    except (ValueError, AttributeError):
-        return None  # a garbage annotation is ignored, never fatal
-    return pool if isinstance(pool, str) else None
+def _placed_pool(body: Mapping[str, Any]) -> str | None:
+    pool = (podspec.placement_record(body) or {}).get("pool")
+    return pool if isinstance(pool, str) else None  # a garbage annotation is ignored
 
 
 def _timestamp(value: str | None) -> datetime.datetime:

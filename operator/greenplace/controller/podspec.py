@@ -32,6 +32,7 @@ __all__ = [
     "is_gated",
     "is_terminal",
     "placement_patch",
+    "placement_record",
 ]
 
 GATE = "greenplace.dev/placement"
@@ -123,6 +124,19 @@ def placement_patch(
     else:
         ops.append({"op": "remove", "path": "/spec/schedulingGates"})
     return ops
+
+
+def placement_record(pod: Pod) -> dict[str, Any] | None:
+    """The decision greenplace recorded on a placed pod: None without one, ``{}`` when the
+    annotation is unreadable (garbage is reported by callers, never fatal)."""
+    raw = (pod.get("metadata", {}).get("annotations") or {}).get(PLACEMENT_ANNOTATION)
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def hold_patch(pod: Pod, reason: str, message: str) -> list[dict[str, Any]] | None:

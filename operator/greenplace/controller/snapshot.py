@@ -57,11 +57,7 @@ def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathe
 
 def pool_nodes(pool: cache_.CachedPool, nodes: tuple[cache_.CachedNode, ...]) -> list[str]:
     selector = pool.spec.node_selector
-    return [
-        n.name
-        for n in nodes
-        if n.schedulable and all(n.labels.get(k) == v for k, v in selector.items())
-    ]
+    return [n.name for n in nodes if n.schedulable and model.labels_match(n.labels, selector)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from greenplace.api import convert
 from greenplace.controller import budgets, kube, snapshot
 from greenplace.domain import model
 from greenplace.engine import rules
@@ -49,15 +48,14 @@ class StatusRecorder:
         The ValidatingAdmissionPolicy lets a pod leave its gate only towards these pools, so they
         must be in the API server first. Written only when the list changed.
         """
-        for cached in gathered.policies:
-            key = (cached.namespace, cached.name)
-            policy = convert.policy_to_domain(cached.namespace, cached.name, cached.spec)
+        for policy in snap.policies:
+            key = (policy.namespace, policy.name)
             allowed = allowed_pools(policy, snap.pools, now)
             if self._allowed.get(key) == allowed:
                 continue
             try:
                 await self._writer.patch_status(
-                    "placementpolicies", cached.namespace, cached.name, {"allowedPools": allowed}
+                    "placementpolicies", policy.namespace, policy.name, {"allowedPools": allowed}
                 )
             except kube.WriteConflictError:
                 continue
@@ -105,7 +103,7 @@ class StatusRecorder:
                 ],
                 generation=cached.generation,
             )
-        outcomes = _outcomes_by_policy(gathered, plan)
+        outcomes = _outcomes_by_policy(gathered, snap, plan)
         for cached_policy in gathered.policies:
             key = f"{cached_policy.namespace}/{cached_policy.name}"
             placed, held = outcomes.get(key, (0, 0))
@@ -269,7 +267,7 @@ def allowed_pools(
 
 
 def _outcomes_by_policy(
-    gathered: snapshot.Gathered, plan: model.Plan
+    gathered: snapshot.Gathered, snap: model.Snapshot, plan: model.Plan
 ) -> dict[str, tuple[int, int]]:
     """Placed (released, still running) and held pods per governing policy."""
     counts: dict[str, list[int]] = {}
@@ -277,9 +275,7 @@ def _outcomes_by_policy(
         if decision.outcome is model.Outcome.HELD:
             for key in decision.policies:
                 counts.setdefault(key, [0, 0])[1] += 1
-    for policy in gathered.policies:
-        key = f"{policy.namespace}/{policy.name}"
-        labels = policy.spec.pod_selector.match_labels
+    for policy in snap.policies:
         placed = sum(
             1
             for pod in gathered.pods
@@ -287,7 +283,7 @@ def _outcomes_by_policy(
             and pod.placed_pool
             and not pod.gated
             and not pod.terminal
-            and all(pod.labels.get(k) == v for k, v in labels.items())
+            and model.labels_match(pod.labels, policy.match_labels)
         )
-        counts.setdefault(key, [0, 0])[0] += placed
+        counts.setdefault(policy.key, [0, 0])[0] += placed
     return {k: (v[0], v[1]) for k, v in counts.items()}

@@ -37,6 +37,7 @@ __all__ = [
     "Rejection",
     "Snapshot",
     "Workload",
+    "labels_match",
     "level_rank",
 ]
 
@@ -82,6 +83,11 @@ REGIMES: Mapping[str, frozenset[str]] = {
 DATA_RESIDENCY_LABEL = "greenplace.dev/data-residency"
 
 _NAMED_LEVELS = {"basic": (1,), "substantial": (2,), "high": (3,)}
+
+
+def labels_match(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
+    """Kubernetes ``matchLabels``: every key of ``selector`` with the same value (empty: all)."""
+    return all(labels.get(key) == value for key, value in selector.items())
 
 
 def level_rank(level: str) -> tuple[int, ...] | None:
@@ -222,8 +228,8 @@ class Policy:
         return f"{self.namespace}/{self.name}"
 
     def selects(self, workload: Workload) -> bool:
-        return workload.namespace == self.namespace and all(
-            workload.labels.get(k) == v for k, v in self.match_labels.items()
+        return workload.namespace == self.namespace and labels_match(
+            workload.labels, self.match_labels
         )
 
 

@@ -55,6 +55,7 @@ class _Process:
     name: str
     popen: subprocess.Popen[bytes]
     log: pathlib.Path
+    argv: list[str]
 
 
 class _Processes:
@@ -71,9 +72,19 @@ class _Processes:
             popen = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        process = _Process(name, popen, log)
+        process = _Process(name, popen, log, argv)
         self.running.append(process)
         return process
+
+    def restart(self, name: str, down_s: float = 0.0) -> None:
+        """Stop the process called ``name``, wait ``down_s``, start it with the same argv."""
+        (process,) = [p for p in self.running if p.name == name]
+        _terminate(process.popen.pid, 10.0)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.popen.wait(timeout=5)
+        self.running.remove(process)
+        time.sleep(down_s)
+        self.start(name, process.argv)
 
     def stop_all(self, grace_s: float = 10.0) -> None:
         for process in reversed(self.running):
@@ -151,6 +162,7 @@ class LocalCluster(_Cluster):
     def __init__(self, workdir: pathlib.Path | None = None, *, keep: bool = False) -> None:
         super().__init__(workdir, keep, "greenplace-cluster-")
         self.server = ""
+        self._tls: ssl.SSLContext | None = None  # the admin client's TLS, once started
 
     def _start(self, binaries: build.Binaries) -> None:
         pkidir = self.workdir / "pki"
@@ -200,7 +212,7 @@ class LocalCluster(_Cluster):
             f"--service-account-signing-key-file={sa_key}",
             "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
         ])  # fmt: skip
-        tls = _client_tls(ca.files, admin)
+        tls = self._tls = _client_tls(ca.files, admin)
         self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", tls))
 
         common = [
@@ -242,6 +254,18 @@ class LocalCluster(_Cluster):
 
     def _wait(self, what: str, probe: Callable[[], bool]) -> None:
         self.processes.wait_healthy(what, probe)
+
+    def restart_apiserver(self, down_s: float = 0.0) -> None:
+        """Restart kube-apiserver (same flags, same etcd); return when it is ready again.
+
+        Its watch cache starts empty, so a client resuming a watch from an older
+        resourceVersion gets ``410 Gone`` and must list again: the fault tests use this.
+        """
+        tls = self._tls
+        assert tls is not None, "start the cluster first"
+        self.processes.restart("kube-apiserver", down_s)
+        self._wait("kube-apiserver", lambda: _http_ok(f"{self.server}/readyz", tls))
+        record_pid(self.workdir, "kube-apiserver", self.processes.pids()["kube-apiserver"])
 
 
 class ExistingCluster(_Cluster):

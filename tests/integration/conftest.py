@@ -33,8 +33,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 class Kube:
     """kubectl and the Python client bound to one cluster."""
 
-    def __init__(self, kubeconfig: pathlib.Path) -> None:
+    def __init__(
+        self, kubeconfig: pathlib.Path, running: cluster.LocalCluster | cluster.ExistingCluster
+    ) -> None:
         self.kubeconfig = kubeconfig
+        self.cluster = running  # fault tests restart a LocalCluster's API server
         self.api = config.new_client_from_config(str(kubeconfig))
         self.core = client.CoreV1Api(self.api)
         self._kubectl = str(build.ensure_built(log=False)["kubectl"])
@@ -76,7 +79,7 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = ""
 def kube() -> Iterator[Kube]:
     """A control plane with greenplace's CRDs and the example fleet (nodes + GpuPools)."""
     with cluster.cluster_from_env() as running:
-        k = Kube(running.kubeconfig)
+        k = Kube(running.kubeconfig, running)
         result = k.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         assert result.returncode == 0, result.stderr
         result = k.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -138,17 +141,26 @@ class OperatorProcess:
         self.kube, self.log, self.port = kube, log, port
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, **env: str) -> None:
+    def start(self, *args: str, kubeconfig: pathlib.Path | None = None, **env: str) -> None:
+        """Start it (``args`` are extra ``greenplace operate`` flags); return once it serves."""
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "greenplace.cli.main", "operate",
-                 f"--kubeconfig={self.kube.kubeconfig}", "--out-of-cluster",
-                 f"--webhook-port={self.port}"],
+                 f"--kubeconfig={kubeconfig or self.kube.kubeconfig}", "--out-of-cluster",
+                 f"--webhook-port={self.port}",
+                 # Like a pod restarted under the same name: it takes its own Lease back at once.
+                 "--identity=operator-process", *args],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
             )  # fmt: skip
         wait_for(lambda: cluster.port_open(self.port) or self.process.poll() is not None, 60,
                  "operator webhook")  # fmt: skip
         assert self.process.poll() is None, self.log.read_text()[-3000:]
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, the Lease is not released."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
 
     def wait_exit(self, timeout_s: float = 60) -> int:
         assert self.process is not None

@@ -1,9 +1,11 @@
 """``greenplace operate``: run the operator (in a cluster, or beside it for development).
 
 Why this module exists: the container image and ``make run`` start the same operator through
-this command. In a cluster the Helm chart mounts the webhook certificate and owns the webhook
-configuration; outside (``--out-of-cluster``), a self-signed certificate is generated and the
-webhook configuration is pointed at this process.
+this command. Any number of replicas may run: they elect one leader through a Lease (see
+``controller.leadership``), and all of them serve the webhook. In a cluster the Helm chart
+mounts the webhook certificate and owns the webhook configuration; outside
+(``--out-of-cluster``), a self-signed certificate is generated and the webhook configuration is
+pointed at this process.
 """
 
 from __future__ import annotations
@@ -59,6 +61,34 @@ def register(subparsers: Any) -> None:
         type=pathlib.Path,
         help="directory of mounted Secrets (<dir>/<secret>/<key>) for SignalSource credentials",
     )
+    parser.add_argument(
+        "--identity",
+        default=None,
+        help="this replica's name in the leader Lease and in Events (default: hostname + suffix)",
+    )
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace of the leader-election Lease (default: $POD_NAMESPACE or default)",
+    )
+    parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=15.0,
+        help="a leader that stops renewing is replaced after this long",
+    )
+    parser.add_argument(
+        "--watch-inactivity-seconds",
+        type=float,
+        default=70.0,
+        help="reconnect a watch that carried nothing (not even a bookmark) for this long",
+    )
+    parser.add_argument(
+        "--relist-seconds",
+        type=float,
+        default=300.0,
+        help="the leader lists every object again this often (catches missed deletions)",
+    )
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
@@ -90,6 +120,11 @@ def run(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url,
         report_seconds=args.report_seconds,
         credentials_dir=args.credentials_dir,
+        lease_namespace=args.lease_namespace,
+        lease_seconds=args.lease_seconds,
+        watch_inactivity_seconds=args.watch_inactivity_seconds,
+        relist_seconds=args.relist_seconds,
+        **({"identity": args.identity} if args.identity else {}),
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)

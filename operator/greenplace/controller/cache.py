@@ -4,6 +4,13 @@ Why this module exists: kopf handlers must stay thin. They only record what they
 (pools, policies, nodes, pods), and mark the cache dirty so the cycle runs. The cycle then works
 on a consistent copy, never on the API server directly, like Kueue's cache and snapshot.
 
+Watches can miss a deletion: after a disconnect that outlived the API server's event window
+(HTTP 410), kopf lists again but reports only what exists, never what vanished meanwhile. So the
+operator lists every kind again from time to time (``reconcile``), and a listing decides only
+about objects the watch has not touched since the listing began, so it never undoes a fresher
+event. The Lease that elects the leader is watched too: its renewals, every few seconds, prove
+that events still arrive (``watch_heartbeat``), which the liveness probe checks.
+
 A cached object that cannot be parsed (for example a GpuPool written before a schema change) is
 kept out of planning and its error is remembered, so it can be reported instead of crashing.
 """
@@ -13,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-from collections.abc import Mapping
+import math
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import pydantic
@@ -23,6 +32,7 @@ from greenplace.controller import podspec
 from greenplace.domain import model
 
 __all__ = [
+    "KINDS",
     "Cache",
     "CachedBudget",
     "CachedNode",
@@ -32,6 +42,8 @@ __all__ = [
     "CachedReport",
     "CachedSignalSource",
 ]
+
+KINDS = ("GpuPool", "PlacementPolicy", "Node", "Pod", "SignalSource", "Budget", "EnergyReport")
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -116,6 +128,72 @@ class Cache:
         self.changed = asyncio.Event()
         self.last_cycle = datetime.datetime.now(datetime.UTC)  # set by the placement loop
         self.last_pools: tuple[model.Pool, ...] = ()  # pools as the last cycle planned them
+        self.watch_heartbeat = time.monotonic()  # last Lease event seen through the watch
+        self._touched: dict[tuple[str, Any], float] = {}  # (kind, key) -> last put/drop
+        self._kinds: dict[str, _Kind] = {
+            "GpuPool": _Kind(_name_key, self.pools, self.put_pool, self.drop_pool),
+            "PlacementPolicy": _Kind(
+                _namespaced_key, self.policies, self.put_policy, lambda k: self.drop_policy(*k)
+            ),
+            "Node": _Kind(_name_key, self.nodes, self.put_node, self.drop_node),
+            "Pod": _Kind(lambda b: b["metadata"]["uid"], self.pods, self.put_pod, self.drop_pod),
+            "SignalSource": _Kind(
+                _name_key,
+                self.signal_sources,
+                self.put_signal_source,
+                lambda k: self.drop("SignalSource", None, k),
+            ),
+            "Budget": _Kind(
+                _namespaced_key, self.budgets, self.put_budget, lambda k: self.drop("Budget", *k)
+            ),
+            "EnergyReport": _Kind(
+                _namespaced_key,
+                self.reports,
+                self.put_report,
+                lambda k: self.drop("EnergyReport", *k),
+            ),
+        }
+
+    def put(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Record the latest state of one object of ``kind`` (a key of ``KINDS``)."""
+        handling = self._kinds[kind]
+        self._touched[(kind, handling.key_of(body))] = time.monotonic()
+        handling.put(body)
+
+    def remove(self, kind: str, body: Mapping[str, Any]) -> None:
+        """Forget one object of ``kind`` that was deleted."""
+        handling = self._kinds[kind]
+        key = handling.key_of(body)
+        self._touched[(kind, key)] = time.monotonic()
+        handling.forget(key)
+
+    def reconcile(self, kind: str, bodies: list[Mapping[str, Any]], listed_at: float) -> int:
+        """Make ``kind`` match a full listing that began at ``listed_at`` (``time.monotonic``).
+
+        Objects the watch touched after ``listed_at`` are left as the watch saw them. Returns
+        how many cached objects the listing proved gone.
+        """
+        handling = self._kinds[kind]
+        never = -math.inf
+        listed = set()
+        for body in bodies:
+            key = handling.key_of(body)
+            listed.add(key)
+            if self._touched.get((kind, key), never) < listed_at:
+                self.put(kind, body)
+        gone = [
+            key
+            for key in list(handling.store)
+            if key not in listed and self._touched.get((kind, key), never) < listed_at
+        ]
+        for key in gone:
+            handling.forget(key)
+        self._touched = {  # tombstones older than this listing have done their job
+            (k, key): at
+            for (k, key), at in self._touched.items()
+            if at >= listed_at or key in self._kinds[k].store
+        }
+        return len(gone)
 
     # --- GpuPool -------------------------------------------------------------
     def put_pool(self, body: Mapping[str, Any]) -> None:
@@ -257,6 +335,25 @@ class Cache:
             return None
         self.invalid.pop(what, None)
         return parsed
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """How the cache keys, stores, records and forgets one kind of object."""
+
+    key_of: Callable[[Mapping[str, Any]], Any]
+    store: Mapping[Any, Any]
+    put: Callable[[Mapping[str, Any]], None]
+    forget: Callable[[Any], None]
+
+
+def _name_key(body: Mapping[str, Any]) -> str:
+    name: str = body["metadata"]["name"]
+    return name
+
+
+def _namespaced_key(body: Mapping[str, Any]) -> tuple[str, str]:
+    return (body["metadata"]["namespace"], body["metadata"]["name"])
 
 
 def _planning_fields(pod: CachedPod) -> tuple[Any, ...]:

@@ -131,7 +131,7 @@ async def _apply(
         if decision.pool is not None:
             record = _placement_record(decision, pools[decision.pool], report.at)
             ops = podspec.placement_patch(pod.body, pools[decision.pool].node_labels, record)
-            cache.put_pod(await writer.patch_pod(pod.namespace, pod.name, ops))
+            cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops))
             faults.after_placement()
             report.placed += 1
             await writer.pod_event(pod.body, "Normal", "Placed", decision.message)
@@ -139,7 +139,7 @@ async def _apply(
             report.held += 1
             ops_or_none = podspec.hold_patch(pod.body, decision.reason.value, decision.message)
             if ops_or_none is not None:
-                cache.put_pod(await writer.patch_pod(pod.namespace, pod.name, ops_or_none))
+                cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops_or_none))
                 await writer.pod_event(pod.body, "Warning", decision.reason.value, decision.message)
     except kube.WriteConflictError as conflict:
         report.conflicts += 1

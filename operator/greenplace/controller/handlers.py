@@ -5,6 +5,11 @@ that records an object in the cache; the admission handler adds the gate; the pl
 waits for the cache to change (or a periodic resync), then runs one cycle. Everything with a
 decision in it lives elsewhere (``cycle``, ``engine``), so this file stays a table of wiring.
 
+Every replica watches and serves the webhook; only the holder of the Lease (``leadership``)
+runs cycles and reports. A replica that becomes leader lists everything again before its first
+cycle, so it acts on an exact view, and the leader lists again every ``relist_seconds`` to
+catch deletions a watch can miss (see ``cache``).
+
 Handlers are registered on a registry passed in (``register``), so tests and the CLI each get a
 fresh operator with its own configuration. They are coroutines on purpose: kopf runs plain
 functions in worker threads, and the cache (with its asyncio.Event) belongs to the event loop.
@@ -17,7 +22,10 @@ import dataclasses
 import datetime
 import logging
 import pathlib
+import socket
 import tempfile
+import time
+import uuid
 from typing import Any
 
 import kopf
@@ -27,10 +35,20 @@ from kubernetes import client
 from greenplace.accounting import telemetry as accounting_telemetry
 from greenplace.api import models
 from greenplace.controller import cache as cache_
-from greenplace.controller import cycle, feeds, kube, metrics, podspec, reports, status, webhook
+from greenplace.controller import (
+    cycle,
+    feeds,
+    kube,
+    leadership,
+    metrics,
+    podspec,
+    reports,
+    status,
+    webhook,
+)
 from greenplace.signals import telemetry as signal_telemetry
 
-__all__ = ["OperatorConfig", "register", "settings_for"]
+__all__ = ["WATCHED", "OperatorConfig", "register", "relist", "settings_for"]
 
 logger = logging.getLogger("greenplace.operator")
 
@@ -51,21 +69,46 @@ class OperatorConfig:
     prometheus_url: str | None = None  # EnergyReports without spec.prometheus use this
     report_seconds: float = 60.0  # how often every EnergyReport is recomputed
     credentials_dir: pathlib.Path | None = None  # mounted Secrets of the SignalSources
+    identity: str = dataclasses.field(  # this replica's name in the Lease and in Events
+        default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    )
+    lease_namespace: str = "default"  # where the leader-election Lease lives
+    lease_seconds: float = 15.0  # a crashed leader is replaced after this long
+    watch_inactivity_seconds: float = 70.0  # a watch silent this long is reconnected
+    relist_seconds: float = 300.0  # the leader lists everything again this often
 
     @property
     def stale_after_seconds(self) -> float:
-        """A loop that has not finished a cycle for this long is reported dead (liveness)."""
+        """A loop that has not finished an iteration for this long is reported dead."""
         return 3 * self.resync_seconds + 30
+
+    @property
+    def watch_stale_seconds(self) -> float:
+        """No Lease event through the watch for this long: the watches are reported dead.
+
+        Someone writes the Lease every ``lease_seconds`` at most (the leader renews it, or a
+        standby takes it over); a stalled watch is reconnected after the inactivity timeout and
+        then replays what it missed. Beyond both, events are not arriving.
+        """
+        return self.watch_inactivity_seconds + 2 * self.lease_seconds + 30
 
 
 def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    # A silent watch stall is a known failure mode: bound every watch request.
+    # A silent watch stall is a known failure mode: the server ends every watch request after
+    # server_timeout, the client gives up after client_timeout, and a stream that carries
+    # nothing (not even the API server's bookmark, sent about every minute) for
+    # inactivity_timeout is reconnected from its last resourceVersion.
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
     settings.watching.connect_timeout = 10
+    settings.watching.inactivity_timeout = config.watch_inactivity_seconds
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING
+    # Only greenplace's own Lease, filtered by the API server (not every node's heartbeat).
+    settings.watching.label_selectors["coordination.k8s.io", "leases"] = (
+        f"{leadership.LEASE_LABEL}=true"
+    )
     return settings
 
 
@@ -74,7 +117,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
     cache = cache_.Cache()
     collectors = prometheus_client.CollectorRegistry()
     placement_metrics = metrics.PlacementMetrics(collectors)
-    group = models.GROUP
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -101,13 +143,15 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
         if config.manage_webhook_configuration:
             url = f"https://{config.webhook_host}:{config.webhook_port}"
             await webhook.ensure_configuration(api, url, files.ca)
-        await _seed(cache, api)
+        await relist(cache, api)
         if config.metrics_port is not None:
             prometheus_client.start_http_server(config.metrics_port, registry=collectors)
+        elected = _elect(memo, cache, api, config, placement_metrics)
         _start_loops(
             memo,
             cache,
-            kube.KubeWriter(api),
+            api,
+            elected,
             config=config,
             collectors=collectors,
             placement_metrics=placement_metrics,
@@ -115,23 +159,36 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
 
     @kopf.on.cleanup(registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
-        for name in ("loop", "reports"):
+        for name in ("loop", "reports", "election"):
             task = memo.get(name)
             if task is not None:
                 task.cancel()
+        elected = memo.get("leadership")
+        if elected is not None:
+            await elected.release()
 
-    @kopf.on.probe(id="placementLoop", registry=registry)
-    async def placement_loop_alive(memo: kopf.Memo, **_: Any) -> float:
-        """Seconds since the last finished cycle; raising makes the liveness endpoint fail."""
-        task = memo.get("loop")
-        if task is None:
-            return 0.0  # still starting
-        if task.done():
+    @kopf.on.probe(id="health", registry=registry)
+    async def health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
+        """Liveness: the loops run, watch events arrive, and the leader finishes cycles."""
+        loop, elected = memo.get("loop"), memo.get("leadership")
+        if loop is None or elected is None:
+            return {"starting": True}
+        if loop.done():
             raise kopf.PermanentError("the placement loop has stopped")
-        age = (datetime.datetime.now(datetime.UTC) - cache.last_cycle).total_seconds()
-        if age > config.stale_after_seconds:
-            raise kopf.PermanentError(f"no placement cycle for {age:.0f}s")
-        return age
+        watch_age = time.monotonic() - cache.watch_heartbeat
+        if watch_age > config.watch_stale_seconds:
+            raise kopf.PermanentError(
+                f"no watch event for {watch_age:.0f}s (the Lease is written at least every "
+                f"{config.lease_seconds:.0f}s): the watches are stalled"
+            )
+        loop_age = (datetime.datetime.now(datetime.UTC) - cache.last_cycle).total_seconds()
+        if loop_age > config.stale_after_seconds:
+            raise kopf.PermanentError(f"the placement loop has not turned for {loop_age:.0f}s")
+        return {
+            "leading": elected.leading,
+            "watchAgeSeconds": round(watch_age, 1),
+            "loopAgeSeconds": round(loop_age, 1),
+        }
 
     @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operations={"CREATE"}, registry=registry)
     async def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
@@ -139,42 +196,69 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
         if gates is not None:
             patch.spec["schedulingGates"] = gates
 
-    @kopf.on.event(group, models.VERSION, "gpupools", registry=registry)
-    async def on_pool(type: str, body: kopf.Body, name: str, **_: Any) -> None:
-        cache.drop_pool(name) if type == "DELETED" else cache.put_pool(body)
+    @kopf.on.event(
+        "coordination.k8s.io", "v1", "leases", labels={leadership.LEASE_LABEL: "true"},
+        registry=registry,
+    )  # fmt: skip
+    async def on_lease(namespace: str | None, **_: Any) -> None:
+        if namespace == config.lease_namespace:
+            cache.watch_heartbeat = time.monotonic()
 
-    @kopf.on.event(group, models.VERSION, "placementpolicies", registry=registry)
-    async def on_policy(
-        type: str, body: kopf.Body, namespace: str | None, name: str, **_: Any
-    ) -> None:
-        if type == "DELETED":
-            cache.drop_policy(namespace or "", name)
-        else:
-            cache.put_policy(body)
+    for group, version, plural, kind in WATCHED:
 
-    _watch_inputs(registry, cache)
-
-    @kopf.on.event("", "v1", "nodes", registry=registry)
-    async def on_node(type: str, body: kopf.Body, name: str, **_: Any) -> None:
-        cache.drop_node(name) if type == "DELETED" else cache.put_node(body)
-
-    @kopf.on.event("", "v1", "pods", registry=registry)
-    async def on_pod(type: str, body: kopf.Body, uid: str, **_: Any) -> None:
-        cache.drop_pod(uid) if type == "DELETED" else cache.put_pod(body)
+        @kopf.on.event(group, version, plural, id=plural, registry=registry)
+        async def on_object(type: str, body: kopf.Body, _kind: str = kind, **_: Any) -> None:
+            cache.remove(_kind, body) if type == "DELETED" else cache.put(_kind, body)
 
     return cache
+
+
+# (group, version, plural, cache kind) of everything the operator plans with.
+WATCHED = (
+    (models.GROUP, models.VERSION, "gpupools", "GpuPool"),
+    (models.GROUP, models.VERSION, "placementpolicies", "PlacementPolicy"),
+    ("", "v1", "nodes", "Node"),
+    ("", "v1", "pods", "Pod"),
+    (models.GROUP, models.VERSION, "signalsources", "SignalSource"),
+    (models.GROUP, models.VERSION, "budgets", "Budget"),
+    (models.GROUP, models.VERSION, "energyreports", "EnergyReport"),
+)
+
+
+def _elect(
+    memo: kopf.Memo,
+    cache: cache_.Cache,
+    api: client.ApiClient,
+    config: OperatorConfig,
+    placement_metrics: metrics.PlacementMetrics,
+) -> leadership.Leadership:
+    """Start competing for the Lease; a change of leadership wakes the placement loop."""
+
+    def changed(leading: bool) -> None:
+        placement_metrics.leader.set(1 if leading else 0)
+        cache.changed.set()  # wake the loop: to start placing, or to stop
+
+    lease = leadership.LeaseSettings(
+        config.lease_namespace, config.identity, lease_seconds=config.lease_seconds
+    )
+    elected = leadership.Leadership(api, lease, on_change=changed)
+    memo["leadership"] = elected
+    memo["election"] = asyncio.create_task(elected.run())
+    return elected
 
 
 def _start_loops(
     memo: kopf.Memo,
     cache: cache_.Cache,
-    writer: kube.Writer,
+    api: client.ApiClient,
+    elected: leadership.Leadership,
     *,
     config: OperatorConfig,
     collectors: prometheus_client.CollectorRegistry,
     placement_metrics: metrics.PlacementMetrics,
 ) -> None:
     """Start the placement loop (with the signal feeds) and the EnergyReport loop."""
+    writer = kube.KubeWriter(api, instance=config.identity)
     signal_feeds = feeds.Feeds(
         signal_telemetry.SignalMetrics(collectors), credentials_dir=config.credentials_dir
     )
@@ -182,7 +266,9 @@ def _start_loops(
     memo["loop"] = asyncio.create_task(
         _placement_loop(
             cache,
+            api,
             writer,
+            elected,
             config=config,
             placement_metrics=placement_metrics,
             recorder=recorder,
@@ -191,70 +277,42 @@ def _start_loops(
     )
     accounting_metrics = accounting_telemetry.AccountingMetrics(collectors)
     reporter = reports.Reporter(recorder, accounting_metrics, config.prometheus_url)
-    memo["reports"] = asyncio.create_task(_report_loop(cache, reporter, config))
+    memo["reports"] = asyncio.create_task(_report_loop(cache, reporter, elected, config))
 
 
-def _watch_inputs(registry: kopf.OperatorRegistry, cache: cache_.Cache) -> None:
-    """SignalSource, Budget and EnergyReport events: one line each into the cache."""
-    for plural, kind, put in (
-        ("signalsources", "SignalSource", cache.put_signal_source),
-        ("budgets", "Budget", cache.put_budget),
-        ("energyreports", "EnergyReport", cache.put_report),
-    ):
-
-        @kopf.on.event(models.GROUP, models.VERSION, plural, id=plural, registry=registry)
-        async def on_input(
-            type: str,
-            body: kopf.Body,
-            namespace: str | None,
-            name: str,
-            _kind: str = kind,
-            _put: Any = put,
-            **_: Any,
-        ) -> None:
-            cache.drop(_kind, namespace, name) if type == "DELETED" else _put(body)
-
-
-async def _seed(cache: cache_.Cache, api: client.ApiClient) -> None:
-    """List everything once before the first cycle, so capacity is never judged half-seen."""
+async def relist(cache: cache_.Cache, api: client.ApiClient) -> int:
+    """List every watched kind and reconcile the cache with it; return objects found gone."""
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
+    serialize = api.sanitize_for_serialization
 
-    def items(plural: str) -> list[Any]:
-        found: list[Any] = custom.list_cluster_custom_object(models.GROUP, models.VERSION, plural)[
-            "items"
-        ]
-        return found
-
-    def lists() -> tuple[list[Any], ...]:
-        serialize = api.sanitize_for_serialization
-        return (
-            items("gpupools"),
-            items("placementpolicies"),
-            [serialize(n) for n in core.list_node().items],
-            [serialize(p) for p in core.list_pod_for_all_namespaces().items],
-            items("signalsources"),
-            items("budgets"),
-            items("energyreports"),
+    def listing(group: str, plural: str) -> list[Any]:
+        timeout = (5, 60)
+        if plural == "nodes":
+            return [serialize(n) for n in core.list_node(_request_timeout=timeout).items]
+        if plural == "pods":
+            pods = core.list_pod_for_all_namespaces(_request_timeout=timeout)
+            return [serialize(p) for p in pods.items]
+        found: dict[str, Any] = custom.list_cluster_custom_object(
+            group, models.VERSION, plural, _request_timeout=timeout
         )
+        return list(found["items"])
 
-    puts = (
-        cache.put_pool,
-        cache.put_policy,
-        cache.put_node,
-        cache.put_pod,
-        cache.put_signal_source,
-        cache.put_budget,
-        cache.put_report,
+    listed_at = time.monotonic()
+    listings = await asyncio.to_thread(
+        lambda: [listing(group, plural) for group, _, plural, _ in WATCHED]
     )
-    for put, bodies in zip(puts, await asyncio.to_thread(lists), strict=True):
-        for body in bodies:
-            put(body)
+    return sum(
+        cache.reconcile(kind, bodies, listed_at)
+        for (_, _, _, kind), bodies in zip(WATCHED, listings, strict=True)
+    )
 
 
 async def _placement_loop(
     cache: cache_.Cache,
+    api: client.ApiClient,
     writer: kube.Writer,
+    elected: leadership.Leadership,
     *,
     config: OperatorConfig,
     placement_metrics: metrics.PlacementMetrics,
@@ -264,6 +322,8 @@ async def _placement_loop(
     for name, error in cache.invalid.items():
         logger.warning("ignoring invalid %s: %s", name, error)
     sleep_s = config.resync_seconds
+    listed = False  # a fresh listing is due: at startup and whenever we (re)gain the lead
+    last_listing = time.monotonic()
     while True:
         try:
             await asyncio.wait_for(cache.changed.wait(), timeout=sleep_s)
@@ -271,8 +331,17 @@ async def _placement_loop(
         except TimeoutError:
             pass  # periodic resync: signals and time move on even when nothing changes
         cache.changed.clear()
+        now = datetime.datetime.now(datetime.UTC)
+        if not elected.leading:  # a standby keeps its cache warm and waits
+            cache.last_cycle, listed, sleep_s = now, False, config.resync_seconds
+            continue
         try:
-            now = datetime.datetime.now(datetime.UTC)
+            if not listed or time.monotonic() - last_listing > config.relist_seconds:
+                gone = await relist(cache, api)
+                listed, last_listing = True, time.monotonic()
+                placement_metrics.relisted.inc()
+                if gone:
+                    logger.info("listing found %d objects deleted while unwatched", gone)
             report = await cycle.run_cycle(cache, writer, now, recorder, signal_feeds)
             cache.last_cycle = now
             placement_metrics.observe(report)
@@ -289,13 +358,17 @@ async def _placement_loop(
 
 
 async def _report_loop(
-    cache: cache_.Cache, reporter: reports.Reporter, config: OperatorConfig
+    cache: cache_.Cache,
+    reporter: reports.Reporter,
+    elected: leadership.Leadership,
+    config: OperatorConfig,
 ) -> None:
     """Recompute every EnergyReport each ``report_seconds`` (the first after one cycle)."""
     while True:
         await asyncio.sleep(min(config.report_seconds, config.resync_seconds))
         try:
-            await reporter.run(cache, datetime.datetime.now(datetime.UTC))
+            if elected.leading:
+                await reporter.run(cache, datetime.datetime.now(datetime.UTC))
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -8,7 +8,9 @@ client, running its blocking calls in threads so the operator's event loop never
 Contract: every method raises ``WriteConflictError`` when the object changed or vanished under us
 (the cycle then simply re-plans from fresher state), ``AdmissionRefusedError`` when an admission
 policy refused the write (expected while a namespace has no PlacementPolicy), and
-``client.ApiException`` otherwise.
+``client.ApiException`` otherwise. Every call has a timeout (``REQUEST_TIMEOUT``): a
+connection that went silent (a forgotten NAT entry) fails the write instead of hanging the
+cycle, and the next cycle retries on a fresh connection.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from kubernetes import client, config
 from greenplace.api import models
 
 __all__ = ["AdmissionRefusedError", "KubeWriter", "WriteConflictError", "Writer", "api_client"]
+
+REQUEST_TIMEOUT = (5.0, 15.0)  # seconds to connect, seconds to wait for the response
 
 
 class WriteConflictError(Exception):
@@ -63,17 +67,22 @@ def api_client(kubeconfig: str | None = None) -> client.ApiClient:
 class KubeWriter:
     """``Writer`` over the official kubernetes client."""
 
-    def __init__(self, api: client.ApiClient, component: str = "greenplace") -> None:
+    def __init__(
+        self, api: client.ApiClient, component: str = "greenplace", instance: str = "greenplace"
+    ) -> None:
         self._core = client.CoreV1Api(api)
         self._custom = client.CustomObjectsApi(api)
         self._component = component
+        self._instance = instance  # which replica wrote: Events say who placed a pod
 
     async def patch_pod(
         self, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> Mapping[str, Any]:
         def call() -> Mapping[str, Any]:
             try:
-                pod = self._core.patch_namespaced_pod(name, namespace, ops)
+                pod = self._core.patch_namespaced_pod(
+                    name, namespace, ops, _request_timeout=REQUEST_TIMEOUT
+                )
             except client.ApiException as error:
                 if _is_conflict(error):
                     raise WriteConflictError(f"pod {namespace}/{name}: {error.reason}") from error
@@ -109,9 +118,14 @@ class KubeWriter:
             last_timestamp=now,
             count=1,
             reporting_component=self._component,
-            reporting_instance=self._component,
+            reporting_instance=self._instance,
         )
-        await asyncio.to_thread(self._core.create_namespaced_event, meta["namespace"], body)
+        await asyncio.to_thread(
+            self._core.create_namespaced_event,
+            meta["namespace"],
+            body,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
 
     async def patch_status(
         self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
@@ -123,11 +137,17 @@ class KubeWriter:
             try:
                 if namespace is None:
                     self._custom.patch_cluster_custom_object_status(
-                        group, version, plural, name, body
+                        group, version, plural, name, body, _request_timeout=REQUEST_TIMEOUT
                     )
                 else:
                     self._custom.patch_namespaced_custom_object_status(
-                        group, version, namespace, plural, name, body
+                        group,
+                        version,
+                        namespace,
+                        plural,
+                        name,
+                        body,
+                        _request_timeout=REQUEST_TIMEOUT,
                     )
             except client.ApiException as error:
                 if error.status == 404:

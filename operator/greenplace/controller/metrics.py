@@ -8,6 +8,8 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_held_workloads{reason}``: workloads waiting after the last cycle, by reason.
 - ``greenplace_cycle_phase_seconds{phase}``: duration of each numbered phase.
 - ``greenplace_write_conflicts_total``: patches refused because the object changed (re-planned).
+- ``greenplace_leader``: 1 on the replica holding the Lease (the one placing), 0 on standbys.
+- ``greenplace_relists_total``: full listings that reconciled the cache with the API server.
 """
 
 from __future__ import annotations
@@ -46,6 +48,17 @@ class PlacementMetrics:
         self.conflicts = prometheus_client.Counter(
             "greenplace_write_conflicts",
             "Patches refused because the object changed under the operator (then re-planned).",
+            registry=registry,
+        )
+
+        self.leader = prometheus_client.Gauge(
+            "greenplace_leader",
+            "1 while this replica holds the leader Lease and places pods.",
+            registry=registry,
+        )
+        self.relisted = prometheus_client.Counter(
+            "greenplace_relists",
+            "Full listings that reconciled the cache with the API server.",
             registry=registry,
         )
 

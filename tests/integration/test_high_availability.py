@@ -1,0 +1,127 @@
+"""Two live replicas: one leader places, the standby takes over on a crash or a graceful stop.
+
+Both replicas are real ``greenplace operate`` processes against the real API server. Who placed
+a pod is read from its ``Placed`` Event (``reportingInstance`` is the replica's identity), and
+who leads from the Lease itself.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from devcluster import cluster
+from tests.integration.conftest import Kube, OperatorProcess, wait_for
+
+pytestmark = pytest.mark.cluster
+
+LEASE_SECONDS = 6
+
+
+@pytest.fixture
+def replicas(kube: Kube, tmp_path: pathlib.Path) -> Iterator[tuple[OperatorProcess, ...]]:
+    ports = cluster.free_ports(2)
+    pair = tuple(OperatorProcess(kube, tmp_path / f"r{i}.log", p) for i, p in enumerate(ports))
+    yield pair
+    for replica in pair:
+        replica.stop()
+
+
+def start(replica: OperatorProcess, identity: str, lease_ns: str) -> None:
+    replica.start(
+        f"--identity={identity}",
+        f"--lease-namespace={lease_ns}",
+        f"--lease-seconds={LEASE_SECONDS}",
+    )
+
+
+def lease(kube: Kube, namespace: str) -> dict[str, object]:
+    result = kube.kubectl("get", "lease", "greenplace-placement", "-n", namespace, "-o", "json")
+    return json.loads(result.stdout)["spec"] if result.returncode == 0 else {}  # type: ignore[no-any-return]
+
+
+def gpu_pods(kube: Kube, namespace: str, names: list[str]) -> None:
+    items = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "namespace": namespace},
+         "spec": {"containers": [{"name": "main", "image": "x",
+                                  "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
+        for n in names
+    ]  # fmt: skip
+    result = kube.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    assert result.returncode == 0, result.stderr
+
+
+def placers(kube: Kube, namespace: str, names: list[str]) -> dict[str, list[str]]:
+    """pod name -> identities of the replicas that posted a ``Placed`` Event for it."""
+    events = kube.core.list_namespaced_event(namespace).items
+    found: dict[str, list[str]] = {n: [] for n in names}
+    for event in events:
+        if event.reason == "Placed" and event.involved_object.name in found:
+            found[event.involved_object.name].append(event.reporting_instance)
+    return found
+
+
+def placed(kube: Kube, namespace: str, names: list[str]) -> bool:
+    return all(not kube.pod(namespace, n)["spec"].get("schedulingGates") for n in names)
+
+
+def placed_by(kube: Kube, namespace: str, names: list[str]) -> set[str]:
+    """Wait until every pod of ``names`` is placed; return which replicas placed them."""
+    wait_for(lambda: placed(kube, namespace, names), 60, f"{names[0]}... placed")
+    wait_for(lambda: all(placers(kube, namespace, names).values()), 30, "Placed events")
+    return {who for whos in placers(kube, namespace, names).values() for who in whos}
+
+
+def test_one_leader_places_and_the_standby_takes_over(
+    kube: Kube, replicas: tuple[OperatorProcess, OperatorProcess]
+) -> None:
+    first, second = replicas
+    lease_ns = kube.namespace(governed=False)
+    start(first, "replica-a", lease_ns)
+    wait_for(lambda: lease(kube, lease_ns).get("holderIdentity") == "replica-a", 30, "a leads")
+    start(second, "replica-b", lease_ns)  # the webhook configuration now points at b
+
+    ns = kube.namespace()
+    policy = {
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": "eu", "namespace": ns},
+        "spec": {"sovereignty": {"allowedCountries": ["FR", "DE", "GB"]}},
+    }  # fmt: skip
+    assert kube.apply(json.dumps(policy)).returncode == 0
+    batch1 = [f"one-{i}" for i in range(6)]
+    gpu_pods(kube, ns, batch1)
+    assert placed_by(kube, ns, batch1) == {"replica-a"}
+    assert lease(kube, lease_ns)["holderIdentity"] == "replica-a"
+
+    # Crash the leader: no release, so b must wait for the Lease to expire, then place.
+    transitions = lease(kube, lease_ns).get("leaseTransitions", 0)
+    first.kill()
+    batch2 = [f"two-{i}" for i in range(4)]
+    gpu_pods(kube, ns, batch2)
+    assert placed_by(kube, ns, batch2) == {"replica-b"}
+    spec = lease(kube, lease_ns)
+    assert spec["holderIdentity"] == "replica-b"
+    assert spec["leaseTransitions"] == transitions + 1  # type: ignore[operator]
+
+    # A graceful stop releases the Lease: a takes over before it could have expired.
+    start(first, "replica-a", lease_ns)  # the webhook configuration points at a again
+    time.sleep(2)
+    assert lease(kube, lease_ns)["holderIdentity"] == "replica-b"  # a standby does not preempt
+    stopped = time.monotonic()
+    second.stop()
+    wait_for(lambda: lease(kube, lease_ns).get("holderIdentity") == "replica-a", 30, "a leads")
+    assert time.monotonic() - stopped < LEASE_SECONDS  # released, not expired
+    batch3 = [f"three-{i}" for i in range(4)]
+    gpu_pods(kube, ns, batch3)
+    assert placed_by(kube, ns, batch3) == {"replica-a"}
+
+    # Never twice: one Placed event per pod, whoever placed it.
+    every = placers(kube, ns, batch1 + batch2 + batch3)
+    assert Counter(len(v) for v in every.values()) == Counter({1: len(every)})
+    deleted = kube.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s")
+    assert deleted.returncode == 0, deleted.stderr

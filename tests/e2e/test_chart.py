@@ -115,8 +115,9 @@ def test_the_generated_certificate_is_shared_and_names_the_webhook() -> None:
 def test_operator_pods_meet_pod_security_restricted() -> None:
     docs = render(tests=True)
     deployment = only(docs, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["replicas"] == 2  # the fail-closed webhook survives one loss
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert only(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     for pod in (deployment["spec"]["template"]["spec"], only(docs, "Pod")["spec"]):
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -252,6 +253,9 @@ def operator_as_service_account(
         "--webhook-listen": "127.0.0.1",
         "--webhook-cert-dir": str(certs),
         "--liveness": f"http://127.0.0.1:{health_port}/healthz",
+        # What the kubelet substitutes from the downward API in a cluster.
+        "--identity": "chart-operator-0",
+        "--lease-namespace": NAMESPACE,
     })  # fmt: skip
     kubeconfig = service_account_kubeconfig(kube, tmp_path / "service-account.kubeconfig")
     running = integration.OperatorProcess(kube, tmp_path / "operator.log", release.webhook_port)
@@ -327,9 +331,13 @@ NEEDED = [
     ("patch", "energyreports.greenplace.dev", ALL, "--subresource=status"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("list", "leases.coordination.k8s.io", ALL), ("watch", "leases.coordination.k8s.io", ALL),
+    ("create", "leases.coordination.k8s.io", "-n", NAMESPACE),
+    ("get", "leases.coordination.k8s.io/greenplace-placement", "-n", NAMESPACE),
+    ("update", "leases.coordination.k8s.io/greenplace-placement", "-n", NAMESPACE),
 ]  # fmt: skip
 # What it must not do: read secrets, create/delete/evict/bind pods, write any spec, change
-# admission, RBAC or CRDs, take leases, mint tokens.
+# admission, RBAC or CRDs, touch any Lease but its own (in the release namespace), mint tokens.
 REFUSED = [
     ("get", "secrets", ALL), ("list", "secrets", ALL), ("get", "secrets", "-n", NAMESPACE),
     ("watch", "secrets", "-n", NAMESPACE),
@@ -353,7 +361,13 @@ REFUSED = [
     ("patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
     ("delete", "validatingadmissionpolicies.admissionregistration.k8s.io"),
     ("delete", "validatingadmissionpolicybindings.admissionregistration.k8s.io"),
-    ("create", "leases.coordination.k8s.io", ALL), ("get", "configmaps", ALL),
+    ("create", "leases.coordination.k8s.io", ALL),
+    ("create", "leases.coordination.k8s.io", "-n", "kube-system"),
+    ("update", "leases.coordination.k8s.io", "-n", NAMESPACE),
+    ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", NAMESPACE),
+    ("delete", "leases.coordination.k8s.io/greenplace-placement", "-n", NAMESPACE),
+    ("update", "leases.coordination.k8s.io/greenplace-placement", "-n", "kube-node-lease"),
+    ("get", "configmaps", ALL),
     ("patch", "events", ALL), ("delete", "events", ALL),
     ("create", "serviceaccounts", ALL, "--subresource=token"),
     ("patch", "namespaces"), ("list", "namespaces"),
@@ -396,6 +410,8 @@ def test_the_service_account_is_no_broader(kube: integration.Kube, release: Rele
         "budgets.greenplace.dev/status [] [] [patch]",
         "energyreports.greenplace.dev/status [] [] [patch]",
         "customresourcedefinitions.apiextensions.k8s.io [] [] [list watch]",
+        "leases.coordination.k8s.io [] [] [list watch create]",
+        "leases.coordination.k8s.io [] [greenplace-placement] [get update]",
     }
 
 

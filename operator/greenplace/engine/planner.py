@@ -928,10 +928,10 @@ class _Round:
         ``SWAP_CHECKS`` (fewer for large rounds) so a round stays fast; moved workloads are walked
         again so their explanation matches the final state."""
         mobile = [r for r in placed if r.cls is not None]
-        where: dict[int, list[_Result]] = collections.defaultdict(list)
+        where: _Where = collections.defaultdict(lambda: collections.defaultdict(list))
         for r in mobile:
             assert r.cls is not None and r.walk is not None and r.walk.pos is not None
-            where[r.cls.ranked[r.walk.pos]].append(r)
+            where[r.cls.ranked[r.walk.pos]][_swap_kind(r)].append(r)
         moved: set[int] = set()
         checks = 0
         order = sorted(mobile, key=lambda r: (-r.workload.gpu_hours, r.index))
@@ -961,7 +961,7 @@ class _Round:
             r.walk = walk
         self._reset_cursors()
 
-    def _exchange(self, r: _Result, better: int, where: dict[int, list[_Result]]) -> list[_Result]:
+    def _exchange(self, r: _Result, better: int, where: _Where) -> list[_Result]:
         """Move ``r`` to position ``better`` of its ranking, alone or swapping with a workload
         there; return the workloads moved (none if no move lowers the objective)."""
         cls, walk = r.cls, r.walk
@@ -974,7 +974,8 @@ class _Round:
             - cls.rates[better].objective_per_gpu_hour(self.pools[there].gco2_per_kwh)
         )
         gpus = r.workload.gpus
-        candidates: list[_Result | None] = [None, *where[there]]
+        # Alike workloads give alike swaps: one candidate of each kind is enough.
+        candidates: list[_Result | None] = [None, *(alike[0] for alike in where[there].values())]
         for other in candidates:
             other_gpus = 0 if other is None else other.workload.gpus
             if self.free[there] + other_gpus < gpus or self.free[here] + gpus < other_gpus:
@@ -1030,14 +1031,17 @@ class _Round:
         end = self.now + datetime.timedelta(hours=workload.duration_hours)
         return window is None or window.covers(self.now, end)
 
-    def _relocate(self, r: _Result, pos: int, where: dict[int, list[_Result]]) -> None:
+    def _relocate(self, r: _Result, pos: int, where: _Where) -> None:
         cls, walk = r.cls, r.walk
         assert cls is not None and walk is not None and walk.pos is not None
         old, new = cls.ranked[walk.pos], cls.ranked[pos]
-        where[old].remove(r)
-        where[new].append(r)
+        alike = where[old][_swap_kind(r)]
+        alike.remove(r)
+        if not alike:
+            del where[old][_swap_kind(r)]
         self._uncommit(cls, r.workload, walk)
         walk.pos = walk.stop = pos
+        where[new][_swap_kind(r)].append(r)
         walk.estimate = _estimate(cls, pos, r.workload.gpu_hours, self.pools[new])
         self._commit(cls, r.workload, walk)
 
@@ -1145,6 +1149,18 @@ class _Round:
             )
         count = len(cls.ranked) - walk.stop - 1
         return tuple(rejections), {R.OUTRANKED: count}
+
+
+# Placed workloads by pool index, then by kind (``_swap_kind``), for the swap search.
+_SwapKind = tuple[int, int, int, float, int | None]
+_Where = collections.defaultdict[int, collections.defaultdict[_SwapKind, list["_Result"]]]
+
+
+def _swap_kind(r: _Result) -> _SwapKind:
+    """Workloads of one kind are interchangeable in a swap: same class, size, shape, duration
+    and position in the class's ranking."""
+    w = r.workload
+    return (id(r.cls), w.gpus, w.largest_pod_gpus, w.gpu_hours, r.walk.pos if r.walk else None)
 
 
 def _estimate(cls: _Class, pos: int, gpu_hours: float, pool: model.Pool) -> objective.Estimate:

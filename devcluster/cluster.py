@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import random
 import shutil
 import signal
 import socket
@@ -345,16 +346,34 @@ def _alive(pid: int) -> bool:
 
 
 def free_ports(count: int) -> list[int]:
-    sockets = []
+    """``count`` distinct loopback ports free now, chosen below the kernel's ephemeral range.
+
+    Ports the kernel hands out (bind to 0) come from the ephemeral range, where any outgoing
+    connection may take one before our server binds it; below that range only listeners live.
+    """
+    low, _ = _ephemeral_range()
+    if low < 11_000:  # an unusual kernel setting: fall back on ports the kernel picks
+        low = 65_536
+    candidates = random.sample(range(10_000, low), k=min(low - 10_000, 64 * count))
+    found: list[int] = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        found.append(port)
+        if len(found) == count:
+            return found
+    raise ClusterError(f"no {count} free loopback ports below {low}")
+
+
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        low, high = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

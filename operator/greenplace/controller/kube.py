@@ -16,6 +16,7 @@ cycle, and the next cycle retries on a fresh connection.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import json
 import uuid
@@ -29,6 +30,7 @@ from greenplace.api import models
 __all__ = ["AdmissionRefusedError", "KubeWriter", "WriteConflictError", "Writer", "api_client"]
 
 REQUEST_TIMEOUT = (5.0, 15.0)  # seconds to connect, seconds to wait for the response
+WRITE_THREADS = 16  # blocking client calls in flight at once (the cycle patches 16 at a time)
 
 
 class WriteConflictError(Exception):
@@ -74,14 +76,23 @@ class KubeWriter:
         self._custom = client.CustomObjectsApi(api)
         self._component = component
         self._instance = instance  # which replica wrote: Events say who placed a pod
+        # Our own threads: the event loop's default pool has only CPUs + 4 of them.
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            WRITE_THREADS, thread_name_prefix="greenplace-write"
+        )
+
+    async def _run(self, call: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
     async def patch_pod(
         self, namespace: str, name: str, ops: list[dict[str, Any]]
     ) -> Mapping[str, Any]:
         def call() -> Mapping[str, Any]:
             try:
-                pod = self._core.patch_namespaced_pod(
-                    name, namespace, ops, _request_timeout=REQUEST_TIMEOUT
+                # The raw JSON, not a V1Pod: building the model and turning it back into a dict
+                # cost more CPU than the request itself.
+                response = self._core.patch_namespaced_pod(
+                    name, namespace, ops, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
                 )
             except client.ApiException as error:
                 if _is_conflict(error):
@@ -91,40 +102,41 @@ class KubeWriter:
                         f"pod {namespace}/{name}: {_message(error)}"
                     ) from error
                 raise
-            result: Mapping[str, Any] = self._core.api_client.sanitize_for_serialization(pod)
+            result: Mapping[str, Any] = json.loads(response.data)
             return result
 
-        return await asyncio.to_thread(call)
+        result: Mapping[str, Any] = await self._run(call)
+        return result
 
     async def pod_event(self, pod: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
-        now = datetime.datetime.now(datetime.UTC)
-        body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                name=f"{meta['name']}.{uuid.uuid4().hex[:10]}", namespace=meta["namespace"]
-            ),
-            involved_object=client.V1ObjectReference(
-                api_version="v1",
-                kind="Pod",
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta["uid"],
-            ),
-            type=kind,
-            reason=reason,
-            message=message[:1024],
-            source=client.V1EventSource(component=self._component),
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            reporting_component=self._component,
-            reporting_instance=self._instance,
-        )
-        await asyncio.to_thread(
-            self._core.create_namespaced_event,
-            meta["namespace"],
-            body,
-            _request_timeout=REQUEST_TIMEOUT,
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:10]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self._component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": self._component,
+            "reportingInstance": self._instance,
+        }
+        await self._run(
+            lambda: self._core.create_namespaced_event(
+                meta["namespace"], body, _request_timeout=REQUEST_TIMEOUT, _preload_content=False
+            )
         )
 
     async def patch_status(
@@ -154,7 +166,7 @@ class KubeWriter:
                     raise WriteConflictError(f"{plural} {namespace}/{name} is gone") from error
                 raise
 
-        await asyncio.to_thread(call)
+        await self._run(call)
 
 
 def _is_conflict(error: client.ApiException) -> bool:

@@ -2,12 +2,18 @@
 #
 #   docker build -t ghcr.io/greenplace/greenplace:0.1.0 .
 #
+# Without Docker (as the tests do): `bash scripts/build-image.sh` builds this file with buildah
+# on a Debian base made locally by debootstrap, and prints the image reference and its archive.
+#
 # Two stages: the first builds a virtualenv with greenplace and its dependencies, the second
 # copies only that venv onto a clean python:3.11-slim, so no compiler or pip cache ships.
 # The user is numeric (65532) so Kubernetes can verify runAsNonRoot; the chart runs it with a
 # read-only root filesystem, no capabilities and the RuntimeDefault seccomp profile.
 
-FROM python:3.11-slim AS build
+# Any Debian-based image with Python 3.11 and venv; scripts/build-image.sh passes a local one.
+ARG BASE_IMAGE=python:3.11-slim
+
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/greenplace
 WORKDIR /src
@@ -18,7 +24,7 @@ COPY devcluster ./devcluster
 RUN /opt/greenplace/bin/pip install . \
  && /opt/greenplace/bin/python -m compileall -q /opt/greenplace
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="greenplace" \
       org.opencontainers.image.description="Places GPU workloads so that sovereignty, carbon and cost rules hold together" \
       org.opencontainers.image.licenses="Apache-2.0"

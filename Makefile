@@ -26,9 +26,10 @@ venv: $(STAMP) ## Create .venv with greenplace and its dev tools
 build-devcluster: $(STAMP) ## Build (or reuse) etcd, kube-*, kubectl and kwok from Go modules
 	$(PY) -m devcluster build
 
-test-deps: ## Install the system packages tests use: Prometheus (signals) and Chromium (report)
+test-deps: ## Install the system packages tests use: Prometheus, Chromium, a real node's runtime
 	bash scripts/ensure-prometheus.sh
 	bash scripts/ensure-chromium.sh
+	bash scripts/ensure-realnode.sh
 
 crds: $(STAMP) ## Regenerate crds/ from the pydantic models (the single source of truth)
 	$(PY) -m greenplace.api.crdgen crds

@@ -160,8 +160,19 @@ class _Cluster:
 class LocalCluster(_Cluster):
     """A control plane on loopback; use as a context manager or call start()/stop()."""
 
-    def __init__(self, workdir: pathlib.Path | None = None, *, keep: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: pathlib.Path | None = None,
+        *,
+        keep: bool = False,
+        service_account_tokens: bool = False,
+    ) -> None:
+        """``service_account_tokens``: keep the ServiceAccount admission plugin on, as in any
+        real cluster, so pods on a real node get their token (``devcluster.realnode``). Off by
+        default: kwok pods need none, and a pod would be refused until its namespace's
+        ServiceAccount exists."""
         super().__init__(workdir, keep, "greenplace-cluster-")
+        self.service_account_tokens = service_account_tokens
         self.server = ""
         self._tls: ssl.SSLContext | None = None  # the admin client's TLS, once started
 
@@ -206,7 +217,8 @@ class LocalCluster(_Cluster):
             "--authorization-mode=RBAC",
             # Pods need no service-account token on kwok nodes; webhooks and
             # ValidatingAdmissionPolicy stay enabled (the default plugin set).
-            "--disable-admission-plugins=ServiceAccount",
+            *([] if self.service_account_tokens else
+              ["--disable-admission-plugins=ServiceAccount"]),
             "--endpoint-reconciler-type=none",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={sa_key}",

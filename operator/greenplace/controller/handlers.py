@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import os
 import pathlib
 import socket
 import tempfile
@@ -121,9 +122,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In-cluster service account first, then the kubeconfig ($KUBECONFIG or ~/.kube/config).
-        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-            **kwargs
-        ) or kopf.login_with_kubeconfig(**kwargs)
+        in_cluster: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
+        if in_cluster is not None:
+            return _api_server_from_env(in_cluster)
+        info: kopf.ConnectionInfo | None = kopf.login_with_kubeconfig(**kwargs)
         return info
 
     @kopf.on.startup(registry=registry)
@@ -211,6 +213,20 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
             cache.remove(_kind, body) if type == "DELETED" else cache.put(_kind, body)
 
     return cache
+
+
+def _api_server_from_env(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:
+    """Reach the API server at $KUBERNETES_SERVICE_HOST:PORT, as client-go does in a pod.
+
+    kopf's service-account login names ``https://kubernetes.default.svc``, which needs cluster
+    DNS; the kubelet puts the Service's address in the environment of every container.
+    """
+    host = os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not host:
+        return info
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    return dataclasses.replace(info, server=server)
 
 
 # (group, version, plural, cache kind) of everything the operator plans with.

@@ -1,0 +1,214 @@
+"""The Helm chart's Deployment, run for real: a kubelet runs the operator's image, and that
+operator places a governed GPU pod onto a kwok pool node.
+
+Why this module exists: every other test runs the operator as a process on this machine, and kwok
+nodes run nothing, so the chart's Deployment never ran. Here the image built from the
+repository's Dockerfile without Docker (``scripts/build-image.sh``) runs on one real node
+(``devcluster.realnode``: containerd, a kubelet, kube-proxy) joined to the local control plane,
+installed by ``helm install`` with the chart's defaults but for the image and a nodeSelector.
+That proves what the out-of-cluster tests cannot: the image starts as the chart runs it
+(non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp), the in-cluster
+login with the projected service-account token, the chart's RBAC for the live operator (leader
+election included), the mounted webhook certificate, and the API server calling the webhook
+through the chart's Service (failurePolicy Fail: the GPU pod could not be created otherwise).
+
+The module skips only when the machine cannot run a real node at all (not root, no overlayfs,
+no memory cgroup, missing capabilities); missing Debian packages are installed with
+``scripts/ensure-realnode.sh``. Cold: about 3 minutes more than the control plane (debootstrap,
+the image, the kubelet build); warm: about 40 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devcluster import build, cluster, fleet, realnode
+from greenplace.controller import podspec
+from tests.integration import conftest as integration
+from tests.integration import test_placement
+
+pytestmark = pytest.mark.cluster
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "greenplace"
+RELEASE = "gp"
+NAMESPACE = "greenplace-system"
+FULLNAME = f"{RELEASE}-greenplace"
+LEASE = "greenplace-placement"
+# What a 4-GPU pod under an FR/DE policy gets on the example fleet: the lowest-carbon compliant
+# pool with room (examples/fleet.yaml; the same case as README's ml-eu/train-llama-a).
+FR_DE_POOLS = ["gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100"]
+EXPECTED_POOL = "gcp-europe-west9-a100"
+
+
+@dataclasses.dataclass(frozen=True)
+class InCluster:
+    kube: integration.Kube
+    node: realnode.RealNode
+    image: str
+
+    def operator_pods(self) -> list[dict[str, Any]]:
+        selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=greenplace"
+        listed = self.kube.core.list_namespaced_pod(NAMESPACE, label_selector=selector)
+        pods: list[dict[str, Any]] = self.kube.api.sanitize_for_serialization(listed)["items"]
+        return pods
+
+    def diagnostics(self) -> str:
+        """What to read when the operator does not come up: pods, events, logs."""
+        parts = [self.kube.kubectl("get", "pods", "-A", "-o", "wide").stdout,
+                 self.kube.kubectl("get", "events", "-n", NAMESPACE).stdout]  # fmt: skip
+        for pod in self.operator_pods():
+            name = pod["metadata"]["name"]
+            log = self.node.container_log(NAMESPACE, name, "operator")
+            parts.append(f"--- {name} log\n{log[-3000:]}")
+        kubelet = self.node.workdir / "logs" / "kubelet.log"
+        if kubelet.exists():
+            errors = [line for line in kubelet.read_text(errors="replace").splitlines()
+                      if line.startswith(("E", "F"))]  # fmt: skip
+            parts.append("--- kubelet errors\n" + "\n".join(errors[-30:]))
+        return "\n".join(parts)
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = str(build.ensure_built(log=False)["helm"])
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=False)
+
+
+def require_real_node() -> None:
+    """Skip where a real node cannot run; install its Debian packages where they are missing."""
+    checked = realnode.preflight()
+    if checked.unsupported:
+        pytest.skip("this machine cannot run a real node: " + "; ".join(checked.unsupported))
+    if checked.missing:
+        script = ROOT / "scripts" / "ensure-realnode.sh"
+        result = subprocess.run(["bash", str(script)], capture_output=True, text=True,
+                                check=False)  # fmt: skip
+        assert result.returncode == 0, f"{script} failed:\n{result.stdout}{result.stderr}"
+        assert not realnode.preflight().missing, realnode.preflight().missing
+
+
+def build_image() -> tuple[str, pathlib.Path]:
+    """The operator image from the Dockerfile (cached by content): its reference and archive."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "build-image.sh")],
+                            capture_output=True, text=True, check=False,
+                            timeout=1800)  # fmt: skip
+    assert result.returncode == 0, f"scripts/build-image.sh failed:\n{result.stderr[-4000:]}"
+    reference, archive = result.stdout.strip().splitlines()[-1].split()
+    return reference, pathlib.Path(archive)
+
+
+@pytest.fixture(scope="module")
+def incluster() -> Iterator[InCluster]:
+    """The chart installed by helm on a control plane with one real node; the example fleet."""
+    require_real_node()
+    reference, archive = build_image()
+    control_plane = cluster.LocalCluster(service_account_tokens=True)
+    with control_plane, realnode.RealNode(control_plane) as node:
+        node.load_image(archive)
+        kube = integration.Kube(control_plane.kubeconfig, control_plane)
+        running = InCluster(kube, node, reference)
+        repository, tag = reference.rsplit(":", 1)
+        label = realnode.NODE_LABEL.replace(".", r"\.")
+        result = helm(
+            "install", RELEASE, str(CHART), f"--namespace={NAMESPACE}", "--create-namespace",
+            f"--kubeconfig={kube.kubeconfig}",
+            f"--set=image.repository={repository}", f"--set=image.tag={tag}",
+            "--set=image.pullPolicy=Never",  # only the image loaded into the node's containerd
+            f"--set-string=nodeSelector.{label}=true",  # not onto a kwok node, which runs nothing
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        available = kube.kubectl("wait", "--for=condition=Available", "--timeout=180s",
+                                 "-n", NAMESPACE, f"deployment/{FULLNAME}")  # fmt: skip
+        assert available.returncode == 0, available.stderr + running.diagnostics()
+        established = kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                   "crd", "--all")  # fmt: skip
+        assert established.returncode == 0, established.stderr
+        fleet.apply_fleet(kube.api, fleet.load_fleet(ROOT / "examples" / "fleet.yaml"))
+        yield running
+
+
+def test_the_charts_deployment_runs_the_image_on_the_real_node(incluster: InCluster) -> None:
+    kube = incluster.kube
+    deployment = json.loads(kube.kubectl("get", "deployment", FULLNAME, "-n", NAMESPACE,
+                                         "-o", "json").stdout)  # fmt: skip
+    replicas = deployment["spec"]["replicas"]
+    assert replicas >= 1
+    assert deployment["status"].get("availableReplicas") == replicas, incluster.diagnostics()
+
+    pods = incluster.operator_pods()
+    assert len(pods) == replicas, incluster.diagnostics()
+    for pod in pods:
+        assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+        assert pod["status"]["phase"] == "Running"
+        (status,) = pod["status"]["containerStatuses"]
+        assert status["ready"] is True
+        assert status["image"].endswith(incluster.image.split("/", 1)[1])
+        assert status["restartCount"] == 0, incluster.diagnostics()
+        # The kubelet ran it as the chart says, with the service-account token projected.
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        volumes = {v["name"] for v in pod["spec"]["volumes"]}
+        assert any(v.startswith("kube-api-access-") for v in volumes), volumes
+    assert incluster.image in incluster.node.images()
+
+    # One replica leads (the Lease), and no replica met a refusal or an error.
+    holder = kube.kubectl("get", "lease", LEASE, "-n", NAMESPACE, "-o",
+                          "jsonpath={.spec.holderIdentity}").stdout  # fmt: skip
+    assert holder in {p["metadata"]["name"] for p in pods}, incluster.diagnostics()
+    for pod in pods:
+        log = incluster.node.container_log(NAMESPACE, pod["metadata"]["name"], "operator")
+        assert log, f"no log for {pod['metadata']['name']}"
+        for sign in ("Traceback", "Forbidden", "HTTP 403", '"severity": "error"'):
+            assert sign not in log, log[-4000:]
+
+
+def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
+    incluster: InCluster,
+) -> None:
+    kube = incluster.kube
+    # As docs/install.md says: the PlacementPolicy first, then the namespace label.
+    ns = kube.namespace(governed=False)
+    assert kube.apply(test_placement.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
+    allowed = integration.wait_for(
+        lambda: kube.kubectl("get", "placementpolicy", "fr-de", "-n", ns, "-o",
+                             "jsonpath={.status.allowedPools}").stdout,
+        60, "the in-cluster operator to write the policy's status",
+    )  # fmt: skip
+    assert sorted(json.loads(allowed)) == FR_DE_POOLS
+    # With ServiceAccount admission on, a pod needs its namespace's default ServiceAccount.
+    integration.wait_for(
+        lambda: kube.kubectl("get", "serviceaccount", "default", "-n", ns).returncode == 0,
+        30, "the namespace's default ServiceAccount",
+    )  # fmt: skip
+    assert kube.kubectl("label", "namespace", ns, "greenplace.dev/governed=true").returncode == 0
+
+    created = kube.apply(test_placement.gpu_pod(ns, "train", 4))
+    # The webhook fails closed: this pod exists only because the API server reached the
+    # operator's pod through the chart's Service.
+    assert created.returncode == 0, created.stderr + incluster.diagnostics()
+    pod = integration.wait_for(lambda: test_placement.bound(kube, ns, "train"), 60,
+                               f"{ns}/train placed and bound")  # fmt: skip
+    node = kube.core.read_node(pod["spec"]["nodeName"])
+    assert node.metadata.annotations.get(fleet.KWOK_ANNOTATION) == "fake"
+    assert test_placement.node_pool(kube, node.metadata.name) == EXPECTED_POOL
+    placement = json.loads(pod["metadata"]["annotations"][podspec.PLACEMENT_ANNOTATION])
+    assert placement["pool"] == EXPECTED_POOL
+    assert placement["policies"] == [f"{ns}/fr-de"]
+
+    # Placed by a replica of the Deployment (its pod name is its identity), not by anyone else.
+    events = kube.core.list_namespaced_event(ns, field_selector="involvedObject.name=train")
+    placed = [e for e in events.items if e.reason == "Placed"]
+    assert placed, [e.reason for e in events.items]
+    replicas = {p["metadata"]["name"] for p in incluster.operator_pods()}
+    assert placed[0].reporting_instance in replicas
+
+    webhooks = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", FULLNAME, "-o",
+                                       "json").stdout)["webhooks"]  # fmt: skip
+    assert webhooks[0]["clientConfig"]["service"]["name"] == FULLNAME
+    assert "url" not in webhooks[0]["clientConfig"]

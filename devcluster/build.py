@@ -27,6 +27,13 @@ __all__ = ["COMPONENTS", "Binaries", "cache_root", "ensure_built"]
 
 GO_DIR = pathlib.Path(__file__).resolve().parent / "go"
 KUBERNETES_VERSION = "v1.37.2"
+# What `kubectl version` and the kubelet report (the staging modules carry no version).
+KUBERNETES_LDFLAGS = (
+    "-s -w"
+    f" -X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}"
+    " -X k8s.io/component-base/version.gitMajor=1"
+    " -X k8s.io/component-base/version.gitMinor=37"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +53,7 @@ COMPONENTS: tuple[Component, ...] = (
         module_dir="k8s",
         packages=("./cmd/...",),
         binaries=("kube-apiserver", "kube-scheduler", "kube-controller-manager", "kubectl"),
-        ldflags=(
-            "-s -w"
-            f" -X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}"
-            " -X k8s.io/component-base/version.gitMajor=1"
-            " -X k8s.io/component-base/version.gitMinor=37"
-        ),
+        ldflags=KUBERNETES_LDFLAGS,
     ),
     Component(name="etcd", module_dir="etcd", packages=("./cmd/etcd",), binaries=("etcd",)),
     Component(
@@ -83,12 +85,7 @@ COMPONENTS: tuple[Component, ...] = (
         module_dir="node",
         packages=("./cmd/...",),
         binaries=("kubelet", "kube-proxy", "pause", "realnode-cri"),
-        ldflags=(
-            "-s -w"
-            f" -X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}"
-            " -X k8s.io/component-base/version.gitMajor=1"
-            " -X k8s.io/component-base/version.gitMinor=37"
-        ),
+        ldflags=KUBERNETES_LDFLAGS,
     ),
 )
 

@@ -41,6 +41,7 @@ __all__ = [
     "port_open",
     "record_pid",
     "stop_recorded",
+    "terminate",
 ]
 
 READY_TIMEOUT_S = 120.0
@@ -80,7 +81,7 @@ class _Processes:
     def restart(self, name: str, down_s: float = 0.0) -> None:
         """Stop the process called ``name``, wait ``down_s``, start it with the same argv."""
         (process,) = [p for p in self.running if p.name == name]
-        _terminate(process.popen.pid, 10.0)
+        terminate(process.popen.pid, 10.0)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.popen.wait(timeout=5)
         self.running.remove(process)
@@ -89,7 +90,7 @@ class _Processes:
 
     def stop_all(self, grace_s: float = 10.0) -> None:
         for process in reversed(self.running):
-            _terminate(process.popen.pid, grace_s)
+            terminate(process.popen.pid, grace_s)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(timeout=1)
         self.running.clear()
@@ -330,12 +331,12 @@ def stop_recorded(workdir: pathlib.Path) -> list[str]:
         return []
     pids: dict[str, int] = json.loads(state_file.read_text()).get("pids", {})
     for pid in reversed(list(pids.values())):
-        _terminate(pid, 10.0)
+        terminate(pid, 10.0)
     state_file.unlink()
     return list(pids)
 
 
-def _terminate(pid: int, grace_s: float) -> None:
+def terminate(pid: int, grace_s: float) -> None:
     """SIGTERM the process group, then SIGKILL whatever is left after ``grace_s``."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
@@ -347,13 +348,14 @@ def _terminate(pid: int, grace_s: float) -> None:
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # our child: reap it if it has exited
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        return done == 0
     return True
 
 

@@ -423,7 +423,7 @@ class RealNode:
 
     def _stop_process(self, name: str) -> None:
         for process in [p for p in self.processes.running if p.name == name]:
-            _terminate(process.popen.pid, 15.0)
+            cluster.terminate(process.popen.pid, 15.0)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.popen.wait(timeout=5)
             self.processes.running.remove(process)
@@ -491,7 +491,7 @@ def _terminate_all(pids: list[int], workdir: str) -> None:
     for pid in reversed(pids):
         with contextlib.suppress(OSError):
             if workdir.encode() in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
-                _terminate(pid, 5.0)
+                cluster.terminate(pid, 5.0)
 
 
 def _refuse_foreign_kubelet() -> None:
@@ -812,26 +812,3 @@ def _http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _terminate(pid: int, grace_s: float) -> None:
-    """SIGTERM the process group, SIGKILL it after ``grace_s``."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster import cluster
+from tests.integration import test_placement
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -87,12 +88,7 @@ def test_one_leader_places_and_the_standby_takes_over(
     start(second, "replica-b", lease_ns)  # the webhook configuration now points at b
 
     ns = kube.namespace()
-    policy = {
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "eu", "namespace": ns},
-        "spec": {"sovereignty": {"allowedCountries": ["FR", "DE", "GB"]}},
-    }  # fmt: skip
-    assert kube.apply(json.dumps(policy)).returncode == 0
+    assert kube.apply(test_placement.policy(ns, "eu", ["FR", "DE", "GB"])).returncode == 0
     batch1 = [f"one-{i}" for i in range(6)]
     gpu_pods(kube, ns, batch1)
     assert placed_by(kube, ns, batch1) == {"replica-a"}

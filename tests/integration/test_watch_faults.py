@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster import cluster, fleet
+from tests.integration import test_placement
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 from tests.integration.netfault import StallingProxy
 
@@ -61,12 +62,7 @@ def one_gpu_pod(kube: Kube, namespace: str, name: str) -> None:
 
 
 def policy(kube: Kube, namespace: str, country: str) -> None:
-    body = {
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "p", "namespace": namespace},
-        "spec": {"sovereignty": {"allowedCountries": [country]}},
-    }  # fmt: skip
-    result = kube.apply(json.dumps(body))
+    result = kube.apply(test_placement.policy(namespace, "p", [country]))
     assert result.returncode == 0, result.stderr
 
 

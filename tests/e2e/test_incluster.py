@@ -43,7 +43,7 @@ NAMESPACE = "greenplace-system"
 FULLNAME = f"{RELEASE}-greenplace"
 LEASE = "greenplace-placement"
 # What a 4-GPU pod under an FR/DE policy gets on the example fleet: the lowest-carbon compliant
-# pool with room (examples/fleet.yaml; the same case as README's ml-eu/train-llama-a).
+# pool with room (examples/fleet.yaml).
 FR_DE_POOLS = ["gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100"]
 EXPECTED_POOL = "gcp-europe-west9-a100"
 

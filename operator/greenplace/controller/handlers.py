@@ -66,7 +66,8 @@ class OperatorConfig:
     manage_webhook_configuration: bool = True  # False when the Helm chart owns it
     metrics_port: int | None = None  # serve /metrics on 0.0.0.0:PORT when set
     resync_seconds: float = 30.0
-    debounce_seconds: float = 0.2
+    debounce_seconds: float = 0.2  # a burst has settled once this long passes without a change
+    settle_max_seconds: float = 1.0  # ... but a cycle never waits longer than this for it
     prometheus_url: str | None = None  # EnergyReports without spec.prometheus use this
     report_seconds: float = 60.0  # how often every EnergyReport is recomputed
     credentials_dir: pathlib.Path | None = None  # mounted Secrets of the SignalSources
@@ -343,7 +344,7 @@ async def _placement_loop(
     while True:
         try:
             await asyncio.wait_for(cache.changed.wait(), timeout=sleep_s)
-            await asyncio.sleep(config.debounce_seconds)  # let a burst of events settle
+            await _settle(cache, config)
         except TimeoutError:
             pass  # periodic resync: signals and time move on even when nothing changes
         cache.changed.clear()
@@ -371,6 +372,24 @@ async def _placement_loop(
             continue
         busy = report.placed or report.conflicts or report.errors
         logger.log(logging.INFO if busy else logging.DEBUG, report.summary())
+
+
+async def _settle(cache: cache_.Cache, config: OperatorConfig) -> None:
+    """Let a burst of events settle: wait until the cache is quiet for ``debounce_seconds``.
+
+    Pods created one after another (``kubectl apply`` of a list, a Job's pods) are then planned
+    in one cycle, which can leave room for the last of them, instead of being placed greedily
+    as they trickle in. Bounded by ``settle_max_seconds`` so a steady stream still gets cycles.
+    """
+    deadline = time.monotonic() + config.settle_max_seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        cache.changed.clear()
+        try:
+            await asyncio.wait_for(
+                cache.changed.wait(), timeout=min(config.debounce_seconds, remaining)
+            )
+        except TimeoutError:
+            return  # quiet
 
 
 async def _report_loop(

@@ -129,6 +129,7 @@ class Cache:
         self.last_cycle = datetime.datetime.now(datetime.UTC)  # set by the placement loop
         self.last_pools: tuple[model.Pool, ...] = ()  # pools as the last cycle planned them
         self.watch_heartbeat = time.monotonic()  # last Lease event seen through the watch
+        self.listed_at = -math.inf  # when the last full listing began (time.monotonic)
         self._touched: dict[tuple[str, Any], float] = {}  # (kind, key) -> last put/drop
         self._kinds: dict[str, _Kind] = {
             "GpuPool": _Kind(_name_key, self.pools, self.put_pool, self.drop_pool),

@@ -316,6 +316,7 @@ async def relist(cache: cache_.Cache, api: client.ApiClient) -> int:
         return list(found["items"])
 
     listed_at = time.monotonic()
+    cache.listed_at = listed_at
     listings = await asyncio.to_thread(
         lambda: [listing(group, plural) for group, _, plural, _ in WATCHED]
     )
@@ -339,8 +340,7 @@ async def _placement_loop(
     for name, error in cache.invalid.items():
         logger.warning("ignoring invalid %s: %s", name, error)
     sleep_s = config.resync_seconds
-    listed = False  # a fresh listing is due: at startup and whenever we (re)gain the lead
-    last_listing = time.monotonic()
+    led = False  # whether we led at the previous turn: gaining the lead calls for a listing
     while True:
         try:
             await asyncio.wait_for(cache.changed.wait(), timeout=sleep_s)
@@ -350,15 +350,18 @@ async def _placement_loop(
         cache.changed.clear()
         now = datetime.datetime.now(datetime.UTC)
         if not elected.leading:  # a standby keeps its cache warm and waits
-            cache.last_cycle, listed, sleep_s = now, False, config.resync_seconds
+            cache.last_cycle, led, sleep_s = now, False, config.resync_seconds
             continue
         try:
-            if not listed or time.monotonic() - last_listing > config.relist_seconds:
+            # The startup listing serves a replica that leads at once; one that gains the lead
+            # later lists again, and the leader does every relist_seconds.
+            age = time.monotonic() - cache.listed_at
+            if (not led and age > config.lease_seconds) or age > config.relist_seconds:
                 gone = await relist(cache, api)
-                listed, last_listing = True, time.monotonic()
                 placement_metrics.relisted.inc()
                 if gone:
                     logger.info("listing found %d objects deleted while unwatched", gone)
+            led = True
             report = await cycle.run_cycle(cache, writer, now, recorder, signal_feeds)
             cache.last_cycle = now
             placement_metrics.observe(report)

@@ -202,9 +202,7 @@ def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
     assert placement["policies"] == [f"{ns}/fr-de"]
 
     # Placed by a replica of the Deployment (its pod name is its identity), not by anyone else.
-    events = kube.core.list_namespaced_event(ns, field_selector="involvedObject.name=train")
-    placed = [e for e in events.items if e.reason == "Placed"]
-    assert placed, [e.reason for e in events.items]
+    placed = test_placement.pod_events(kube, ns, "train", "Placed")
     replicas = {p["metadata"]["name"] for p in incluster.operator_pods()}
     assert placed[0].reporting_instance in replicas
 

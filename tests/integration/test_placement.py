@@ -49,6 +49,19 @@ def node_pool(kube: Kube, node: str) -> str:
     return str(kube.core.read_node(node).metadata.labels[POOL_LABEL])
 
 
+def pod_events(kube: Kube, namespace: str, name: str, reason: str) -> list[Any]:
+    """Wait for Events of ``reason`` about a pod: the operator posts them after its patch."""
+
+    def matching() -> list[Any]:
+        events = kube.core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}"
+        ).items
+        return [e for e in events if e.reason == reason]
+
+    found: list[Any] = wait_for(matching, 30, f"a {reason} Event for {namespace}/{name}")
+    return found
+
+
 def bound(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
     pod = kube.pod(namespace, name)
     return pod if pod["spec"].get("nodeName") else None
@@ -112,8 +125,9 @@ def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
              and "gcp-europe-west9-a100  FR       A100-80GB  0/4" in capsys.readouterr().out,
              30, "pool status")  # fmt: skip
 
-    metrics = operator.metrics()
-    assert 'greenplace_held_workloads{reason="NoPoolWithRoom"} 1.0' in metrics
+    # Recorded at the end of the cycle, after its patches and Events.
+    held_gauge = 'greenplace_held_workloads{reason="NoPoolWithRoom"} 1.0'
+    metrics = wait_for(lambda: held_gauge in (m := operator.metrics()) and m, 30, held_gauge)
     assert 'greenplace_cycle_phase_seconds_count{phase="3-plan"}' in metrics
     placed = [
         line for line in metrics.splitlines() if line.startswith("greenplace_placements_total")
@@ -134,10 +148,8 @@ def test_a_pod_no_pool_can_satisfy_stays_gated_with_its_reason(
     assert "gcp-europe-west2-l4: excluded by PlacementPolicy" in reason
     assert "(country GB not in allowed CH)" in reason
     assert "5 pools in all: 5 CountryNotAllowed" in reason
-    events = kube.core.list_namespaced_event(
-        ns, field_selector="involvedObject.name=patient-model"
-    ).items
-    assert any(e.reason == "NoCompliantPool" and e.type == "Warning" for e in events)
+    events = pod_events(kube, ns, "patient-model", "NoCompliantPool")
+    assert all(e.type == "Warning" for e in events)
     pod = kube.pod(ns, "patient-model")
     assert pod["spec"]["schedulingGates"] == [{"name": "greenplace.dev/placement"}]
     assert pod["status"]["conditions"][0]["reason"] == "SchedulingGated"

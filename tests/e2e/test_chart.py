@@ -484,9 +484,14 @@ def webhook_deleted(kube: integration.Kube, release: Release) -> None:
 def test_the_admission_policies_type_check_cleanly(
     kube: integration.Kube, release: Release
 ) -> None:
+    def type_checked(name: str) -> dict[str, Any] | None:
+        """kube-controller-manager writes the policy's type-checking status after its creation."""
+        got = kube.kubectl("get", "validatingadmissionpolicy", name, "-o", "json").stdout
+        status: dict[str, Any] = json.loads(got).get("status") or {}
+        return status if "typeChecking" in status else None
+
     for name in (f"{FULLNAME}-pod-guards", f"{FULLNAME}-sovereignty"):
-        status = json.loads(kube.kubectl("get", "validatingadmissionpolicy", name, "-o",
-                                         "json").stdout)["status"]  # fmt: skip
+        status = integration.wait_for(lambda n=name: type_checked(n), 30, f"{name} type-checked")
         assert status["typeChecking"].get("expressionWarnings") is None, status
         assert not any(c["status"] == "False" for c in status.get("conditions", [])), status
 
@@ -554,7 +559,8 @@ def test_only_the_operator_removes_the_gate_and_only_towards_allowed_pools(
     result = remove_gate(kube, ns, "waiting", None, as_operator)
     assert refused_by_policy(result, "sovereignty", "must have a required node affinity")
     result = remove_gate(kube, ns, "waiting", ["gcp-us-central1-h100"], as_operator)
-    assert refused_by_policy(result, "sovereignty", "gcp-us-central1-h100" and "allowedPools")
+    says = f"PlacementPolicy {ns}/fr-de (status.allowedPools: [{', '.join(FR_DE_POOLS)}])"
+    assert refused_by_policy(result, "sovereignty", says)
 
     assert remove_gate(kube, ns, "waiting", ["ovh-gra-h100"], as_operator).returncode == 0
     pod_now = integration.wait_for(lambda: test_placement.bound(kube, ns, "waiting"), 30, "bound")

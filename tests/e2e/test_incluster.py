@@ -158,8 +158,12 @@ def test_the_charts_deployment_runs_the_image_on_the_real_node(incluster: InClus
     assert incluster.image in incluster.node.images()
 
     # One replica leads (the Lease), and no replica met a refusal or an error.
-    holder = kube.kubectl("get", "lease", LEASE, "-n", NAMESPACE, "-o",
-                          "jsonpath={.spec.holderIdentity}").stdout  # fmt: skip
+    # Ready does not wait for the election: the Lease may be taken a moment later.
+    holder = integration.wait_for(
+        lambda: kube.kubectl("get", "lease", LEASE, "-n", NAMESPACE, "-o",
+                             "jsonpath={.spec.holderIdentity}").stdout,
+        30, "a replica to hold the Lease",
+    )  # fmt: skip
     assert holder in {p["metadata"]["name"] for p in pods}, incluster.diagnostics()
     for pod in pods:
         log = incluster.node.container_log(NAMESPACE, pod["metadata"]["name"], "operator")
@@ -175,12 +179,14 @@ def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
     # As docs/install.md says: the PlacementPolicy first, then the namespace label.
     ns = kube.namespace(governed=False)
     assert kube.apply(test_placement.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
-    allowed = integration.wait_for(
-        lambda: kube.kubectl("get", "placementpolicy", "fr-de", "-n", ns, "-o",
-                             "jsonpath={.status.allowedPools}").stdout,
-        60, "the in-cluster operator to write the policy's status",
-    )  # fmt: skip
-    assert sorted(json.loads(allowed)) == FR_DE_POOLS
+
+    def allowed_pools() -> list[str]:
+        out = kube.kubectl("get", "placementpolicy", "fr-de", "-n", ns, "-o",
+                           "jsonpath={.status.allowedPools}").stdout  # fmt: skip
+        return sorted(json.loads(out or "[]"))
+
+    integration.wait_for(lambda: allowed_pools() == FR_DE_POOLS, 60,
+                         "the in-cluster operator to write the policy's allowed pools")  # fmt: skip
     # With ServiceAccount admission on, a pod needs its namespace's default ServiceAccount.
     integration.wait_for(
         lambda: kube.kubectl("get", "serviceaccount", "default", "-n", ns).returncode == 0,

@@ -447,6 +447,27 @@ def create(
     return kube.kubectl("create", "-f", "-", *as_user, stdin=manifest)
 
 
+def wait_enforced(kube: integration.Kube, ns: str, policy: str, pools: list[str], *,
+                  probe_pool: str = "gcp-us-central1-h100",
+                  labels: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Wait until the API server's admission sees ``policy``'s allowed pools: it reads its
+    parameters from its own informer, a moment after the status write. A dry-run pod restricted
+    to ``probe_pool`` (allowed by every other policy selecting it) is refused naming them."""
+    says = f"PlacementPolicy {ns}/{policy} (status.allowedPools: [{', '.join(pools)}])"
+    probe = pod(ns, "probe", pools=[[probe_pool]], labels=labels)
+    integration.wait_for(
+        lambda: says in " ".join(create(kube, probe, "--dry-run=server").stderr.split()),
+        30, f"admission to enforce {ns}/{policy}",
+    )  # fmt: skip
+
+
+def governed_without_webhook(kube: integration.Kube, pools: list[str] = FR_DE_POOLS) -> str:
+    """``governed_with_policy``, once the admission policies enforce its allowed pools."""
+    ns = governed_with_policy(kube, pools)
+    wait_enforced(kube, ns, "fr-de", pools)
+    return ns
+
+
 def refused_by_policy(result: subprocess.CompletedProcess[str], policy: str, says: str) -> bool:
     """The API server's ValidatingAdmissionPolicy ``policy`` refused, with ``says`` in the text."""
     assert result.returncode != 0, "admitted, but should have been refused"
@@ -499,7 +520,7 @@ def test_the_admission_policies_type_check_cleanly(
 def test_a_governed_pod_with_node_name_is_refused(
     kube: integration.Kube, webhook_deleted: None
 ) -> None:
-    ns = governed_with_policy(kube)
+    ns = governed_without_webhook(kube)
     # Even with an affinity to an allowed pool (so only the nodeName rule is broken).
     for gpus in (1, 0):
         manifest = pod(ns, f"shortcut-{gpus}", gpus=gpus, node="ovh-gra-h100-0",
@@ -510,7 +531,7 @@ def test_a_governed_pod_with_node_name_is_refused(
 def test_a_pod_restricted_to_a_pool_its_policy_does_not_allow_is_refused(
     kube: integration.Kube, webhook_deleted: None
 ) -> None:
-    ns = governed_with_policy(kube)
+    ns = governed_without_webhook(kube)
     not_allowed = [
         ("us", [["gcp-us-central1-h100"]]),
         ("mixed-values", [["ovh-gra-h100", "gcp-us-central1-h100"]]),
@@ -550,7 +571,7 @@ def remove_gate(kube: integration.Kube, ns: str, name: str, pools: list[str] | N
 def test_only_the_operator_removes_the_gate_and_only_towards_allowed_pools(
     kube: integration.Kube, webhook_deleted: None
 ) -> None:
-    ns = governed_with_policy(kube)
+    ns = governed_without_webhook(kube)
     assert create(kube, pod(ns, "waiting", gated=True)).returncode == 0
 
     result = remove_gate(kube, ns, "waiting", ["ovh-gra-h100"])  # the admin, not greenplace
@@ -572,11 +593,19 @@ def test_only_the_operator_removes_the_gate_and_only_towards_allowed_pools(
 def test_every_policy_selecting_a_pod_must_allow_its_pool(
     kube: integration.Kube, webhook_deleted: None
 ) -> None:
-    ns = governed_with_policy(kube, ["ovh-gra-h100", "stackit-eu01-h100"])
+    ns = governed_without_webhook(kube, ["ovh-gra-h100", "stackit-eu01-h100"])
     strict = json.loads(test_placement.policy(ns, "team-a-fr", ["FR"]))
     strict["spec"]["podSelector"] = {"matchLabels": {"team": "a"}}
     assert kube.apply(json.dumps(strict)).returncode == 0
     set_allowed_pools(kube, ns, "team-a-fr", ["ovh-gra-h100"])
+    wait_enforced(
+        kube,
+        ns,
+        "team-a-fr",
+        ["ovh-gra-h100"],
+        probe_pool="stackit-eu01-h100",
+        labels={"team": "a"},
+    )
 
     team_a = {"team": "a"}
     result = create(kube, pod(ns, "a-de", pools=[["stackit-eu01-h100"]], labels=team_a))

@@ -151,6 +151,46 @@ def test_capacity_is_not_overcommitted_within_a_round() -> None:
     assert plan.decisions[-1].reason is R.NO_POOL_WITH_ROOM
 
 
+@pytest.mark.parametrize(
+    ("pools", "want_pool", "want_reason", "fragment"),
+    [
+        (
+            [b.pool("clean", gco2=10, free=1), b.pool("cleaner", gco2=5, free=0, total=8)],
+            "dirty",
+            R.LOWEST_CARBON,
+            "lowest carbon among the 1 compliant pool left (2 without room) under ml/pol",
+        ),
+        (
+            [b.pool("clean", gco2=10, per_node=1), b.pool("cleaner", gco2=5, free=1)],
+            "dirty",
+            R.LOWEST_CARBON,
+            "among the 1 compliant pool left (1 without room, 1 with nodes too small) under",
+        ),
+        (
+            [b.pool("clean", gco2=10), b.pool("cleaner", gco2=5)],
+            "cleaner",
+            R.LOWEST_CARBON,
+            "lowest carbon among 3 compliant pools under ml/pol",
+        ),
+        (
+            [b.pool("cheap", gco2=100, price=1.0, free=1), b.pool("clean", gco2=5, price=9.0)],
+            "dirty",
+            R.BEST_OBJECTIVE,
+            "lowest cost + carbon at 100 EUR/tCO2e among the 2 compliant pools left (1 without",
+        ),
+    ],
+)
+def test_a_placement_counts_only_the_compliant_pools_left(
+    pools: list[model.Pool], want_pool: str, want_reason: model.Reason, fragment: str
+) -> None:
+    """When cleaner pools are full, the winner is the lowest carbon among those left, not all."""
+    pools = [*pools, b.pool("dirty", gco2=400)]
+    workload = b.workload("w", gpus=2, pods=(2,))
+    decision = only(planner.plan(b.snapshot(pools, [b.policy()], [workload]), b.T0))
+    assert (decision.pool, decision.reason) == (want_pool, want_reason)
+    assert fragment in decision.message, decision.message
+
+
 def test_oldest_workload_is_served_first() -> None:
     pools = [b.pool("only", free=1)]
     workloads = [b.workload("young", at=10), b.workload("old", at=1)]

@@ -1,0 +1,241 @@
+"""Time-shifting: whether a workload that could run now should wait for a cleaner slot, and when
+one with no pool under its carbon ceiling may run.
+
+Why this module exists: deferral is the only part of the planner that looks at the future (grid
+forecasts) and at the workload's window (max delay, deadline). It answers with a slot (when,
+where, and the numbers that justify waiting) and never with a decision; ``engine.decisions``
+words it. Forecast means are cached per zone, start and run length for the round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+
+from greenplace.domain import model, series
+from greenplace.engine import classes, objective, rules, walking
+
+__all__ = ["DEFERRAL_STEP", "MAX_DEFERRAL", "CleanerSlot", "Deferral", "latest_start"]
+
+# Granularity of the later start times the planner considers when deferring.
+DEFERRAL_STEP = datetime.timedelta(minutes=30)
+# The furthest ahead a deferral looks, whatever the window says.
+MAX_DEFERRAL = datetime.timedelta(days=7)
+# A later start in one zone: objective rate, step, pool index, forecast mean intensity.
+_Slot = tuple[float, int, int, float]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CleanerSlot:
+    """A later start forecast to beat running now: where and when, and why (per GPU-hour)."""
+
+    here: model.Pool
+    later: model.Pool
+    start: datetime.datetime
+    saving: float
+    now_objective: float
+    later_objective: float
+    now_gco2: float
+    later_gco2: float
+
+
+class Deferral:
+    """The deferral search of one round; reads the walker's free GPUs as they are when asked."""
+
+    def __init__(
+        self,
+        pools: Sequence[model.Pool],
+        forecasts: Mapping[str, series.TimeSeries],
+        now: datetime.datetime,
+        walker: walking.Walker,
+    ) -> None:
+        self.pools = pools
+        self.forecasts = forecasts
+        self.now = now
+        self.walker = walker
+        self.cumulative = {z: series.Cumulative(s) for z, s in sorted(forecasts.items())}
+        self.means: dict[tuple[str, int, float], float | None] = {}
+        self.zone_slots: dict[tuple[object, ...], _Slot | None] = {}
+        self.best_slots: dict[tuple[str, float, int], tuple[int, float] | None] = {}
+
+    def cleaner_slot(
+        self, cls: classes.Class, workload: model.Workload, walk: walking.Walk
+    ) -> CleanerSlot | None:
+        """The later start, within the workload's window, that beats the pool the walk found by
+        the class's minimum saving and on objective; None when running now is as good."""
+        if not self.forecasts or cls.carbon_price <= 0:
+            return None
+        steps = self._steps(cls, workload)
+        if steps < 1:
+            return None
+        assert walk.pos is not None and walk.estimate is not None
+        here = self.pools[cls.ranked[walk.pos]]
+        # Forecast means are taken over the run rounded to the half hour (an estimate to decide
+        # whether to wait; the placement itself is planned again when the time comes).
+        hours = max(0.5, round(workload.duration_hours * 2) / 2)
+        now_mean = self._mean(here.location.grid_zone, 0, hours)
+        now_intensity = here.gco2_per_kwh if now_mean is None else now_mean
+        now_rate = cls.rates[walk.pos]
+        now_objective = now_rate.objective_per_gpu_hour(now_intensity)
+        now_gco2 = now_rate.gco2_per_gpu_hour(now_intensity)
+        best: _Slot | None = None
+        for zone, entries in cls.zones.items():
+            found = self._zone_slot(cls, workload, zone, entries, (hours, steps))
+            if found is not None and (best is None or found[:3] < best[:3]):
+                best = found
+        if best is None:
+            return None
+        later_objective, step, index, intensity = best
+        later = self.pools[index]
+        later_rate = objective.rate(
+            later, spot=workload.spot, carbon_price_per_tco2e=cls.carbon_price
+        )
+        later_gco2 = later_rate.gco2_per_gpu_hour(intensity)
+        saving = 1 - later_gco2 / now_gco2 if now_gco2 > 0 else 0.0
+        if later_objective >= now_objective - walking.EPSILON or saving < cls.min_saving:
+            return None
+        return CleanerSlot(
+            here=here,
+            later=later,
+            start=self.now + step * DEFERRAL_STEP,
+            saving=saving,
+            now_objective=now_objective,
+            later_objective=later_objective,
+            now_gco2=now_gco2,
+            later_gco2=later_gco2,
+        )
+
+    def first_slot_under_ceiling(
+        self, cls: classes.Class, workload: model.Workload
+    ) -> tuple[datetime.datetime, model.Pool] | None:
+        """The first start in the window when a pool with room is forecast under every ceiling."""
+        steps = self._steps(cls, workload) if self.forecasts else 0
+        for step in range(1, steps + 1):
+            for entries in cls.zones.values():
+                for index, _, window in entries:
+                    if self._fits(index, workload) and self._allowed_at(
+                        cls, index, window, step, workload.duration_hours
+                    ):
+                        return self.now + step * DEFERRAL_STEP, self.pools[index]
+        return None
+
+    def _steps(self, cls: classes.Class, workload: model.Workload) -> int:
+        """How many ``DEFERRAL_STEP`` the workload may still wait."""
+        delay = workload.max_delay if workload.max_delay is not None else cls.max_delay
+        latest = None if delay is None else workload.created + min(delay, MAX_DEFERRAL)
+        if workload.deadline is not None:
+            by_deadline = workload.deadline - datetime.timedelta(hours=workload.duration_hours)
+            latest = by_deadline if latest is None else min(latest, by_deadline)
+        if latest is None or latest <= self.now:
+            return 0
+        return min(latest - self.now, MAX_DEFERRAL) // DEFERRAL_STEP
+
+    def _mean(self, zone: str, step: int, hours: float) -> float | None:
+        """Forecast mean grid intensity of ``zone`` over a run starting ``step`` steps ahead."""
+        key = (zone, step, hours)
+        if key not in self.means:
+            forecast = self.cumulative.get(zone)
+            start = self.now + step * DEFERRAL_STEP
+            self.means[key] = (
+                None
+                if forecast is None
+                else forecast.mean(start, start + datetime.timedelta(hours=hours))
+            )
+        return self.means[key]
+
+    def _best_slot(self, zone: str, hours: float, steps: int) -> tuple[int, float] | None:
+        """The later step with the lowest forecast mean intensity in ``zone`` (earliest on ties)."""
+        key = (zone, hours, steps)
+        if key not in self.best_slots:
+            best: tuple[int, float] | None = None
+            for step in range(1, steps + 1):
+                mean = self._mean(zone, step, hours)
+                if mean is not None and (best is None or mean < best[1]):
+                    best = (step, mean)
+            self.best_slots[key] = best
+        return self.best_slots[key]
+
+    def _zone_slot(
+        self,
+        cls: classes.Class,
+        workload: model.Workload,
+        zone: str,
+        entries: Sequence[classes.ZoneEntry],
+        run: tuple[float, int],
+    ) -> _Slot | None:
+        """Best later (objective rate, step, pool, intensity) in one zone, for the first pool of
+        the zone that can take the workload; ``run`` is (hours, steps it may wait)."""
+        free = self.walker.free
+        first = cls.zone_cursors.get(zone, 0)
+        while first < len(entries) and free[entries[first][0]] == 0:
+            first += 1
+        cls.zone_cursors[zone] = first
+        found = next((e for e in entries[first:] if self._fits(e[0], workload)), None)
+        if found is None:
+            return None
+        key = (id(cls), zone, found[0], *run)
+        if key not in self.zone_slots:
+            self.zone_slots[key] = self._slot_in(cls, zone, found, run)
+        return self.zone_slots[key]
+
+    def _slot_in(
+        self,
+        cls: classes.Class,
+        zone: str,
+        entry: classes.ZoneEntry,
+        run: tuple[float, int],
+    ) -> _Slot | None:
+        index, rate, window = entry
+        hours, steps = run
+        slot = self._best_slot(zone, hours, steps)
+        if slot is None:
+            return None
+        step, mean = slot
+        if not self._allowed_at(cls, index, window, step, hours):
+            allowed = [
+                s for s in range(1, steps + 1) if self._allowed_at(cls, index, window, s, hours)
+            ]
+            means = [(m, s) for s in allowed if (m := self._mean(zone, s, hours)) is not None]
+            if not means:
+                return None
+            mean, step = min(means)
+        return rate.objective_per_gpu_hour(mean), step, index, mean
+
+    def _fits(self, index: int, workload: model.Workload) -> bool:
+        pool = self.pools[index]
+        node = pool.gpus_per_node
+        return self.walker.free[index] >= workload.gpus and (
+            node is None or workload.largest_pod_gpus <= node
+        )
+
+    def _allowed_at(
+        self,
+        cls: classes.Class,
+        index: int,
+        window: rules.CertificateWindow | None,
+        step: int,
+        hours: float,
+    ) -> bool:
+        """Certifications cover a run starting ``step`` steps ahead, under every ceiling."""
+        if window is None and not cls.ceiling:
+            return True
+        start = self.now + step * DEFERRAL_STEP
+        end = start + datetime.timedelta(hours=hours)
+        if window is not None and not window.covers(start, end):
+            return False
+        pool = self.pools[index]
+        forecast = self.forecasts.get(pool.location.grid_zone)
+        intensity = None if forecast is None else forecast.at(start)
+        return rules.ceiling_violation(pool, cls.policies, intensity) is None
+
+
+def latest_start(cls: classes.Class, workload: model.Workload) -> datetime.datetime | None:
+    """When the workload must start at the latest: deadline - duration, or created + max delay
+    (its own, else the tightest policy's); None when it has neither."""
+    delay = workload.max_delay if workload.max_delay is not None else cls.max_delay
+    latest = None if delay is None else workload.created + delay
+    if workload.deadline is not None:
+        by_deadline = workload.deadline - datetime.timedelta(hours=workload.duration_hours)
+        latest = by_deadline if latest is None else min(latest, by_deadline)
+    return latest

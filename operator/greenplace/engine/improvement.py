@@ -1,0 +1,236 @@
+"""The improvement pass: better pools for the workloads arrival order admitted.
+
+Why this module exists: arrival order decides *who* is admitted (an old workload is never displaced
+by a young one) but, greedily, not *where* at least total objective: the first workloads take the
+cheapest pools whatever their length. This pass re-assigns the admitted set longest-first, then
+moves or swaps pairs into better-ranked pools, keeping a change only when every workload still
+fits, every budget holds and the total objective drops; both steps are bounded so a round stays
+near linear. It is the part of the planner measured against an exact solver
+(``bench/bench_optimality.py``).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime
+
+from greenplace.domain import model
+from greenplace.engine import classes, walking
+
+__all__ = [
+    "IMPROVEMENT_ATTEMPTS",
+    "IMPROVEMENT_WALKS",
+    "SWAP_CHECKS",
+    "SWAP_CHECKS_FLOOR",
+    "SWAP_CHECKS_SCALE",
+    "improve",
+]
+
+# How many orders the improvement pass tries before keeping the arrival-order assignment.
+IMPROVEMENT_ATTEMPTS = 4
+# ... and how many walks they may take in all (a 10,000-workload round gets one attempt).
+IMPROVEMENT_WALKS = 12_000
+# How many (workload, better pool) pairs the local improvement may look at in one round ...
+SWAP_CHECKS = 20_000
+# ... and, for large rounds, at most this many divided by the placed workloads (a 10,000-workload
+# round gets 5,000, like IMPROVEMENT_WALKS gives it one attempt): keeps a round near linear.
+SWAP_CHECKS_SCALE = 25_000_000
+SWAP_CHECKS_FLOOR = 5_000
+
+_Result = walking.Result
+# Placed workloads by pool index, then by kind (``_swap_kind``), for the swap search.
+_SwapKind = tuple[int, int, int, float, int | None]
+_Where = collections.defaultdict[int, collections.defaultdict[_SwapKind, list[_Result]]]
+
+
+def improve(placed: list[_Result], walker: walking.Walker, catalog: classes.Catalog) -> None:
+    """Re-assign ``placed`` (at least two workloads, all placed by ``walker``) longest-first,
+    kept only if all still fit and the total objective drops, then search moves and swaps."""
+    _Pass(walker, catalog).run(placed)
+
+
+class _Pass:
+    def __init__(self, walker: walking.Walker, catalog: classes.Catalog) -> None:
+        self.walker = walker
+        self.catalog = catalog
+        self.pools = walker.pools
+        self.now = walker.now
+
+    def run(self, placed: list[_Result]) -> None:
+        walker = self.walker
+        before = sum(_objective(r.walk) for r in placed)
+        saved = walker.save()
+        first: list[_Result] = []  # workloads that did not fit in an earlier attempt go first
+        attempts = max(1, min(IMPROVEMENT_ATTEMPTS, IMPROVEMENT_WALKS // len(placed)))
+        for _ in range(attempts):
+            rest = sorted(
+                (r for r in placed if r not in first),
+                key=lambda r: (-r.workload.duration_hours, -r.workload.gpus, r.index),
+            )
+            order = first + rest
+            walks, failed = self._assign(order)
+            if not failed:
+                break
+            first += sorted(failed, key=lambda r: r.index)
+        if failed or sum(_objective(w) for w in walks) >= before - walking.EPSILON:
+            walker.restore(saved)
+        else:
+            for result, walk in zip(order, walks, strict=True):
+                result.walk = walk
+        self.catalog.reset_cursors()
+        self._swap(placed)
+
+    def _assign(self, order: list[_Result]) -> tuple[list[walking.Walk], list[_Result]]:
+        """Walk ``order`` from the round's initial capacity and budgets; return the walks and
+        the workloads that found no pool."""
+        walker = self.walker
+        walker.reset()
+        self.catalog.reset_cursors()
+        walks: list[walking.Walk] = []
+        failed: list[_Result] = []
+        for result in order:
+            assert result.cls is not None
+            walk = walker.walk(result.cls, result.workload, result.limit)
+            if walk.pos is None:
+                failed.append(result)
+            else:
+                walker.commit(result.cls, result.workload, walk)
+            walks.append(walk)
+        return walks, failed
+
+    def _swap(self, placed: list[_Result]) -> None:
+        """Local improvement: move a workload to a better-ranked pool, or swap it with one
+        there, when that lowers the total objective and every budget still holds. Bounded by
+        ``SWAP_CHECKS`` (fewer for large rounds) so a round stays fast; moved workloads are walked
+        again so their explanation matches the final state."""
+        mobile = [r for r in placed if r.cls is not None]
+        where: _Where = collections.defaultdict(lambda: collections.defaultdict(list))
+        for r in mobile:
+            assert r.cls is not None and r.walk is not None and r.walk.pos is not None
+            where[r.cls.ranked[r.walk.pos]][_swap_kind(r)].append(r)
+        moved: set[int] = set()
+        checks = 0
+        order = sorted(mobile, key=lambda r: (-r.workload.gpu_hours, r.index))
+        improved = True
+        limit = max(SWAP_CHECKS_FLOOR, min(SWAP_CHECKS, SWAP_CHECKS_SCALE // max(1, len(mobile))))
+        while improved and checks < limit:
+            improved = False
+            for r in order:
+                cls, walk = r.cls, r.walk
+                assert cls is not None and walk is not None and walk.pos is not None
+                for better in range(walk.pos):
+                    checks += 1
+                    if checks > limit:
+                        break
+                    exchanged = self._exchange(r, better, where)
+                    if exchanged:
+                        moved.update(x.index for x in exchanged)
+                        improved = True
+                        break
+        walker = self.walker
+        for r in sorted((r for r in mobile if r.index in moved), key=lambda r: r.index):
+            assert r.cls is not None and r.walk is not None and r.walk.pos is not None
+            walker.uncommit(r.cls, r.workload, r.walk)
+            r.cls.cursor = 0
+            walk = walker.walk(r.cls, r.workload, r.limit)
+            assert walk.pos is not None
+            walker.commit(r.cls, r.workload, walk)
+            r.walk = walk
+        self.catalog.reset_cursors()
+
+    def _exchange(self, r: _Result, better: int, where: _Where) -> list[_Result]:
+        """Move ``r`` to position ``better`` of its ranking, alone or swapping with a workload
+        there; return the workloads moved (none if no move lowers the objective)."""
+        cls, walk = r.cls, r.walk
+        assert cls is not None and walk is not None and walk.pos is not None
+        here, there = cls.ranked[walk.pos], cls.ranked[better]
+        if not self._can_run(cls, better, r.workload):
+            return []
+        gain = r.workload.gpu_hours * (
+            cls.rates[walk.pos].objective_per_gpu_hour(self.pools[here].gco2_per_kwh)
+            - cls.rates[better].objective_per_gpu_hour(self.pools[there].gco2_per_kwh)
+        )
+        gpus = r.workload.gpus
+        free = self.walker.free
+        # Alike workloads give alike swaps: one candidate of each kind is enough.
+        candidates: list[_Result | None] = [None, *(alike[0] for alike in where[there].values())]
+        for other in candidates:
+            other_gpus = 0 if other is None else other.workload.gpus
+            if free[there] + other_gpus < gpus or free[here] + gpus < other_gpus:
+                continue
+            loss = 0.0
+            if other is not None:
+                assert other.cls is not None and other.walk is not None
+                back = other.cls.position.get(here)
+                if back is None or not self._can_run(other.cls, back, other.workload):
+                    continue
+                mine = other.walk.pos
+                assert mine is not None
+                loss = other.workload.gpu_hours * (
+                    other.cls.rates[back].objective_per_gpu_hour(self.pools[here].gco2_per_kwh)
+                    - other.cls.rates[mine].objective_per_gpu_hour(self.pools[there].gco2_per_kwh)
+                )
+            if gain - loss <= walking.EPSILON:
+                continue
+            moves = [(r, better)]
+            if other is not None:
+                assert other.cls is not None
+                moves.append((other, other.cls.position[here]))
+            if not self._budgets_hold(moves):
+                continue
+            for mover, pos in moves:
+                self._relocate(mover, pos, where)
+            return [mover for mover, _ in moves]
+        return []
+
+    def _budgets_hold(self, moves: list[tuple[_Result, int]]) -> bool:
+        """Whether every budget still holds after moving each workload to its new position."""
+        money: dict[str, float] = {}
+        kg: dict[str, float] = {}
+        for r, pos in moves:
+            assert r.cls is not None and r.walk is not None and r.walk.estimate is not None
+            pool = self.pools[r.cls.ranked[pos]]
+            after = walking.estimate(r.cls, pos, r.workload.gpu_hours, pool)
+            for budget in r.cls.budgets:
+                money[budget.key] = money.get(budget.key, 0.0) + after.cost - r.walk.estimate.cost
+                kg[budget.key] = kg.get(budget.key, 0.0) + after.kgco2e - r.walk.estimate.kgco2e
+        for left, delta in ((self.walker.money, money), (self.walker.kg, kg)):
+            for key, change in delta.items():
+                value = left[key]
+                if value is not None and change > value + walking.EPSILON:
+                    return False
+        return True
+
+    def _can_run(self, cls: classes.Class, pos: int, workload: model.Workload) -> bool:
+        pool = self.pools[cls.ranked[pos]]
+        if pool.gpus_per_node is not None and workload.largest_pod_gpus > pool.gpus_per_node:
+            return False
+        window = cls.windows[pos]
+        end = self.now + datetime.timedelta(hours=workload.duration_hours)
+        return window is None or window.covers(self.now, end)
+
+    def _relocate(self, r: _Result, pos: int, where: _Where) -> None:
+        cls, walk = r.cls, r.walk
+        assert cls is not None and walk is not None and walk.pos is not None
+        old, new = cls.ranked[walk.pos], cls.ranked[pos]
+        alike = where[old][_swap_kind(r)]
+        alike.remove(r)
+        if not alike:
+            del where[old][_swap_kind(r)]
+        self.walker.uncommit(cls, r.workload, walk)
+        walk.pos = walk.stop = pos
+        where[new][_swap_kind(r)].append(r)
+        walk.estimate = walking.estimate(cls, pos, r.workload.gpu_hours, self.pools[new])
+        self.walker.commit(cls, r.workload, walk)
+
+
+def _swap_kind(r: _Result) -> _SwapKind:
+    """Workloads of one kind are interchangeable in a swap: same class, size, shape, duration
+    and position in the class's ranking."""
+    w = r.workload
+    return (id(r.cls), w.gpus, w.largest_pod_gpus, w.gpu_hours, r.walk.pos if r.walk else None)
+
+
+def _objective(walk: walking.Walk | None) -> float:
+    assert walk is not None and walk.estimate is not None
+    return walk.estimate.objective

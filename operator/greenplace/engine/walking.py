@@ -1,0 +1,237 @@
+"""The walk: one workload down its class's ranking, against what is left in this round.
+
+Why this module exists: the walk is the planner's hot loop (it runs for every workload, again in
+the improvement pass) and the only place that reads and consumes the round's free GPUs and
+budgets. Keeping the two together makes "nothing is over-committed within a round" checkable in
+one file: a placement is the first pool in rank order with room for the whole gang, nodes big
+enough for its largest pod, certifications valid for the whole expected run and room in every
+budget, and ``Walker.commit`` is the only write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections.abc import Mapping, Sequence
+
+from greenplace.domain import model
+from greenplace.engine import classes, objective
+
+__all__ = ["EPSILON", "Result", "Walk", "Walker", "estimate", "over_budget"]
+
+R = model.Reason
+# Tolerance on money, kgCO2e and objective comparisons.
+EPSILON = 1e-9
+# The least left in a class's budgets (money or kgCO2e), and which budget.
+_Left = tuple[float, model.Budget | None]
+_Saved = tuple[list[int], dict[str, float | None], dict[str, float | None]]
+
+
+@dataclasses.dataclass(slots=True)
+class Walk:
+    """The outcome of walking one class's ranked pools for one workload."""
+
+    pos: int | None = None
+    # Where the walk stopped (the chosen pool, or the preferred one a budget blocked) and the
+    # projection there; the pools ranked after it are outranked.
+    stop: int | None = None
+    estimate: objective.Estimate | None = None
+    # The pools passed over, at most the detail limit: a budget's rejection, or (position in
+    # the ranking, reason, free GPUs then) whose message ``decisions`` writes only for the
+    # final decision (most walks of a round are superseded by the improvement pass).
+    skipped: list[model.Rejection | tuple[int, model.Reason, int]] = dataclasses.field(
+        default_factory=list
+    )
+    # Every pool passed over, counted by reason (a plain dict: built for every walk).
+    counts: dict[model.Reason, int] = dataclasses.field(default_factory=dict)
+    # The preferred pool would exceed this budget and the budget's action is not Downgrade.
+    blocked: tuple[model.Budget, model.Rejection] | None = None
+    # The first budget rejection met on the way (the placement is a downgrade).
+    downgraded: model.Rejection | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Result:
+    """One workload in the round: placed (``walk`` set) or stopped by ``decision``."""
+
+    index: int
+    workload: model.Workload
+    cls: classes.Class | None
+    limit: int
+    walk: Walk | None = None
+    # Set when the workload is not placed this round.
+    decision: model.Decision | None = None
+
+
+class Walker:
+    """What is left in the round (free GPUs per pool, money and kgCO2e per budget), and the walk
+    that finds a pool in it."""
+
+    def __init__(
+        self,
+        pools: Sequence[model.Pool],
+        budgets: Mapping[str, model.Budget],
+        now: datetime.datetime,
+    ) -> None:
+        self.pools = pools
+        self.budgets = budgets
+        self.now = now
+        self.free = [p.gpus_free for p in pools]
+        self.money = {k: b.money_remaining for k, b in budgets.items()}
+        self.kg = {k: b.kgco2e_remaining for k, b in budgets.items()}
+
+    def reset(self) -> None:
+        """Back to the snapshot's free GPUs and budgets, as at the start of the round."""
+        self.free = [p.gpus_free for p in self.pools]
+        self.money = {k: b.money_remaining for k, b in self.budgets.items()}
+        self.kg = {k: b.kgco2e_remaining for k, b in self.budgets.items()}
+
+    def save(self) -> _Saved:
+        return list(self.free), dict(self.money), dict(self.kg)
+
+    def restore(self, saved: _Saved) -> None:
+        self.free, self.money, self.kg = saved
+
+    def walk(self, cls: classes.Class, workload: model.Workload, limit: int) -> Walk:
+        """The first pool of ``cls``'s ranking that can take ``workload`` now, and the pools
+        passed over on the way (``limit`` of them detailed, all counted)."""
+        ranked, free, pools = cls.ranked, self.free, self.pools
+        count = len(ranked)
+        cursor = cls.cursor
+        while cursor < count and free[ranked[cursor]] == 0:
+            cursor += 1
+        cls.cursor = cursor
+        walk = Walk()
+        gpus, gpu_hours = workload.gpus, workload.gpu_hours
+        money = self._tightest(cls, self.money)
+        kg = self._tightest(cls, self.kg)
+        if count and (
+            gpu_hours * cls.min_price > money[0] + EPSILON
+            or gpu_hours * cls.min_gco2 / 1000 > kg[0] + EPSILON
+        ):
+            return self._unaffordable(cls, workload, walk, limit, budgets_left=(money, kg))
+        if cursor:
+            walk.counts[R.INSUFFICIENT_CAPACITY] = cursor
+            walk.skipped.extend((j, R.INSUFFICIENT_CAPACITY, 0) for j in range(min(cursor, limit)))
+        pod_gpus = workload.largest_pod_gpus
+        end = self.now + datetime.timedelta(hours=workload.duration_hours)
+        prices, gco2s, windows = cls.prices, cls.gco2s, cls.windows
+        for pos in range(cursor, count):
+            index = ranked[pos]
+            pool = pools[index]
+            window = windows[pos]
+            rejection: model.Rejection | None = None
+            if free[index] < gpus:
+                reason = R.INSUFFICIENT_CAPACITY
+            elif pool.gpus_per_node is not None and pod_gpus > pool.gpus_per_node:
+                reason = R.POD_TOO_LARGE_FOR_NODE
+            elif window is not None and not window.covers(self.now, end):
+                reason = R.CERTIFICATION_EXPIRES_DURING_RUN
+            else:
+                cost, gco2 = gpu_hours * prices[pos], gpu_hours * gco2s[pos]
+                if cost <= money[0] + EPSILON and gco2 / 1000 <= kg[0] + EPSILON:
+                    walk.pos = walk.stop = pos
+                    walk.estimate = estimate(cls, pos, gpu_hours, pool)
+                    return walk
+                over = over_budget(pool, cost, gco2 / 1000, money, kg)
+                walk.downgraded = walk.downgraded or over[1]
+                if cls.action is not model.BudgetAction.DOWNGRADE:
+                    walk.stop, walk.blocked = pos, over
+                    walk.estimate = estimate(cls, pos, gpu_hours, pool)
+                    walk.counts[R.BUDGET_EXCEEDED] = walk.counts.get(R.BUDGET_EXCEEDED, 0) + 1
+                    walk.skipped.append(over[1])
+                    return walk
+                reason, rejection = R.BUDGET_EXCEEDED, over[1]
+            walk.counts[reason] = walk.counts.get(reason, 0) + 1
+            if len(walk.skipped) < limit:
+                walk.skipped.append(rejection or (pos, reason, free[index]))
+        return walk
+
+    def commit(
+        self, cls: classes.Class, workload: model.Workload, walk: Walk, sign: int = 1
+    ) -> None:
+        """Consume (or with ``sign`` -1 give back) the GPUs and budgets of a placement."""
+        assert walk.pos is not None and walk.estimate is not None
+        self.free[cls.ranked[walk.pos]] -= sign * workload.gpus
+        for budget in cls.budgets:
+            money, kg = self.money[budget.key], self.kg[budget.key]
+            if money is not None:
+                self.money[budget.key] = money - sign * walk.estimate.cost
+            if kg is not None:
+                self.kg[budget.key] = kg - sign * walk.estimate.kgco2e
+
+    def uncommit(self, cls: classes.Class, workload: model.Workload, walk: Walk) -> None:
+        self.commit(cls, workload, walk, sign=-1)
+
+    def _tightest(self, cls: classes.Class, left: dict[str, float | None]) -> _Left:
+        """The least left in any of the class's budgets (money or kgCO2e), and which budget."""
+        tightest: _Left = (math.inf, None)
+        for budget in cls.budgets:
+            value = left[budget.key]
+            if value is not None and value < tightest[0]:
+                tightest = (value, budget)
+        return tightest
+
+    def _unaffordable(
+        self,
+        cls: classes.Class,
+        workload: model.Workload,
+        walk: Walk,
+        limit: int,
+        *,
+        budgets_left: tuple[_Left, _Left],
+    ) -> Walk:
+        """Even the cheapest compliant pool would exceed a budget: every pool is rejected for
+        it (checked first, so a round with an exhausted budget stays fast)."""
+        gpu_hours = workload.gpu_hours
+        money, kg = budgets_left
+        walk.counts[R.BUDGET_EXCEEDED] = len(cls.ranked)
+        for pos in range(min(len(cls.ranked), limit)):
+            pool = self.pools[cls.ranked[pos]]
+            cost, kgco2e = gpu_hours * cls.prices[pos], gpu_hours * cls.gco2s[pos] / 1000
+            walk.skipped.append(over_budget(pool, cost, kgco2e, money, kg)[1])
+        first = over_budget(
+            self.pools[cls.ranked[0]],
+            gpu_hours * cls.prices[0],
+            gpu_hours * cls.gco2s[0] / 1000,
+            money,
+            kg,
+        )
+        walk.downgraded = first[1]
+        if cls.action is not model.BudgetAction.DOWNGRADE:
+            walk.blocked = first
+        return walk
+
+
+def estimate(
+    cls: classes.Class, pos: int, gpu_hours: float, pool: model.Pool
+) -> objective.Estimate:
+    """The projection in the pool at ``pos`` of ``cls``: objective from the class's rate (which
+    counts no grid carbon for an unknown intensity under CostOnly), cost and kgCO2e as budgets
+    count them (an unknown intensity at the pessimistic value)."""
+    return objective.Estimate(
+        cost=gpu_hours * cls.prices[pos],
+        kgco2e=gpu_hours * cls.gco2s[pos] / 1000,
+        objective=gpu_hours * cls.rates[pos].objective_per_gpu_hour(pool.gco2_per_kwh),
+    )
+
+
+def over_budget(
+    pool: model.Pool, cost: float, kgco2e: float, money: _Left, kg: _Left
+) -> tuple[model.Budget, model.Rejection]:
+    """The budget a projection exceeds (money first), with the rejection that says so."""
+    if cost > money[0] + EPSILON and money[1] is not None:
+        budget = money[1]
+        what = f"{cost:.2f} {budget.currency}"
+        left = f"{money[0]:.2f} {budget.currency}"
+    else:
+        assert kg[1] is not None
+        budget = kg[1]
+        what, left = f"{kgco2e:.2f} kgCO2e", f"{kg[0]:.2f} kgCO2e"
+    return budget, model.Rejection(
+        pool.name,
+        R.BUDGET_EXCEEDED,
+        f"projected {what} exceeds the {left} left in Budget {budget.key}; fix: raise "
+        "the budget, shorten the run, or wait for the next period",
+    )

@@ -7,6 +7,7 @@ against an existing cluster instead (kwok is then started against it for the fak
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -101,15 +102,25 @@ class RunningOperator:
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[RunningOperator]:
     """The real operator (kopf, webhook server and placement loop) in a thread."""
+    with run_operator(kube) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def run_operator(kube: Kube, **config: Any) -> Iterator[RunningOperator]:
+    """The real operator in a thread; ``config`` overrides fields of its ``OperatorConfig``."""
     port, metrics_port = cluster.free_ports(2)
     previous = os.environ.get("KUBECONFIG")
     os.environ["KUBECONFIG"] = str(kube.kubeconfig)
     settings_config = handlers.OperatorConfig(
-        kubeconfig=str(kube.kubeconfig),
-        webhook_port=port,
-        metrics_port=metrics_port,
-        resync_seconds=5,
-        report_seconds=2,
+        **{
+            "kubeconfig": str(kube.kubeconfig),
+            "webhook_port": port,
+            "metrics_port": metrics_port,
+            "resync_seconds": 5,
+            "report_seconds": 2,
+            **config,
+        }
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings_config)

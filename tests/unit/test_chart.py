@@ -1,20 +1,27 @@
-"""The Helm chart's files that are checked without helm: generated CRDs, documented values.
+"""The Helm chart's files: generated CRDs, documented values, and a few renderings.
 
 Why this module exists: the chart's CRDs are generated from the same models as ``crds/``
 (``make crds``) and must never drift from them; every value of ``values.yaml`` carries a
-comment, because the values file is the chart's user documentation. Rendering with the real
-helm is tested in ``tests/e2e/test_chart.py``.
+comment, because the values file is the chart's user documentation. ``helm template`` (the
+devcluster's helm, no cluster) checks values that only change the operator's Deployment (the
+credential Secrets of ``signalCredentials.secrets``). The chart on a real control plane is
+tested in ``tests/e2e/test_chart.py``.
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
+from typing import Any
 
 import pytest
 import yaml
 
+from devcluster import build
 from greenplace.api import crdgen
+from greenplace.cli import main as cli
+from greenplace.cli import operate
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "greenplace"
@@ -88,3 +95,85 @@ def test_values_schema_is_strict_everywhere() -> None:
     assert walk(schema, "$") == []
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values) == set(schema["properties"]), "values.yaml and the schema disagree"
+
+
+# -- signalCredentials.secrets: the Secrets of SignalSource credentials ------------------------
+
+CREDENTIALS_DIR = "/etc/greenplace/credentials"
+
+
+def helm_template(*sets: str) -> subprocess.CompletedProcess[str]:
+    binary = str(build.ensure_built(log=False)["helm"])
+    flags = [f"--set={s}" for s in sets]
+    return subprocess.run(
+        [binary, "template", "gp", str(CHART), "--namespace=greenplace-system", "--skip-tests",
+         *flags],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def operator_pod(*sets: str) -> dict[str, Any]:
+    """The pod template of the operator's Deployment rendered with ``sets``."""
+    result = helm_template(*sets)
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
+    return spec
+
+
+def test_no_credentials_by_default() -> None:
+    pod = operator_pod()
+    (container,) = pod["containers"]
+    assert not any(a.startswith("--credentials-dir") for a in container["args"])
+    assert [v["name"] for v in pod["volumes"]] == ["webhook-tls", "tmp"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["webhook-tls", "tmp"]
+
+
+def test_each_credentials_secret_is_mounted_read_only_and_the_operator_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pod = operator_pod("signalCredentials.secrets={emaps,watttime.eu}")
+    (container,) = pod["containers"]
+    assert f"--credentials-dir={CREDENTIALS_DIR}" in container["args"]
+    # The operator, given these arguments and the pod's namespace (the chart's POD_NAMESPACE),
+    # reads the mounted directory and checks that refs name Secrets of that namespace.
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"]}
+    assert env["POD_NAMESPACE"] == "metadata.namespace"
+    monkeypatch.setenv("POD_NAMESPACE", "greenplace-system")
+    config = operate.config_from(cli.build_parser().parse_args(container["args"]))
+    assert config.credentials_dir == pathlib.Path(CREDENTIALS_DIR)
+    assert config.namespace == "greenplace-system"
+    secrets = {v["secret"]["secretName"]: v for v in pod["volumes"] if "secret" in v}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    for name in ("emaps", "watttime.eu"):
+        volume = secrets[name]
+        # Owner and group read only (the pod's fsGroup is the operator's group); an absent
+        # Secret does not stop the pod, whose webhook fails closed.
+        assert volume["secret"]["defaultMode"] == 0o440
+        assert volume["secret"]["optional"] is True
+        mount = mounts[volume["name"]]
+        assert mount == {
+            "name": volume["name"],
+            "mountPath": f"{CREDENTIALS_DIR}/{name}",
+            "readOnly": True,
+        }
+    assert len(secrets) == 3  # and the webhook certificate
+    # Pod Security "restricted" still holds: the credentials do not need a writable root.
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "signalCredentials.secrets=emaps",  # a string, not a list
+        "signalCredentials.secrets={Emaps_Token}",  # not a Secret name
+        "signalCredentials.secrets={emaps,emaps}",  # twice
+        "signalCredentials.secret={emaps}",  # misspelt key
+    ],
+)
+def test_the_schema_refuses_a_bad_credentials_value(bad: str) -> None:
+    result = helm_template(bad)
+    assert result.returncode != 0
+    assert "signalCredentials" in result.stderr, result.stderr

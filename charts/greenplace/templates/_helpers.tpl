@@ -66,6 +66,14 @@ seccompProfile:
   type: RuntimeDefault
 {{- end }}
 
+{{/*
+Where the Secrets of signalCredentials.secrets are mounted, one directory per Secret (the
+operator's --credentials-dir).
+*/}}
+{{- define "greenplace.credentialsDir" -}}
+/etc/greenplace/credentials
+{{- end }}
+
 {{- define "greenplace.podSecurityContext" -}}
 runAsNonRoot: true
 runAsUser: {{ .Values.runAsUser }}

@@ -374,7 +374,9 @@ class SecretKeyRef(Model):
     """Where a source's credentials are (read by the operator from a mounted Secret)."""
 
     name: Name = pydantic.Field(description="Secret name.")
-    namespace: Name = pydantic.Field(description="Secret namespace (the operator's, usually).")
+    namespace: Name = pydantic.Field(
+        description="Secret namespace, the operator's own (it can mount no other)."
+    )
     key: str | None = pydantic.Field(
         None,
         max_length=253,

@@ -62,6 +62,13 @@ def register(subparsers: Any) -> None:
         help="directory of mounted Secrets (<dir>/<secret>/<key>) for SignalSource credentials",
     )
     parser.add_argument(
+        "--namespace",
+        default=os.environ.get("POD_NAMESPACE") or None,
+        help="the operator's own namespace, the only one whose Secrets it can mount: a "
+        "credentialsSecretRef elsewhere is reported as such (default: $POD_NAMESPACE; "
+        "unset: not checked)",
+    )
+    parser.add_argument(
         "--identity",
         default=None,
         help="this replica's name in the leader Lease and in Events (default: hostname + suffix)",
@@ -105,27 +112,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
-    certs = None
-    if args.webhook_cert_dir:
-        d = args.webhook_cert_dir
-        certs = webhook.ServingFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
-    config = handlers.OperatorConfig(
-        kubeconfig=args.kubeconfig,
-        webhook_host=args.webhook_host,
-        webhook_listen=args.webhook_listen or args.webhook_host,
-        webhook_port=args.webhook_port,
-        webhook_certs=certs,
-        manage_webhook_configuration=args.out_of_cluster,
-        metrics_port=args.metrics_port,
-        prometheus_url=args.prometheus_url,
-        report_seconds=args.report_seconds,
-        credentials_dir=args.credentials_dir,
-        lease_namespace=args.lease_namespace,
-        lease_seconds=args.lease_seconds,
-        watch_inactivity_seconds=args.watch_inactivity_seconds,
-        relist_seconds=args.relist_seconds,
-        **({"identity": args.identity} if args.identity else {}),
-    )
+    config = config_from(args)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)
     asyncio.run(
@@ -138,3 +125,29 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
+    """The operator's configuration from the parsed ``greenplace operate`` flags."""
+    certs = None
+    if args.webhook_cert_dir:
+        d = args.webhook_cert_dir
+        certs = webhook.ServingFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
+    return handlers.OperatorConfig(
+        kubeconfig=args.kubeconfig,
+        webhook_host=args.webhook_host,
+        webhook_listen=args.webhook_listen or args.webhook_host,
+        webhook_port=args.webhook_port,
+        webhook_certs=certs,
+        manage_webhook_configuration=args.out_of_cluster,
+        metrics_port=args.metrics_port,
+        prometheus_url=args.prometheus_url,
+        report_seconds=args.report_seconds,
+        credentials_dir=args.credentials_dir,
+        namespace=args.namespace,
+        lease_namespace=args.lease_namespace,
+        lease_seconds=args.lease_seconds,
+        watch_inactivity_seconds=args.watch_inactivity_seconds,
+        relist_seconds=args.relist_seconds,
+        **({"identity": args.identity} if args.identity else {}),
+    )

@@ -9,9 +9,13 @@ into reasons, and a spec the chain cannot be built from (a trace file missing) b
 that always answers ``Missing`` with the error, so the SignalSource shows it.
 
 Credentials (Electricity Maps token, WattTime username/password) are read from files under
-``credentials_dir/<secret name>/<key>`` (the Secret mounted as a volume); the operator never
-reads Secrets through the API. Without a file, the source answers ``HttpError`` naming the
-Secret to mount.
+``credentials_dir/<secret name>/<key>`` (the Secret mounted as a volume, chart value
+``signalCredentials.secrets``); the operator never reads Secrets through the API. The file is
+read again at every fetch, so a rotated Secret (the kubelet rewrites the mounted files) is used
+without a restart. A missing, empty or unreadable file, or a Secret of another namespace than
+the operator's own (a pod can only mount Secrets of its namespace), makes that source answer
+``Credentials`` with a message naming the Secret, the key, the path and the value to set; the
+chain then falls back like for any other fault.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import logging
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
@@ -30,6 +35,7 @@ from greenplace.signals import (
     chain,
     contract,
     electricitymaps,
+    httpjson,
     promql,
     static,
     telemetry,
@@ -37,7 +43,9 @@ from greenplace.signals import (
     watttime,
 )
 
-__all__ = ["Feeds", "Observed"]
+__all__ = ["CHART_VALUE", "Feeds", "Observed", "SecretFile"]
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -50,6 +58,7 @@ DEFAULT_TTL = {
 }
 DEFAULT_TIMEOUT = "5s"
 FORECAST_HORIZON = datetime.timedelta(hours=24)
+CHART_VALUE = "signalCredentials.secrets"  # the Helm value listing the Secrets to mount
 _KINDS = {
     "CarbonIntensity": contract.SignalKind.CARBON_INTENSITY,
     "Price": contract.SignalKind.PRICE,
@@ -93,6 +102,64 @@ class _Broken:
         raise contract.SignalMissingError(f"source {self.name}: {self.error}")
 
 
+@dataclasses.dataclass(frozen=True)
+class SecretFile:
+    """One key of a mounted Secret, read at every call (a ``httpjson.Credential``).
+
+    ``directory`` is ``--credentials-dir`` (None: not given); ``own_namespace`` is the
+    operator's namespace when known (None: not checked). Raises ``SignalCredentialsError``
+    saying what to fix instead of returning nothing.
+    """
+
+    ref: models.SecretKeyRef
+    key: str
+    directory: pathlib.Path | None
+    own_namespace: str | None = None
+
+    @property
+    def secret(self) -> str:
+        return f"Secret {self.ref.namespace}/{self.ref.name} (key {self.key})"
+
+    def __call__(self) -> str:
+        name = self.ref.name
+        own = self.own_namespace
+        if own is not None and self.ref.namespace != own:
+            raise contract.SignalCredentialsError(
+                f"credentials {self.secret}: Secrets must be in the operator's own namespace "
+                f"{own} (a pod mounts Secrets of its namespace only); create the Secret in {own}, "
+                f"set credentialsSecretRef.namespace to {own} and list {name} in the chart value "
+                f"{CHART_VALUE}"
+            )
+        if self.directory is None:
+            raise contract.SignalCredentialsError(
+                f"credentials {self.secret} are not mounted: the operator runs without "
+                f"--credentials-dir; list {name} in the chart value {CHART_VALUE} (or mount the "
+                f"Secret at <dir>/{name}/ and pass --credentials-dir <dir>)"
+            )
+        path = self.directory / name / self.key
+        if not path.parent.is_dir():
+            raise contract.SignalCredentialsError(
+                f"credentials {self.secret}: expected at {path}, but {path.parent} is not "
+                f"mounted; list {name} in the chart value {CHART_VALUE}"
+            )
+        try:
+            value = path.read_text().strip()
+        except FileNotFoundError:
+            raise contract.SignalCredentialsError(
+                f"credentials {self.secret}: no file {path}; the Secret does not exist or has "
+                f"no key {self.key}: create it (kubectl create secret generic {name} "
+                f"--from-literal={self.key}=...) or set credentialsSecretRef.key"
+            ) from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise contract.SignalCredentialsError(
+                f"credentials {self.secret}: cannot read {path} ({type(error).__name__}: "
+                f"{error}); check the volume's defaultMode and the pod's fsGroup"
+            ) from None
+        if not value:
+            raise contract.SignalCredentialsError(f"credentials {self.secret}: {path} is empty")
+        return value
+
+
 class Feeds:
     """Chains per SignalSource, and a memory of recent readings."""
 
@@ -101,10 +168,12 @@ class Feeds:
         metrics: telemetry.SignalMetrics | None = None,
         memory: datetime.timedelta = datetime.timedelta(seconds=30),
         credentials_dir: pathlib.Path | None = None,
+        own_namespace: str | None = None,
     ) -> None:
         self._metrics = metrics
         self._memory = memory
         self._credentials = credentials_dir
+        self._namespace = own_namespace
         self._chains: dict[str, tuple[int, chain.Chain]] = {}
         self._read: dict[tuple[str, contract.SignalKey], tuple[datetime.datetime, object]] = {}
 
@@ -173,7 +242,8 @@ class Feeds:
         )
         self._chains[cached.name] = (cached.generation, built)
         # A new spec must be read afresh, not from the memory of the old one.
-        self._read = {k: v for k, v in self._read.items() if not k[0].startswith(cached.name)}
+        scopes = (cached.name, f"{cached.name}/forecast")
+        self._read = {k: v for k, v in self._read.items() if k[0] not in scopes}
         return built
 
     def _source(
@@ -183,6 +253,9 @@ class Feeds:
             return self._build(entry, kind)
         except (OSError, ValueError) as error:
             return _Broken(entry.name, str(error))
+        except Exception as error:  # a bug in a builder must not stop placement for everyone
+            logger.exception("cannot build signal source %s", entry.name)
+            return _Broken(entry.name, f"{type(error).__name__}: {error}")
 
     def _build(self, entry: models.SignalSourceEntry, kind: contract.SignalKind) -> contract.Source:
         ttl = convert.duration(entry.ttl) if entry.ttl else DEFAULT_TTL[entry.kind]
@@ -227,14 +300,8 @@ class Feeds:
             )
         raise ValueError(f"kind {entry.kind} without its block")  # the CRD refuses this
 
-    def _secret(self, entry: models.SignalSourceEntry, key: str) -> str:
+    def _secret(self, entry: models.SignalSourceEntry, key: str) -> httpjson.Credential:
         ref = entry.credentials_secret_ref
         if ref is None:
-            return ""  # the provider refuses the call: HttpError, shown in the status
-        if self._credentials is None:
-            raise ValueError(
-                f"credentials Secret {ref.namespace}/{ref.name} is not mounted: run the operator "
-                "with --credentials-dir and mount the Secret under <dir>/<secret name>/"
-            )
-        path = self._credentials / ref.name / key
-        return path.read_text().strip()
+            return ""  # the provider refuses the call: Credentials, shown in the status
+        return SecretFile(ref, key, self._credentials, self._namespace)

@@ -71,6 +71,8 @@ class OperatorConfig:
     prometheus_url: str | None = None  # EnergyReports without spec.prometheus use this
     report_seconds: float = 60.0  # how often every EnergyReport is recomputed
     credentials_dir: pathlib.Path | None = None  # mounted Secrets of the SignalSources
+    namespace: str | None = None  # the operator's own (None: unknown, e.g. out of cluster)
+    signal_memory_seconds: float = 30.0  # each SignalSource subject is read at most this often
     identity: str = dataclasses.field(  # this replica's name in the Lease and in Events
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -277,7 +279,10 @@ def _start_loops(
     """Start the placement loop (with the signal feeds) and the EnergyReport loop."""
     writer = kube.KubeWriter(api, instance=config.identity)
     signal_feeds = feeds.Feeds(
-        signal_telemetry.SignalMetrics(collectors), credentials_dir=config.credentials_dir
+        signal_telemetry.SignalMetrics(collectors),
+        memory=datetime.timedelta(seconds=config.signal_memory_seconds),
+        credentials_dir=config.credentials_dir,
+        own_namespace=config.namespace,
     )
     recorder = status.StatusRecorder(writer)
     memo["loop"] = asyncio.create_task(

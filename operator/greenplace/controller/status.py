@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from greenplace.controller import budgets, kube, snapshot
@@ -133,20 +133,22 @@ class StatusRecorder:
             rows = [_reading(cached.name, r, observed.static_sources) for r in readings]
             missing = [r.key.subject for r in readings if r.value is None]
             fell_back = [r.key.subject for r in readings if r.status.reason == "Fallback"]
+            skipped = _skipped(readings)
             if missing:
                 degraded: Condition = (
                     "Degraded",
                     True,
                     "Unavailable",
-                    f"no value for {', '.join(missing)}: pools there use their GpuPool "
-                    "fallbackGramsPerKwh (see readings for each source's error)",
+                    f"no value for {', '.join(missing)} ({skipped}): pools there use their "
+                    "GpuPool fallbackGramsPerKwh (see readings for each source's error)",
                 )
             elif fell_back:
                 degraded = (
                     "Degraded",
                     True,
                     "Fallback",
-                    f"{', '.join(fell_back)} answered by a fallback source (see readings)",
+                    f"{', '.join(fell_back)} answered by a fallback source ({skipped}; see "
+                    "readings)",
                 )
             else:
                 degraded = ("Degraded", False, "Fresh", "every subject from its first source")
@@ -233,6 +235,12 @@ def _stable(body: Any) -> Any:
     if isinstance(body, list):
         return [_stable(v) for v in body]
     return body
+
+
+def _skipped(readings: Sequence[contract.Reading]) -> str:
+    """Each source skipped and why, once, e.g. ``emaps: Credentials``."""
+    found = sorted({f"{a.source}: {a.reason}" for r in readings for a in r.status.attempts})
+    return ", ".join(found) or "no source"
 
 
 def _reading(

@@ -23,7 +23,7 @@ The contract of a ``Source``:
   ├── SignalUnreachableError       connection refused, DNS, TLS
   ├── SignalTimeoutError           no answer within the source's timeout
   ├── SignalHttpError         the peer answered with a non-2xx status
-  │   └── SignalCredentialsError   401/403: credentials refused or token expired
+  ├── SignalCredentialsError       credentials missing or unreadable, or refused (401/403)
   └── SignalMalformedError         the answer could not be read (not JSON, missing field, NaN ...)
 
 - Every network call has a timeout (``timeout_s``), so one call is bounded.
@@ -94,6 +94,7 @@ class SignalReason(enum.StrEnum):
     UNREACHABLE = "Unreachable"
     TIMEOUT = "Timeout"
     HTTP_ERROR = "HttpError"
+    CREDENTIALS = "Credentials"  # credentials missing or unreadable, or refused (HTTP 401/403)
     MALFORMED = "Malformed"
     SOURCE_CRASHED = "SourceCrashed"  # a bug in a source: it raised something else
     UNAVAILABLE = "Unavailable"  # every source of the chain failed: no value at all
@@ -125,8 +126,10 @@ class SignalHttpError(SignalError):
     reason = SignalReason.HTTP_ERROR
 
 
-class SignalCredentialsError(SignalHttpError):
-    """HTTP 401/403: the credentials were refused (or a token expired)."""
+class SignalCredentialsError(SignalError):
+    """No usable credentials: missing or unreadable, or refused by the peer (HTTP 401/403)."""
+
+    reason = SignalReason.CREDENTIALS
 
 
 class SignalMalformedError(SignalError):

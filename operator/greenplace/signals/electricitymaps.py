@@ -9,7 +9,8 @@ header:
   "datetime"}, ...], "updatedAt"}``
 
 ``zone_map`` maps our grid zones to Electricity Maps zone codes (identity when absent: ``FR``,
-``DE``). Values are gCO2e/kWh; ``datetime`` is the observation time used for the TTL.
+``DE``). Values are gCO2e/kWh; ``datetime`` is the observation time used for the TTL. The token
+is read at every call (``httpjson.Credential``), so a rotated token is used at once.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ElectricityMapsSource(httpjson.HttpSource):
     def __init__(
         self,
         name: str,
-        token: str,
+        token: httpjson.Credential,
         *,
         ttl: datetime.timedelta,
         base_url: str = DEFAULT_URL,
@@ -43,7 +44,7 @@ class ElectricityMapsSource(httpjson.HttpSource):
     ) -> None:
         super().__init__(name, ttl, base_url, timeout_s, transport)
         self._zones = dict(zone_map or {})
-        self._headers = {"auth-token": token}
+        self._token = token
 
     def latest(self, key: contract.SignalKey, now: datetime.datetime) -> contract.Observation:
         zone, where = self._zone(key)
@@ -87,7 +88,7 @@ class ElectricityMapsSource(httpjson.HttpSource):
             f"{self._base}{path}",
             where=where,
             params={"zone": zone},
-            headers=self._headers,
+            headers={"auth-token": httpjson.reveal(self._token)},
         )
 
 

@@ -3,19 +3,31 @@
 Why this module exists: the Electricity Maps and WattTime clients must fail the same way on a
 timeout, a refused connection, a 5xx or a body that is not JSON, and every call must have a
 timeout. That logic lives here once; the clients only build URLs and read fields.
+
+Credentials are given as a ``Credential``: a string, or a function called at every use so that a
+rotated secret (a mounted Secret file the kubelet rewrites) is picked up without a restart.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
 from greenplace.signals import contract
 
-__all__ = ["HttpSource", "get_json", "number", "parse_time", "require"]
+__all__ = ["Credential", "HttpSource", "get_json", "number", "parse_time", "require", "reveal"]
+
+# A credential, or a function reading it at each use; it raises SignalCredentialsError when
+# there is none to read (saying where it should be).
+Credential = str | Callable[[], str]
+
+
+def reveal(credential: Credential) -> str:
+    """The credential's current value (read again at each call when it is a function)."""
+    return credential() if callable(credential) else credential
 
 
 class HttpSource:
@@ -63,7 +75,7 @@ def get_json(
     if answer.status_code in {401, 403}:
         raise contract.SignalCredentialsError(
             f"{where}: {url} answered {answer.status_code} (credentials refused); check the "
-            "SignalSource's credentials secret"
+            "Secret named by the SignalSource's credentialsSecretRef"
         )
     if answer.status_code >= 300:
         raise contract.SignalHttpError(

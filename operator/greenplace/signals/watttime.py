@@ -14,7 +14,8 @@ authority, which is the signal to use for temporal shifting in North America. Do
 
 lbs/MWh are converted to gCO2e/kWh (x 0.45359237). ``region_map`` maps our grid zones to
 WattTime regions (``US-CAL-CISO`` -> ``CAISO_NORTH``). The token's age is judged against the
-``now`` passed in, not a clock read here.
+``now`` passed in, not a clock read here. Username and password are read at every data call
+(``httpjson.Credential``); when they change (a rotated Secret), the next call logs in again.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ class WattTimeSource(httpjson.HttpSource):
     def __init__(
         self,
         name: str,
-        username: str,
-        password: str,
+        username: httpjson.Credential,
+        password: httpjson.Credential,
         *,
         ttl: datetime.timedelta,
         base_url: str = DEFAULT_URL,
@@ -56,8 +57,10 @@ class WattTimeSource(httpjson.HttpSource):
         super().__init__(name, ttl, base_url, timeout_s, transport)
         self._regions = dict(region_map or {})
         self._signal_type = signal_type
-        self._auth = httpx.BasicAuth(username, password)
-        self._token: tuple[str, datetime.datetime] | None = None
+        self._username = username
+        self._password = password
+        # The bearer token, when it was issued, and the (username, password) it was issued for.
+        self._token: tuple[str, datetime.datetime, tuple[str, str]] | None = None
 
     def latest(self, key: contract.SignalKey, now: datetime.datetime) -> contract.Observation:
         region, where = self._region(key)
@@ -118,13 +121,16 @@ class WattTimeSource(httpjson.HttpSource):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _login(self, now: datetime.datetime, where: str) -> str:
-        if self._token is not None and now - self._token[1] < TOKEN_LIFETIME:
-            return self._token[0]
-        body = httpjson.get_json(self._client, f"{self._base}/login", where=where, auth=self._auth)
+        account = (httpjson.reveal(self._username), httpjson.reveal(self._password))
+        known = self._token
+        if known is not None and now - known[1] < TOKEN_LIFETIME and known[2] == account:
+            return known[0]
+        auth = httpx.BasicAuth(*account)
+        body = httpjson.get_json(self._client, f"{self._base}/login", where=where, auth=auth)
         token = httpjson.require(body, "token", where=where)
         if not isinstance(token, str) or not token:
             raise contract.SignalMalformedError(f"{where}: login answered no token")
-        self._token = (token, now)
+        self._token = (token, now, account)
         return token
 
     def _factor(self, body: Any, where: str) -> float:

@@ -48,7 +48,8 @@ def solve(snapshot: model.Snapshot, result: model.Plan) -> dict[str, float]:
     workloads = {w.key: w for w in snapshot.workloads}
     budgets = {b.key: i for i, b in enumerate(snapshot.budgets)}
     placed = result.placed()
-    columns: list[tuple[int, int, float, float, float, list[int]]] = []  # w, p, obj, €, kg, budgets
+    # w, p, obj, €, kg, kWh, budgets
+    columns: list[tuple[int, int, float, float, float, float, list[int]]] = []
     for row, decision in enumerate(placed):
         work = workloads[decision.workload]
         governing = [p for p in snapshot.policies if p.selects(work)]
@@ -63,7 +64,15 @@ def solve(snapshot: model.Snapshot, result: model.Plan) -> dict[str, float]:
                 pool.gco2_per_kwh,
             )
             columns.append(
-                (row, pools[name], estimate.objective, estimate.cost, estimate.kgco2e, charged)
+                (
+                    row,
+                    pools[name],
+                    estimate.objective,
+                    estimate.cost,
+                    estimate.kgco2e,
+                    estimate.kwh,
+                    charged,
+                )
             )
     n = len(columns)
     c = np.array([col[2] for col in columns])
@@ -81,19 +90,21 @@ def solve(snapshot: model.Snapshot, result: model.Plan) -> dict[str, float]:
     for row in range(len(placed)):
         constraint([(j, 1.0) for j, col in enumerate(columns) if col[0] == row], 1, 1)
     by_pool: dict[int, list[tuple[int, float]]] = {}
-    by_budget: dict[int, list[tuple[int, float, float]]] = {}
-    for j, (row, pool_index, _, cost, kg, charged) in enumerate(columns):
+    by_budget: dict[int, list[tuple[int, float, float, float]]] = {}
+    for j, (row, pool_index, _, cost, kg, kwh, charged) in enumerate(columns):
         by_pool.setdefault(pool_index, []).append((j, workloads[placed[row].workload].gpus))
         for b in charged:
-            by_budget.setdefault(b, []).append((j, cost, kg))
+            by_budget.setdefault(b, []).append((j, cost, kg, kwh))
     for pool_index, entries in sorted(by_pool.items()):
         constraint(entries, 0, snapshot.pools[pool_index].gpus_free)
-    for b, entries in sorted(by_budget.items()):
+    for b, spends in sorted(by_budget.items()):
         budget = snapshot.budgets[b]
         if budget.money_remaining is not None:
-            constraint([(j, cost) for j, cost, _ in entries], -np.inf, budget.money_remaining)
+            constraint([(j, cost) for j, cost, _, _ in spends], -np.inf, budget.money_remaining)
         if budget.kgco2e_remaining is not None:
-            constraint([(j, kg) for j, _, kg in entries], -np.inf, budget.kgco2e_remaining)
+            constraint([(j, kg) for j, _, kg, _ in spends], -np.inf, budget.kgco2e_remaining)
+        if budget.kwh_remaining is not None:
+            constraint([(j, kwh) for j, _, _, kwh in spends], -np.inf, budget.kwh_remaining)
     matrix = sparse.csr_array((vals, (rows, cols)), shape=(len(lower), n))
     start = time.process_time()
     solution = optimize.milp(

@@ -101,7 +101,13 @@ def snapshots(draw: st.DrawFn) -> model.Snapshot:
         st.sampled_from(
             [
                 [b.budget()],
-                [b.budget(money=draw(st.floats(0, 200)), kg=draw(sometimes(st.floats(0, 5))))],
+                [
+                    b.budget(
+                        money=draw(st.floats(0, 200)),
+                        kg=draw(sometimes(st.floats(0, 5))),
+                        kwh=draw(sometimes(st.floats(0, 40))),
+                    )
+                ],
                 [b.budget(money=50, action=draw(st.sampled_from(list(model.BudgetAction))))],
             ]
         )
@@ -114,6 +120,61 @@ def snapshots(draw: st.DrawFn) -> model.Snapshot:
     return b.snapshot(fleet, rules, jobs, budgets=budgets, forecasts=forecasts)
 
 
+@st.composite
+def budgeted_snapshots(draw: st.DrawFn) -> model.Snapshot:
+    """Crowded pools of few sizes under two tight budgets (money, kgCO2e and kWh), each with
+    any action, shared by several classes: the improvement pass moves and swaps workloads of
+    Defer, Reject and Downgrade classes between pools whose rank and price disagree."""
+    fleet = [
+        b.pool(
+            f"p{i}",
+            country=draw(st.sampled_from(["FR", "DE"])),
+            gco2=draw(st.floats(10, 800)),
+            free=draw(st.sampled_from([0, 1, 2, 4, 8, 12])),
+            price=draw(st.floats(0.5, 5)),
+            pue=draw(st.floats(1, 1.5)),
+            spot=draw(st.none() | st.floats(0.1, 2)),
+            watts=draw(st.sampled_from([400.0, 700.0])),
+            embodied=draw(st.floats(0, 100)),
+        )
+        for i in range(draw(st.integers(2, 6)))
+    ]
+    rules = [
+        b.policy(
+            f"r{i}",
+            countries=draw(sometimes(st.just({"FR"}))),
+            match=draw(st.sampled_from([{}, {"team": "a"}, {"team": "b"}])),
+            carbon_price=draw(st.sampled_from([0.0, 100.0, 5_000.0])),
+            budget=draw(st.sampled_from(["team", "team", "lab", None])),
+        )
+        for i in range(draw(st.integers(1, 3)))
+    ]
+    jobs = [
+        b.workload(
+            f"w{i}",
+            at=draw(st.integers(0, 5)),
+            labels={"team": draw(st.sampled_from(["a", "b"]))},
+            hours=draw(st.sampled_from([0.5, 1.0, 2.0, 4.0])),
+            spot=draw(st.booleans()),
+            pods=draw(st.lists(st.sampled_from([1, 2, 4]), min_size=1, max_size=2)),
+        )
+        for i in range(draw(st.integers(2, 14)))
+    ]
+    budgets = [
+        b.budget(
+            name,
+            money=draw(st.none() | st.floats(0, 60)),
+            kg=draw(st.none() | st.floats(0, 12)),
+            kwh=draw(st.none() | st.floats(0, 30)),
+            spent=draw(st.sampled_from([0.0, 0.0, 5.0])),
+            kwh_spent=draw(st.sampled_from([0.0, 0.0, 5.0])),
+            action=draw(st.sampled_from(list(model.BudgetAction))),
+        )
+        for name in ("team", "lab")
+    ]
+    return b.snapshot(fleet, rules, jobs, budgets=budgets)
+
+
 def violations(snapshot: model.Snapshot, now: datetime.datetime, plan: model.Plan) -> list[str]:
     """An independent, deliberately naive re-check of every placement against the rules."""
     pools = {p.name: p for p in snapshot.pools}
@@ -122,6 +183,7 @@ def violations(snapshot: model.Snapshot, now: datetime.datetime, plan: model.Pla
     used: collections.Counter[str] = collections.Counter()
     money: collections.Counter[str] = collections.Counter()
     kg: collections.Counter[str] = collections.Counter()
+    kwh: collections.Counter[str] = collections.Counter()
     found = []
     for decision in plan.placed():
         assert decision.pool is not None
@@ -145,12 +207,18 @@ def violations(snapshot: model.Snapshot, now: datetime.datetime, plan: model.Pla
         for key in {f"{p.namespace}/{p.budget}" for p in governing if p.budget}:
             money[key] += estimate.cost
             kg[key] += estimate.kgco2e
+            kwh[key] += estimate.kwh
     for name, gpus in used.items():
         if gpus > pools[name].gpus_free:
             found.append(f"{name}: {gpus} GPUs placed, {pools[name].gpus_free} free")
     for budget in snapshot.budgets:
-        for spent, left in ((money, budget.money_remaining), (kg, budget.kgco2e_remaining)):
-            if left is not None and spent[budget.key] > left + 1e-6:
+        for spent, left in (
+            (money, budget.money_remaining),
+            (kg, budget.kgco2e_remaining),
+            (kwh, budget.kwh_remaining),
+        ):
+            # A budget already overspent (left < 0) may be charged nothing more.
+            if left is not None and spent[budget.key] > max(left, 0.0) + 1e-6:
                 found.append(f"{budget.key}: {spent[budget.key]} spent, {left} left")
     return found
 
@@ -270,3 +338,24 @@ def test_full_detail_never_changes_a_decision(snapshot: model.Snapshot) -> None:
         if long.reason not in (model.Reason.NO_POLICY, model.Reason.BUDGET_UNKNOWN):
             losers = {r.pool for r in long.alternatives}
             assert losers | {long.pool} >= {p.name for p in snapshot.pools} - {None}
+
+
+@settings(max_examples=300, deadline=None)
+@given(budgeted_snapshots(), st.integers(0, 3))
+def test_tight_budgets_of_every_action_never_crash_nor_overspend(
+    snapshot: model.Snapshot, offset_h: int
+) -> None:
+    now = b.T0 + offset_h * b.HOUR
+    plan = planner.plan(snapshot, now)
+    assert violations(snapshot, now, plan) == []
+    assert len(plan.decisions) == len(snapshot.workloads)
+    actions = {x.key: x.action for x in snapshot.budgets}
+    for decision in plan.placed():
+        charged = [
+            actions[f"{p.namespace}/{p.budget}"]
+            for p in snapshot.policies
+            if p.key in decision.policies and p.budget
+        ]
+        if any(a is not model.BudgetAction.DOWNGRADE for a in charged):
+            # The walk never downgrades a Defer or Reject class; neither may the improvement.
+            assert decision.reason is not model.Reason.DOWNGRADED_FOR_BUDGET

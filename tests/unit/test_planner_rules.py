@@ -344,6 +344,55 @@ def test_budget_actions(
         assert "left in Budget ml/team" in decision.message, case
 
 
+@pytest.mark.parametrize(
+    ("case", "budget", "outcome", "reason", "pool"),
+    [
+        ("fits", b.budget(kwh=3), OUT.PLACED, R.LOWEST_CARBON, "clean"),
+        ("defer", b.budget(kwh=1.5), OUT.DEFERRED, R.BUDGET_EXCEEDED, None),
+        ("reject", b.budget(kwh=1.5, action=A.REJECT), OUT.REFUSED, R.BUDGET_EXCEEDED, None),
+        (
+            "downgrade",
+            b.budget(kwh=1.5, action=A.DOWNGRADE),
+            OUT.PLACED,
+            R.DOWNGRADED_FOR_BUDGET,
+            "frugal",
+        ),
+        (
+            "downgrade, nothing fits",
+            b.budget(kwh=0.5, action=A.DOWNGRADE),
+            OUT.DEFERRED,
+            R.BUDGET_EXCEEDED,
+            None,
+        ),
+        ("spent counts", b.budget(kwh=3, kwh_spent=2), OUT.DEFERRED, R.BUDGET_EXCEEDED, None),
+    ],
+)
+def test_a_kwh_only_budget_applies_its_action(
+    *,
+    case: str,
+    budget: model.Budget,
+    outcome: model.Outcome,
+    reason: model.Reason,
+    pool: str | None,
+) -> None:
+    # 1 GPU for 2 h: clean draws 0.7 kW x PUE 1.5 x 2 h = 2.10 kWh (preferred: far less carbon);
+    # frugal 0.4 kW x 1.1 x 2 h = 0.88 kWh. No money or kgCO2e limit.
+    pools = [
+        b.pool("clean", gco2=10, price=3, pue=1.5),
+        b.pool("frugal", gco2=800, price=3.2, pue=1.1, watts=400),
+    ]
+    policy = b.policy(budget="team", carbon_price=1_000)
+    decision = decide(pools, [policy], b.workload("w", hours=2), budgets=[budget])
+    assert (decision.outcome, decision.reason, decision.pool) == (outcome, reason, pool), case
+    if reason is R.BUDGET_EXCEEDED or reason is R.DOWNGRADED_FOR_BUDGET:
+        left = 1.0 if case == "spent counts" else budget.kwh_limit
+        assert f"projected 2.10 kWh exceeds the {left:.2f} kWh left in Budget ml/team" in (
+            decision.message
+        ), case
+    if outcome is OUT.DEFERRED:
+        assert decision.not_before == b.T0 + 24 * b.HOUR, case
+
+
 def test_budgets_are_not_overcommitted_within_a_round() -> None:
     workloads = [b.workload(f"w{i}", at=i, hours=2) for i in range(3)]
     snapshot = b.snapshot(
@@ -355,6 +404,40 @@ def test_budgets_are_not_overcommitted_within_a_round() -> None:
     plan = planner.plan(snapshot, b.T0)
     assert [d.outcome for d in plan.decisions] == [OUT.PLACED, OUT.PLACED, OUT.DEFERRED]
     assert "projected 4.00 EUR exceeds the 1.00 EUR left" in plan.decisions[2].message
+
+
+@pytest.mark.parametrize("action", [A.DEFER, A.REJECT])
+def test_the_improvement_never_downgrades_a_class_whose_budget_does_not(
+    action: model.BudgetAction,
+) -> None:
+    # Ranked big (3.05 EUR per GPU-hour with carbon), small (4.65), clean (5.01); kgCO2e per
+    # GPU-hour 0.483, 0.434, 0.126. In arrival order w1, w14 and w15 fill big to 3 free GPUs,
+    # w11 goes to clean: 4.33 kgCO2e, 1.67 left. Swapping w11 and w15 lowers the total (w11
+    # into big, w15 into clean, 5.41 kgCO2e), but it puts w15 in clean while small, ranked
+    # before it, has room over the budget: walked again it stops there, since this action
+    # never downgrades. The planner used to fail an assertion there (whole round lost).
+    pools = [
+        b.pool("big", free=12, price=3, gco2=690),
+        b.pool("small", free=1, price=4.6, gco2=620),
+        b.pool("clean", free=4, price=5, gco2=180),
+    ]
+    jobs = [
+        b.workload("w1", gpus=4),
+        b.workload("w14", gpus=4),
+        b.workload("w15", gpus=1),
+        b.workload("w11", gpus=4, at=4),
+    ]
+    budget = b.budget(kg=6, action=action)
+    snapshot = b.snapshot(pools, [b.policy(budget="team")], jobs, budgets=[budget])
+    plan = planner.plan(snapshot, b.T0)
+    placed = {d.workload: (d.pool, d.reason) for d in plan.decisions}
+    assert placed == {
+        "ml/w1": ("big", R.BEST_OBJECTIVE),
+        "ml/w14": ("big", R.BEST_OBJECTIVE),
+        "ml/w15": ("big", R.BEST_OBJECTIVE),
+        "ml/w11": ("clean", R.LOWEST_CARBON),
+    }
+    assert sum(d.kgco2e for d in plan.placed()) <= 6
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,7 @@ def budget_to_domain(
     *,
     money_spent: float,
     kgco2e_spent: float,
+    kwh_spent: float,
     period_end: datetime.datetime,
 ) -> model.Budget:
     """The planner's view of a Budget in its current period; spending is observed, not spec."""
@@ -172,6 +173,8 @@ def budget_to_domain(
         money_spent=money_spent,
         kgco2e_limit=spec.limits.kg_co2e,
         kgco2e_spent=kgco2e_spent,
+        kwh_limit=spec.limits.kwh,
+        kwh_spent=kwh_spent,
         period_end=period_end,
         action=model.BudgetAction(spec.action),
     )

@@ -1,15 +1,20 @@
 """What each Budget has spent this period, estimated from the placements greenplace made.
 
-Why this module exists: the planner needs a Budget's money and kgCO2e already spent in the
+Why this module exists: the planner needs a Budget's money, kgCO2e and kWh already spent in the
 current period, and the Budget's status needs the same figures with a forecast. greenplace has
 no billing feed, so spending is an *estimate* from what it decided: for every pod it placed in
 the period (its placement annotation's ``at``) under a policy whose ``budgetRef`` names the
-budget, charged once per pod:
+budget, charged once per pod what the planner projected for it, with the same functions
+(``engine.objective.rate`` and ``estimate``, as the walk counts budgets):
 
-- cost  = GPUs x expected hours x the pool's price per GPU-hour (now);
-- kWh   = GPUs x expected hours x the pool's GPU TDP x PUE / 1000 (full power: an upper bound);
-- kgCO2e = GPUs x expected hours x TDP / 1000 x the effective gCO2e/kWh recorded at placement
-  / 1000.
+- cost   = GPUs x expected hours x the pool's price per GPU-hour (now; on-demand: the operator's
+  snapshot builds no workload as spot, so the planner projected the on-demand price too);
+- kWh    = GPUs x expected hours x the pool's GPU TDP / 1000 x PUE (full power: an upper bound);
+- kgCO2e = (kWh x the grid gCO2e/kWh at placement + GPUs x expected hours x the pool's embodied
+  gCO2e per GPU-hour) / 1000. The placement record holds the *effective* intensity (grid x PUE)
+  under ``gco2PerKwh``, so the grid intensity is that divided by the pool's PUE, and kWh x grid
+  is TDP x hours x the recorded effective intensity whatever the PUE is now. A record without
+  an intensity (unknown at placement) is counted at the planner's pessimistic 1,000 gCO2e/kWh.
 
 Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours``, else 1 h.
 Only pods that still exist are counted (a deleted pod's spending is forgotten), and actual run
@@ -28,8 +33,17 @@ from greenplace.api import convert
 from greenplace.controller import cache as cache_
 from greenplace.controller import podspec
 from greenplace.domain import model
+from greenplace.engine import objective
 
-__all__ = ["DURATION_ANNOTATION", "Spend", "domain_budgets", "expected_hours", "spending", "status"]
+__all__ = [
+    "DURATION_ANNOTATION",
+    "Spend",
+    "charge",
+    "domain_budgets",
+    "expected_hours",
+    "spending",
+    "status",
+]
 
 DURATION_ANNOTATION = "greenplace.dev/expected-duration-hours"
 
@@ -78,7 +92,7 @@ def spending(
         for key in charged & set(bounds):
             start, end = bounds[key]
             if start <= record.at < end:
-                spent[key] = spent[key] + _cost(pod, pools[record.pool], record.gco2)
+                spent[key] = spent[key] + charge(pod, pools[record.pool], record.gco2)
     return spent
 
 
@@ -87,7 +101,8 @@ class _Record:
     pool: str
     at: datetime.datetime
     policies: tuple[str, ...]
-    gco2: float
+    # Effective intensity (grid x PUE) at placement; None when it was unknown.
+    gco2: float | None
 
 
 def _record(pod: cache_.CachedPod) -> _Record | None:
@@ -102,18 +117,26 @@ def _record(pod: cache_.CachedPod) -> _Record | None:
             str(record["pool"]),
             at if at.tzinfo else at.replace(tzinfo=datetime.UTC),
             tuple(policies),
-            float(gco2) if isinstance(gco2, int | float) else 0.0,
+            float(gco2) if isinstance(gco2, int | float) and not isinstance(gco2, bool) else None,
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # a record missing its pool or time: not charged
 
 
-def _cost(pod: cache_.CachedPod, pool: model.Pool, gco2_effective: float) -> Spend:
-    gpu_hours = pod.gpus * expected_hours(pod.body)
-    gpu_kwh = gpu_hours * pool.gpu_watts / 1000
-    return Spend(
-        gpu_hours * pool.price_per_gpu_hour, gpu_kwh * gco2_effective / 1000, gpu_kwh * pool.pue
+def charge(pod: cache_.CachedPod, pool: model.Pool, effective_gco2_per_kwh: float | None) -> Spend:
+    """What ``pod``, placed in ``pool`` when the effective intensity (grid x PUE) was
+    ``effective_gco2_per_kwh`` (None: unknown), is charged: the planner's estimate of its
+    expected run there."""
+    # The planner projects on-demand prices in the operator: ``controller.snapshot`` builds
+    # every workload with ``spot`` False (no pod says it accepts preemption).
+    rate = objective.rate(pool, spot=False, carbon_price_per_tco2e=0.0)
+    grid = (
+        None
+        if effective_gco2_per_kwh is None or pool.pue <= 0
+        else effective_gco2_per_kwh / pool.pue
     )
+    estimate = objective.estimate(rate, pod.gpus * expected_hours(pod.body), grid)
+    return Spend(estimate.cost, estimate.kgco2e, estimate.kwh)
 
 
 def domain_budgets(
@@ -128,6 +151,7 @@ def domain_budgets(
             b.spec,
             money_spent=spent[(b.namespace, b.name)].money,
             kgco2e_spent=spent[(b.namespace, b.name)].kg_co2e,
+            kwh_spent=spent[(b.namespace, b.name)].kwh,
             period_end=convert.period_bounds(b.spec.period, now)[1],
         )
         for b in sorted(budgets, key=lambda b: (b.namespace, b.name))

@@ -285,7 +285,8 @@ class BudgetAction(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Budget:
-    """A team's money and carbon allowance for the current period (a ``Budget`` object)."""
+    """A team's money, carbon and energy allowance for the current period (a ``Budget``
+    object); a limit of None does not constrain."""
 
     namespace: str
     name: str
@@ -296,6 +297,9 @@ class Budget:
     kgco2e_spent: float = 0.0
     period_end: datetime.datetime | None = None
     action: BudgetAction = BudgetAction.DEFER
+    # Facility kWh (GPU TDP x PUE x hours), as ``objective.Estimate.kwh`` counts them.
+    kwh_limit: float | None = None
+    kwh_spent: float = 0.0
 
     @property
     def key(self) -> str:
@@ -308,6 +312,10 @@ class Budget:
     @property
     def kgco2e_remaining(self) -> float | None:
         return None if self.kgco2e_limit is None else self.kgco2e_limit - self.kgco2e_spent
+
+    @property
+    def kwh_remaining(self) -> float | None:
+        return None if self.kwh_limit is None else self.kwh_limit - self.kwh_spent
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -50,11 +50,14 @@ class Class:
     position: dict[int, int]
     rates: list[objective.Rate]
     windows: list[rules.CertificateWindow | None]
-    # Per GPU-hour at the live intensity: money and gCO2e (budgets are checked on these).
+    # Per GPU-hour at the live intensity: money, gCO2e and facility kWh (budgets are checked on
+    # these).
     prices: list[float]
     gco2s: list[float]
+    kwhs: list[float]
     min_price: float
     min_gco2: float
+    min_kwh: float
     # Some policy sets a carbon ceiling.
     ceiling: bool
     # Lowest effective intensity from each position on (what "lowest carbon with room" means).
@@ -179,11 +182,14 @@ class Catalog:
             ok.append((ceiling is not None, order, index, rate, window))
         ok.sort(key=lambda entry: entry[:2])
         prices = [rate.price_per_gpu_hour for _, _, _, rate, _ in ok]
-        # Budgets count an unknown intensity at the pessimistic value, CostOnly or not.
+        # Budgets count an unknown intensity at the pessimistic value, CostOnly or not (and the
+        # energy drawn: a CostOnly rate counts no kWh for grid carbon).
+        counted = [self._rate(i, spot, carbon_price, False) for _, _, i, _, _ in ok]
         gco2s = [
-            self._rate(i, spot, carbon_price, False).gco2_per_gpu_hour(self.pools[i].gco2_per_kwh)
-            for _, _, i, _, _ in ok
+            rate.gco2_per_gpu_hour(self.pools[i].gco2_per_kwh)
+            for rate, (_, _, i, _, _) in zip(counted, ok, strict=True)
         ]
+        kwhs = [rate.kwh_per_gpu_hour for rate in counted]
         min_from = [entry[1][1] for entry in ok] + [math.inf]
         for pos in range(len(ok) - 1, -1, -1):
             min_from[pos] = min(min_from[pos], min_from[pos + 1])
@@ -202,8 +208,10 @@ class Catalog:
             windows=[entry[4] for entry in ok],
             prices=prices,
             gco2s=gco2s,
+            kwhs=kwhs,
             min_price=min(prices, default=math.inf),
             min_gco2=min(gco2s, default=math.inf),
+            min_kwh=min(kwhs, default=math.inf),
             ceiling=any(p.max_gco2_per_kwh is not None for p in policies),
             min_intensity_from=min_from,
             static=tuple(static),

@@ -4,14 +4,16 @@ Why this module exists: arrival order decides *who* is admitted (an old workload
 by a young one) but, greedily, not *where* at least total objective: the first workloads take the
 cheapest pools whatever their length. This pass re-assigns the admitted set longest-first, then
 moves or swaps pairs into better-ranked pools, keeping a change only when every workload still
-fits, every budget holds and the total objective drops; both steps are bounded so a round stays
-near linear. It is the part of the planner measured against an exact solver
-(``bench/bench_optimality.py``).
+fits, every budget holds and the total objective drops, and the swaps only if walking each moved
+workload again places it (the walk never downgrades a Defer or Reject class; see
+``_Pass._swap_if_walked``); both steps are bounded so a round stays near linear. It is the
+part of the planner measured against an exact solver (``bench/bench_optimality.py``).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 
 from greenplace.domain import model
@@ -38,6 +40,7 @@ SWAP_CHECKS_SCALE = 25_000_000
 SWAP_CHECKS_FLOOR = 5_000
 
 _Result = walking.Result
+_DOWNGRADE = model.BudgetAction.DOWNGRADE
 # Placed workloads by pool index, then by kind (``_swap_kind``), for the swap search.
 _SwapKind = tuple[int, int, int, float, int | None]
 _Where = collections.defaultdict[int, collections.defaultdict[_SwapKind, list[_Result]]]
@@ -78,7 +81,8 @@ class _Pass:
             for result, walk in zip(order, walks, strict=True):
                 result.walk = walk
         self.catalog.reset_cursors()
-        self._swap(placed)
+        self._swap_if_walked(placed)
+        self.catalog.reset_cursors()
 
     def _assign(self, order: list[_Result]) -> tuple[list[walking.Walk], list[_Result]]:
         """Walk ``order`` from the round's initial capacity and budgets; return the walks and
@@ -98,12 +102,38 @@ class _Pass:
             walks.append(walk)
         return walks, failed
 
-    def _swap(self, placed: list[_Result]) -> None:
+    def _swap_if_walked(self, placed: list[_Result]) -> None:
+        """The swap search, kept only if walking each workload it moved again places it (where
+        the search left it, or in a better-ranked pool).
+
+        The walk never downgrades a workload whose budget action is Defer or Reject: walked
+        again, it stops at the first pool with room, and when that pool is over the budget it
+        is not placed at all. A swap can leave such a workload behind a better-ranked pool with
+        room but over its budget (by moving it to a worse pool, or other workloads out of a
+        better one), and then walking it again finds no pool. The search is then undone and run
+        again moving only workloads the walk may downgrade: walked again, each finds its own
+        pool (or a better one), since giving it back frees the GPUs and budget it needs there.
+        Should that fail too, the placements stay as walked before the search."""
+        walker = self.walker
+        walks = [r.walk for r in placed]
+        for strict_too in (True, False):
+            saved = walker.save()
+            if self._swap(placed, strict_too=strict_too):
+                return
+            walker.restore(saved)
+            for result, walk in zip(placed, walks, strict=True):
+                result.walk = walk
+
+    def _swap(self, placed: list[_Result], *, strict_too: bool) -> bool:
         """Local improvement: move a workload to a better-ranked pool, or swap it with one
         there, when that lowers the total objective and every budget still holds. Bounded by
         ``SWAP_CHECKS`` (fewer for large rounds) so a round stays fast; moved workloads are walked
-        again so their explanation matches the final state."""
-        mobile = [r for r in placed if r.cls is not None]
+        again so their explanation matches the final state. Without ``strict_too``, workloads
+        whose budget action is not Downgrade stay put. False when walking a moved workload again
+        finds no pool (the walk and budgets are then left for the caller to restore)."""
+        mobile = [
+            r for r in placed if r.cls is not None and (strict_too or r.cls.action is _DOWNGRADE)
+        ]
         where: _Where = collections.defaultdict(lambda: collections.defaultdict(list))
         for r in mobile:
             assert r.cls is not None and r.walk is not None and r.walk.pos is not None
@@ -133,10 +163,11 @@ class _Pass:
             walker.uncommit(r.cls, r.workload, r.walk)
             r.cls.cursor = 0
             walk = walker.walk(r.cls, r.workload, r.limit)
-            assert walk.pos is not None
+            if walk.pos is None:
+                return False
             walker.commit(r.cls, r.workload, walk)
             r.walk = walk
-        self.catalog.reset_cursors()
+        return True
 
     def _exchange(self, r: _Result, better: int, where: _Where) -> list[_Result]:
         """Move ``r`` to position ``better`` of its ranking, alone or swapping with a workload
@@ -184,17 +215,23 @@ class _Pass:
         return []
 
     def _budgets_hold(self, moves: list[tuple[_Result, int]]) -> bool:
-        """Whether every budget still holds after moving each workload to its new position."""
+        """Whether every budget (money, kgCO2e, kWh) still holds after moving each workload to
+        its new position."""
         money: dict[str, float] = {}
         kg: dict[str, float] = {}
+        kwh: dict[str, float] = {}
         for r, pos in moves:
             assert r.cls is not None and r.walk is not None and r.walk.estimate is not None
             pool = self.pools[r.cls.ranked[pos]]
             after = walking.estimate(r.cls, pos, r.workload.gpu_hours, pool)
+            before = r.walk.estimate
             for budget in r.cls.budgets:
-                money[budget.key] = money.get(budget.key, 0.0) + after.cost - r.walk.estimate.cost
-                kg[budget.key] = kg.get(budget.key, 0.0) + after.kgco2e - r.walk.estimate.kgco2e
-        for left, delta in ((self.walker.money, money), (self.walker.kg, kg)):
+                key = budget.key
+                money[key] = money.get(key, 0.0) + after.cost - before.cost
+                kg[key] = kg.get(key, 0.0) + after.kgco2e - before.kgco2e
+                kwh[key] = kwh.get(key, 0.0) + after.kwh - before.kwh
+        walker = self.walker
+        for left, delta in ((walker.money, money), (walker.kg, kg), (walker.kwh, kwh)):
             for key, change in delta.items():
                 value = left[key]
                 if value is not None and change > value + walking.EPSILON:
@@ -218,10 +255,11 @@ class _Pass:
         if not alike:
             del where[old][_swap_kind(r)]
         self.walker.uncommit(cls, r.workload, walk)
-        walk.pos = walk.stop = pos
+        # A new Walk, not an update: the search may be undone (``_swap_if_walked``).
+        estimate = walking.estimate(cls, pos, r.workload.gpu_hours, self.pools[new])
+        r.walk = dataclasses.replace(walk, pos=pos, stop=pos, estimate=estimate)
         where[new][_swap_kind(r)].append(r)
-        walk.estimate = walking.estimate(cls, pos, r.workload.gpu_hours, self.pools[new])
-        self.walker.commit(cls, r.workload, walk)
+        self.walker.commit(cls, r.workload, r.walk)
 
 
 def _swap_kind(r: _Result) -> _SwapKind:

@@ -1,13 +1,15 @@
 """The one number the planner minimises among compliant pools, and the projections behind it.
 
-Why this module exists: cost, carbon and the internal carbon price must be computed the same way
-by the planner, the explain command, the budgets and the optimality benchmark (which hands the
-same numbers to an exact MILP solver). Everything is linear in GPU-hours, so a pool's objective
-is a *rate* per GPU-hour times the workload's GPU-hours:
+Why this module exists: cost, energy, carbon and the internal carbon price must be computed the
+same way by the planner, the explain command, the budgets (``controller.budgets`` charges each
+placed pod ``estimate`` of what the planner projected) and the optimality benchmark (which hands
+the same numbers to an exact MILP solver). Everything is linear in GPU-hours, so a pool's
+objective is a *rate* per GPU-hour times the workload's GPU-hours:
 
     objective = cost + (operational + embodied gCO2e) / 1e6 x carbon price per tCO2e
     cost      = GPUs x hours x price per GPU-hour (spot price for preemptible workloads)
-    gCO2e     = GPUs x hours x (GPU kW x PUE x grid gCO2e/kWh + embodied gCO2e per GPU-hour)
+    kWh       = GPUs x hours x GPU kW (TDP) x PUE (facility energy at full power)
+    gCO2e     = kWh x grid gCO2e/kWh + GPUs x hours x embodied gCO2e per GPU-hour
 
 A pool whose grid intensity is unknown is valued at ``UNKNOWN_GCO2_PER_KWH`` (pessimistic), so it
 is only chosen when nothing with a known signal is allowed.
@@ -69,11 +71,16 @@ class Estimate:
     cost: float
     kgco2e: float
     objective: float
+    # Facility kWh: GPU TDP x PUE x GPU-hours.
+    kwh: float
 
 
 def estimate(pool_rate: Rate, gpu_hours: float, gco2_per_kwh: float | None) -> Estimate:
+    """The projection of ``gpu_hours`` at ``pool_rate`` and a grid intensity (before PUE; None
+    is unknown, counted at ``UNKNOWN_GCO2_PER_KWH``)."""
     return Estimate(
         cost=gpu_hours * pool_rate.price_per_gpu_hour,
         kgco2e=gpu_hours * pool_rate.gco2_per_gpu_hour(gco2_per_kwh) / 1000,
         objective=gpu_hours * pool_rate.objective_per_gpu_hour(gco2_per_kwh),
+        kwh=gpu_hours * pool_rate.kwh_per_gpu_hour,
     )

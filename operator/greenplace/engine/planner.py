@@ -17,8 +17,9 @@ A round, for the workloads in arrival order (oldest first, then by key):
    (``engine.objective``), then effective intensity, price and name, so ties are deterministic.
 4. **Walk** (``engine.walking``): the first pool in rank order with room for the whole gang,
    nodes big enough for its largest pod, certifications valid for the whole expected run, and
-   room in every budget. When a budget would be exceeded the budget's action decides: Downgrade
-   keeps walking to cheaper pools, Defer waits for the next period, Reject refuses.
+   room in every budget (money, kgCO2e and kWh). When a budget would be exceeded the budget's
+   action decides: Downgrade keeps walking to cheaper pools, Defer waits for the next period,
+   Reject refuses.
 5. **Deferral** (``engine.deferral``): a workload with a deferral window (max delay, deadline)
    waits for a later slot when the grid forecasts promise at least
    ``deferral_min_saving_fraction`` less carbon and a lower objective; with no compliant pool

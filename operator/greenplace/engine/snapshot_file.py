@@ -35,7 +35,8 @@ JSON, so either works)::
          onMissingCarbon: Hold}
     budgets:
       - {namespace: ml, name: team, currency: EUR, moneyLimit: 1000, moneySpent: 200,
-         kgco2eLimit: 50, kgco2eSpent: 3, periodEnd: "2026-02-01T00:00:00Z", action: Defer}
+         kgco2eLimit: 50, kgco2eSpent: 3, kwhLimit: 900, kwhSpent: 40,
+         periodEnd: "2026-02-01T00:00:00Z", action: Defer}
     workloads:
       - {namespace: ml, name: train, gpus: 8, created: "2026-01-01T00:00:00Z",
          labels: {}, pods: [train-0], gpusPerPod: [8], durationHours: 4,
@@ -287,6 +288,8 @@ def _budget(node: _Node) -> model.Budget:
         money_spent=node.get("moneySpent", _float, 0.0),
         kgco2e_limit=node.opt("kgco2eLimit", _float),
         kgco2e_spent=node.get("kgco2eSpent", _float, 0.0),
+        kwh_limit=node.opt("kwhLimit", _float),
+        kwh_spent=node.get("kwhSpent", _float, 0.0),
         period_end=node.opt("periodEnd", _time),
         action=node.get("action", _action, model.BudgetAction.DEFER),
     )
@@ -410,6 +413,8 @@ def _budget_doc(budget: model.Budget) -> dict[str, Any]:
         "moneySpent": budget.money_spent,
         "kgco2eLimit": budget.kgco2e_limit,
         "kgco2eSpent": budget.kgco2e_spent,
+        "kwhLimit": budget.kwh_limit,
+        "kwhSpent": budget.kwh_spent,
         "periodEnd": None if budget.period_end is None else _iso(budget.period_end),
         "action": budget.action.value,
     }

@@ -21,11 +21,14 @@ from greenplace.engine import classes, objective
 __all__ = ["EPSILON", "Result", "Walk", "Walker", "estimate", "over_budget"]
 
 R = model.Reason
-# Tolerance on money, kgCO2e and objective comparisons.
+# Tolerance on money, kgCO2e, kWh and objective comparisons.
 EPSILON = 1e-9
-# The least left in a class's budgets (money or kgCO2e), and which budget.
+# The least left in a class's budgets (money, kgCO2e or kWh), and which budget.
 _Left = tuple[float, model.Budget | None]
-_Saved = tuple[list[int], dict[str, float | None], dict[str, float | None]]
+# ... for each of money, kgCO2e and kWh.
+_Lefts = tuple[_Left, _Left, _Left]
+_Amounts = dict[str, float | None]
+_Saved = tuple[list[int], _Amounts, _Amounts, _Amounts]
 
 
 @dataclasses.dataclass(slots=True)
@@ -65,8 +68,8 @@ class Result:
 
 
 class Walker:
-    """What is left in the round (free GPUs per pool, money and kgCO2e per budget), and the walk
-    that finds a pool in it."""
+    """What is left in the round (free GPUs per pool, money, kgCO2e and kWh per budget), and the
+    walk that finds a pool in it."""
 
     def __init__(
         self,
@@ -80,18 +83,20 @@ class Walker:
         self.free = [p.gpus_free for p in pools]
         self.money = {k: b.money_remaining for k, b in budgets.items()}
         self.kg = {k: b.kgco2e_remaining for k, b in budgets.items()}
+        self.kwh = {k: b.kwh_remaining for k, b in budgets.items()}
 
     def reset(self) -> None:
         """Back to the snapshot's free GPUs and budgets, as at the start of the round."""
         self.free = [p.gpus_free for p in self.pools]
         self.money = {k: b.money_remaining for k, b in self.budgets.items()}
         self.kg = {k: b.kgco2e_remaining for k, b in self.budgets.items()}
+        self.kwh = {k: b.kwh_remaining for k, b in self.budgets.items()}
 
     def save(self) -> _Saved:
-        return list(self.free), dict(self.money), dict(self.kg)
+        return list(self.free), dict(self.money), dict(self.kg), dict(self.kwh)
 
     def restore(self, saved: _Saved) -> None:
-        self.free, self.money, self.kg = saved
+        self.free, self.money, self.kg, self.kwh = saved
 
     def walk(self, cls: classes.Class, workload: model.Workload, limit: int) -> Walk:
         """The first pool of ``cls``'s ranking that can take ``workload`` now, and the pools
@@ -106,17 +111,19 @@ class Walker:
         gpus, gpu_hours = workload.gpus, workload.gpu_hours
         money = self._tightest(cls, self.money)
         kg = self._tightest(cls, self.kg)
+        energy = self._tightest(cls, self.kwh)
         if count and (
             gpu_hours * cls.min_price > money[0] + EPSILON
             or gpu_hours * cls.min_gco2 / 1000 > kg[0] + EPSILON
+            or gpu_hours * cls.min_kwh > energy[0] + EPSILON
         ):
-            return self._unaffordable(cls, workload, walk, limit, budgets_left=(money, kg))
+            return self._unaffordable(cls, workload, walk, limit, left=(money, kg, energy))
         if cursor:
             walk.counts[R.INSUFFICIENT_CAPACITY] = cursor
             walk.skipped.extend((j, R.INSUFFICIENT_CAPACITY, 0) for j in range(min(cursor, limit)))
         pod_gpus = workload.largest_pod_gpus
         end = self.now + datetime.timedelta(hours=workload.duration_hours)
-        prices, gco2s, windows = cls.prices, cls.gco2s, cls.windows
+        prices, gco2s, kwhs, windows = cls.prices, cls.gco2s, cls.kwhs, cls.windows
         for pos in range(cursor, count):
             index = ranked[pos]
             pool = pools[index]
@@ -130,11 +137,16 @@ class Walker:
                 reason = R.CERTIFICATION_EXPIRES_DURING_RUN
             else:
                 cost, gco2 = gpu_hours * prices[pos], gpu_hours * gco2s[pos]
-                if cost <= money[0] + EPSILON and gco2 / 1000 <= kg[0] + EPSILON:
+                kwh = gpu_hours * kwhs[pos]
+                if (
+                    cost <= money[0] + EPSILON
+                    and gco2 / 1000 <= kg[0] + EPSILON
+                    and kwh <= energy[0] + EPSILON
+                ):
                     walk.pos = walk.stop = pos
                     walk.estimate = estimate(cls, pos, gpu_hours, pool)
                     return walk
-                over = over_budget(pool, cost, gco2 / 1000, money, kg)
+                over = over_budget(pool, (cost, gco2 / 1000, kwh), (money, kg, energy))
                 walk.downgraded = walk.downgraded or over[1]
                 if cls.action is not model.BudgetAction.DOWNGRADE:
                     walk.stop, walk.blocked = pos, over
@@ -155,17 +167,21 @@ class Walker:
         assert walk.pos is not None and walk.estimate is not None
         self.free[cls.ranked[walk.pos]] -= sign * workload.gpus
         for budget in cls.budgets:
-            money, kg = self.money[budget.key], self.kg[budget.key]
+            key = budget.key
+            money, kg, kwh = self.money[key], self.kg[key], self.kwh[key]
             if money is not None:
-                self.money[budget.key] = money - sign * walk.estimate.cost
+                self.money[key] = money - sign * walk.estimate.cost
             if kg is not None:
-                self.kg[budget.key] = kg - sign * walk.estimate.kgco2e
+                self.kg[key] = kg - sign * walk.estimate.kgco2e
+            if kwh is not None:
+                self.kwh[key] = kwh - sign * walk.estimate.kwh
 
     def uncommit(self, cls: classes.Class, workload: model.Workload, walk: Walk) -> None:
         self.commit(cls, workload, walk, sign=-1)
 
-    def _tightest(self, cls: classes.Class, left: dict[str, float | None]) -> _Left:
-        """The least left in any of the class's budgets (money or kgCO2e), and which budget."""
+    def _tightest(self, cls: classes.Class, left: _Amounts) -> _Left:
+        """The least left in any of the class's budgets (of money, kgCO2e or kWh), and which
+        budget."""
         tightest: _Left = (math.inf, None)
         for budget in cls.budgets:
             value = left[budget.key]
@@ -180,24 +196,24 @@ class Walker:
         walk: Walk,
         limit: int,
         *,
-        budgets_left: tuple[_Left, _Left],
+        left: _Lefts,
     ) -> Walk:
         """Even the cheapest compliant pool would exceed a budget: every pool is rejected for
         it (checked first, so a round with an exhausted budget stays fast)."""
         gpu_hours = workload.gpu_hours
-        money, kg = budgets_left
+
+        def projected(pos: int) -> tuple[float, float, float]:
+            return (
+                gpu_hours * cls.prices[pos],
+                gpu_hours * cls.gco2s[pos] / 1000,
+                gpu_hours * cls.kwhs[pos],
+            )
+
         walk.counts[R.BUDGET_EXCEEDED] = len(cls.ranked)
         for pos in range(min(len(cls.ranked), limit)):
             pool = self.pools[cls.ranked[pos]]
-            cost, kgco2e = gpu_hours * cls.prices[pos], gpu_hours * cls.gco2s[pos] / 1000
-            walk.skipped.append(over_budget(pool, cost, kgco2e, money, kg)[1])
-        first = over_budget(
-            self.pools[cls.ranked[0]],
-            gpu_hours * cls.prices[0],
-            gpu_hours * cls.gco2s[0] / 1000,
-            money,
-            kg,
-        )
+            walk.skipped.append(over_budget(pool, projected(pos), left)[1])
+        first = over_budget(self.pools[cls.ranked[0]], projected(0), left)
         walk.downgraded = first[1]
         if cls.action is not model.BudgetAction.DOWNGRADE:
             walk.blocked = first
@@ -208,30 +224,38 @@ def estimate(
     cls: classes.Class, pos: int, gpu_hours: float, pool: model.Pool
 ) -> objective.Estimate:
     """The projection in the pool at ``pos`` of ``cls``: objective from the class's rate (which
-    counts no grid carbon for an unknown intensity under CostOnly), cost and kgCO2e as budgets
-    count them (an unknown intensity at the pessimistic value)."""
+    counts no grid carbon for an unknown intensity under CostOnly), cost, kgCO2e and kWh as
+    budgets count them (an unknown intensity at the pessimistic value); the same figures as
+    ``objective.estimate``, which ``controller.budgets`` charges once the workload is placed."""
     return objective.Estimate(
         cost=gpu_hours * cls.prices[pos],
         kgco2e=gpu_hours * cls.gco2s[pos] / 1000,
         objective=gpu_hours * cls.rates[pos].objective_per_gpu_hour(pool.gco2_per_kwh),
+        kwh=gpu_hours * cls.kwhs[pos],
     )
 
 
 def over_budget(
-    pool: model.Pool, cost: float, kgco2e: float, money: _Left, kg: _Left
+    pool: model.Pool, projected: tuple[float, float, float], left: _Lefts
 ) -> tuple[model.Budget, model.Rejection]:
-    """The budget a projection exceeds (money first), with the rejection that says so."""
+    """The budget a projection (cost, kgCO2e, kWh) exceeds, money first, then kgCO2e, then kWh,
+    with the rejection that says so."""
+    cost, kgco2e, kwh = projected
+    money, kg, energy = left
     if cost > money[0] + EPSILON and money[1] is not None:
         budget = money[1]
         what = f"{cost:.2f} {budget.currency}"
-        left = f"{money[0]:.2f} {budget.currency}"
-    else:
-        assert kg[1] is not None
+        left_text = f"{money[0]:.2f} {budget.currency}"
+    elif kgco2e > kg[0] + EPSILON and kg[1] is not None:
         budget = kg[1]
-        what, left = f"{kgco2e:.2f} kgCO2e", f"{kg[0]:.2f} kgCO2e"
+        what, left_text = f"{kgco2e:.2f} kgCO2e", f"{kg[0]:.2f} kgCO2e"
+    else:
+        assert energy[1] is not None
+        budget = energy[1]
+        what, left_text = f"{kwh:.2f} kWh", f"{energy[0]:.2f} kWh"
     return budget, model.Rejection(
         pool.name,
         R.BUDGET_EXCEEDED,
-        f"projected {what} exceeds the {left} left in Budget {budget.key}; fix: raise "
+        f"projected {what} exceeds the {left_text} left in Budget {budget.key}; fix: raise "
         "the budget, shorten the run, or wait for the next period",
     )

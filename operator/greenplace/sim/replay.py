@@ -35,7 +35,7 @@ __all__ = ["Progress", "Run", "Schedule", "replay"]
 # Called with the strategy's name and the fraction of simulated time done (0..1).
 Progress = Callable[[str, float], None]
 
-# (namespace, period kind, period start) -> [money, kgCO2e] charged so far.
+# (namespace, period kind, period start) -> [money, kgCO2e, kWh] charged so far.
 Spend = defaultdict[tuple[str, sc.Period, datetime.date], list[float]]
 
 
@@ -105,7 +105,7 @@ class _State:
         self.asleep: dict[str, float] = {}  # deferred workload key -> not_before
         # (latest start, key) of waiting deferrable jobs: a ceiling that held them may yield then.
         self.latest_starts: list[tuple[float, str]] = []
-        self.spend: Spend = defaultdict(lambda: [0.0, 0.0])
+        self.spend: Spend = defaultdict(lambda: [0.0, 0.0, 0.0])
         self.runs: list[Run] = []
         self.next_arrival = self.next_signal = self.decisions = 0
         self.now_s = scenario.start.timestamp()
@@ -235,3 +235,4 @@ def _charge(
         bucket = spend[(job.namespace, period, period.start_of(now))]
         bucket[0] += cost.money
         bucket[1] += cost.kgco2e
+        bucket[2] += cost.kwh

@@ -120,7 +120,7 @@ class Budget:
         return f"{self.namespace}/{self.name}"
 
     def for_planner(
-        self, when: datetime.datetime, money_spent: float, kgco2e_spent: float
+        self, when: datetime.datetime, money_spent: float, kgco2e_spent: float, kwh_spent: float
     ) -> model.Budget:
         """The planner's view of this budget in the period holding ``when``."""
         return model.Budget(
@@ -131,6 +131,8 @@ class Budget:
             money_spent=money_spent,
             kgco2e_limit=self.kgco2e_limit,
             kgco2e_spent=kgco2e_spent,
+            kwh_limit=self.kwh_limit,
+            kwh_spent=kwh_spent,
             period_end=self.period.end_of(when),
             action=self.action,
         )

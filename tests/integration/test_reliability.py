@@ -8,9 +8,11 @@ cleanup) right after its N-th placement, then started again without the crash po
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 
+from devcluster import cluster
 from greenplace.controller import cycle, faults
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 
@@ -105,3 +107,36 @@ def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(kube: Kub
     result = kube.kubectl("delete", "placementpolicy", "gone", "-n", ns, "--timeout=20s")
     assert result.returncode == 0, result.stderr
     assert kube.kubectl("get", "placementpolicy", "gone", "-n", ns).returncode != 0
+
+
+def test_failing_cycles_are_counted_and_retried_until_the_pod_is_placed(
+    kube: Kube, operator_process: OperatorProcess
+) -> None:
+    (metrics_port,) = cluster.free_ports(1)
+    # The first three cycles raise before planning, as a planner bug on one snapshot would.
+    operator_process.start(f"--metrics-port={metrics_port}", GREENPLACE_FAIL_CYCLES="3")
+    ns = kube.namespace()
+    policy = {
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": "fr", "namespace": ns},
+        "spec": {"sovereignty": {"allowedCountries": ["FR"]}},
+    }  # fmt: skip
+    assert kube.apply(json.dumps(policy)).returncode == 0
+    assert kube.apply(json.dumps(pod(ns, "after-failures"))).returncode == 0
+
+    # Retried on a backoff (2, 4, 8 s) with no further change in the cluster.
+    body = wait_for(lambda: (b := kube.pod(ns, "after-failures"))["spec"].get("nodeName") and b,
+                    60, "pod placed after the failing cycles")  # fmt: skip
+    record = json.loads(body["metadata"]["annotations"]["greenplace.dev/placement"])
+    assert record["pool"] in {"gcp-europe-west9-a100", "ovh-gra-h100"}
+
+    def metrics() -> str:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    assert "greenplace_cycle_failures_total 3.0" in metrics()
+    log = operator_process.log.read_text()
+    assert log.count("placement cycle failed; retrying within") == 3
+    assert "GREENPLACE_FAIL_CYCLES: failing a placement cycle on purpose" in log
+    assert operator_process.process is not None and operator_process.process.poll() is None

@@ -88,6 +88,7 @@ async def run_cycle(
         snap = built.snapshot
         cache.last_pools = snap.pools  # the EnergyReports use the pools as last planned
     with report.phase("3-plan"):
+        faults.before_plan()
         # CPU-bound (about 1 s at 10k workloads): in a thread, so the webhook keeps answering.
         plan = await asyncio.to_thread(planner.plan, snap, now)
         report.plan = plan

@@ -346,6 +346,7 @@ async def _placement_loop(
         logger.warning("ignoring invalid %s: %s", name, error)
     sleep_s = config.resync_seconds
     led = False  # whether we led at the previous turn: gaining the lead calls for a listing
+    failures = 0  # consecutive failed cycles: retried after 2, 4, 8 ... s (at most a resync)
     while True:
         try:
             await asyncio.wait_for(cache.changed.wait(), timeout=sleep_s)
@@ -374,10 +375,13 @@ async def _placement_loop(
         except asyncio.CancelledError:
             raise
         except Exception:  # never let one bad cycle stop placement for good
-            logger.exception("placement cycle failed; retrying at the next change or resync")
-            sleep_s = config.resync_seconds
+            placement_metrics.cycle_failures.inc()
+            failures += 1
+            sleep_s = min(config.resync_seconds, 2.0**failures)
+            logger.exception("placement cycle failed; retrying within %.0f s", sleep_s)
             await asyncio.sleep(1.0)
             continue
+        failures = 0
         busy = report.placed or report.conflicts or report.errors
         logger.log(logging.INFO if busy else logging.DEBUG, report.summary())
 

@@ -10,6 +10,8 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_write_conflicts_total``: patches refused because the object changed (re-planned).
 - ``greenplace_leader``: 1 on the replica holding the Lease (the one placing), 0 on standbys.
 - ``greenplace_relists_total``: full listings that reconciled the cache with the API server.
+- ``greenplace_cycle_failures_total``: cycles that raised (logged with the traceback); the loop
+  retries at the next change or resync, so a rising count with held pods is worth an alert.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class PlacementMetrics:
         self.leader = prometheus_client.Gauge(
             "greenplace_leader",
             "1 while this replica holds the leader Lease and places pods.",
+            registry=registry,
+        )
+        self.cycle_failures = prometheus_client.Counter(
+            "greenplace_cycle_failures",
+            "Placement cycles that failed with an error (then retried).",
             registry=registry,
         )
         self.relisted = prometheus_client.Counter(

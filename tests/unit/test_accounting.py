@@ -274,13 +274,14 @@ def test_report_row_and_metrics_without_intensity() -> None:
 
     registry = prometheus_client.CollectorRegistry()
     metrics = telemetry.AccountingMetrics(registry)
-    metrics.publish(with_carbon)
-    labels = {"model": "m", "pool": "p", "zone": "FR"}
+    metrics.publish(with_carbon, "ml", "r")
+    own = {"namespace": "ml", "report": "r"}
+    labels = {**own, "model": "m", "pool": "p", "zone": "FR"}
     assert registry.get_sample_value("greenplace_request_carbon_gco2e", labels) == 0.055
-    metrics.publish(without)
+    metrics.publish(without, "ml", "r")
     assert registry.get_sample_value("greenplace_request_carbon_gco2e", labels) is None
     assert registry.get_sample_value("greenplace_request_energy_wh", labels) == 0.3
-    assert registry.get_sample_value("greenplace_report_window_seconds", {}) == 3600.0
+    assert registry.get_sample_value("greenplace_report_window_seconds", own) == 3600.0
     figures = budget.burn(20.0, 100.0, T0, T0 + 10 * H, T0 + 4 * H)
     metrics.publish_budget("ml", "monthly", "EUR", figures)
     assert (

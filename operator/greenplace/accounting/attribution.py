@@ -17,6 +17,12 @@ the sharing hides it. The rule here, per physical GPU (pool, node, gpu index):
 
 GPU-hours follow the same fractions. Each share carries the methods used, and the report shows
 them. A GPU with no pod, or a pod with no serving metrics, stays ``unattributed`` per pool.
+
+Pods are keyed by (pool, namespace, pod): two namespaces may run pods of the same name. With
+``namespace`` given (a namespaced ``EnergyReport``), every GPU is still split between all its
+pods, whatever their namespace, but only that namespace's shares are returned, and
+``unattributed`` holds only the share of its own pods that served nothing: idle GPUs, free MIG
+slices and other tenants' pods are none of its business (they show in a Cluster report).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class DeviceRow:
     mig_profile: str
     gpu_wh: float
     gpu_hours: float
+    namespace: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class Usage:
     requests: float
     prompt_tokens: float
     generation_tokens: float
+    namespace: str = ""
 
     @property
     def tokens(self) -> float:
@@ -100,16 +108,27 @@ def mig_fraction(profile: str, slices_total: int = 7) -> float:
     return int(match.group(1)) / slices_total
 
 
+_PodKey = tuple[str, str, str]  # pool, namespace, pod
+
+
 def attribute(
-    rows: Iterable[DeviceRow], usages: Iterable[Usage], mig_slices_total: int = 7
+    rows: Iterable[DeviceRow],
+    usages: Iterable[Usage],
+    mig_slices_total: int = 7,
+    *,
+    namespace: str | None = None,
 ) -> Attribution:
-    """Charge each GPU's energy to the models that used it (see the module docstring)."""
+    """Charge each GPU's energy to the models that used it (see the module docstring).
+
+    ``namespace``: return only the shares of that namespace's pods (None: every pod). Usages of
+    other namespaces may be given without models (pod totals), only to weigh shared GPUs.
+    """
     by_device: dict[tuple[str, str, str], list[DeviceRow]] = collections.defaultdict(list)
     for row in rows:
         by_device[(row.pool, row.node, row.gpu)].append(row)
-    by_pod: dict[tuple[str, str], list[Usage]] = collections.defaultdict(list)
+    by_pod: dict[_PodKey, list[Usage]] = collections.defaultdict(list)
     for usage in usages:
-        by_pod[(usage.pool, usage.pod)].append(usage)
+        by_pod[(usage.pool, usage.namespace, usage.pod)].append(usage)
 
     charged: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     methods: dict[tuple[str, str], set[Method]] = collections.defaultdict(set)
@@ -117,11 +136,14 @@ def attribute(
     for (pool, _, _), device_rows in sorted(by_device.items()):
         device_wh = max(r.gpu_wh for r in device_rows)
         device_hours = max(r.gpu_hours for r in device_rows)
-        pods = sorted({(r.pod, r.mig_profile) for r in device_rows if r.pod})
+        pods = sorted({((r.namespace, r.pod), r.mig_profile) for r in device_rows if r.pod})
         shares = _pod_shares(pool, pods, by_pod, mig_slices_total)
-        unattributed[pool] += device_wh * (1.0 - sum(f for _, f, _ in shares))
-        for pod, fraction, method in shares:
-            served = by_pod.get((pool, pod), [])
+        if namespace is None:
+            unattributed[pool] += device_wh * (1.0 - sum(f for _, f, _ in shares))
+        for (pod_namespace, pod), fraction, method in shares:
+            if namespace is not None and pod_namespace != namespace:
+                continue
+            served = by_pod.get((pool, pod_namespace, pod), [])
             if not served:
                 unattributed[pool] += device_wh * fraction
                 continue
@@ -144,10 +166,10 @@ def attribute(
 
 def _pod_shares(
     pool: str,
-    pods: Sequence[tuple[str, str]],
-    by_pod: Mapping[tuple[str, str], list[Usage]],
+    pods: Sequence[tuple[tuple[str, str], str]],
+    by_pod: Mapping[_PodKey, list[Usage]],
     mig_slices_total: int,
-) -> list[tuple[str, float, Method]]:
+) -> list[tuple[tuple[str, str], float, Method]]:
     if not pods:
         return []
     if any(profile for _, profile in pods):
@@ -158,16 +180,16 @@ def _pod_shares(
     if len(pods) == 1:
         return [(pods[0][0], 1.0, Method.WHOLE_GPU)]
     names = sorted({pod for pod, _ in pods})
-    totals = [_pod_total(pool, pod, by_pod.get((pool, pod), [])) for pod in names]
+    totals = [_pod_total(pool, pod, by_pod.get((pool, *pod), [])) for pod in names]
     weights, method = _weights(totals)
     return [(pod, weight, method) for pod, weight in zip(names, weights, strict=True)]
 
 
-def _pod_total(pool: str, pod: str, usages: Sequence[Usage]) -> Usage:
+def _pod_total(pool: str, pod: tuple[str, str], usages: Sequence[Usage]) -> Usage:
     """All models of one pod added up, to weigh pods that time-slice one GPU."""
     return Usage(
         pool,
-        pod,
+        pod[1],
         "",
         sum(u.requests for u in usages),
         sum(u.prompt_tokens for u in usages),

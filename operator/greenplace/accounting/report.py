@@ -14,6 +14,10 @@ Per row (model m on pool p, over the window):
 - ``energy_grade`` from GPU Wh/request, ``carbon_grade`` from gCO2e/request (``grading``).
 
 A figure that cannot be computed (no requests, no intensity for the zone) is None, never 0.
+
+A namespaced measurement (``serving.measure(..., namespace=)``) gives a namespaced report: only
+that namespace's pods' shares, and ``unattributed_gpu_wh`` limited to its own pods that served
+nothing (see ``attribution``).
 """
 
 from __future__ import annotations
@@ -106,7 +110,12 @@ def build(
 ) -> EnergyReport:
     """Attribute the measured energy and compute every row; pools unknown here are noted."""
     facts = {p.name: p for p in pools}
-    attributed = attribution.attribute(measurement.rows, measurement.usages, mig_slices_total)
+    attributed = attribution.attribute(
+        measurement.rows,
+        (*measurement.usages, *measurement.foreign),
+        mig_slices_total,
+        namespace=measurement.namespace,
+    )
     served: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     for usage in measurement.usages:
         served[(usage.pool, usage.model)][0] += usage.requests

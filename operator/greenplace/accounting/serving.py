@@ -14,6 +14,15 @@ Labels expected on the series (set by the scrape config's relabelling; names con
 2. ``avg_over_time(DCGM_FI_DEV_POWER_USAGE[w])`` x w (W gauge);
 3. ``increase(kepler_container_gpu_joules_total[w])`` (J, already per pod: one pseudo-GPU a pod);
 4. the power model ``TDP x u + idle x (1 - u)`` x w with u = ``DCGM_FI_DEV_GPU_UTIL`` / 100.
+
+Tenancy: pod-level series also carry ``namespace`` (dcgm-exporter's Kubernetes mapping, the
+Kubernetes SD relabelling of serving pods), and pods are keyed by (pool, namespace, pod). With
+``namespace`` given (a namespaced report), the serving queries select ``{namespace="<ns>"}``, so
+other tenants' models never reach the report. GPU-level energy (DCGM, modelled) is not filtered:
+a GPU time-sliced or MIG-partitioned between namespaces must still be split between all its pods.
+Only GPUs that hold a pod of the namespace are kept, and for those shared by time-slicing with
+other namespaces' pods, those pods' request and token totals (no model label) are read to weigh
+the split; ``attribution`` then returns only the namespace's shares.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ __all__ = [
     "QueryFn",
     "ServingMetrics",
     "measure",
+    "selector",
 ]
 
 
@@ -69,6 +79,7 @@ class LabelNames:
     gpu: str = "gpu"
     mig_profile: str = "GPU_I_PROFILE"
     model: str = "model_name"
+    namespace: str = "namespace"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,6 +122,10 @@ class Measurement:
     rows: tuple[attribution.DeviceRow, ...]
     usages: tuple[attribution.Usage, ...]
     energy_source: EnergySource
+    # The namespace measured (None: the whole cluster).
+    namespace: str | None = None
+    # Other namespaces' pod totals (model ""), only to weigh GPUs time-sliced with them.
+    foreign: tuple[attribution.Usage, ...] = ()
 
 
 def measure(
@@ -121,15 +136,56 @@ def measure(
     serving: ServingMetrics = VLLM,
     labels: LabelNames = LabelNames(),
     power_models: Mapping[str, PowerModel] | None = None,
+    namespace: str | None = None,
 ) -> Measurement:
-    """Ask for energy per GPU series and requests/tokens per pod and model over the window."""
+    """Ask for energy per GPU series and requests/tokens per pod and model over the window.
+
+    ``namespace``: only that namespace's pods (see the module docstring); None: every pod.
+    """
     seconds = window.total_seconds()
     if seconds <= 0:
         raise ValueError(f"accounting window {window} must be positive")
-    rows, source = _energy_rows(query, window_end, seconds, labels, power_models or {})
-    return Measurement(
-        window_end, window, rows, _usages(query, window_end, seconds, serving, labels), source
+    rows, source = _energy_rows(
+        query, window_end, seconds, labels, power_models or {}, namespace=namespace
     )
+    usages = _usages(query, window_end, seconds, serving, labels, namespace=namespace)
+    foreign: tuple[attribution.Usage, ...] = ()
+    if namespace is not None:
+        rows = _devices_of(rows, namespace)
+        shared = _foreign_time_sliced(rows, namespace)
+        if shared:
+            totals = _usages(
+                query, window_end, seconds, serving, labels, namespace=None, by_model=False
+            )
+            foreign = tuple(u for u in totals if (u.pool, u.namespace, u.pod) in shared)
+    return Measurement(window_end, window, rows, usages, source, namespace, foreign)
+
+
+def selector(labels: LabelNames, namespace: str | None) -> str:
+    """The PromQL label selector of a namespace (empty for the whole cluster)."""
+    if namespace is None:
+        return ""
+    value = namespace.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{{{labels.namespace}="{value}"}}'
+
+
+def _devices_of(
+    rows: tuple[attribution.DeviceRow, ...], namespace: str
+) -> tuple[attribution.DeviceRow, ...]:
+    """The rows of GPUs that hold at least one pod of ``namespace``."""
+    mine = {(r.pool, r.node, r.gpu) for r in rows if r.pod and r.namespace == namespace}
+    return tuple(r for r in rows if (r.pool, r.node, r.gpu) in mine)
+
+
+def _foreign_time_sliced(
+    rows: tuple[attribution.DeviceRow, ...], namespace: str
+) -> set[tuple[str, str, str]]:
+    """(pool, namespace, pod) of other namespaces' pods time-slicing a GPU with ``namespace``."""
+    return {
+        (r.pool, r.namespace, r.pod)
+        for r in rows
+        if r.pod and r.namespace != namespace and not r.mig_profile
+    }
 
 
 def _energy_rows(
@@ -138,9 +194,14 @@ def _energy_rows(
     seconds: float,
     labels: LabelNames,
     power_models: Mapping[str, PowerModel],
+    *,
+    namespace: str | None,
 ) -> tuple[tuple[attribution.DeviceRow, ...], EnergySource]:
     w = f"[{seconds:.0f}s]"
-    device = f"{labels.pool}, {labels.node}, {labels.gpu}, {labels.pod}, {labels.mig_profile}"
+    device = (
+        f"{labels.pool}, {labels.node}, {labels.gpu}, {labels.namespace}, {labels.pod}, "
+        f"{labels.mig_profile}"
+    )
     hours = seconds / 3600
     counter = query(f"sum by ({device}) (increase(DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{w}))", at)
     if counter:
@@ -150,8 +211,11 @@ def _energy_rows(
         return _rows(
             power, labels, lambda w_: energy.wh_from_mean_power(w_, seconds), hours
         ), EnergySource.DCGM_POWER
+    # Kepler is already per pod: no GPU to share, so it can be filtered like serving metrics.
     kepler = query(
-        f"sum by ({labels.pool}, {labels.pod}) (increase(kepler_container_gpu_joules_total{w}))", at
+        f"sum by ({labels.pool}, {labels.namespace}, {labels.pod}) "
+        f"(increase(kepler_container_gpu_joules_total{selector(labels, namespace)}{w}))",
+        at,
     )
     if kepler:
         return _rows(kepler, labels, lambda j: j / 3600, hours, per_pod=True), EnergySource.KEPLER
@@ -187,14 +251,18 @@ def _row(
 ) -> attribution.DeviceRow:
     get = sample.labels.get
     pod = get(labels.pod, "")
+    namespace = get(labels.namespace, "")
     return attribution.DeviceRow(
         pool=get(labels.pool, ""),
         node=get(labels.node, ""),
-        gpu=f"pod:{pod}" if per_pod else get(labels.gpu, ""),
+        gpu=(f"pod:{namespace}/{pod}" if namespace else f"pod:{pod}")
+        if per_pod
+        else get(labels.gpu, ""),
         pod=pod,
         mig_profile=get(labels.mig_profile, ""),
         gpu_wh=max(wh, 0.0),
         gpu_hours=hours,
+        namespace=namespace,
     )
 
 
@@ -204,19 +272,28 @@ def _usages(
     seconds: float,
     serving: ServingMetrics,
     labels: LabelNames,
+    *,
+    namespace: str | None,
+    by_model: bool = True,
 ) -> tuple[attribution.Usage, ...]:
-    by = f"{labels.pool}, {labels.pod}, {labels.model}"
-    figures: dict[tuple[str, str, str], list[float]] = {}
+    by = f"{labels.pool}, {labels.namespace}, {labels.pod}"
+    if by_model:
+        by += f", {labels.model}"
+    where = selector(labels, namespace)
+    figures: dict[tuple[str, str, str, str], list[float]] = {}
     for position, metric in enumerate(
         (serving.requests, serving.prompt_tokens, serving.generation_tokens)
     ):
         if not metric:
             continue
-        for sample in query(f"sum by ({by}) (increase({metric}[{seconds:.0f}s]))", at):
+        for sample in query(f"sum by ({by}) (increase({metric}{where}[{seconds:.0f}s]))", at):
             get = sample.labels.get
-            key = (get(labels.pool, ""), get(labels.pod, ""), get(labels.model, ""))
+            ns = get(labels.namespace, "")
+            if namespace is not None and ns != namespace:
+                continue  # belt and braces: the selector already keeps only this namespace
+            key = (get(labels.pool, ""), ns, get(labels.pod, ""), get(labels.model, ""))
             figures.setdefault(key, [0.0, 0.0, 0.0])[position] = max(sample.value, 0.0)
     return tuple(
-        attribution.Usage(pool, pod, model, *values)
-        for (pool, pod, model), values in sorted(figures.items())
+        attribution.Usage(pool, pod, model, values[0], values[1], values[2], ns)
+        for (pool, ns, pod, model), values in sorted(figures.items())
     )

@@ -2,22 +2,29 @@
 
 Why this module exists: dashboards (charts/greenplace/dashboards/greenplace.json) and alerts read
 the same figures as the ``EnergyReport`` resources. Collectors are registered in a registry the
-caller owns (never the global one); each ``publish`` replaces every row, so a model that stopped
-serving disappears instead of showing its last value forever.
+caller owns (never the global one). Every report gauge carries ``namespace`` and ``report`` (the
+``EnergyReport``'s own namespace and name) so several reports coexist; each ``publish`` replaces
+only that report's rows, so a model that stopped serving disappears instead of showing its last
+value forever, and ``forget`` removes a deleted report's rows.
 
-Gauges, labels ``model``, ``pool``, ``zone`` (and ``currency`` on money):
+Gauges, labels ``namespace``, ``report``, ``model``, ``pool``, ``zone`` (and ``currency`` on
+money):
 ``greenplace_request_energy_wh`` (GPU Wh/request), ``greenplace_request_facility_energy_wh``,
 ``greenplace_request_carbon_gco2e``, ``greenplace_request_cost``, ``greenplace_tokens_cost_per_1k``,
 ``greenplace_tokens_carbon_gco2e_per_1k``, ``greenplace_report_requests``,
 ``greenplace_report_energy_wh`` (facility), ``greenplace_report_carbon_gco2e``,
 ``greenplace_report_cost``,
 ``greenplace_request_grade{scale=energy|carbon,grade}`` (1 = A .. 5 = E),
-``greenplace_report_unattributed_energy_wh{pool}``, ``greenplace_report_window_seconds``;
+``greenplace_report_unattributed_energy_wh{namespace,report,pool}``,
+``greenplace_report_window_seconds{namespace,report}``;
 budgets: ``greenplace_budget_{limit,spent,forecast,remaining}{namespace,budget,unit}`` and
 ``greenplace_budget_fraction_spent``.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
 
 import prometheus_client
 
@@ -25,7 +32,8 @@ from greenplace.accounting import budget, report
 
 __all__ = ["AccountingMetrics"]
 
-_ROW = ["model", "pool", "zone"]
+_REPORT = ["namespace", "report"]
+_ROW = [*_REPORT, "model", "pool", "zone"]
 _MONEY = [*_ROW, "currency"]
 _BUDGET = ["namespace", "budget", "unit"]
 
@@ -71,11 +79,15 @@ class AccountingMetrics:
         self.unattributed = gauge(
             "greenplace_report_unattributed_energy_wh",
             "GPU energy in the window charged to no model (idle GPUs, free MIG slices).",
-            ["pool"],
+            [*_REPORT, "pool"],
         )
         self.window = gauge(
-            "greenplace_report_window_seconds", "Length of the accounting window.", []
+            "greenplace_report_window_seconds", "Length of the accounting window.", _REPORT
         )
+        # What each report set, to replace or remove only its own rows.
+        self._published: dict[
+            tuple[str, str], list[tuple[prometheus_client.Gauge, tuple[str, ...]]]
+        ] = {}
         self.budget_gauges = {
             field: gauge(f"greenplace_budget_{name}", doc, _BUDGET)
             for field, name, doc in (
@@ -87,29 +99,43 @@ class AccountingMetrics:
             )
         }
 
-    def publish(self, energy_report: report.EnergyReport) -> None:
-        """Replace every report gauge with the rows of ``energy_report``."""
-        for g in (*self.row_gauges.values(), *self.money_gauges.values()):
-            g.clear()
-        self.grade.clear()
-        self.unattributed.clear()
+    def publish(self, energy_report: report.EnergyReport, namespace: str, name: str) -> None:
+        """Replace the rows of report ``namespace/name`` with those of ``energy_report``."""
+        self.forget(namespace, name)
+        published = self._published[(namespace, name)] = []
+
+        def put(g: prometheus_client.Gauge, labels: Iterable[str], value: float) -> None:
+            key = (namespace, name, *labels)
+            g.labels(*key).set(value)
+            published.append((g, key))
+
         for row in energy_report.rows:
             labels = (row.model, row.pool, row.grid_zone)
             for field, g in self.row_gauges.items():
                 value = getattr(row, field)
                 if value is not None:
-                    g.labels(*labels).set(value)
+                    put(g, labels, value)
             for field, g in self.money_gauges.items():
                 value = getattr(row, field)
                 if value is not None:
-                    g.labels(*labels, row.currency).set(value)
+                    put(g, (*labels, row.currency), value)
             for scale, letter in (("energy", row.energy_grade), ("carbon", row.carbon_grade)):
                 if letter is not None:
-                    self.grade.labels(*labels, scale, str(letter)).set(letter.rank)
+                    put(self.grade, (*labels, scale, str(letter)), letter.rank)
         for pool, wh in energy_report.unattributed_gpu_wh.items():
-            self.unattributed.labels(pool).set(wh)
+            put(self.unattributed, (pool,), wh)
         window = energy_report.window_end - energy_report.window_start
-        self.window.set(window.total_seconds())
+        put(self.window, (), window.total_seconds())
+
+    def forget(self, namespace: str, name: str) -> None:
+        """Remove every row report ``namespace/name`` published (deleted, or refused)."""
+        for g, key in self._published.pop((namespace, name), []):
+            with contextlib.suppress(KeyError):  # already gone
+                g.remove(*key)
+
+    def reports(self) -> set[tuple[str, str]]:
+        """(namespace, name) of the reports that have rows published."""
+        return set(self._published)
 
     def publish_budget(
         self, namespace: str, name: str, unit: str, figures: budget.BudgetFigures

@@ -659,6 +659,19 @@ class EnergyReportSpec(Model):
         7, ge=1, le=8, description="Compute slices of a MIG-capable GPU (7 on A100/H100)."
     )
     grading: Grading | None = None
+    scope: Literal["Namespace", "Cluster"] = pydantic.Field(
+        "Namespace",
+        description=(
+            "Which pods the report covers. Namespace (default): only the pods of the report's "
+            "own namespace; a GPU shared with other namespaces is split between all its pods "
+            "but only this namespace's share is shown, and unattributedGpuWh holds only the "
+            "energy of its own pods that served nothing. Cluster: every pod of every "
+            "namespace, with the idle and free-slice energy per pool; honoured only for a "
+            "report in the operator's own namespace (anywhere when the operator does not know "
+            "its namespace, e.g. run out of cluster), elsewhere the report is refused with "
+            "Ready False, reason ClusterScopeNotAllowed."
+        ),
+    )
 
 
 class ReportRowStatus(Model):

@@ -298,7 +298,9 @@ def _start_loops(
         )
     )
     accounting_metrics = accounting_telemetry.AccountingMetrics(collectors)
-    reporter = reports.Reporter(recorder, accounting_metrics, config.prometheus_url)
+    reporter = reports.Reporter(
+        recorder, accounting_metrics, config.prometheus_url, own_namespace=config.namespace
+    )
     memo["reports"] = asyncio.create_task(_report_loop(cache, reporter, elected, config))
 
 

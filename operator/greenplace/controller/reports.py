@@ -9,6 +9,14 @@ merge patch without ``rows``) and ``Degraded`` says why, with the signal reason 
 The intensity used for a zone is the one of the last placement cycle (SignalSource or the
 GpuPool's fallback), not the mean over the window: a report over a past window (``windowEnd``)
 says which source it used in ``intensitySources``.
+
+Tenancy: a report sees only the pods of its own namespace (``spec.scope: Namespace``, the
+default). ``Cluster`` is honoured only for a report in the operator's own namespace, where only
+the platform team can create resources; elsewhere the report gets Ready False,
+``ClusterScopeNotAllowed``, and no rows. When the operator's namespace is unknown (run out of
+cluster, no ``$POD_NAMESPACE``), Cluster is allowed anywhere: the operator then runs with the
+user's own credentials, which already read every namespace's metrics. Gauges are labelled by the
+report (namespace, name); a deleted or refused report's gauges are removed.
 """
 
 from __future__ import annotations
@@ -40,12 +48,21 @@ class Reporter:
         metrics: telemetry.AccountingMetrics,
         default_url: str | None,
         querier: Callable[[str], promql.Querier] = promql.Querier,
+        own_namespace: str | None = None,
     ) -> None:
         self._recorder = recorder
         self._metrics = metrics
         self._default_url = default_url
         self._querier = querier
+        self._own_namespace = own_namespace
         self._last: dict[tuple[str, str], list[status.Condition]] = {}
+        # Pools last written in each report's unattributedGpuWh (a merge patch keeps old keys).
+        self._pools: dict[tuple[str, str], set[str]] = {}
+
+    @property
+    def own_namespace(self) -> str | None:
+        """The operator's namespace (``--namespace``, default ``$POD_NAMESPACE``); None: unknown."""
+        return self._own_namespace
 
     async def run(self, cache: cache_.Cache, now: datetime.datetime) -> None:
         for cached in list(cache.reports.values()):
@@ -53,6 +70,22 @@ class Reporter:
                 await self._one(cache, cached, now)
             except Exception:  # one bad report never stops the others, nor the operator
                 logger.exception("EnergyReport %s/%s failed", cached.namespace, cached.name)
+        for gone in self._metrics.reports() - set(cache.reports):
+            self._metrics.forget(*gone)  # deleted: its gauges go with it
+        for gone in set(self._last) - set(cache.reports):
+            del self._last[gone]
+        for gone in set(self._pools) - set(cache.reports):
+            del self._pools[gone]
+
+    def cluster_scope_refusal(self, namespace: str) -> str | None:
+        """Why a Cluster report in ``namespace`` is refused, or None when it is allowed."""
+        own = self.own_namespace
+        if own is None or namespace == own:
+            return None
+        return (
+            f"scope Cluster reads every namespace's pods: create this EnergyReport in the "
+            f"operator's namespace {own!r}, or use scope Namespace to report on {namespace!r}"
+        )
 
     async def _one(
         self, cache: cache_.Cache, cached: cache_.CachedReport, now: datetime.datetime
@@ -61,6 +94,16 @@ class Reporter:
         key = (cached.namespace, cached.name)
         url = spec.prometheus.url if spec.prometheus else self._default_url
         write = _writer(self._recorder, cached)
+        refused = self.cluster_scope_refusal(cached.namespace) if spec.scope == "Cluster" else None
+        if refused is not None:
+            self._metrics.forget(*key)
+            self._last.pop(key, None)
+            self._pools.pop(key, None)
+            await write(
+                {"rows": [], "unattributedGpuWh": None},
+                [_not_ready("ClusterScopeNotAllowed", refused), _degraded("Refused", refused)],
+            )
+            return
         if url is None:
             await write(
                 {}, [_not_ready("NoPrometheus", _NO_URL), _degraded("NoPrometheus", _NO_URL)]
@@ -79,6 +122,7 @@ class Reporter:
                 convert.duration(spec.window),
                 serving=_SERVING[spec.serving],
                 power_models=power,
+                namespace=None if spec.scope == "Cluster" else cached.namespace,
             )
         except contract.SignalError as error:
             reason = str(error.reason)
@@ -101,7 +145,7 @@ class Reporter:
             else grading.DEFAULT_CARBON_SCALE,
             mig_slices_total=spec.mig_slices_total,
         )
-        self._metrics.publish(built)
+        self._metrics.publish(built, *key)
         ready = (
             "Ready",
             True,
@@ -109,7 +153,16 @@ class Reporter:
             f"{len(built.rows)} rows, energy from {built.energy_source}",
         )
         self._last[key] = [ready]
-        await write(_fields(built), [ready, ("Degraded", False, "Measured", "Prometheus answered")])
+        fields = _fields(built)
+        conditions = [ready, ("Degraded", False, "Measured", "Prometheus answered")]
+        shown = set(built.unattributed_gpu_wh)
+        if key not in self._pools:
+            # Pools written before this process (e.g. by a version without scopes) are unknown:
+            # drop the whole map once rather than leave other tenants' figures in it.
+            await write({"unattributedGpuWh": None}, conditions)
+        fields["unattributedGpuWh"] |= dict.fromkeys(self._pools.get(key, set()) - shown)
+        self._pools[key] = shown
+        await write(fields, conditions)
 
 
 _NO_URL = "set spec.prometheus.url or run the operator with --prometheus-url"

@@ -8,11 +8,18 @@ Debian's ``prometheus`` (installed by ``scripts/ensure-prometheus.sh``).
 The scenario (``WINDOW`` = the hour before ``END``; counters grow linearly, so ``increase`` is
 exact and every expected figure can be computed by hand in the tests):
 
+namespace team-a (``NAMESPACE``, the hand-computed figures):
 pool fr-a100 (zone FR), node fr-n1
   gpu 0: pod llama-fr-0 alone, 300 W                       -> WholeGpu
   gpu 1: pods llama-fr-1 + mistral-fr-0 time-sliced, 250 W -> TokenShare
 pool de-h100 (zone DE), node de-n1
-  gpu 0: MIG, llama-de-0 on 3g.40gb, mistral-de-0 on 2g.20gb, 700 W -> MigSlice, 2/7 idle
+  gpu 0: MIG, llama-de-0 on 3g.40gb, mistral-de-0 on 2g.20gb, 700 W -> MigSlice
+namespace team-b (``OTHER_NAMESPACE``, another tenant that team-a's reports must not see):
+  fr-a100, node fr-n2, gpu 0: a pod also named llama-fr-0, also serving llama-8b, 400 W alone
+  de-h100, node de-n1, gpu 0: qwen-b-0 serving qwen-32b on 1g.10gb of team-a's MIG GPU
+  -> de-h100 gpu 0 keeps 1/7 free (100 Wh unattributed, shown only to a Cluster report).
+Every pod-level series carries ``namespace`` (dcgm-exporter's Kubernetes mapping, the
+Kubernetes SD relabelling of serving pods).
 
 Carbon intensity series ``greenplace_grid_carbon_intensity{zone}``: FR 50, DE 500 (whole
 history), GB 200 ending ``STALE_BY`` before ``END``. Prices ``greenplace_gpu_price{pool}``.
@@ -49,15 +56,22 @@ class Pod:
     prompt_tokens_per_s: float
     generation_tokens_per_s: float
     mig_profile: str = ""
+    namespace: str = "team-a"
 
 
+NAMESPACE = "team-a"
+OTHER_NAMESPACE = "team-b"
 PODS = (
     Pod("fr-a100", "fr-n1", "0", "llama-fr-0", "llama-8b", 300.0, 2.0, 200.0, 300.0),
     Pod("fr-a100", "fr-n1", "1", "llama-fr-1", "llama-8b", 250.0, 1.0, 100.0, 100.0),
     Pod("fr-a100", "fr-n1", "1", "mistral-fr-0", "mistral-7b", 250.0, 1.0, 150.0, 450.0),
     Pod("de-h100", "de-n1", "0", "llama-de-0", "llama-8b", 700.0, 1.5, 150.0, 300.0, "3g.40gb"),
     Pod("de-h100", "de-n1", "0", "mistral-de-0", "mistral-7b", 700.0, 0.5, 50.0, 150.0, "2g.20gb"),
-)
+    Pod("fr-a100", "fr-n2", "0", "llama-fr-0", "llama-8b", 400.0, 3.0, 300.0, 300.0,
+        namespace=OTHER_NAMESPACE),
+    Pod("de-h100", "de-n1", "0", "qwen-b-0", "qwen-32b", 700.0, 0.25, 25.0, 50.0, "1g.10gb",
+        namespace=OTHER_NAMESPACE),
+)  # fmt: skip
 INTENSITY = {"FR": 50.0, "DE": 500.0}
 STALE_INTENSITY = {"GB": 200.0}
 PRICES = {"fr-a100": 2.0, "de-h100": 3.0}
@@ -77,10 +91,13 @@ def openmetrics() -> str:
 
     def dcgm_labels(p: Pod) -> str:
         mig = f',GPU_I_PROFILE="{p.mig_profile}"' if p.mig_profile else ""
-        return f'gpu="{p.gpu}",Hostname="{p.node}",pool="{p.pool}",pod="{p.name}"{mig}'
+        return (
+            f'gpu="{p.gpu}",Hostname="{p.node}",pool="{p.pool}",namespace="{p.namespace}",'
+            f'pod="{p.name}"{mig}'
+        )
 
     def serving_labels(p: Pod) -> str:
-        return f'pool="{p.pool}",pod="{p.name}",model_name="{p.model}"'
+        return f'pool="{p.pool}",namespace="{p.namespace}",pod="{p.name}",model_name="{p.model}"'
 
     def linear(rate: float, base: float) -> list[tuple[float, float]]:
         return [(t, base + rate * (t - stamps[0])) for t in stamps]

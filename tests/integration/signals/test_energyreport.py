@@ -4,16 +4,21 @@ The figures are the library's hand-checked ones (``test_accounting_prometheus.EX
 operator must publish exactly them in the report's status. Pools fr-a100 and de-h100 are the
 fixture's (PUE 1.2 / 1.3, 2 / 3 EUR per GPU-hour, 20 gCO2e embodied per GPU-hour); a static
 SignalSource gives FR 50 and DE 500 gCO2e/kWh, the fixture's intensities.
+
+The report lives in the fixture's namespace team-a: team-b's pods and models (same pod name,
+same model on the same pool, a slice of team-a's MIG GPU) must not show in it. A Cluster report
+is refused outside the operator's namespace (``--namespace``, given here as the chart does).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, RunningOperator, wait_for
+from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
 from tests.integration.test_signalsource import condition, custom, signal_source
 
 from . import prometheus_fixture as fx
@@ -21,6 +26,7 @@ from .test_accounting_prometheus import EXPECTED, POOLS
 
 pytestmark = pytest.mark.cluster
 PRICES = {"fr-a100": 2.0, "de-h100": 3.0}
+OPERATOR_NAMESPACE = "greenplace-system"
 
 
 def gpu_pool(name: str, zone: str, pue: float) -> str:
@@ -36,27 +42,46 @@ def gpu_pool(name: str, zone: str, pue: float) -> str:
     })  # fmt: skip
 
 
-def energy_report(namespace: str, url: str) -> str:
+def energy_report(namespace: str, url: str, name: str = "serving", scope: str | None = None) -> str:
     return json.dumps({
         "apiVersion": "greenplace.dev/v1alpha1", "kind": "EnergyReport",
-        "metadata": {"name": "serving", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"window": "1h", "windowEnd": fx.END.isoformat().replace("+00:00", "Z"),
-                 "prometheus": {"url": url}, "serving": "vLLM", "migSlicesTotal": 7},
+                 "prometheus": {"url": url}, "serving": "vLLM", "migSlicesTotal": 7,
+                 **({"scope": scope} if scope else {})},
     })  # fmt: skip
 
 
-def report(kube: Kube, ns: str) -> dict[str, Any]:
-    return custom(kube, "energyreport", "serving", ns)
+def report(kube: Kube, ns: str, name: str = "serving") -> dict[str, Any]:
+    return custom(kube, "energyreport", name, ns)
+
+
+def namespace(kube: Kube, name: str) -> str:
+    manifest = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    applied = kube.apply(manifest)
+    assert applied.returncode == 0, applied.stderr
+    return name
+
+
+def pools_and_grid(kube: Kube) -> None:
+    for name, (zone, pue) in POOLS.items():
+        assert kube.apply(gpu_pool(name, zone, pue)).returncode == 0
+    static = {"name": "fixture", "kind": "Static", "static": {"values": {"FR": 50, "DE": 500}}}
+    assert kube.apply(signal_source("fixture-grid", [static], ["FR", "DE"])).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube) -> Iterator[RunningOperator]:
+    """The operator knowing its own namespace, as the chart gives it (``--namespace``)."""
+    with run_operator(kube, namespace=OPERATOR_NAMESPACE) as running:
+        yield running
 
 
 def test_the_operator_reports_the_hand_checked_figures(
     kube: Kube, operator: RunningOperator, prometheus: fx.PrometheusServer
 ) -> None:
-    for name, (zone, pue) in POOLS.items():
-        assert kube.apply(gpu_pool(name, zone, pue)).returncode == 0
-    static = {"name": "fixture", "kind": "Static", "static": {"values": {"FR": 50, "DE": 500}}}
-    assert kube.apply(signal_source("fixture-grid", [static], ["FR", "DE"])).returncode == 0
-    ns = kube.namespace()
+    pools_and_grid(kube)
+    ns = namespace(kube, fx.NAMESPACE)
     applied = kube.apply(energy_report(ns, prometheus.url))
     assert applied.returncode == 0, applied.stderr
     waited = kube.kubectl(
@@ -73,17 +98,22 @@ def test_the_operator_reports_the_hand_checked_figures(
     status = wait_for(complete, 30, "rows computed with the signal's intensities")
     assert status["energySource"] == "DcgmEnergyCounter"
     assert status["intensitySources"]["FR"] == "SignalSource fixture-grid"
-    assert status["unattributedGpuWh"]["de-h100"] == pytest.approx(200.0, rel=0.01)
+    # Free MIG slices and team-b's pods are not team-a's business; its pods all served.
+    assert not status.get("unattributedGpuWh")
     rows = {(r["model"], r["pool"]): r for r in status["rows"]}
-    assert set(rows) == set(EXPECTED)
+    assert set(rows) == set(EXPECTED)  # no qwen-32b (team-b)
+    assert rows[("llama-8b", "fr-a100")]["gpuWh"] == pytest.approx(362.5, rel=0.01)  # not +400
+    assert rows[("llama-8b", "fr-a100")]["requests"] == pytest.approx(10800, rel=0.01)
     for key, (wh, grams, eur, energy_grade, carbon_grade) in EXPECTED.items():
         row = rows[key]
         assert row["gpuWhPerRequest"] == pytest.approx(wh, rel=0.01), key
         assert row["gCO2ePerRequest"] == pytest.approx(grams, rel=0.01), key
         assert row["costPerRequest"] == pytest.approx(eur, rel=0.01), key
         assert (row["energyGrade"], row["carbonGrade"]) == (energy_grade, carbon_grade), key
-    labels = 'model="llama-8b",pool="de-h100",zone="DE"'
-    assert f"greenplace_request_energy_wh{{{labels}}}" in operator.metrics()
+    labels = f'model="llama-8b",namespace="{ns}",pool="de-h100",report="serving",zone="DE"'
+    exported = operator.metrics()
+    assert f"greenplace_request_energy_wh{{{labels}}}" in exported
+    assert "qwen-32b" not in exported
 
     # Prometheus unreachable: the rows stay, Degraded says why.
     dead = f"http://127.0.0.1:{fx.free_port()}"
@@ -101,3 +131,49 @@ def test_the_operator_reports_the_hand_checked_figures(
     kept = report(kube, ns)["status"]
     assert len(kept["rows"]) == len(EXPECTED)
     assert condition(report(kube, ns), "Ready")["status"] == "True"  # type: ignore[index]
+
+
+def test_cluster_scope_is_refused_outside_the_operator_namespace(
+    kube: Kube,
+    operator: RunningOperator,
+    prometheus: fx.PrometheusServer,
+) -> None:
+    pools_and_grid(kube)
+    ns = namespace(kube, fx.NAMESPACE)
+    applied = kube.apply(energy_report(ns, prometheus.url, "everything", "Cluster"))
+    assert applied.returncode == 0, applied.stderr
+
+    def refused() -> dict[str, Any] | None:
+        found = condition(report(kube, ns, "everything"), "Ready")
+        return found if found and found["reason"] == "ClusterScopeNotAllowed" else None
+
+    ready = wait_for(refused, 30, "Ready False, ClusterScopeNotAllowed")
+    assert ready["status"] == "False"
+    assert OPERATOR_NAMESPACE in ready["message"]
+    status = report(kube, ns, "everything")["status"]
+    assert not status.get("rows") and not status.get("unattributedGpuWh")
+    assert 'report="everything"' not in operator.metrics()
+
+    # The same report in the operator's namespace sees every tenant, and the free MIG slice.
+    own = namespace(kube, OPERATOR_NAMESPACE)
+    applied = kube.apply(energy_report(own, prometheus.url, "everything", "Cluster"))
+    assert applied.returncode == 0, applied.stderr
+
+    def complete() -> dict[str, Any] | None:
+        status = report(kube, own, "everything").get("status") or {}
+        rows = status.get("rows") or []
+        intensities = {r["gridZone"]: r.get("gCO2PerKWh") for r in rows}
+        return status if intensities == {"FR": 50, "DE": 500} else None
+
+    status = wait_for(complete, 30, "the Cluster report computed")
+    rows = {(r["model"], r["pool"]): r for r in status["rows"]}
+    assert set(rows) == {*EXPECTED, ("qwen-32b", "de-h100")}
+    assert rows[("llama-8b", "fr-a100")]["gpuWh"] == pytest.approx(762.5, rel=0.01)
+    assert status["unattributedGpuWh"] == {"de-h100": pytest.approx(100.0, rel=0.01)}
+
+    # Deleted: its gauges go too.
+    deleted = kube.kubectl("delete", "energyreport", "everything", "-n", own)
+    assert deleted.returncode == 0, deleted.stderr
+    wait_for(
+        lambda: 'report="everything"' not in operator.metrics(), 30, "the deleted report's gauges"
+    )

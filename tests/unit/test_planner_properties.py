@@ -295,15 +295,21 @@ def _satisfies(
     return level >= minimum and cert.valid_over(now, end)
 
 
+def sound_plan(snapshot: model.Snapshot, offset_h: int) -> tuple[datetime.datetime, model.Plan]:
+    """Plan ``offset_h`` hours after T0; no rule, capacity or budget broken, nobody forgotten."""
+    now = b.T0 + offset_h * b.HOUR
+    plan = planner.plan(snapshot, now)
+    assert violations(snapshot, now, plan) == []
+    assert len(plan.decisions) == len(snapshot.workloads)
+    return now, plan
+
+
 @settings(max_examples=150, deadline=None)
 @given(snapshots(), st.integers(0, 3))
 def test_no_hard_rule_capacity_or_budget_is_ever_broken(
     snapshot: model.Snapshot, offset_h: int
 ) -> None:
-    now = b.T0 + offset_h * b.HOUR
-    plan = planner.plan(snapshot, now)
-    assert violations(snapshot, now, plan) == []
-    assert len(plan.decisions) == len(snapshot.workloads)
+    now, plan = sound_plan(snapshot, offset_h)
     for decision in plan.decisions:
         assert decision.message.startswith(decision.workload)
         if decision.outcome is model.Outcome.DEFERRED and decision.not_before is not None:
@@ -345,10 +351,7 @@ def test_full_detail_never_changes_a_decision(snapshot: model.Snapshot) -> None:
 def test_tight_budgets_of_every_action_never_crash_nor_overspend(
     snapshot: model.Snapshot, offset_h: int
 ) -> None:
-    now = b.T0 + offset_h * b.HOUR
-    plan = planner.plan(snapshot, now)
-    assert violations(snapshot, now, plan) == []
-    assert len(plan.decisions) == len(snapshot.workloads)
+    _, plan = sound_plan(snapshot, offset_h)
     actions = {x.key: x.action for x in snapshot.budgets}
     for decision in plan.placed():
         charged = [

@@ -172,6 +172,15 @@ class Leadership:
             )
         assert lease is not None and record is not None
         if action == "take":
+            logger.info(
+                "%s takes lease %s/%s: %s",
+                s.identity,
+                s.namespace,
+                s.name,
+                f"{record.holder} did not renew it for {s.lease_seconds:g} s"
+                if record.holder
+                else "released by its holder",
+            )
             lease.spec = _spec(s, acquire=now, renew=now, transitions=record.transitions + 1)
         else:
             acquired = lease.spec.acquire_time or now

@@ -75,8 +75,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--lease-namespace",
-        default=os.environ.get("POD_NAMESPACE", "default"),
-        help="namespace of the leader-election Lease (default: $POD_NAMESPACE or default)",
+        default=None,
+        help="namespace of the leader-election Lease (default: the operator's --namespace, "
+        "else default)",
     )
     parser.add_argument(
         "--lease-seconds",
@@ -145,7 +146,7 @@ def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
         report_seconds=args.report_seconds,
         credentials_dir=args.credentials_dir,
         namespace=args.namespace,
-        lease_namespace=args.lease_namespace,
+        lease_namespace=args.lease_namespace or args.namespace or "default",
         lease_seconds=args.lease_seconds,
         watch_inactivity_seconds=args.watch_inactivity_seconds,
         relist_seconds=args.relist_seconds,

@@ -11,6 +11,13 @@ That proves what the out-of-cluster tests cannot: the image starts as the chart 
 login with the projected service-account token, the chart's RBAC for the live operator (leader
 election included), the mounted webhook certificate, and the API server calling the webhook
 through the chart's Service (failurePolicy Fail: the GPU pod could not be created otherwise).
+It also proves ``signalCredentials.secrets`` on a real kubelet: a Secret created before the
+install is mounted under the chart's restricted security context (read-only, mode 0440, readable
+through the pod's fsGroup) and the operator reads its token there (the Electricity Maps fetch then
+fails on the network, not on credentials, and the static fallback answers); a Secret not listed
+in the value is reported as not mounted at its expected path under the credentials directory;
+and a ref to another namespace is refused naming greenplace-system, so the chart's
+``$POD_NAMESPACE`` reaches the operator's ``--namespace``.
 
 The module skips only when the machine cannot run a real node at all (not root, no overlayfs,
 no memory cgroup, missing capabilities); missing Debian packages are installed with
@@ -23,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import stat
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -33,6 +41,8 @@ from devcluster import build, cluster, fleet, realnode
 from greenplace.controller import podspec
 from tests.integration import conftest as integration
 from tests.integration import test_placement
+from tests.integration.signals import test_credentials
+from tests.integration.test_signalsource import condition, custom, signal_source
 
 pytestmark = pytest.mark.cluster
 
@@ -46,6 +56,12 @@ LEASE = "greenplace-placement"
 # pool with room (examples/fleet.yaml).
 FR_DE_POOLS = ["gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100"]
 EXPECTED_POOL = "gcp-europe-west9-a100"
+# The Secret the chart mounts (signalCredentials.secrets), created before the install, and
+# where the kubelet mounts it in the operator's container.
+CREDENTIALS = "emaps"
+CREDENTIALS_DIR = "/etc/greenplace/credentials"
+CLOSED_URL = "http://127.0.0.1:9"  # nothing listens there inside the operator's pod
+RUN_AS = 65532  # the chart's runAsUser, runAsGroup and fsGroup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,12 +132,18 @@ def incluster() -> Iterator[InCluster]:
         running = InCluster(kube, node, reference)
         repository, tag = reference.rsplit(":", 1)
         label = realnode.NODE_LABEL.replace(".", r"\.")
+        # The SignalSource credentials exist before the install, as docs/install.md says.
+        assert kube.kubectl("create", "namespace", NAMESPACE).returncode == 0
+        secret = kube.kubectl("create", "secret", "generic", CREDENTIALS, "-n", NAMESPACE,
+                              "--from-literal=token=in-cluster-token")  # fmt: skip
+        assert secret.returncode == 0, secret.stderr
         result = helm(
             "install", RELEASE, str(CHART), f"--namespace={NAMESPACE}", "--create-namespace",
             f"--kubeconfig={kube.kubeconfig}",
             f"--set=image.repository={repository}", f"--set=image.tag={tag}",
             "--set=image.pullPolicy=Never",  # only the image loaded into the node's containerd
             f"--set-string=nodeSelector.{label}=true",  # not onto a kwok node, which runs nothing
+            f"--set=signalCredentials.secrets={{{CREDENTIALS}}}",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         available = kube.kubectl("wait", "--for=condition=Available", "--timeout=180s",
@@ -216,3 +238,75 @@ def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
                                        "json").stdout)["webhooks"]  # fmt: skip
     assert webhooks[0]["clientConfig"]["service"]["name"] == FULLNAME
     assert "url" not in webhooks[0]["clientConfig"]
+
+
+def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
+    incluster: InCluster,
+) -> None:
+    kube = incluster.kube
+
+    def emaps(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+        return {
+            "name": "emaps", "kind": "ElectricityMaps", "timeout": "2s",
+            "electricityMaps": {"url": CLOSED_URL},
+            "credentialsSecretRef": {"name": name, "namespace": namespace},
+        }  # fmt: skip
+
+    def static(zone: str) -> dict[str, Any]:
+        return {"name": "static", "kind": "Static", "static": {"values": {zone: 300}}}
+
+    # One SignalSource (and zone) per ref, so each reading says what became of that ref alone.
+    cases = {
+        "creds-mounted": (emaps(CREDENTIALS), "FR"),
+        "creds-not-mounted": (emaps("not-mounted"), "DE"),
+        "creds-elsewhere": (emaps(CREDENTIALS, "team-a"), "NL"),
+    }
+    for name, (source, zone) in cases.items():
+        result = kube.apply(signal_source(name, [source, static(zone)], [zone]))
+        assert result.returncode == 0, result.stderr
+
+    def answered(name: str, zone: str) -> dict[str, Any] | None:
+        got = test_credentials.reading(kube, name, zone)
+        return got if "emaps: " in got.get("message", "") else None
+
+    # The token file was read through the real mount: the fetch failed on the network only.
+    got = integration.wait_for(lambda: answered("creds-mounted", "FR"), 60,
+                               "the mounted Secret's reading")  # fmt: skip
+    message = got["message"]
+    assert "emaps: Credentials" not in message, message + "\n" + incluster.diagnostics()
+    assert "emaps: Unreachable" in got["message"], got["message"]
+    assert f"cannot reach {CLOSED_URL}/" in got["message"], got["message"]
+    assert "Connection refused" in got["message"], got["message"]
+    assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
+    found = condition(custom(kube, "signalsource", "creds-mounted"), "Degraded")
+    assert found is not None and found["reason"] == "Fallback", found
+
+    # A Secret not listed in signalCredentials.secrets: nothing mounted where it is expected.
+    got = integration.wait_for(lambda: answered("creds-not-mounted", "DE"), 60,
+                               "the unmounted Secret's reading")  # fmt: skip
+    message, where = got["message"], f"{CREDENTIALS_DIR}/not-mounted"
+    assert "emaps: Credentials" in message, message
+    assert f"Secret {NAMESPACE}/not-mounted (key token)" in message, message
+    assert f"expected at {where}/token, but {where} is not mounted" in message, message
+    assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
+
+    # Another namespace: refused, naming the namespace the pod runs in ($POD_NAMESPACE).
+    got = integration.wait_for(lambda: answered("creds-elsewhere", "NL"), 60,
+                               "the other namespace's reading")  # fmt: skip
+    assert "emaps: Credentials" in got["message"], got["message"]
+    assert f"Secrets must be in the operator's own namespace {NAMESPACE}" in got["message"]
+    assert "Secret team-a/emaps (key token)" in got["message"], got["message"]
+    assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
+
+    for name in cases:
+        assert kube.kubectl("delete", "signalsource", name).returncode == 0
+
+    # What the kubelet made of it: owned by root, readable by the pod's fsGroup only (the
+    # operator's user is not the owner, so the group is how it reads the token).
+    for pod in incluster.operator_pods():
+        volumes = {v["secret"]["secretName"]: v for v in pod["spec"]["volumes"] if "secret" in v}
+        volume = volumes[CREDENTIALS]
+        assert volume["secret"]["defaultMode"] == 0o440, volume
+        pod_dir = incluster.node.workdir / "kubelet" / "root" / "pods" / pod["metadata"]["uid"]
+        token = (pod_dir / "volumes" / "kubernetes.io~secret" / volume["name"] / "token").stat()
+        assert (stat.S_IMODE(token.st_mode), token.st_uid, token.st_gid) == (0o440, 0, RUN_AS)

@@ -80,10 +80,7 @@ class Walker:
         self.pools = pools
         self.budgets = budgets
         self.now = now
-        self.free = [p.gpus_free for p in pools]
-        self.money = {k: b.money_remaining for k, b in budgets.items()}
-        self.kg = {k: b.kgco2e_remaining for k, b in budgets.items()}
-        self.kwh = {k: b.kwh_remaining for k, b in budgets.items()}
+        self.reset()
 
     def reset(self) -> None:
         """Back to the snapshot's free GPUs and budgets, as at the start of the round."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from greenplace.controller import podspec
+from greenplace.controller import podspec, resources
 
 POOL = {"greenplace.dev/pool": "ovh"}
 
@@ -20,18 +20,73 @@ def pod(gpus: int | str | None = 1, **spec: Any) -> dict[str, Any]:
     }
 
 
+ACCELERATORS = resources.Accelerators()
+
+
+def asking(resource: str, count: int | str, **spec: Any) -> dict[str, Any]:
+    body = pod(None, **spec)
+    body["spec"]["containers"][0]["resources"] = {"limits": {resource: count}}
+    return body
+
+
+def sidecar(name: str, gpus: int, *, always: bool = True) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": name, "resources": {"limits": {"nvidia.com/gpu": gpus}}}
+    if always:
+        container["restartPolicy"] = "Always"
+    return container
+
+
 @pytest.mark.parametrize(
-    ("body", "gpus"),
+    ("body", "units"),
     [
         (pod(2), 2),
         (pod("4"), 4),
+        (pod("1k"), 1000),  # a Kubernetes quantity, as the API server reads it
         (pod(None), 0),
-        (pod("garbage"), 0),
         (pod(1, initContainers=[{"name": "i", "resources": {"limits": {"nvidia.com/gpu": 3}}}]), 3),
+        # Sidecars run beside the app containers: their GPUs add up.
+        (pod(1, initContainers=[sidecar("s", 2)]), 3),
+        # An init container runs beside the sidecars started before it.
+        (pod(1, initContainers=[sidecar("s", 2), sidecar("i", 4, always=False)]), 6),
+        (asking("nvidia.com/mig-1g.10gb", 2), 2),
+        (asking("amd.com/gpu", 1), 1),
+        (asking("gpu.intel.com/i915", 1), 1),
+        (asking("example.com/fpga", 1), 0),  # not governed, refused below
     ],
 )
-def test_gpu_request(body: dict[str, Any], gpus: int) -> None:
-    assert podspec.gpu_request(body) == gpus
+def test_accelerator_units(body: dict[str, Any], units: int) -> None:
+    assert ACCELERATORS.request(body).units == units
+
+
+def test_a_resource_claim_governs_a_pod_whatever_it_allocates() -> None:
+    body = pod(None, resourceClaims=[{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}])
+    request = ACCELERATORS.request(body)
+    assert request.governed and request.units == 0
+    assert podspec.gates_with_ours(body, ACCELERATORS) == [{"name": podspec.GATE}]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (asking("example.com/fpga", 1), "example.com/fpga looks like an accelerator"),
+        (asking("google.com/tpu", 4), "google.com/tpu looks like an accelerator"),
+        (pod("garbage"), "c/nvidia.com/gpu: 'garbage'"),
+        (pod("500m"), "c/nvidia.com/gpu: '500m'"),
+        (pod(-1), "c/nvidia.com/gpu: -1"),
+    ],
+)
+def test_unknown_accelerators_and_unreadable_counts_are_refused(
+    body: dict[str, Any], says: str
+) -> None:
+    refusal = podspec.refusal(body, ACCELERATORS)
+    assert refusal is not None and says in refusal
+
+
+def test_a_governed_resource_list_decides() -> None:
+    only_amd = resources.Accelerators(("amd.com/gpu",), ())
+    assert only_amd.request(pod(1)).units == 0
+    assert podspec.refusal(pod(1), only_amd) is not None  # nvidia.com/gpu looks like one
+    assert only_amd.request(asking("amd.com/gpu", 2)).units == 2
 
 
 @pytest.mark.parametrize(
@@ -42,10 +97,45 @@ def test_gpu_request(body: dict[str, Any], gpus: int) -> None:
         (pod(None), None),  # no GPU: not ours
         (pod(1, nodeName="n1"), None),  # bound pods cannot carry gates
         (pod(1, schedulingGates=[{"name": podspec.GATE}]), None),  # already gated
+        (asking("nvidia.com/mig-3g.40gb", 1), [{"name": podspec.GATE}]),
     ],
 )
 def test_gates_with_ours(body: dict[str, Any], gates: list[dict[str, str]] | None) -> None:
-    assert podspec.gates_with_ours(body) == gates
+    assert podspec.gates_with_ours(body, ACCELERATORS) == gates
+
+
+def affinity(*terms: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": list(t)} for t in terms]
+            }
+        }
+    }
+
+
+def expr(key: str, operator: str, *values: str) -> dict[str, Any]:
+    return {"key": key, "operator": operator, "values": list(values)}
+
+
+@pytest.mark.parametrize(
+    ("spec", "matches"),
+    [
+        ({}, True),
+        ({"nodeSelector": {"zone": "a"}}, True),
+        ({"nodeSelector": {"zone": "b"}}, False),
+        ({"affinity": affinity([expr("zone", "In", "a", "b")])}, True),
+        ({"affinity": affinity([expr("zone", "NotIn", "a")])}, False),
+        ({"affinity": affinity([expr("zone", "In", "b")], [expr("gen", "Gt", "3")])}, True),
+        ({"affinity": affinity([expr("gen", "Lt", "3")])}, False),
+        ({"affinity": affinity([expr("spot", "Exists")])}, False),
+        ({"affinity": affinity([expr("spot", "DoesNotExist")])}, True),
+        ({"affinity": affinity([])}, False),  # an empty term matches no node
+    ],
+)
+def test_node_matches_reads_the_pods_own_constraints(spec: dict[str, Any], matches: bool) -> None:
+    assert podspec.node_matches(pod(1, **spec), "n1", {"zone": "a", "gen": "4"}) is matches
+
 
 
 def test_narrowing_creates_a_term_when_there_is_none() -> None:

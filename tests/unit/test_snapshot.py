@@ -6,9 +6,13 @@ import datetime
 import json
 from typing import Any
 
+import pytest
+
 from greenplace.controller import cache as cache_
-from greenplace.controller import cycle, podspec, snapshot
+from greenplace.controller import budgets, cycle, podspec, records, snapshot
 from greenplace.domain import model
+from greenplace.engine import planner
+from tests import fakes
 
 SPEC = {
     "nodeSelector": {"greenplace.dev/pool": "fr"},
@@ -41,7 +45,7 @@ def pod(name: str, gpus: int, **extra: Any) -> dict[str, Any]:
 
 
 def filled_cache() -> cache_.Cache:
-    cache = cache_.Cache()
+    cache = cache_.Cache(signer=SIGNER)
     cache.put_pool({"metadata": {"name": "fr", "generation": 1}, "spec": SPEC})
     cache.put_node(node("n1", 8))
     cache.put_node(node("n2", 8))
@@ -49,16 +53,25 @@ def filled_cache() -> cache_.Cache:
     return cache
 
 
+SIGNER = records.Signer(b"s" * 32)
+NOW = datetime.datetime(2026, 1, 1, 12, tzinfo=datetime.UTC)
+
+
+def released_to(pool: str, name: str, at: datetime.datetime = NOW) -> dict[str, str]:
+    """The record greenplace writes when it releases pod ``name`` to ``pool`` at ``at``."""
+    record = SIGNER.sign(name, {"pool": pool, "at": at.isoformat(), "policies": []})
+    return {podspec.PLACEMENT_ANNOTATION: json.dumps(record)}
+
+
 def test_free_gpus_subtract_bound_and_released_pods() -> None:
     cache = filled_cache()
     cache.put_pod(pod("bound", 3, nodeName="n1"))
-    released = {podspec.PLACEMENT_ANNOTATION: json.dumps({"pool": "fr"})}
-    cache.put_pod(pod("released", 2, annotations=released))
+    cache.put_pod(pod("released", 2, annotations=released_to("fr", "released")))
     cache.put_pod(pod("done", 8, nodeName="n2") | {"status": {"phase": "Succeeded"}})
     cache.put_pod(pod("elsewhere", 4, nodeName="other"))
     cache.put_pod(pod("waiting", 1, schedulingGates=[{"name": podspec.GATE}]))
 
-    snap = snapshot.build(snapshot.gather(cache)).snapshot
+    snap = snapshot.build(snapshot.gather(cache), NOW).snapshot
     (fr,) = snap.pools
     assert (fr.gpus_total, fr.gpus_free) == (16, 11)
     assert fr.gco2_per_kwh == 50
@@ -157,3 +170,74 @@ def test_the_loop_wakes_when_the_earliest_deferral_ends() -> None:
     assert report(None, 0.25, 2).seconds_until_next_wake(30) == 15
     assert report(10).seconds_until_next_wake(30) == 30
     assert report(-5).seconds_until_next_wake(30) == 0.5  # overdue: soon, never a busy loop
+
+
+def test_a_released_pod_left_unbound_stops_holding_its_gpus() -> None:
+    cache = filled_cache()
+    long_ago = NOW - snapshot.RELEASE_RESERVATION - datetime.timedelta(seconds=1)
+    cache.put_pod(pod("stuck", 6, annotations=released_to("fr", "stuck", long_ago)))
+    cache.put_pod(pod("fresh", 2, annotations=released_to("fr", "fresh")))
+    built = snapshot.build(snapshot.gather(cache), NOW)
+    assert built.snapshot.pools[0].gpus_free == 16 - 2
+    (warning,) = [w for w in built.warnings if w.reason == "ReleasedUnbound"]
+    assert warning.pod.name == "stuck" and "no longer reserved" in warning.message
+
+
+def gated(name: str, gpus: int = 1, **extra: Any) -> dict[str, Any]:
+    return pod(name, gpus, schedulingGates=[{"name": podspec.GATE}], **extra)
+
+
+def test_a_gang_keeps_every_members_labels_and_the_strictest_residency() -> None:
+    cache = filled_cache()
+    secret = job_pod("secret", "mixed")
+    secret["metadata"]["labels"] = {"data": "secret", model.DATA_RESIDENCY_LABEL: "FR"}
+    plain = job_pod("plain", "mixed")
+    plain["metadata"]["labels"] = {model.DATA_RESIDENCY_LABEL: "EU"}
+    cache.put_pod(secret)
+    cache.put_pod(plain)
+    (workload,) = snapshot.build(snapshot.gather(cache), NOW).snapshot.workloads
+    france_only = model.Policy("ns", "fr-only", match_labels={"data": "secret"})
+    assert france_only.selects(workload)  # one member is enough
+    assert workload.data_residency == frozenset({"FR"})  # EU and FR: only FR is in both
+
+
+def test_a_workload_only_fits_pools_with_a_node_its_pods_admit() -> None:
+    cache = filled_cache()
+    cache.put_pool({"metadata": {"name": "de", "generation": 1},
+                    "spec": {**SPEC, "nodeSelector": {"greenplace.dev/pool": "de"}}})  # fmt: skip
+    cache.put_node(node("mig", 0, pool="de") | {
+        "status": {"allocatable": {"nvidia.com/mig-1g.10gb": "7"}}})  # fmt: skip
+    cache.put_pod(gated("anywhere"))
+    cache.put_pod(gated("only-de", nodeSelector={"greenplace.dev/pool": "de"}))
+    slice_pod = gated("slice", 0)
+    slice_pod["spec"]["containers"][0]["resources"] = {"limits": {"nvidia.com/mig-1g.10gb": 1}}
+    cache.put_pod(slice_pod)
+    by_name = {w.name: w for w in snapshot.build(snapshot.gather(cache), NOW).snapshot.workloads}
+    assert by_name["anywhere"].fits_pools is None  # every pool: no restriction
+    assert by_name["only-de"].fits_pools == frozenset({"de"})
+    assert by_name["slice"].fits_pools == frozenset({"de"}), "only the MIG node offers slices"
+
+
+@pytest.mark.parametrize(
+    "value", ["1e308", "nan", "inf", "-3", "0", "8761", "x" * 10_000, "three hours"]
+)
+def test_a_hostile_duration_falls_back_to_an_hour_and_is_reported(value: str) -> None:
+    cache = filled_cache()
+    cache.put_policy(fakes.policy("any-pool", namespace="ns"))
+    cache.put_pod(gated("w", annotations={budgets.DURATION_ANNOTATION: value}))
+    built = snapshot.build(snapshot.gather(cache), NOW)
+    (workload,) = built.snapshot.workloads
+    assert workload.duration_hours == 1.0
+    (warning,) = built.warnings
+    assert warning.reason == "InvalidAnnotation" and "1 h is assumed" in warning.message
+    assert len(warning.message) < 300, "the value is cut, never echoed whole"
+    plan = planner.plan(built.snapshot, NOW)  # and the planner never overflows on it
+    assert plan.decisions[0].outcome is model.Outcome.PLACED
+
+
+def test_a_hostile_gang_size_is_reported_and_does_not_block() -> None:
+    cache = filled_cache()
+    cache.put_pod(job_pod("w-0", "odd", size="1e9"))
+    built = snapshot.build(snapshot.gather(cache), NOW)
+    assert [w.name for w in built.snapshot.workloads] == ["odd"]
+    assert [w.reason for w in built.warnings] == ["InvalidAnnotation"]

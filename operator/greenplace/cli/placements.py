@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-from greenplace.controller import kube, podspec
+from greenplace.controller import kube, podspec, resources
 
 __all__ = ["Row", "register", "rows", "table"]
 
@@ -46,7 +46,7 @@ def rows(pods: Sequence[Mapping[str, Any]]) -> list[Row]:
         meta = pod["metadata"]
         annotations = meta.get("annotations") or {}
         name = f"{meta['namespace']}/{meta['name']}"
-        gpus = str(podspec.gpu_request(pod))
+        gpus = str(resources.Accelerators().request(pod).units)
         node = pod.get("spec", {}).get("nodeName") or "-"
         if podspec.is_gated(pod):
             held = annotations.get(podspec.HOLD_ANNOTATION, "Pending: not planned yet")

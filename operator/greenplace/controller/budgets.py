@@ -1,24 +1,29 @@
-"""What each Budget has spent this period, estimated from the placements greenplace made.
+"""What each Budget has spent this period: a ledger the operator owns, charged at placement.
 
 Why this module exists: the planner needs a Budget's money, kgCO2e and kWh already spent in the
 current period, and the Budget's status needs the same figures with a forecast. greenplace has
-no billing feed, so spending is an *estimate* from what it decided: for every pod it placed in
-the period (its placement annotation's ``at``) under a policy whose ``budgetRef`` names the
-budget, charged once per pod what the planner projected for it, with the same functions
-(``engine.objective.rate`` and ``estimate``, as the walk counts budgets):
+no billing feed, so spending is an *estimate* from what it decided: every pod it places under a
+policy whose ``budgetRef`` names the budget is charged, once, what the planner projected for it
+(``charge``, with the same functions as the walk: ``engine.objective.rate`` and ``estimate``):
 
-- cost   = GPUs x expected hours x the pool's price per GPU-hour (now; on-demand: the operator's
+- cost   = GPUs x expected hours x the pool's price per GPU-hour (on-demand: the operator's
   snapshot builds no workload as spot, so the planner projected the on-demand price too);
 - kWh    = GPUs x expected hours x the pool's GPU TDP / 1000 x PUE (full power: an upper bound);
 - kgCO2e = (kWh x the grid gCO2e/kWh at placement + GPUs x expected hours x the pool's embodied
-  gCO2e per GPU-hour) / 1000. The placement record holds the *effective* intensity (grid x PUE)
-  under ``gco2PerKwh``, so the grid intensity is that divided by the pool's PUE, and kWh x grid
-  is TDP x hours x the recorded effective intensity whatever the PUE is now. A record without
-  an intensity (unknown at placement) is counted at the planner's pessimistic 1,000 gCO2e/kWh.
+  gCO2e per GPU-hour) / 1000; an unknown intensity counts the planner's pessimistic 1,000.
 
-Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours``, else 1 h.
-Only pods that still exist are counted (a deleted pod's spending is forgotten), and actual run
-time is not measured: the EnergyReport gives measured figures.
+The charge is kept in state the operator owns, never recomputed from what tenants can write:
+the ``Ledger`` adds it when the placement patch succeeds and the status of the Budget carries
+the running totals (``status.spent``) with the time of the last placement included
+(``status.chargedThrough``). Deleting a pod, editing its annotations or deleting its GpuPool
+changes nothing already charged. After a restart or a change of leader, the ledger starts from
+the Budget's status and adds the charges of placements newer than ``chargedThrough`` from
+their *signed* records (``records``): a crash between a placement and the status write loses
+only charges of pods deleted in that window.
+
+Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours`` (at most
+``MAX_EXPECTED_HOURS``), else 1 h. Actual run time is not measured: the EnergyReport gives
+measured figures.
 """
 
 from __future__ import annotations
@@ -26,26 +31,31 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from greenplace.accounting import budget as burn
 from greenplace.api import convert
 from greenplace.controller import cache as cache_
-from greenplace.controller import podspec
 from greenplace.domain import model
 from greenplace.engine import objective
 
 __all__ = [
     "DURATION_ANNOTATION",
+    "MAX_EXPECTED_HOURS",
+    "Account",
+    "Ledger",
     "Spend",
     "charge",
     "domain_budgets",
+    "duration_problem",
     "expected_hours",
-    "spending",
     "status",
 ]
 
 DURATION_ANNOTATION = "greenplace.dev/expected-duration-hours"
+# A year: longer runs are not planned as one (certificates, budgets and prices move first).
+MAX_EXPECTED_HOURS = 8760.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,68 +69,149 @@ class Spend:
 
 
 def expected_hours(body: Mapping[str, object]) -> float:
-    """The pod's expected run time; 1 h when absent or unreadable (never fatal)."""
+    """The pod's expected run time; 1 h when absent or unreadable (``duration_problem``)."""
+    hours = _declared_hours(body)
+    return hours if isinstance(hours, float) else 1.0
+
+
+def duration_problem(body: Mapping[str, object]) -> str | None:
+    """Why the pod's expected-duration annotation was not used, or None when it is fine or
+    absent (the fallback is 1 h; the operator reports it with a Warning Event)."""
+    hours = _declared_hours(body)
+    return hours if isinstance(hours, str) else None
+
+
+def _declared_hours(body: Mapping[str, object]) -> float | str | None:
     meta = body.get("metadata")
     annotations = (meta.get("annotations") if isinstance(meta, dict) else None) or {}
+    raw = annotations.get(DURATION_ANNOTATION)
+    if raw is None:
+        return None
+    text = str(raw)[:40]
     try:
-        hours = float(annotations.get(DURATION_ANNOTATION, 1.0))
-    except (TypeError, ValueError):
-        return 1.0
-    return hours if math.isfinite(hours) and hours > 0 else 1.0
-
-
-def spending(
-    budgets: tuple[cache_.CachedBudget, ...],
-    policies: tuple[cache_.CachedPolicy, ...],
-    pods: tuple[cache_.CachedPod, ...],
-    pools: Mapping[str, model.Pool],
-    now: datetime.datetime,
-) -> dict[tuple[str, str], Spend]:
-    """Spend per budget (namespace, name) in its current period."""
-    budget_of = {
-        f"{p.namespace}/{p.name}": (p.namespace, p.spec.budget_ref.name)
-        for p in policies
-        if p.spec.budget_ref is not None
-    }
-    bounds = {(b.namespace, b.name): convert.period_bounds(b.spec.period, now) for b in budgets}
-    spent = {key: Spend() for key in bounds}
-    for pod in pods:
-        record = _record(pod)
-        if record is None or record.pool not in pools:
-            continue
-        charged = {budget_of[p] for p in record.policies if p in budget_of}
-        for key in charged & set(bounds):
-            start, end = bounds[key]
-            if start <= record.at < end:
-                spent[key] = spent[key] + charge(pod, pools[record.pool], record.gco2)
-    return spent
-
-
-@dataclasses.dataclass(frozen=True)
-class _Record:
-    pool: str
-    at: datetime.datetime
-    policies: tuple[str, ...]
-    # Effective intensity (grid x PUE) at placement; None when it was unknown.
-    gco2: float | None
-
-
-def _record(pod: cache_.CachedPod) -> _Record | None:
-    record = podspec.placement_record(pod.body)
-    if not record:
-        return None  # not placed by greenplace, or a garbage annotation: not charged
-    try:
-        at = datetime.datetime.fromisoformat(str(record["at"]))
-        policies = [str(p) for p in record.get("policies") or []]
-        gco2 = record.get("gco2PerKwh")
-        return _Record(
-            str(record["pool"]),
-            at if at.tzinfo else at.replace(tzinfo=datetime.UTC),
-            tuple(policies),
-            float(gco2) if isinstance(gco2, int | float) and not isinstance(gco2, bool) else None,
+        hours = float(text)
+    except ValueError:
+        return f"{DURATION_ANNOTATION}={text!r} is not a number of hours; 1 h is assumed"
+    if not (math.isfinite(hours) and 0 < hours <= MAX_EXPECTED_HOURS):
+        return (
+            f"{DURATION_ANNOTATION}={text!r} is outside (0, {MAX_EXPECTED_HOURS:g}] hours; "
+            "1 h is assumed"
         )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None  # a record missing its pool or time: not charged
+    return hours
+
+
+@dataclasses.dataclass
+class Account:
+    """One Budget's spending in its current period."""
+
+    period_start: datetime.datetime
+    spent: Spend
+    charged_through: datetime.datetime | None  # newest placement included
+
+
+class Ledger:
+    """The operator's record of what each Budget was charged (see the module docstring).
+
+    Owned by the placement loop; ``forget`` it when leadership changes hands, so the next
+    leader's view starts from the status the previous one wrote.
+    """
+
+    def __init__(self) -> None:
+        self._accounts: dict[tuple[str, str], Account] = {}
+
+    def forget(self) -> None:
+        self._accounts.clear()
+
+    def spent(
+        self,
+        budgets: tuple[cache_.CachedBudget, ...],
+        statuses: Mapping[tuple[str, str], Mapping[str, Any]],
+        pods: tuple[cache_.CachedPod, ...],
+        now: datetime.datetime,
+    ) -> dict[tuple[str, str], Spend]:
+        """Spend per budget (namespace, name) in its current period."""
+        live = {(b.namespace, b.name) for b in budgets}
+        for key in [k for k in self._accounts if k not in live]:
+            del self._accounts[key]
+        for budget in budgets:
+            key = (budget.namespace, budget.name)
+            start, end = convert.period_bounds(budget.spec.period, now)
+            account = self._accounts.get(key)
+            if account is None or account.period_start != start:
+                account = self._accounts[key] = _opened(
+                    key, start, end, statuses.get(key) or {}, pods
+                )
+        return {key: account.spent for key, account in self._accounts.items()}
+
+    def charge(self, budget_keys: Iterable[str], spend: Spend, at: datetime.datetime) -> None:
+        """Add ``spend`` to each budget ``namespace/name`` of ``budget_keys`` we keep."""
+        for text in budget_keys:
+            namespace, _, name = text.partition("/")
+            account = self._accounts.get((namespace, name))
+            if account is None or at < account.period_start:
+                continue
+            account.spent = account.spent + spend
+            if account.charged_through is None or at > account.charged_through:
+                account.charged_through = at
+
+    def account(self, key: tuple[str, str]) -> Account | None:
+        """The account of budget ``key`` (namespace, name), once ``spent`` has opened it."""
+        return self._accounts.get(key)
+
+
+def _opened(
+    key: tuple[str, str],
+    start: datetime.datetime,
+    end: datetime.datetime,
+    status: Mapping[str, Any],
+    pods: tuple[cache_.CachedPod, ...],
+) -> Account:
+    """The account of budget ``key`` from its status (when it is of this period), plus the
+    signed records of placements newer than the status."""
+    spent, through = Spend(), None
+    if _time(status.get("periodStart")) == start:
+        amounts = _mapping(status.get("spent"))
+        spent = Spend(
+            _amount(amounts, "money"), _amount(amounts, "kgCO2e"), _amount(amounts, "kWh")
+        )
+        through = _time(status.get("chargedThrough"))
+    account = Account(start, spent, through)
+    name = f"{key[0]}/{key[1]}"
+    for pod in pods:
+        record = pod.record  # signed by greenplace, else None
+        if record is None or name not in (record.get("budgets") or []):
+            continue
+        at = _time(record.get("at"))
+        if at is None or not start <= at < end or (through is not None and at <= through):
+            continue
+        charged = _mapping(record.get("charge"))
+        account.spent = account.spent + Spend(
+            _amount(charged, "money"), _amount(charged, "kgCO2e"), _amount(charged, "kWh")
+        )
+        if account.charged_through is None or at > account.charged_through:
+            account.charged_through = at
+    return account
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _amount(values: Mapping[str, Any], unit: str) -> float:
+    value = values.get(unit)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value) if math.isfinite(value) and value >= 0 else 0.0
+
+
+def _time(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
 
 
 def charge(pod: cache_.CachedPod, pool: model.Pool, effective_gco2_per_kwh: float | None) -> Spend:
@@ -159,7 +250,10 @@ def domain_budgets(
 
 
 def status(
-    cached: cache_.CachedBudget, spent: Spend, now: datetime.datetime
+    cached: cache_.CachedBudget,
+    spent: Spend,
+    now: datetime.datetime,
+    charged_through: datetime.datetime | None = None,
 ) -> tuple[dict[str, object], list[str]]:
     """The status fields of a Budget, and the limits reached (for the Exceeded condition)."""
     start, end = convert.period_bounds(cached.spec.period, now)
@@ -183,6 +277,9 @@ def status(
         "spent": {unit: round(v, 6) for unit, v in amounts.items()},
         "forecastAtPeriodEnd": forecast,
         "remaining": remaining,
+        "chargedThrough": None
+        if charged_through is None
+        else charged_through.isoformat(timespec="microseconds").replace("+00:00", "Z"),
     }
     return fields, reached
 

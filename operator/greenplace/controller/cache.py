@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from greenplace.api import models
-from greenplace.controller import podspec
+from greenplace.controller import podspec, records, resources
 from greenplace.domain import model
 
 __all__ = [
@@ -90,8 +90,9 @@ class CachedReport:
 class CachedNode:
     name: str
     labels: Mapping[str, str]
-    gpus: int
+    gpus: int  # accelerator units: the sum of ``offered``
     schedulable: bool
+    offered: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,13 +101,18 @@ class CachedPod:
     namespace: str
     name: str
     labels: Mapping[str, str]
-    gpus: int
+    gpus: int  # accelerator units: the sum of ``request``
     created: datetime.datetime
     node_name: str | None
     gated: bool
     terminal: bool
-    placed_pool: str | None
+    placed_pool: str | None  # from a placement record greenplace signed, else None
     body: Mapping[str, Any]
+    request: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # The placement record, when greenplace signed it for this pod (``records``).
+    record: Mapping[str, Any] | None = None
+    # A placement record is present but greenplace did not write it (forged, copied, edited).
+    untrusted_record: bool = False
 
     @property
     def key(self) -> str:
@@ -116,7 +122,15 @@ class CachedPod:
 class Cache:
     """Latest known state of the objects greenplace plans with."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        accelerators: resources.Accelerators | None = None,
+        signer: records.Signer | None = None,
+    ) -> None:
+        # What counts as an accelerator, and the key that proves a placement record is ours
+        # (None: no record is trusted). Both are set before the first object arrives.
+        self.accelerators = accelerators or resources.Accelerators()
+        self.signer = signer
         self.pools: dict[str, CachedPool] = {}
         self.policies: dict[tuple[str, str], CachedPolicy] = {}
         self.nodes: dict[str, CachedNode] = {}
@@ -128,6 +142,9 @@ class Cache:
         self.changed = asyncio.Event()
         self.last_cycle = datetime.datetime.now(datetime.UTC)  # set by the placement loop
         self.last_pools: tuple[model.Pool, ...] = ()  # pools as the last cycle planned them
+        # Budget status as last seen (the ledger's starting point after a restart); our own
+        # status writes come back here without waking the loop.
+        self.budget_status: dict[tuple[str, str], Mapping[str, Any]] = {}
         self.watch_heartbeat = time.monotonic()  # last Lease event seen through the watch
         self.listed_at = -math.inf  # when the last full listing began (time.monotonic)
         self._touched: dict[tuple[str, Any], float] = {}  # (kind, key) -> last put/drop
@@ -243,6 +260,7 @@ class Cache:
         meta = body["metadata"]
         key = (meta["namespace"], meta["name"])
         spec = self._parse(f"Budget {key[0]}/{key[1]}", models.BudgetSpec, body.get("spec"))
+        self.budget_status[key] = dict(body.get("status") or {})
         self._store(self.budgets, key, spec, lambda s: CachedBudget(
             *key, meta.get("generation", 0), s))  # fmt: skip
 
@@ -264,6 +282,8 @@ class Cache:
         }
         store = stores[kind]
         store.pop(name if namespace is None else (namespace, name), None)
+        if kind == "Budget":
+            self.budget_status.pop((namespace or "", name), None)
         self.invalid.pop(f"{kind} {name if namespace is None else f'{namespace}/{name}'}", None)
         self.changed.set()
 
@@ -279,16 +299,13 @@ class Cache:
     # --- Node ----------------------------------------------------------------
     def put_node(self, body: Mapping[str, Any]) -> None:
         meta, spec, status = body["metadata"], body.get("spec", {}), body.get("status", {})
-        allocatable = (status.get("allocatable") or {}).get(podspec.GPU_RESOURCE, "0")
-        try:
-            gpus = max(0, int(str(allocatable)))
-        except ValueError:
-            gpus = 0
+        offered = self.accelerators.offered({"status": status})
         node = CachedNode(
             name=meta["name"],
             labels=dict(meta.get("labels") or {}),
-            gpus=gpus,
+            gpus=sum(offered.values()),
             schedulable=not spec.get("unschedulable", False),
+            offered=offered,
         )
         if self.nodes.get(node.name) != node:
             self.nodes[node.name] = node
@@ -301,22 +318,31 @@ class Cache:
     # --- Pod -----------------------------------------------------------------
     def put_pod(self, body: Mapping[str, Any]) -> None:
         meta, spec = body["metadata"], body.get("spec", {})
-        gpus = podspec.gpu_request(body)
-        if gpus == 0 and not podspec.is_gated(body):
+        request = self.accelerators.request(body)
+        if not request.governed and not podspec.is_gated(body):
             self.drop_pod(meta["uid"])
             return
+        record = podspec.placement_record(body)
+        trusted = (
+            record is not None
+            and self.signer is not None
+            and self.signer.verify(meta["uid"], record)
+        )
         pod = CachedPod(
             uid=meta["uid"],
             namespace=meta["namespace"],
             name=meta["name"],
             labels=dict(meta.get("labels") or {}),
-            gpus=gpus,
+            gpus=request.units,
             created=_timestamp(meta.get("creationTimestamp")),
             node_name=spec.get("nodeName") or None,
             gated=podspec.is_gated(body),
             terminal=podspec.is_terminal(body) or bool(meta.get("deletionTimestamp")),
-            placed_pool=_placed_pool(body),
+            placed_pool=_placed_pool(record) if trusted else None,
             body=body,
+            request=request.per_resource,
+            record=record if trusted else None,
+            untrusted_record=record is not None and not trusted,
         )
         previous = self.pods.get(pod.uid)
         self.pods[pod.uid] = pod
@@ -358,12 +384,20 @@ def _namespaced_key(body: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _planning_fields(pod: CachedPod) -> tuple[Any, ...]:
-    return (pod.gpus, pod.node_name, pod.gated, pod.terminal, pod.placed_pool, pod.labels)
+    return (
+        pod.gpus,
+        pod.node_name,
+        pod.gated,
+        pod.terminal,
+        pod.placed_pool,
+        pod.labels,
+        pod.untrusted_record,
+    )
 
 
-def _placed_pool(body: Mapping[str, Any]) -> str | None:
-    pool = (podspec.placement_record(body) or {}).get("pool")
-    return pool if isinstance(pool, str) else None  # a garbage annotation is ignored
+def _placed_pool(record: Mapping[str, Any] | None) -> str | None:
+    pool = (record or {}).get("pool")
+    return pool if isinstance(pool, str) else None
 
 
 def _timestamp(value: str | None) -> datetime.datetime:

@@ -4,12 +4,19 @@ Why this module exists: it is the only place where the planner's decisions becom
 phase is timed (the report goes to the log and to metrics), and the phases never interleave, so
 a plan is always made from one consistent view and applied as a whole. Placing a pod is one
 atomic patch (see ``podspec.placement_patch``); its result is fed back into the cache at once,
-so the next cycle counts that pod's GPUs even before the watch event arrives.
+so the next cycle counts that pod's GPUs even before the watch event arrives, and the Budgets
+the decision names are charged in the loop's ledger at once (``budgets.Ledger``).
+
+One bad workload never stops the others: if the planner raises, the cycle finds the workloads
+that make it raise by planning halves (``_plan_isolating``), holds them with reason
+``PlanningFailed`` and plans the rest. A write the API server refuses for one pod (an admission
+policy, annotations too large) is recorded on that pod as a reason and an Event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -20,15 +27,24 @@ from typing import Any
 
 from kubernetes import client
 
+from greenplace.controller import budgets, faults, feeds, kube, podspec, snapshot, status
 from greenplace.controller import cache as cache_
-from greenplace.controller import faults, feeds, kube, podspec, snapshot, status
 from greenplace.domain import model
 from greenplace.engine import planner
 
-__all__ = ["CycleReport", "run_cycle"]
+__all__ = ["CycleReport", "LoopState", "run_cycle"]
 
 logger = logging.getLogger("greenplace.cycle")
 APPLY_CONCURRENCY = 16
+
+
+@dataclasses.dataclass
+class LoopState:
+    """What the placement loop carries from one cycle to the next (owned by the loop)."""
+
+    ledger: budgets.Ledger = dataclasses.field(default_factory=budgets.Ledger)
+    # (pod uid, reason, message) already reported with an Event: reported once.
+    warned: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -40,6 +56,9 @@ class CycleReport:
     conflicts: int = 0
     refused: int = 0  # writes an admission policy refused (e.g. namespace without a policy)
     errors: int = 0
+    isolated: int = 0  # workloads held because planning them raised
+    warnings: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    refusals: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     plan: model.Plan | None = None
 
     @contextlib.contextmanager
@@ -75,7 +94,10 @@ async def run_cycle(
     now: datetime.datetime,
     recorder: status.StatusRecorder | None = None,
     signal_feeds: feeds.Feeds | None = None,
+    *,
+    state: LoopState | None = None,
 ) -> CycleReport:
+    state = state or LoopState()
     report = CycleReport(at=now)
     with report.phase("1-gather"):
         observed = None
@@ -84,25 +106,33 @@ async def run_cycle(
             observed = await asyncio.to_thread(signal_feeds.read, sources, now)
         gathered = snapshot.gather(cache, observed)
     with report.phase("2-snapshot"):
-        built = snapshot.build(gathered, now)
+        built = snapshot.build(gathered, now, state.ledger)
         snap = built.snapshot
         cache.last_pools = snap.pools  # the EnergyReports use the pools as last planned
     with report.phase("3-plan"):
         faults.before_plan()
         # CPU-bound (about 1 s at 10k workloads): in a thread, so the webhook keeps answering.
-        plan = await asyncio.to_thread(planner.plan, snap, now)
+        plan, report.isolated = await asyncio.to_thread(_plan_isolating, snap, now)
         report.plan = plan
     with report.phase("4-apply"):
         if recorder is not None:  # the admission policy needs them before any release
             await recorder.publish_allowed_pools(gathered, snap, now)
         pools = {p.name: p for p in snap.pools}
+        budget_of = {p.key: f"{p.namespace}/{p.budget}" for p in snap.policies if p.budget}
         guard = asyncio.Semaphore(APPLY_CONCURRENCY)
         decisions = [*plan.decisions, *(_incomplete(k, m) for k, m in built.incomplete.items())]
 
         async def apply_one(decision: model.Decision, pod: cache_.CachedPod) -> None:
             async with guard:
                 await _apply(
-                    decision, pod=pod, pools=pools, cache=cache, writer=writer, report=report
+                    decision,
+                    pod=pod,
+                    pools=pools,
+                    budget_of=budget_of,
+                    cache=cache,
+                    writer=writer,
+                    report=report,
+                    state=state,
                 )
 
         await asyncio.gather(
@@ -113,10 +143,69 @@ async def run_cycle(
                 or built.incomplete.get(decision.workload, ())
             )
         )
+        await _warn(built.warnings, writer, report, state)
     with report.phase("5-record"):
         if recorder is not None:
-            await recorder.record(gathered, snap, plan, built=built, now=now)
+            await recorder.record(gathered, snap, plan, built=built, now=now, ledger=state.ledger)
     return report
+
+
+def _plan_isolating(snap: model.Snapshot, now: datetime.datetime) -> tuple[model.Plan, int]:
+    """The plan of ``snap``; if planning raises, the workloads that make it raise (found by
+    planning halves) are held with ``PlanningFailed`` and the others planned together."""
+    try:
+        return planner.plan(snap, now), 0
+    except Exception:
+        logger.exception("planning failed: isolating the workloads that make it fail")
+    bad = _failing(snap, snap.workloads, now)
+    good = tuple(w for w in snap.workloads if w.key not in bad)
+    plan = planner.plan(dataclasses.replace(snap, workloads=good), now)
+    held = tuple(
+        model.Decision(
+            workload=w.key,
+            outcome=model.Outcome.HELD,
+            reason=model.Reason.PLANNING_FAILED,
+            message=f"{w.key} held: planning it failed ({bad[w.key]}); the operator log has the "
+            "traceback. Check the values written on its pods (greenplace.dev/* annotations).",
+        )
+        for w in snap.workloads
+        if w.key in bad
+    )
+    return dataclasses.replace(plan, decisions=(*plan.decisions, *held)), len(held)
+
+
+def _failing(
+    snap: model.Snapshot, workloads: tuple[model.Workload, ...], now: datetime.datetime
+) -> dict[str, str]:
+    """The workloads among ``workloads`` whose planning raises, with the error."""
+    try:
+        planner.plan(dataclasses.replace(snap, workloads=workloads), now)
+        return {}
+    except Exception as error:
+        if len(workloads) == 1:
+            return {workloads[0].key: f"{type(error).__name__}: {str(error)[:200]}"}
+    middle = len(workloads) // 2
+    return {
+        **_failing(snap, workloads[:middle], now),
+        **_failing(snap, workloads[middle:], now),
+    }
+
+
+async def _warn(
+    warnings: tuple[snapshot.Warning, ...],
+    writer: kube.Writer,
+    report: CycleReport,
+    state: LoopState,
+) -> None:
+    """One Warning Event per pod and problem."""
+    for warning in warnings:
+        key = (warning.pod.uid, warning.reason, warning.message)
+        report.warnings[warning.reason] += 1
+        if key in state.warned:
+            continue
+        state.warned.add(key)
+        with contextlib.suppress(client.ApiException):
+            await writer.pod_event(warning.pod.body, "Warning", warning.reason, warning.message)
 
 
 async def _apply(
@@ -124,15 +213,23 @@ async def _apply(
     *,
     pod: cache_.CachedPod,
     pools: Mapping[str, model.Pool],
+    budget_of: Mapping[str, str],
     cache: cache_.Cache,
     writer: kube.Writer,
     report: CycleReport,
+    state: LoopState,
 ) -> None:
     try:
         if decision.pool is not None:
-            record = _placement_record(decision, pools[decision.pool], report.at)
-            ops = podspec.placement_patch(pod.body, pools[decision.pool].node_labels, record)
+            pool = pools[decision.pool]
+            charged = sorted({budget_of[p] for p in decision.policies if p in budget_of})
+            spend = budgets.charge(pod, pool, pool.effective_gco2_per_kwh)
+            record = _placement_record(decision, pool, report.at, charged, spend)
+            if cache.signer is not None:
+                record = cache.signer.sign(pod.uid, record)
+            ops = podspec.placement_patch(pod.body, pool.node_labels, record)
             cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops))
+            state.ledger.charge(charged, spend, report.at)
             faults.after_placement()
             report.placed += 1
             await writer.pod_event(pod.body, "Normal", "Placed", decision.message)
@@ -147,10 +244,35 @@ async def _apply(
         logger.info("re-planning later: %s", conflict)
     except kube.AdmissionRefusedError as refused:
         report.refused += 1
-        logger.debug("admission refused: %s", refused)
+        report.refusals[refused.code] += 1
+        logger.info("admission refused: %s", refused)
+        await _refused(pod, refused, cache=cache, writer=writer, warned=state.warned)
     except client.ApiException as error:
         report.errors += 1
         logger.warning("pod %s: API error %s %s", pod.key, error.status, error.reason)
+
+
+async def _refused(
+    pod: cache_.CachedPod,
+    refused: kube.AdmissionRefusedError,
+    *,
+    cache: cache_.Cache,
+    writer: kube.Writer,
+    warned: set[tuple[str, str, str]],
+) -> None:
+    """Say on the pod why greenplace's own write was refused (the reason stays until the next
+    decision), once; the hold annotation alone is a smaller write, which policies let through."""
+    message = f"the API server refused greenplace's write: {refused.reason}"[:2048]
+    if (pod.uid, refused.code, message) in warned:
+        return
+    warned.add((pod.uid, refused.code, message))
+    try:
+        await writer.pod_event(pod.body, "Warning", refused.code, message)
+        ops = podspec.hold_patch(pod.body, refused.code, message)
+        if ops is not None:
+            cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops))
+    except (kube.WriteConflictError, kube.AdmissionRefusedError, client.ApiException) as error:
+        logger.warning("pod %s: could not record the refusal either: %s", pod.key, error)
 
 
 def _incomplete(key: str, members: tuple[cache_.CachedPod, ...]) -> model.Decision:
@@ -166,14 +288,23 @@ def _incomplete(key: str, members: tuple[cache_.CachedPod, ...]) -> model.Decisi
 
 
 def _placement_record(
-    decision: model.Decision, pool: model.Pool, at: datetime.datetime
+    decision: model.Decision,
+    pool: model.Pool,
+    at: datetime.datetime,
+    charged: list[str] | None = None,
+    spend: budgets.Spend | None = None,
 ) -> dict[str, Any]:
+    """What greenplace records on a placed pod (then signed: ``records``). ``budgets`` and
+    ``charge`` let a restarted operator recover charges its Budget status does not hold yet."""
+    spend = spend or budgets.Spend()
     return {
         "pool": pool.name,
         "country": pool.location.country,
         "reason": decision.reason.value,
         "policies": list(decision.policies),
         "gco2PerKwh": pool.effective_gco2_per_kwh,
-        "at": at.isoformat(timespec="seconds"),
+        "at": at.isoformat(timespec="microseconds"),
         "message": decision.message,
+        "budgets": charged or [],
+        "charge": {"money": spend.money, "kgCO2e": spend.kg_co2e, "kWh": spend.kwh},
     }

@@ -38,7 +38,14 @@ class WriteConflictError(Exception):
 
 
 class AdmissionRefusedError(Exception):
-    """An admission policy or webhook refused the write; the message is the API server's."""
+    """The API server refused the write (an admission policy or webhook, or the object would
+    be invalid, e.g. annotations too large); ``code`` is a stable reason, ``reason`` the API
+    server's message."""
+
+    def __init__(self, where: str, reason: str, code: str = "AdmissionRefused") -> None:
+        super().__init__(f"{where}: {reason}")
+        self.reason = reason
+        self.code = code
 
 
 class Writer(Protocol):
@@ -99,7 +106,11 @@ class KubeWriter:
                     raise WriteConflictError(f"pod {namespace}/{name}: {error.reason}") from error
                 if error.status in (403, 422) and "admission" in (error.body or "").lower():
                     raise AdmissionRefusedError(
-                        f"pod {namespace}/{name}: {_message(error)}"
+                        f"pod {namespace}/{name}", _message(error)
+                    ) from error
+                if error.status == 422 and "metadata.annotations: Too long" in (error.body or ""):
+                    raise AdmissionRefusedError(
+                        f"pod {namespace}/{name}", _message(error), "AnnotationsTooLarge"
                     ) from error
                 raise
             result: Mapping[str, Any] = json.loads(response.data)

@@ -12,6 +12,11 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_relists_total``: full listings that reconciled the cache with the API server.
 - ``greenplace_cycle_failures_total``: cycles that raised (logged with the traceback); the loop
   retries at the next change or resync, so a rising count with held pods is worth an alert.
+- ``greenplace_write_refusals_total{reason}``: greenplace's own pod writes the API server refused
+  (``AdmissionRefused``: an admission policy; ``AnnotationsTooLarge``); the pod says why.
+- ``greenplace_pod_warnings_total{reason}``: values on pods greenplace ignored or replaced, counted
+  each cycle they are seen (``InvalidAnnotation``, ``UntrustedRecord``, ``ReleasedUnbound``).
+- ``greenplace_isolated_workloads_total``: workloads held because planning them raised.
 """
 
 from __future__ import annotations
@@ -63,6 +68,23 @@ class PlacementMetrics:
             "Placement cycles that failed with an error (then retried).",
             registry=registry,
         )
+        self.refusals = prometheus_client.Counter(
+            "greenplace_write_refusals",
+            "Pod writes of greenplace the API server refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.pod_warnings = prometheus_client.Counter(
+            "greenplace_pod_warnings",
+            "Values on pods greenplace ignored or replaced, by reason (each cycle seen).",
+            ["reason"],
+            registry=registry,
+        )
+        self.isolated = prometheus_client.Counter(
+            "greenplace_isolated_workloads",
+            "Workloads held because planning them raised (the others were planned).",
+            registry=registry,
+        )
         self.relisted = prometheus_client.Counter(
             "greenplace_relists",
             "Full listings that reconciled the cache with the API server.",
@@ -73,6 +95,11 @@ class PlacementMetrics:
         for phase, seconds in report.phase_seconds.items():
             self.phase.labels(phase).observe(seconds)
         self.conflicts.inc(report.conflicts)
+        for reason, count in report.refusals.items():
+            self.refusals.labels(reason).inc(count)
+        for reason, count in report.warnings.items():
+            self.pod_warnings.labels(reason).inc(count)
+        self.isolated.inc(report.isolated)
         if report.plan is None:
             return
         held: collections.Counter[str] = collections.Counter()

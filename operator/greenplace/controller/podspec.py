@@ -19,49 +19,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from greenplace.api import models
+from greenplace.controller import resources
 
 __all__ = [
     "GATE",
-    "GPU_RESOURCE",
     "HOLD_ANNOTATION",
     "PLACEMENT_ANNOTATION",
     "POOL_LABEL",
     "gates_with_ours",
-    "gpu_request",
     "hold_patch",
     "is_gated",
     "is_terminal",
+    "node_matches",
     "placement_patch",
     "placement_record",
+    "refusal",
 ]
 
 GATE = "greenplace.dev/placement"
-GPU_RESOURCE = "nvidia.com/gpu"
 PLACEMENT_ANNOTATION = "greenplace.dev/placement"
 HOLD_ANNOTATION = "greenplace.dev/held"
 POOL_LABEL = models.POOL_LABEL
 
 Pod = Mapping[str, Any]
-
-
-def gpu_request(pod: Pod) -> int:
-    """GPUs the pod needs: the max of init containers and the sum of app containers."""
-    spec = pod.get("spec", {})
-
-    def of(container: Mapping[str, Any]) -> int:
-        resources = container.get("resources") or {}
-        for section in ("limits", "requests"):
-            value = (resources.get(section) or {}).get(GPU_RESOURCE)
-            if value is not None:
-                try:
-                    return max(0, int(str(value)))
-                except ValueError:
-                    return 0
-        return 0
-
-    app = sum(of(c) for c in spec.get("containers") or [])
-    init = max((of(c) for c in spec.get("initContainers") or []), default=0)
-    return max(app, init)
 
 
 def is_gated(pod: Pod) -> bool:
@@ -72,16 +52,83 @@ def is_terminal(pod: Pod) -> bool:
     return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
 
 
-def gates_with_ours(pod: Pod) -> list[dict[str, Any]] | None:
+def gates_with_ours(pod: Pod, accelerators: resources.Accelerators) -> list[dict[str, Any]] | None:
     """The pod's scheduling gates plus greenplace's, or None if this pod is not for us.
 
-    Only pods that request GPUs are gated; a pod already bound to a node (``spec.nodeName``)
-    cannot carry a gate, and a pod already gated is left as it is.
+    Only pods that ask for a governed accelerator (``resources``) are gated; a pod already
+    bound to a node (``spec.nodeName``) cannot carry a gate, and a pod already gated is left as
+    it is.
     """
     spec = pod.get("spec", {})
-    if gpu_request(pod) == 0 or spec.get("nodeName") or is_gated(pod):
+    if not accelerators.request(pod).governed or spec.get("nodeName") or is_gated(pod):
         return None
     return [*(spec.get("schedulingGates") or []), {"name": GATE}]
+
+
+def refusal(pod: Pod, accelerators: resources.Accelerators) -> str | None:
+    """Why a pod of a governed namespace is refused at creation, or None.
+
+    A pod asking for an accelerator greenplace does not govern, or for a count it cannot read,
+    would otherwise run wherever kube-scheduler puts it.
+    """
+    request = accelerators.request(pod)
+    if request.ungoverned:
+        return (
+            f"greenplace: resource {', '.join(request.ungoverned)} looks like an accelerator but "
+            "is not governed by greenplace, so it could not be kept in the pools your policies "
+            "allow. Ask the platform team to add it to the chart value accelerators.resources "
+            "(or accelerators.prefixes), or request a governed one."
+        )
+    if request.unreadable:
+        return (
+            f"greenplace: accelerator counts must be whole numbers: {'; '.join(request.unreadable)}"
+        )
+    return None
+
+
+def node_matches(pod: Pod, node_name: str, node_labels: Mapping[str, str]) -> bool:
+    """Whether the pod's own ``nodeSelector`` and required node affinity admit this node.
+
+    The rules kube-scheduler applies (``In``, ``NotIn``, ``Exists``, ``DoesNotExist``, ``Gt``,
+    ``Lt``; ``matchFields`` on ``metadata.name``); terms are ORed, expressions ANDed.
+    """
+    spec = pod.get("spec") or {}
+    if not all(node_labels.get(k) == v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms")
+    if not terms:
+        return True
+    fields = {"metadata.name": node_name}
+    return any(
+        (term.get("matchExpressions") or term.get("matchFields"))
+        and all(_expression(e, node_labels) for e in term.get("matchExpressions") or [])
+        and all(_expression(e, fields) for e in term.get("matchFields") or [])
+        for term in terms
+    )
+
+
+def _expression(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    key, operator = expression.get("key", ""), expression.get("operator")
+    values = [str(v) for v in expression.get("values") or []]
+    value = labels.get(key)
+    if operator == "In":
+        return value is not None and value in values
+    if operator == "NotIn":
+        return value is None or value not in values
+    if operator == "Exists":
+        return value is not None
+    if operator == "DoesNotExist":
+        return value is None
+    if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
+        try:
+            have, bound = int(value), int(values[0])
+        except ValueError:
+            return False
+        return have > bound if operator == "Gt" else have < bound
+    return False
 
 
 def narrowed_affinity(pod: Pod, node_labels: Mapping[str, str]) -> dict[str, Any]:

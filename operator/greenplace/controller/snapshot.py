@@ -5,9 +5,22 @@ becomes those values, with one rule for capacity that holds across rounds: a poo
 are its nodes' allocatable GPUs minus the requests of every live pod bound to them, minus the
 pods greenplace has released to the pool that the scheduler has not bound yet.
 
+Only pods greenplace released itself count as released: their placement record carries its
+signature (``records``); a record anyone else wrote is ignored and reported. A released pod that
+stays unbound for ``RELEASE_RESERVATION`` (it can never run there, or the scheduler is slow)
+stops holding its GPUs, so a pod that cannot schedule never holds a pool's capacity forever.
+
 Gangs: gated pods that share the label ``greenplace.dev/gang`` or the same controlling Job are
 one workload, placed in one pool or not at all. A gang that declares its size (annotation
-``greenplace.dev/gang-size``) is not planned until that many of its pods are waiting.
+``greenplace.dev/gang-size``) is not planned until that many of its pods are waiting. A gang is
+governed by every policy that selects one of its members and by the strictest residency of
+its members (``model.Workload``): no member loses its rules by joining a gang.
+
+Each workload may only go to pools with a node its pods' own constraints admit (node selector,
+required node affinity, the accelerators each pod asks for): ``Workload.fits_pools``.
+
+Values tenants write on pods are bounded (expected duration, gang size); a value out of bounds
+is replaced by its documented fallback and reported (``Built.warnings``), never fatal.
 """
 
 from __future__ import annotations
@@ -15,19 +28,34 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from greenplace.api import convert
 from greenplace.controller import budgets as budgets_
 from greenplace.controller import cache as cache_
-from greenplace.controller import feeds
+from greenplace.controller import feeds, podspec, resources
 from greenplace.domain import model
 from greenplace.signals import contract, planning
 
-__all__ = ["GANG_LABEL", "GANG_SIZE_ANNOTATION", "Built", "Gathered", "build", "gather"]
+__all__ = [
+    "GANG_LABEL",
+    "GANG_SIZE_ANNOTATION",
+    "MAX_GANG_SIZE",
+    "RELEASE_RESERVATION",
+    "Built",
+    "Gathered",
+    "Warning",
+    "build",
+    "gather",
+]
 
 GANG_LABEL = "greenplace.dev/gang"
 GANG_SIZE_ANNOTATION = "greenplace.dev/gang-size"
+MAX_GANG_SIZE = 10_000
+# How long GPUs released to a pool stay reserved for a pod the scheduler has not bound yet.
+RELEASE_RESERVATION = datetime.timedelta(minutes=5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +69,14 @@ class Gathered:
     signal_sources: tuple[cache_.CachedSignalSource, ...] = ()
     budgets: tuple[cache_.CachedBudget, ...] = ()
     observed: feeds.Observed = dataclasses.field(default_factory=feeds.Observed.empty)
+    budget_status: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathered:
     return Gathered(
+        budget_status=dict(cache.budget_status),
         pools=tuple(cache.pools.values()),
         policies=tuple(cache.policies.values()),
         nodes=tuple(cache.nodes.values()),
@@ -61,6 +93,15 @@ def pool_nodes(pool: cache_.CachedPool, nodes: tuple[cache_.CachedNode, ...]) ->
 
 
 @dataclasses.dataclass(frozen=True)
+class Warning:
+    """Something a tenant wrote on a pod that greenplace ignored or replaced (an Event)."""
+
+    pod: cache_.CachedPod
+    reason: str  # stable: InvalidAnnotation, UntrustedRecord, ReleasedUnbound
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Built:
     """The snapshot, and the pods behind each of its workloads (a gang has several)."""
 
@@ -69,24 +110,40 @@ class Built:
     incomplete: dict[str, tuple[cache_.CachedPod, ...]]  # gangs still waiting for members
     carbon_sources: dict[str, str | None] = dataclasses.field(default_factory=dict)  # per pool
     spent: dict[tuple[str, str], budgets_.Spend] = dataclasses.field(default_factory=dict)
+    warnings: tuple[Warning, ...] = ()
 
 
 FALLBACK_SOURCE = "spec.carbonIntensity.fallbackGramsPerKwh"
 
 
-def build(gathered: Gathered, now: datetime.datetime | None = None) -> Built:
-    """The snapshot at ``now`` (budget periods; default: the current instant)."""
+def build(
+    gathered: Gathered,
+    now: datetime.datetime | None = None,
+    ledger: budgets_.Ledger | None = None,
+) -> Built:
+    """The snapshot at ``now`` (budget periods; default: the current instant).
+
+    ``ledger`` holds what each Budget was charged (the placement loop keeps one); without it,
+    spending is read from the Budgets' status and signed records, as after a restart.
+    """
     now = now or datetime.datetime.now(datetime.UTC)
     node_gpus = {n.name: n.gpus for n in gathered.nodes}
     used_on_node: collections.Counter[str] = collections.Counter()
     released_to_pool: collections.Counter[str] = collections.Counter()
+    warnings: list[Warning] = []
     for pod in gathered.pods:
+        if pod.untrusted_record and not pod.terminal:
+            warnings.append(Warning(pod, "UntrustedRecord", _UNTRUSTED))
         if pod.terminal:
             continue
         if pod.node_name:
             used_on_node[pod.node_name] += pod.gpus
         elif not pod.gated and pod.placed_pool:
-            released_to_pool[pod.placed_pool] += pod.gpus
+            at = _released_at(pod)
+            if at is not None and now - at < RELEASE_RESERVATION:
+                released_to_pool[pod.placed_pool] += pod.gpus
+            else:
+                warnings.append(Warning(pod, "ReleasedUnbound", _unbound(pod)))
 
     pools = []
     carbon_sources: dict[str, str | None] = {}
@@ -105,15 +162,20 @@ def build(gathered: Gathered, now: datetime.datetime | None = None) -> Built:
             gathered.observed,
         )
         pools.append(domain_pool)
-    spent = budgets_.spending(
-        gathered.budgets, gathered.policies, gathered.pods, {p.name: p for p in pools}, now
+    spent = (ledger or budgets_.Ledger()).spent(
+        gathered.budgets, gathered.budget_status, gathered.pods, now
     )
     policies = tuple(
         convert.policy_to_domain(p.namespace, p.name, p.spec)
         for p in sorted(gathered.policies, key=lambda p: (p.namespace, p.name))
     )
     members, incomplete = _group(p for p in gathered.pods if p.gated and not p.terminal)
-    workloads = tuple(_workload(key, pods) for key, pods in members.items())
+    fitting = _Fitting(gathered)
+    workloads = tuple(_workload(key, pods, fitting) for key, pods in members.items())
+    for pods in (*members.values(), *incomplete.values()):
+        for pod in pods:
+            problems = [budgets_.duration_problem(pod.body), _gang_size_problem(pod)]
+            warnings.extend(Warning(pod, "InvalidAnnotation", p) for p in problems if p)
     return Built(
         snapshot=model.Snapshot(
             pools=tuple(pools),
@@ -126,7 +188,93 @@ def build(gathered: Gathered, now: datetime.datetime | None = None) -> Built:
         incomplete=incomplete,
         carbon_sources=carbon_sources,
         spent=spent,
+        warnings=tuple(warnings),
     )
+
+
+_UNTRUSTED = (
+    f"annotation {podspec.PLACEMENT_ANNOTATION} was not written by greenplace (its signature "
+    "does not match this pod): it is ignored for capacity and budgets. Only the operator "
+    "writes it; remove it."
+)
+
+
+def _released_at(pod: cache_.CachedPod) -> datetime.datetime | None:
+    raw = (pod.record or {}).get("at")
+    try:
+        at = datetime.datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
+
+
+def _unbound(pod: cache_.CachedPod) -> str:
+    return (
+        f"released to pool {pod.placed_pool} more than {RELEASE_RESERVATION} ago and still not "
+        "bound: its GPUs are no longer reserved for it. It may never fit a node of that pool "
+        "(see kubectl describe pod); delete and recreate it to be placed again."
+    )
+
+
+class _Fitting:
+    """Which pools have a node a pod's own constraints admit, computed once per distinct set
+    of constraints (pods of one Job share theirs)."""
+
+    def __init__(self, gathered: Gathered) -> None:
+        self._nodes = [n for n in gathered.nodes if n.schedulable]
+        self._pools_of = {
+            n.name: [
+                p.name for p in gathered.pools if model.labels_match(n.labels, p.spec.node_selector)
+            ]
+            for n in self._nodes
+        }
+        self._all = frozenset(p.name for p in gathered.pools)
+        # A pool without nodes is left to the planner, which says it has no room.
+        self._empty = self._all - {pool for pools in self._pools_of.values() for pool in pools}
+        self._known: dict[str, frozenset[str]] = {}
+
+    def pools(self, pod: cache_.CachedPod) -> frozenset[str]:
+        spec = pod.body.get("spec") or {}
+        key = json.dumps(
+            [spec.get("nodeSelector"), spec.get("affinity"), sorted(pod.request.items())],
+            sort_keys=True,
+            default=str,
+        )
+        found = self._known.get(key)
+        if found is None:
+            found = self._known[key] = frozenset(
+                pool
+                for node in self._nodes
+                if podspec.node_matches(pod.body, node.name, node.labels)
+                and resources.offers_each(node.offered, pod.request)
+                for pool in self._pools_of[node.name]
+            )
+        return found
+
+    def of(self, pods: tuple[cache_.CachedPod, ...]) -> frozenset[str] | None:
+        """Pools admitting every pod; None when that is every pool (no restriction)."""
+        fits = self._all
+        for pod in pods:
+            fits = fits & (self.pools(pod) | self._empty)
+        return None if fits == self._all else fits
+
+
+def _gang_size_problem(pod: cache_.CachedPod) -> str | None:
+    raw = (pod.body.get("metadata", {}).get("annotations") or {}).get(GANG_SIZE_ANNOTATION)
+    if raw is None or _declared(raw) is not None:
+        return None
+    return (
+        f"{GANG_SIZE_ANNOTATION}={str(raw)[:40]!r} is not a whole number from 1 to "
+        f"{MAX_GANG_SIZE}: the gang is placed with the pods that exist"
+    )
+
+
+def _declared(raw: object) -> int | None:
+    try:
+        size = int(str(raw)[:40])
+    except ValueError:
+        return None
+    return size if 1 <= size <= MAX_GANG_SIZE else None
 
 
 def _with_signals(pool: model.Pool, observed: feeds.Observed) -> tuple[model.Pool, str | None]:
@@ -163,10 +311,7 @@ def _declared_size(pods: tuple[cache_.CachedPod, ...]) -> int:
     for pod in pods:
         raw = (pod.body.get("metadata", {}).get("annotations") or {}).get(GANG_SIZE_ANNOTATION)
         if raw is not None:
-            try:
-                return int(raw)
-            except ValueError:
-                return 0  # unreadable size: treat as "whatever is there", never crash
+            return _declared(raw) or 0  # unreadable: "whatever is there" (a Warning says so)
     return 0
 
 
@@ -184,11 +329,12 @@ def _group(
     return ready, waiting
 
 
-def _workload(key: str, pods: tuple[cache_.CachedPod, ...]) -> model.Workload:
+def _workload(key: str, pods: tuple[cache_.CachedPod, ...], fitting: _Fitting) -> model.Workload:
     namespace, name = key.split("/", 1)
     shared_labels = dict(pods[0].labels)
     for pod in pods[1:]:
         shared_labels = {k: v for k, v in shared_labels.items() if pod.labels.get(k) == v}
+    differ = any(pod.labels != pods[0].labels for pod in pods[1:])
     return model.Workload(
         namespace=namespace,
         name=name,
@@ -198,4 +344,6 @@ def _workload(key: str, pods: tuple[cache_.CachedPod, ...]) -> model.Workload:
         pods=tuple(p.name for p in pods),
         gpus_per_pod=tuple(p.gpus for p in pods),
         duration_hours=max(budgets_.expected_hours(p.body) for p in pods),
+        member_labels=tuple(dict(p.labels) for p in pods) if differ else (),
+        fits_pools=fitting.of(pods),
     )

@@ -69,6 +69,7 @@ class StatusRecorder:
         *,
         built: snapshot.Built | None = None,
         now: datetime.datetime | None = None,
+        ledger: budgets.Ledger | None = None,
     ) -> None:
         carbon_sources = built.carbon_sources if built is not None else {}
         by_name = {p.name: p for p in snap.pools}
@@ -124,7 +125,7 @@ class StatusRecorder:
             )
         if built is not None and now is not None:
             await self._record_signal_sources(gathered)
-            await self._record_budgets(gathered, built, now)
+            await self._record_budgets(gathered, built, now, ledger)
 
     async def _record_signal_sources(self, gathered: snapshot.Gathered) -> None:
         observed = gathered.observed
@@ -167,11 +168,18 @@ class StatusRecorder:
             )
 
     async def _record_budgets(
-        self, gathered: snapshot.Gathered, built: snapshot.Built, now: datetime.datetime
+        self,
+        gathered: snapshot.Gathered,
+        built: snapshot.Built,
+        now: datetime.datetime,
+        ledger: budgets.Ledger | None,
     ) -> None:
         for cached in gathered.budgets:
-            spent = built.spent.get((cached.namespace, cached.name), budgets.Spend())
-            fields, reached = budgets.status(cached, spent, now)
+            key = (cached.namespace, cached.name)
+            account = None if ledger is None else ledger.account(key)
+            spent = built.spent.get(key, budgets.Spend()) if account is None else account.spent
+            through = None if account is None else account.charged_through
+            fields, reached = budgets.status(cached, spent, now, through)
             exceeded: Condition = (
                 ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")
                 if reached
@@ -183,7 +191,7 @@ class StatusRecorder:
                 cached.name,
                 {"observedGeneration": cached.generation, **fields},
                 conditions=[
-                    ("Ready", True, "Tracking", "spending estimated from placements"),
+                    ("Ready", True, "Tracking", "charged at each placement, as projected"),
                     exceeded,
                 ],
                 generation=cached.generation,

@@ -228,8 +228,11 @@ class Policy:
         return f"{self.namespace}/{self.name}"
 
     def selects(self, workload: Workload) -> bool:
-        return workload.namespace == self.namespace and labels_match(
-            workload.labels, self.match_labels
+        """Whether this policy governs ``workload``: a gang is governed by every policy that
+        selects any of its members (their rules intersect), so no member loses its rules by
+        being ganged with others."""
+        return workload.namespace == self.namespace and any(
+            labels_match(labels, self.match_labels) for labels in workload.each_member_labels
         )
 
 
@@ -253,6 +256,11 @@ class Workload:
     spot: bool = False
     # GPUs of each pod (same order as ``pods``); empty means "one pod needs all ``gpus``".
     gpus_per_pod: tuple[int, ...] = ()
+    # Labels of each pod of a gang (same order as ``pods``); empty: every pod has ``labels``.
+    member_labels: tuple[Mapping[str, str], ...] = ()
+    # Pools with a node that each pod's own constraints (node selector, node affinity, the
+    # accelerators it asks for) admit; None: every pool.
+    fits_pools: frozenset[str] | None = None
 
     @property
     def key(self) -> str:
@@ -267,12 +275,28 @@ class Workload:
         return max(self.gpus_per_pod, default=self.gpus)
 
     @property
+    def each_member_labels(self) -> tuple[Mapping[str, str], ...]:
+        return self.member_labels or (self.labels,)
+
+    @property
     def data_residency(self) -> frozenset[str] | None:
-        """Countries or regimes named by the data-residency label; None without the label."""
-        value = self.labels.get(DATA_RESIDENCY_LABEL)
-        if value is None:
-            return None
-        return frozenset(part.strip() for part in value.split("_") if part.strip())
+        """Countries or regimes named by the data-residency label; None without the label.
+
+        In a gang, the strictest: when members name different residencies, only the countries
+        all of them allow (regimes expanded to their countries; empty when none is common).
+        """
+        named = {
+            frozenset(part.strip() for part in value.split("_") if part.strip())
+            for labels in self.each_member_labels
+            if (value := labels.get(DATA_RESIDENCY_LABEL)) is not None
+        }
+        if len(named) <= 1:
+            return next(iter(named), None)
+        countries = [
+            frozenset().union(*(REGIMES.get(part, frozenset((part,))) for part in residency))
+            for residency in named
+        ]
+        return frozenset.intersection(*countries)
 
 
 class BudgetAction(enum.StrEnum):
@@ -368,6 +392,8 @@ class Reason(enum.StrEnum):
     CERTIFICATION_EXPIRES_DURING_RUN = "CertificationExpiresDuringRun"
     # Gangs and capacity.
     POD_TOO_LARGE_FOR_NODE = "PodTooLargeForNode"
+    # No node of the pool matches the pod's own node selector, affinity or accelerators.
+    NODE_CONSTRAINTS_NOT_MET = "NodeConstraintsNotMet"
     GANG_TOO_LARGE = "GangTooLarge"
     # Held by the controller: fewer pods of the gang exist than its declared size.
     GANG_INCOMPLETE = "GangIncomplete"
@@ -381,6 +407,8 @@ class Reason(enum.StrEnum):
     # Placed above a carbon ceiling because the workload's latest start has come and the policy
     # lets its ceiling yield at the deadline (``Policy.carbon_ceiling_yields_at_deadline``).
     CEILING_WAIVED_AT_DEADLINE = "CeilingWaivedAtDeadline"
+    # Held by the controller: planning this workload raised (isolated from the others).
+    PLANNING_FAILED = "PlanningFailed"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

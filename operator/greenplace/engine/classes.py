@@ -79,6 +79,8 @@ class Class:
     residency: frozenset[str] | None
     spot: bool
     waived: bool = False
+    # Pools the workload's own node constraints admit (None: all); see ``Workload.fits_pools``.
+    fits: frozenset[str] | None = None
     # First position in ``ranked`` (and in each zone's list) that may still have free GPUs:
     # free GPUs only drop within a round, so these only move forward.
     cursor: int = 0
@@ -109,19 +111,20 @@ class Catalog:
     def of(self, governing: tuple[model.Policy, ...], workload: model.Workload) -> Class:
         """The class of ``workload``, governed by ``governing``."""
         residency = workload.data_residency
-        key = (tuple(p.key for p in governing), residency, workload.spot)
+        fits = workload.fits_pools
+        key = (tuple(p.key for p in governing), residency, workload.spot, fits)
         cls = self.classes.get(key)
         if cls is None:
-            cls = self.classes[key] = self._build(governing, residency, workload.spot)
+            cls = self.classes[key] = self._build(governing, residency, workload.spot, fits=fits)
         return cls
 
     def waived(self, cls: Class) -> Class:
         """``cls`` with its yielding ceilings waived (see ``_build``)."""
-        key = (cls.keys, cls.residency, cls.spot, "waived")
+        key = (cls.keys, cls.residency, cls.spot, cls.fits, "waived")
         waived = self.classes.get(key)
         if waived is None:
             waived = self.classes[key] = self._build(
-                cls.policies, cls.residency, cls.spot, waive=True
+                cls.policies, cls.residency, cls.spot, waive=True, fits=cls.fits
             )
         return waived
 
@@ -138,6 +141,7 @@ class Catalog:
         spot: bool,
         *,
         waive: bool = False,
+        fits: frozenset[str] | None = None,
     ) -> Class:
         """The class of workloads governed by ``policies``; with ``waive``, the pools above a
         ceiling that yields at the deadline rank after the compliant ones instead of being
@@ -157,7 +161,7 @@ class Catalog:
         zones: dict[str, list[tuple[float, int, objective.Rate, Window]]]
         zones = collections.defaultdict(list)
         largest = 0
-        sovereign, static = self._compliance(policies, residency, budgets)
+        sovereign, static = self._compliance(policies, residency, budgets, fits)
         static = list(static)
         waivable = False
         for index, window, ceiling, strict in sovereign:
@@ -227,6 +231,7 @@ class Catalog:
             residency=residency,
             spot=spot,
             waived=waive,
+            fits=fits,
         )
 
     def _compliance(
@@ -234,11 +239,12 @@ class Catalog:
         policies: tuple[model.Policy, ...],
         residency: frozenset[str] | None,
         budgets: tuple[model.Budget, ...],
+        fits: frozenset[str] | None = None,
     ) -> tuple[list[_Sovereign], list[model.Rejection]]:
         """Pools passing sovereignty (with certificate window, ceiling rejection now, and the
         rejection by a ceiling that does not yield at the deadline), and the rejections of the
         others; shared by the spot and on-demand classes of a policy set."""
-        key = (tuple(p.key for p in policies), residency)
+        key = (tuple(p.key for p in policies), residency, fits)
         if key in self.compliance:
             return self.compliance[key], self.excluded[key]
         facts = [self._facts(policy) for policy in policies]
@@ -251,6 +257,13 @@ class Catalog:
             if rejection is None and residency_rules is not None:
                 rejection = residency_rules[index]
             rejection = rejection or _currency_mismatch(pool, budgets)
+            if rejection is None and fits is not None and pool.name not in fits:
+                rejection = model.Rejection(
+                    pool.name,
+                    R.NODE_CONSTRAINTS_NOT_MET,
+                    "no node of the pool matches the pod's own nodeSelector, node affinity or "
+                    "accelerator resources; fix: relax them, or ask for a pool whose nodes match",
+                )
             if rejection is not None:
                 static.append(rejection)
             else:

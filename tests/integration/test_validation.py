@@ -2,6 +2,12 @@
 
 No operator runs here: the CRD's OpenAPI schema and CEL rules (generated from the pydantic
 models) must be enough, so that ``kubectl apply`` fails before greenplace ever sees the object.
+
+The hostile-value table (tests/hostile.py, issue 10) is the same one the pydantic models are
+tested with: every number at 1e308 and -1, every duration far and just out of its range, every
+string, list and map past its cap. Infinity and NaN cannot be written in JSON: a YAML file's
+.inf is refused by kubectl before it is sent, and by the API server when another client sends
+it (as YAML, or as the Infinity a Python client's json.dumps writes), both before any schema.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from greenplace.api import models
+from tests import hostile
 from tests.integration.conftest import Kube
 
 pytestmark = pytest.mark.cluster
@@ -221,3 +229,60 @@ def test_the_valid_baseline_is_accepted(kube: Kube) -> None:
     for manifest in (signal_source(), budget(), energy_report()):
         result = kube.apply(manifest)
         assert result.returncode == 0, result.stderr
+
+
+_PLURALS = {
+    "GpuPool": "gpupools",
+    "PlacementPolicy": "placementpolicies",
+    "SignalSource": "signalsources",
+    "Budget": "budgets",
+    "EnergyReport": "energyreports",
+}
+_CASES = hostile.all_cases()
+
+
+@pytest.mark.parametrize("kind", hostile.FULL)
+def test_the_full_hostile_baselines_are_accepted(kube: Kube, kind: str) -> None:
+    """Guards the hostile table: each row fails for its own value, not for a broken baseline."""
+    manifest = hostile.manifest(kind, hostile.FULL[kind])
+    result = kube.apply(manifest)
+    assert result.returncode == 0, result.stderr
+    result = kube.kubectl("delete", "-f", "-", stdin=manifest)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("case", [c for c in _CASES if not c.special], ids=lambda c: c.id)
+def test_hostile_values_are_refused_with_the_field_named(kube: Kube, case: hostile.Case) -> None:
+    result = kube.apply(case.manifest())
+    assert result.returncode != 0, f"accepted: {case.id}"
+    assert case.field() in result.stderr, result.stderr[:3000]
+    for fragment in case.expected:
+        assert fragment in result.stderr, result.stderr[:3000]
+
+
+def _post(kube: Kube, case: hostile.Case, body: Any, content_type: str) -> tuple[int, str]:
+    """POST ``body`` as a client other than kubectl would: the HTTP status and the reply."""
+    path = f"/apis/{models.GROUP}/{models.VERSION}"
+    if case.kind in hostile.NAMESPACED:
+        path += "/namespaces/default"
+    request = kube.api.param_serialize(
+        "POST", f"{path}/{_PLURALS[case.kind]}", body=body, auth_settings=["BearerToken"],
+        header_params={"Content-Type": content_type, "Accept": "application/json"},
+    )  # fmt: skip
+    response = kube.api.call_api(*request)
+    return response.status, response.read().decode()
+
+
+@pytest.mark.parametrize("case", [c for c in _CASES if c.special], ids=lambda c: c.id)
+def test_infinity_and_nan_are_refused_before_any_schema(kube: Kube, case: hostile.Case) -> None:
+    """kubectl cannot turn .inf into JSON; the API server refuses it as YAML and as Infinity."""
+    manifest = case.manifest()
+    result = kube.apply(manifest)
+    assert result.returncode != 0, f"accepted: {case.id}"
+    assert "unsupported value" in result.stderr, result.stderr
+    status, reply = _post(kube, case, manifest, "application/yaml")
+    assert status == 400 and "json: unsupported value" in reply, reply
+    # The Python client encodes with json.dumps, which writes inf and nan as Infinity and NaN.
+    resource = hostile.resource(case.kind, case.spec(hostile.PYTHON_SPECIALS))
+    status, reply = _post(kube, case, resource, "application/json")
+    assert status == 400 and "json parse error: invalid character" in reply, reply

@@ -23,7 +23,8 @@ def _walk(node: Any, path: str = "") -> list[str]:
     """Paths of schema nodes that break Kubernetes' structural-schema rules."""
     problems = []
     if isinstance(node, dict):
-        for banned in ("$ref", "anyOf", "oneOf", "allOf", "uniqueItems", "title"):
+        # propertyNames is no field of a Kubernetes schema: the API server would drop it.
+        for banned in ("$ref", "anyOf", "oneOf", "allOf", "uniqueItems", "title", "propertyNames"):
             if banned in node:
                 problems.append(f"{path}: {banned}")
         if "properties" in node and node.get("type") != "object":
@@ -57,3 +58,41 @@ def test_models_refuse_what_the_api_server_refuses() -> None:
         models.Sovereignty.model_validate({"allowedCountry": ["FR"]})
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         models.Carbon.model_validate({"maxGramsPerKwh": -1})
+
+
+def _rules(node: dict[str, Any]) -> str:
+    return " ".join(r["rule"] for r in node.get("x-kubernetes-validations", []))
+
+
+def _unbounded(node: dict[str, Any], path: str) -> list[str]:
+    """Spec schema nodes a hostile value could take to any size (issue 10)."""
+    kind = node.get("type")
+    problems = []
+    if kind in ("number", "integer") and not {"minimum", "maximum"} <= set(node):
+        problems.append(f"{path}: a number needs a minimum and a maximum")
+    elif kind == "string":
+        capped = {"maxLength", "enum"} & set(node) or node.get("format") == "date"
+        ranged = node.get("format") == "date-time" and "self >=" in _rules(node)
+        if not (capped or ranged):
+            problems.append(f"{path}: a string needs a maxLength (or an enum, or a range)")
+        duration = node.get("pattern") == models.DURATION_PATTERN
+        if duration and "duration(self) <=" not in _rules(node):
+            problems.append(f"{path}: a duration needs a range rule")
+    elif kind == "array":
+        if "maxItems" not in node:
+            problems.append(f"{path}: a list needs maxItems")
+        problems += _unbounded(node["items"], f"{path}[]")
+    elif kind == "object" and "additionalProperties" in node:
+        if "maxProperties" not in node or "size(k) <=" not in _rules(node):
+            problems.append(f"{path}: a map needs maxProperties and a rule on its keys' length")
+        problems += _unbounded(node["additionalProperties"], f"{path}.*")
+    for name, sub in node.get("properties", {}).items():
+        problems += _unbounded(sub, f"{path}.{name}")
+    return problems
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_every_spec_field_is_bounded(kind: crdgen.Kind) -> None:
+    """Every number, string, duration, list and map of a spec has a cap the API server enforces."""
+    schema = crdgen.crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert _unbounded(schema["properties"]["spec"], "spec") == []

@@ -4,7 +4,9 @@ Why this module exists: the API server must refuse what the operator would refus
 keeping a YAML schema and a Python model in step by hand, the CRDs are derived from
 ``greenplace.api.models``: pydantic's JSON Schema is turned into a Kubernetes *structural* schema
 (references inlined, ``null`` alternatives dropped, ``uniqueItems`` and ``exclusiveMinimum``
-rewritten, titles removed) and wrapped in a CRD with printer columns and the status subresource.
+rewritten, titles removed, descriptions put on one line) and wrapped in a CRD with printer columns
+and the status subresource. Kubernetes has no ``propertyNames``: the bounds pydantic puts there
+(a map's keys) become a CEL rule on the map, so the API server enforces them too.
 
 Run ``python -m greenplace.api.crdgen crds`` (``make crds``) after changing a model. It also
 writes the Helm chart's copies (``charts/greenplace/templates/crds/``, beside ``crds/``): the same
@@ -180,7 +182,14 @@ def _convert(node: Any, definitions: dict[str, Any]) -> Any:
             continue
         if key == "default" and value is None:
             continue
-        if key == "properties":
+        if key == "description":
+            out[key] = _one_line(value)
+        elif key == "propertyNames":
+            rules = [*node.get("x-kubernetes-validations", []), _key_rule(value)]
+            out["x-kubernetes-validations"] = _convert(rules, definitions)
+        elif key == "x-kubernetes-validations" and "propertyNames" in node:
+            continue  # merged with the key rule above
+        elif key == "properties":
             out[key] = {name: _convert(sub, definitions) for name, sub in value.items()}
         elif key == "uniqueItems":
             out["x-kubernetes-list-type"] = "set"
@@ -191,6 +200,22 @@ def _convert(node: Any, definitions: dict[str, Any]) -> Any:
         else:
             out[key] = _convert(value, definitions)
     return out
+
+
+def _one_line(text: str) -> str:
+    """A docstring's line breaks and indentation are no part of ``kubectl explain`` text."""
+    return " ".join(text.split())
+
+
+def _key_rule(names: dict[str, Any]) -> dict[str, str]:
+    """The CEL rule of a map whose keys have ``names`` (a JSON Schema ``propertyNames``)."""
+    low, high = names.get("minLength", 0), names.get("maxLength")
+    if set(names) - {"minLength", "maxLength"} or high is None:
+        raise ValueError(f"cannot express propertyNames {names} in CEL: bound maxLength only")
+    return models.cel(
+        f"self.all(k, size(k) >= {low} && size(k) <= {high})",
+        f"every key must be {low} to {high} characters long",
+    )
 
 
 def crd(kind: Kind) -> dict[str, Any]:
@@ -222,7 +247,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                     "schema": {
                         "openAPIV3Schema": {
                             "type": "object",
-                            "description": (kind.spec.__doc__ or kind.kind).strip(),
+                            "description": _one_line(kind.spec.__doc__ or kind.kind),
                             **(
                                 {"x-kubernetes-validations": list(kind.object_rules)}
                                 if kind.object_rules

@@ -8,11 +8,21 @@ these models by ``greenplace.api.crdgen``; a test fails if they drift.
 Conventions: Python names are snake_case and the wire names camelCase (an alias generator);
 ``x-kubernetes-validations`` (CEL) travel in ``json_schema_extra`` and always carry a message that
 says what to fix. Every field has a description (it is what ``kubectl explain`` prints).
+
+Hostile input: every spec number has a minimum and a maximum (JSON carries no NaN or Infinity,
+and a maximum refuses 1e308), every string, list and map a length cap, every duration and time a
+range, each bound with its reason in the field's description. The operator parses what it
+watches with these same models, so an object stored before a bound existed is reported invalid
+(``controller.cache``) instead of overflowing somewhere later; CEL rules on spec values are
+therefore checked here too (validators carrying the same message).
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
+import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -75,6 +85,14 @@ Country = Annotated[
     ),
 ]
 Name = Annotated[str, pydantic.Field(min_length=1, max_length=253)]
+# Kubernetes label keys (an optional 253-character DNS prefix, a slash, a 63-character name) and
+# values (63 characters), as the API server bounds them on real labels.
+LabelKey = Annotated[str, pydantic.Field(min_length=1, max_length=317)]
+LabelValue = Annotated[str, pydantic.Field(max_length=63)]
+# How many labels a selector may list: far more than any real selector needs.
+MAX_SELECTOR_LABELS = 32
+# Appended to the description of every Name field.
+_NAME_BOUND = "1 to 253 characters, the Kubernetes name limit."
 
 
 class Model(pydantic.BaseModel):
@@ -94,12 +112,17 @@ class Model(pydantic.BaseModel):
 class Location(Model):
     """Where the pool's GPUs physically are and which electricity grid feeds them."""
 
-    provider: Name = pydantic.Field(description="Cloud or hosting provider, e.g. ovhcloud.")
-    region: Name = pydantic.Field(description="Provider region, e.g. europe-west9.")
-    zone: str = pydantic.Field("", max_length=253, description="Provider zone, if any.")
+    provider: Name = pydantic.Field(
+        description=f"Cloud or hosting provider, e.g. ovhcloud. {_NAME_BOUND}"
+    )
+    region: Name = pydantic.Field(description=f"Provider region, e.g. europe-west9. {_NAME_BOUND}")
+    zone: str = pydantic.Field(
+        "", max_length=253, description="Provider zone, if any; at most 253 characters."
+    )
     country: Country = pydantic.Field(description="Country of the data centre (ISO alpha-2).")
     grid_zone: Name = pydantic.Field(
-        description="Electricity grid zone for carbon signals (Electricity Maps zone key), e.g. FR."
+        description="Electricity grid zone for carbon signals (Electricity Maps zone key), e.g. "
+        f"FR. {_NAME_BOUND}"
     )
 
 
@@ -110,16 +133,21 @@ class Jurisdiction(Model):
     exposures: list[Name] = pydantic.Field(
         default_factory=list,
         max_length=32,
-        description="Extraterritorial laws the provider is subject to, e.g. US-CLOUD-Act.",
+        description="Extraterritorial laws the provider is subject to, e.g. US-CLOUD-Act. At "
+        f"most 32 (no provider is reached by more). Each: {_NAME_BOUND}",
     )
 
 
 class Certification(Model):
     """A certification the pool holds, valid until ``expires``."""
 
-    name: Name = pydantic.Field(description="Certification name, e.g. SecNumCloud, HDS, C5.")
+    name: Name = pydantic.Field(
+        description=f"Certification name, e.g. SecNumCloud, HDS, C5. {_NAME_BOUND}"
+    )
     level: str | None = pydantic.Field(
-        None, max_length=64, description="Level or version, e.g. 3.2 or high."
+        None,
+        max_length=64,
+        description="Level or version, e.g. 3.2 or high; at most 64 characters.",
     )
     expires: datetime.date = pydantic.Field(description="Last day of validity (YYYY-MM-DD).")
 
@@ -135,9 +163,23 @@ class Gpu(Model):
         }
     )
 
-    model: Name = pydantic.Field(description="GPU model, e.g. H100-80GB.")
-    tdp_watts: float = pydantic.Field(gt=0, le=5000, description="Board power at full load (W).")
-    idle_watts: float = pydantic.Field(0, ge=0, le=5000, description="Board power when idle (W).")
+    model: Name = pydantic.Field(description=f"GPU model, e.g. H100-80GB. {_NAME_BOUND}")
+    tdp_watts: float = pydantic.Field(
+        gt=0,
+        le=5000,
+        description="Board power at full load (W), above 0 and at most 5000: several times any "
+        "GPU board sold (H100 SXM: 700 W).",
+    )
+    idle_watts: float = pydantic.Field(
+        0,
+        ge=0,
+        le=5000,
+        description="Board power when idle (W), 0 to 5000 and at most tdpWatts (same reason).",
+    )
+
+
+# A GPU-hour price cap that holds in any ISO 4217 currency, the weakest included (VND, IDR).
+MAX_PRICE_PER_GPU_HOUR = 1_000_000
 
 
 class Price(Model):
@@ -146,37 +188,68 @@ class Price(Model):
     currency: str = pydantic.Field(
         pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217 currency code, e.g. EUR."
     )
-    on_demand_per_gpu_hour: float = pydantic.Field(ge=0, description="On-demand price.")
-    spot_per_gpu_hour: float | None = pydantic.Field(None, ge=0, description="Spot price.")
+    on_demand_per_gpu_hour: float = pydantic.Field(
+        ge=0,
+        le=MAX_PRICE_PER_GPU_HOUR,
+        description="On-demand price, 0 to 1000000: a GPU-hour at many times today's price "
+        "even in the weakest currencies (VND, IDR); more is a typo.",
+    )
+    spot_per_gpu_hour: float | None = pydantic.Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_PER_GPU_HOUR,
+        description="Spot price, 0 to 1000000 (same reason as onDemandPerGpuHour).",
+    )
+
+
+# No electricity grid has averaged above ~1100 gCO2e/kWh (lignite); 2000 leaves room for error.
+MAX_GRAMS_PER_KWH = 2000
 
 
 class CarbonIntensity(Model):
     """Grid carbon intensity to assume when no signal source answers."""
 
     fallback_grams_per_kwh: float = pydantic.Field(
-        ge=0, le=2000, description="gCO2e per kWh drawn from the grid (before PUE)."
+        ge=0,
+        le=MAX_GRAMS_PER_KWH,
+        description="gCO2e per kWh drawn from the grid (before PUE), 0 to 2000: no grid "
+        "averages above ~1100 (lignite).",
     )
 
 
 class GpuPoolSpec(Model):
     """A set of GPU nodes sharing location, jurisdiction, hardware and price."""
 
-    node_selector: dict[str, str] = pydantic.Field(
+    node_selector: dict[LabelKey, LabelValue] = pydantic.Field(
         min_length=1,
-        description="Node labels that select this pool's nodes; pods are narrowed to them.",
+        max_length=MAX_SELECTOR_LABELS,
+        description="Node labels that select this pool's nodes; pods are narrowed to them. "
+        "1 to 32 labels, keys and values as Kubernetes bounds labels (317 and 63 characters).",
     )
     location: Location
     jurisdiction: Jurisdiction | None = pydantic.Field(
         None, description="Legal facts; a pool without them fails every jurisdiction rule."
     )
-    certifications: list[Certification] = pydantic.Field(default_factory=list, max_length=32)
+    certifications: list[Certification] = pydantic.Field(
+        default_factory=list,
+        max_length=32,
+        description="Certifications the pool holds; at most 32 (more than any provider has).",
+    )
     gpu: Gpu
     price: Price
     pue: float = pydantic.Field(
-        1.0, ge=1.0, le=3.0, description="Power usage effectiveness of the data centre."
+        1.0,
+        ge=1.0,
+        le=3.0,
+        description="Power usage effectiveness of the data centre, 1 to 3: 1 is the physical "
+        "floor and even legacy rooms stay under 3 (the average is about 1.5).",
     )
     embodied_grams_per_gpu_hour: float = pydantic.Field(
-        0, ge=0, description="Embodied (manufacturing) emissions amortised per GPU-hour."
+        0,
+        ge=0,
+        le=10_000,
+        description="Embodied (manufacturing) emissions amortised per GPU-hour, 0 to 10000 g: "
+        "published estimates are a few to tens of grams.",
     )
     carbon_intensity: CarbonIntensity | None = pydantic.Field(
         None, description="Fallback grid intensity when no SignalSource answers."
@@ -212,25 +285,32 @@ class GpuPoolStatus(Model):
 
 
 class LabelSelector(Model):
-    """Which pods of the namespace the policy governs (empty: all GPU pods)."""
+    """Which pods of the namespace the policy governs (absent or empty: all GPU pods)."""
 
-    match_labels: dict[str, str] = pydantic.Field(
-        default_factory=dict, description="Labels a pod must carry, all of them."
+    match_labels: dict[LabelKey, LabelValue] = pydantic.Field(
+        default_factory=dict,
+        max_length=MAX_SELECTOR_LABELS,
+        description="Labels a pod must carry, all of them. At most 32 labels, keys and values "
+        "as Kubernetes bounds labels (317 and 63 characters).",
     )
 
 
 class CertificationRequirement(Model):
     """A certification every pool must hold, valid on the day of placement and for the run."""
 
-    name: Name = pydantic.Field(description="Certification name, e.g. SecNumCloud.")
+    name: Name = pydantic.Field(description=f"Certification name, e.g. SecNumCloud. {_NAME_BOUND}")
     min_level: str = pydantic.Field(
-        "", max_length=64, description="Lowest acceptable level: a version (3.2) or an EUCS level."
+        "",
+        max_length=64,
+        description="Lowest acceptable level: a version (3.2) or an EUCS level; at most 64 "
+        "characters.",
     )
 
 
 class Sovereignty(Model):
     """Hard rules: a pool that breaks one is never used; a pool missing a fact a rule needs
-    (its jurisdiction, a certification date) fails that rule."""
+    (its jurisdiction, a certification date) fails that rule. Absent from the spec: every pool
+    is allowed, wherever it is and whatever law reaches it."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra={
@@ -250,14 +330,16 @@ class Sovereignty(Model):
         None,
         min_length=1,
         max_length=249,
-        description="Countries whose pools may run the pods (ISO alpha-2).",
+        description="Countries whose pools may run the pods (ISO alpha-2); 1 to 249, the "
+        "number of ISO 3166-1 countries.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     allowed_regimes: list[Literal["EU", "EEA"]] | None = pydantic.Field(
         None,
         min_length=1,
+        max_length=2,
         description="Legal regimes that both the pool's country and its provider's legal home "
-        "must belong to.",
+        "must belong to (at most the two there are).",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     forbid_extraterritorial_exposure: bool = pydantic.Field(
@@ -266,15 +348,22 @@ class Sovereignty(Model):
         "as SecNumCloud requires.",
     )
     required_certifications: list[CertificationRequirement] | None = pydantic.Field(
-        None, min_length=1, max_length=16
+        None,
+        min_length=1,
+        max_length=16,
+        description="Certifications every pool must hold; 1 to 16 (no scheme stacks more).",
     )
 
 
 class Carbon(Model):
-    """Carbon rules on the grid intensity (PUE included) of the pool's zone."""
+    """Carbon rules on the grid intensity (PUE included) of the pool's zone. Absent from the
+    spec: no ceiling, no pool is held for its carbon."""
 
     max_grams_per_kwh: float = pydantic.Field(
-        ge=0, le=2000, description="Ceiling on effective intensity, gCO2e/kWh."
+        ge=0,
+        le=MAX_GRAMS_PER_KWH,
+        description="Ceiling on effective intensity, gCO2e/kWh, 0 to 2000: no grid averages "
+        "above ~1100 (lignite), so a higher ceiling would hold nothing.",
     )
     ceiling_yields_at_deadline: bool = pydantic.Field(
         True,
@@ -292,24 +381,28 @@ class Carbon(Model):
 
 
 class Objective(Model):
-    """How compliant pools are ranked: cost plus carbon priced at an internal carbon price."""
+    """How compliant pools are ranked: cost plus carbon priced at an internal carbon price.
+    Absent from the spec: carbon first (lowest gCO2e), price breaks ties."""
 
     carbon_price_per_tonne: float = pydantic.Field(
         ge=0,
         le=1_000_000,
-        description="Internal carbon price in the pool's currency per tCO2e. Without an "
-        "objective, greenplace ranks carbon first (lowest gCO2e) and uses price to break ties.",
+        description="Internal carbon price in the pool's currency per tCO2e, 0 to 1000000: "
+        "past that carbon outweighs any price (the carbon-first ranking uses 1000000). Without "
+        "an objective, greenplace ranks carbon first (lowest gCO2e) and uses price to break ties.",
     )
 
 
 class BudgetRef(Model):
     """A ``Budget`` of the policy's namespace."""
 
-    name: Name = pydantic.Field(description="Name of the Budget in this namespace.")
+    name: Name = pydantic.Field(description=f"Name of the Budget in this namespace. {_NAME_BOUND}")
 
 
 class PlacementPolicySpec(Model):
-    """How the selected pods of this namespace may be placed."""
+    """How the selected pods of this namespace may be placed. Every rule is optional: an
+    empty spec ({}) governs every GPU pod of the namespace and allows every pool, with no
+    carbon ceiling, ranking carbon first."""
 
     pod_selector: LabelSelector = pydantic.Field(default_factory=LabelSelector)
     sovereignty: Sovereignty | None = None
@@ -347,6 +440,60 @@ Duration = Annotated[
         description="A duration such as 90s, 10m, 2h or 1h30m.",
     ),
 ]
+# Every duration field has a range (one of the aliases below). The range is checked on the
+# canonical form: hours, minutes, seconds then milliseconds, each at most once and of at most 6
+# digits. So nothing accepted exceeds ~1.02 million hours, and neither CEL's duration() (Go's,
+# int64 nanoseconds: ~2.56 million hours) nor the operator's timedelta arithmetic can overflow,
+# whatever digits a hostile object carries (99999999999999h is refused with the range).
+_CANONICAL_DURATION = r"^([0-9]{1,6}h)?([0-9]{1,6}m)?([0-9]{1,6}s)?([0-9]{1,6}ms)?$"
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
+_DURATION_MS = {"h": 3_600_000, "m": 60_000, "s": 1_000, "ms": 1}
+
+
+def _milliseconds(text: str) -> int:
+    return sum(int(n) * _DURATION_MS[unit] for n, unit in _DURATION_PART.findall(text))
+
+
+def duration_range_message(low: str, high: str) -> str:
+    """What the API server and the models say about a duration out of ``[low, high]``."""
+    return (
+        f"must be a duration from {low} to {high}, written as hours, minutes, seconds then ms, "
+        "each at most 6 digits (e.g. 1h30m)"
+    )
+
+
+def _duration_schema(low: str, high: str) -> Any:
+    """The CEL rule of a duration in ``[low, high]`` (malformed text is the pattern's to refuse)."""
+    rule = (
+        f"!self.matches('{DURATION_PATTERN}') || (self.matches('{_CANONICAL_DURATION}') && "
+        f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}'))"
+    )
+    message = duration_range_message(low, high)
+    return pydantic.Field(json_schema_extra={"x-kubernetes-validations": [cel(rule, message)]})
+
+
+def _duration_check(low: str, high: str) -> Any:
+    """The same check in Python, so the operator refuses what the API server would."""
+
+    def check(text: str) -> str:
+        in_range = _milliseconds(low) <= _milliseconds(text) <= _milliseconds(high)
+        if not (re.fullmatch(_CANONICAL_DURATION, text) and in_range):
+            raise ValueError(duration_range_message(low, high))
+        return text
+
+    return pydantic.AfterValidator(check)
+
+
+# Accounting windows: 1m holds two scrapes at the usual 30 s interval; a leap year is the longest
+# accounting period (the audit's 99999999999999h overflowed the report loop's timedelta).
+Window = Annotated[Duration, _duration_schema("1m", "8784h"), _duration_check("1m", "8784h")]
+# Signal TTLs: 0 would make every reading stale; a reading older than a year is no signal.
+Ttl = Annotated[Duration, _duration_schema("1s", "8784h"), _duration_check("1s", "8784h")]
+# Network timeouts: below 100 ms even a local server misses; a slower answer would stall every
+# signal refresh behind it.
+Timeout = Annotated[Duration, _duration_schema("100ms", "60s"), _duration_check("100ms", "60s")]
+# Trace shifts: replay traces recorded up to a century ago (876000h is 99.9 years).
+Shift = Annotated[Duration, _duration_schema("0s", "876000h"), _duration_check("0s", "876000h")]
 Url = Annotated[
     str,
     pydantic.Field(
@@ -373,25 +520,29 @@ def _status_conditions() -> Any:
 class SecretKeyRef(Model):
     """Where a source's credentials are (read by the operator from a mounted Secret)."""
 
-    name: Name = pydantic.Field(description="Secret name.")
+    name: Name = pydantic.Field(description=f"Secret name. {_NAME_BOUND}")
     namespace: Name = pydantic.Field(
-        description="Secret namespace, the operator's own (it can mount no other)."
+        description=f"Secret namespace, the operator's own (it can mount no other). {_NAME_BOUND}"
     )
     key: str | None = pydantic.Field(
         None,
         max_length=253,
         description="Key of the token (Electricity Maps, default token); WattTime reads "
-        "username and password.",
+        "username and password. At most 253 characters, the Secret key limit.",
     )
 
 
 class StaticValues(Model):
     """Fixed values per subject; never stale (a good last fallback)."""
 
-    values: dict[Name, float] = pydantic.Field(
-        min_length=1,
-        max_length=256,
-        description="Value per subject: gCO2e/kWh per grid zone, or price per GPU-hour per pool.",
+    values: dict[Name, Annotated[float, pydantic.Field(ge=0, le=MAX_PRICE_PER_GPU_HOUR)]] = (
+        pydantic.Field(
+            min_length=1,
+            max_length=256,
+            description="Value per subject: gCO2e/kWh per grid zone, or price per GPU-hour per "
+            "pool. 1 to 256 subjects; each value 0 to 1000000 (a price's cap) and, for "
+            "CarbonIntensity, at most 2000 gCO2e/kWh (no grid averages above ~1100).",
+        )
     )
 
 
@@ -401,29 +552,38 @@ class TraceFiles(Model):
     files: dict[Name, Annotated[str, pydantic.Field(max_length=4096)]] = pydantic.Field(
         min_length=1,
         max_length=256,
-        description="CSV path per subject, as seen by the operator (mount a ConfigMap there).",
+        description="CSV path per subject, as seen by the operator (mount a ConfigMap there). "
+        "1 to 256 subjects; paths of at most 4096 characters (Linux PATH_MAX).",
     )
-    shift: Duration | None = pydantic.Field(
-        None, description="Added to every trace timestamp, e.g. 52608h plays 2020 as 2026."
+    shift: Shift | None = pydantic.Field(
+        None,
+        description="Added to every trace timestamp, e.g. 52608h plays 2020 as 2026. 0s to "
+        "876000h: replays traces recorded up to a century ago.",
     )
 
 
 class PrometheusQuery(Model):
     """A PromQL instant query per subject; ``$subject`` is replaced by the zone or pool name."""
 
-    url: Url
+    url: Url = pydantic.Field(
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090; at most 2048 "
+        "characters (what proxies and browsers accept)."
+    )
     query: str = pydantic.Field(
         min_length=1,
         max_length=4096,
         description="PromQL returning one series, e.g. "
-        'greenplace_grid_carbon_intensity{zone="$subject"}. A plain selector gives a true age.',
+        'greenplace_grid_carbon_intensity{zone="$subject"}. A plain selector gives a true age. '
+        "At most 4096 characters, what fits a GET query string.",
     )
 
 
 class HttpApi(Model):
     """The base URL of a public signal API (default: the vendor's)."""
 
-    url: Url | None = pydantic.Field(None, description="Override of the API's base URL.")
+    url: Url | None = pydantic.Field(
+        None, description="Override of the API's base URL; at most 2048 characters."
+    )
 
 
 _SOURCE_KINDS = {
@@ -455,17 +615,22 @@ class SignalSourceEntry(Model):
 
     model_config = pydantic.ConfigDict(json_schema_extra={"x-kubernetes-validations": _ENTRY_RULES})
 
-    name: Name = pydantic.Field(description="Unique in this SignalSource; used in fallbackOrder.")
+    name: Name = pydantic.Field(
+        description=f"Unique in this SignalSource; used in fallbackOrder. {_NAME_BOUND}"
+    )
     kind: Literal["Static", "Trace", "Prometheus", "ElectricityMaps", "WattTime"]
-    ttl: Duration | None = pydantic.Field(
+    ttl: Ttl | None = pydantic.Field(
         None,
         description="Oldest observation still used (defaults: Prometheus 10m, Trace 1h, "
-        "ElectricityMaps 2h, WattTime 15m; Static never goes stale).",
+        "ElectricityMaps 2h, WattTime 15m; Static never goes stale). 1s to 8784h: 0 would make "
+        "every reading stale, and a reading older than a year is no signal.",
     )
     # No schema defaults inside list items: kubectl apply would see the defaulted list as a
     # change at every apply (JSON merge patch replaces whole lists). Defaults apply in code.
-    timeout: Duration | None = pydantic.Field(
-        None, description="Bound on every network call (default 5s)."
+    timeout: Timeout | None = pydantic.Field(
+        None,
+        description="Bound on every network call (default 5s). 100ms to 60s: below, even a "
+        "local server misses; above, a slow provider stalls every refresh behind it.",
     )
     static: StaticValues | None = None
     trace: TraceFiles | None = None
@@ -475,9 +640,16 @@ class SignalSourceEntry(Model):
     zone_mapping: dict[Name, Name] = pydantic.Field(
         default_factory=dict,
         max_length=256,
-        description="Our grid zone -> the provider's zone or region code (identity if absent).",
+        description="Our grid zone -> the provider's zone or region code (identity if absent). "
+        f"At most 256 zones, as spec.zones; keys and values: {_NAME_BOUND}",
     )
     credentials_secret_ref: SecretKeyRef | None = None
+
+
+_STATIC_CARBON_MESSAGE = (
+    "static values of a CarbonIntensity source are gCO2e/kWh: each must be at most "
+    f"{MAX_GRAMS_PER_KWH} (no grid averages above ~1100)"
+)
 
 
 class SignalSourceSpec(Model):
@@ -491,10 +663,29 @@ class SignalSourceSpec(Model):
                     "self.fallbackOrder.all(n, self.sources.exists(s, s.name == n))",
                     "every fallbackOrder entry must name one of spec.sources",
                     ".fallbackOrder",
-                )
+                ),
+                cel(
+                    "(has(self.signal) && self.signal != 'CarbonIntensity') || "
+                    "self.sources.all(s, !has(s.static) || "
+                    f"s.static.values.all(z, s.static.values[z] <= {MAX_GRAMS_PER_KWH}.0))",
+                    _STATIC_CARBON_MESSAGE,
+                    ".sources",
+                ),
             ]
         }
     )
+
+    @pydantic.field_validator("sources")
+    @classmethod
+    def _static_carbon_bounded(
+        cls, sources: list[SignalSourceEntry], info: pydantic.ValidationInfo
+    ) -> list[SignalSourceEntry]:
+        """The CEL rule above, in Python (``signal`` is validated before ``sources``)."""
+        if info.data.get("signal") == "CarbonIntensity":
+            for source in sources:
+                if source.static and max(source.static.values.values()) > MAX_GRAMS_PER_KWH:
+                    raise ValueError(_STATIC_CARBON_MESSAGE)
+        return sources
 
     signal: Literal["CarbonIntensity", "Price"] = pydantic.Field(
         "CarbonIntensity",
@@ -503,19 +694,23 @@ class SignalSourceSpec(Model):
     zones: list[Name] = pydantic.Field(
         min_length=1,
         max_length=256,
-        description="Subjects this source answers for: grid zones, or GpuPool names for Price.",
+        description="Subjects this source answers for: grid zones, or GpuPool names for Price. "
+        f"1 to 256 (each is read at every refresh); each: {_NAME_BOUND}",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     fallback_order: list[Name] | None = pydantic.Field(
         None,
         min_length=1,
         max_length=8,
-        description="Source names in the order they are tried (default: the order of sources).",
+        description="Source names in the order they are tried (default: the order of sources); "
+        "1 to 8, as spec.sources.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     sources: list[SignalSourceEntry] = pydantic.Field(
         min_length=1,
         max_length=8,
+        description="The fallback chain; 1 to 8 links (each a network call per refresh when it "
+        "is reached).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
 
@@ -557,9 +752,29 @@ class BudgetLimits(Model):
         }
     )
 
-    money: float | None = pydantic.Field(None, gt=0, description="In spec.currency.")
-    kg_co2e: float | None = pydantic.Field(None, gt=0, alias="kgCO2e", description="kgCO2e.")
-    kwh: float | None = pydantic.Field(None, gt=0, alias="kWh", description="Facility kWh.")
+    money: float | None = pydantic.Field(
+        None,
+        gt=0,
+        le=1e12,
+        description="In spec.currency, above 0 and at most 1e12: a trillion is past any "
+        "namespace's spend, even in the weakest currencies.",
+    )
+    kg_co2e: float | None = pydantic.Field(
+        None,
+        gt=0,
+        le=1e9,
+        alias="kgCO2e",
+        description="kgCO2e, above 0 and at most 1e9 (a million tonnes: more than a 100 MW "
+        "campus on coal emits in a year).",
+    )
+    kwh: float | None = pydantic.Field(
+        None,
+        gt=0,
+        le=1e10,
+        alias="kWh",
+        description="Facility kWh, above 0 and at most 1e10 (10 TWh: more than a 1 GW campus "
+        "draws in a year).",
+    )
 
 
 class BudgetSpec(Model):
@@ -573,7 +788,8 @@ class BudgetSpec(Model):
     alert_thresholds: list[Annotated[float, pydantic.Field(gt=0, le=1)]] = pydantic.Field(
         default_factory=list,
         max_length=8,
-        description="Fractions of a limit that raise a Warning Event when crossed, e.g. 0.8.",
+        description="Fractions of a limit that raise a Warning Event when crossed, e.g. 0.8: "
+        "each above 0 and at most 1 (a fraction), at most 8 of them.",
     )
     action: Literal["Defer", "Reject", "Downgrade"] = pydantic.Field(
         "Defer",
@@ -607,47 +823,94 @@ class BudgetStatus(Model):
 # ---------------------------------------------------------------- EnergyReport
 
 
+_GRADE_MESSAGE = "four increasing positive bounds (A, B, C, D)"
 _GRADE_BOUNDS: dict[str, pydantic.JsonValue] = {
     "x-kubernetes-validations": [
         cel(
             "size(self) != 4 || (self[0] > 0.0 && self[0] < self[1] && self[1] < self[2] "
             "&& self[2] < self[3])",
-            "four increasing positive bounds (A, B, C, D)",
+            _GRADE_MESSAGE,
         )
     ]
 }
 
 
+def _increasing(bounds: Sequence[float]) -> Sequence[float]:
+    """The CEL rule above, in Python (the report would otherwise fail on every cycle)."""
+    if not (bounds and bounds[0] > 0 and all(a < b for a, b in itertools.pairwise(bounds))):
+        raise ValueError(_GRADE_MESSAGE)
+    return bounds
+
+
+# A grade bound above 0 and at most 1e6 (a megawatt-hour, or a tonne, per request: no model).
+GradeBound = Annotated[float, pydantic.Field(gt=0, le=1e6)]
+GradeBounds = Annotated[list[GradeBound], pydantic.AfterValidator(_increasing)]
+
+
 class Grading(Model):
     """Upper bounds of grades A, B, C and D (above D is E)."""
 
-    energy_wh_per_request: list[float] | None = pydantic.Field(
+    energy_wh_per_request: GradeBounds | None = pydantic.Field(
         None,
         min_length=4,
         max_length=4,
-        description="GPU Wh per request (default 0.03, 0.1, 0.3, 1.0).",
+        description="GPU Wh per request (default 0.03, 0.1, 0.3, 1.0); each above 0 and at "
+        "most 1e6 (a megawatt-hour per request is no model).",
         json_schema_extra=_GRADE_BOUNDS,
     )
-    carbon_gco2e_per_request: list[float] | None = pydantic.Field(
+    carbon_gco2e_per_request: GradeBounds | None = pydantic.Field(
         None,
         min_length=4,
         max_length=4,
         alias="carbonGCO2ePerRequest",
-        description="gCO2e per request (default 0.003, 0.01, 0.03, 0.1).",
+        description="gCO2e per request (default 0.003, 0.01, 0.03, 0.1); each above 0 and at "
+        "most 1e6 (a tonne per request is no model).",
         json_schema_extra=_GRADE_BOUNDS,
     )
 
 
 class PrometheusServer(Model):
-    url: Url
+    url: Url = pydantic.Field(
+        description="Prometheus base URL, e.g. http://prometheus.monitoring:9090; at most 2048 "
+        "characters (what proxies and browsers accept)."
+    )
+
+
+EPOCH = "1970-01-01T00:00:00Z"
+_WINDOW_END_MESSAGE = f"must be on or after {EPOCH}: Prometheus holds nothing older"
+
+
+def _after_epoch(at: datetime.datetime) -> datetime.datetime:
+    """The CEL rule of ``WindowEnd`` in Python (year 1 minus the window overflowed)."""
+    aware = at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
+    if aware < datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC):
+        raise ValueError(_WINDOW_END_MESSAGE)
+    return at
+
+
+WindowEnd = Annotated[
+    datetime.datetime,
+    pydantic.AfterValidator(_after_epoch),
+    pydantic.Field(
+        json_schema_extra={
+            "x-kubernetes-validations": [cel(f"self >= timestamp('{EPOCH}')", _WINDOW_END_MESSAGE)]
+        }
+    ),
+]
 
 
 class EnergyReportSpec(Model):
     """Energy, carbon and cost per request and per model, over a window, from Prometheus."""
 
-    window: Duration = pydantic.Field("1h", description="Length of the accounting window.")
-    window_end: datetime.datetime | None = pydantic.Field(
-        None, description="Report this fixed window instead of the one ending now."
+    window: Window = pydantic.Field(
+        "1h",
+        description="Length of the accounting window, 1m to 8784h (366 days): 1m holds two "
+        "scrapes at the usual 30s interval, and a leap year is the longest accounting period.",
+    )
+    window_end: WindowEnd | None = pydantic.Field(
+        None,
+        description="Report this fixed window instead of the one ending now. From "
+        f"{EPOCH}: Prometheus holds nothing older.",
     )
     prometheus: PrometheusServer | None = pydantic.Field(
         None, description="Where DCGM and serving metrics are (default: --prometheus-url)."
@@ -656,9 +919,17 @@ class EnergyReportSpec(Model):
         "vLLM", description="Which serving stack's request and token counters to read."
     )
     mig_slices_total: int = pydantic.Field(
-        7, ge=1, le=8, description="Compute slices of a MIG-capable GPU (7 on A100/H100)."
+        7,
+        ge=1,
+        le=8,
+        description="Compute slices of a MIG-capable GPU (7 on A100/H100), 1 to 8: no GPU "
+        "splits into more.",
     )
-    grading: Grading | None = None
+    grading: Grading | None = pydantic.Field(
+        None,
+        description="Upper bounds of grades A, B, C and D, above D is E (absent: the defaults "
+        "of each list).",
+    )
     scope: Literal["Namespace", "Cluster"] = pydantic.Field(
         "Namespace",
         description=(

@@ -115,11 +115,19 @@ class Reporter:
         power = {n: serving.PowerModel(p.gpu_watts, 0.0) for n, p in pools.items()}
         end = spec.window_end or now
         try:
+            window = convert.duration(spec.window)
+            _ = end - window  # its start must be a time too (year 1 minus a day overflows)
+        except (OverflowError, ValueError) as error:
+            # The models bound window and windowEnd; this guards a spec that escaped them.
+            message = f"spec.window {spec.window} ending {end.isoformat()}: {error}; {_WINDOW_FIX}"
+            await write({}, [_not_ready("InvalidWindow", message), _degraded("Invalid", message)])
+            return
+        try:
             measured = await asyncio.to_thread(
                 serving.measure,
                 self._querier(url).vector,
                 end,
-                convert.duration(spec.window),
+                window,
                 serving=_SERVING[spec.serving],
                 power_models=power,
                 namespace=None if spec.scope == "Cluster" else cached.namespace,
@@ -166,6 +174,7 @@ class Reporter:
 
 
 _NO_URL = "set spec.prometheus.url or run the operator with --prometheus-url"
+_WINDOW_FIX = "set spec.window from 1m to 8784h and spec.windowEnd after 1970"
 
 
 def _not_ready(reason: str, message: str) -> status.Condition:

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from devcluster import build, cluster, fleet
+from devcluster import admission, build, cluster, fleet
 
 __all__ = ["main"]
 
@@ -105,8 +105,12 @@ def demo(kubeconfig: pathlib.Path) -> int:
         )  # fmt: skip
     cluster.record_pid(RUN_DIR, "greenplace-operator", operator.pid)
     _wait_for_webhook(port, operator, log)
-    for name in ("namespaces.yaml", "policies.yaml", "workloads.yaml"):
+    # The chart's admission policies, as in a cluster: the safety is on in the demo too.
+    installed = admission.install(kubeconfig, admission.username(kubeconfig))
+    print(f"admission policies: {', '.join(installed)}")
+    for name in ("namespaces.yaml", "policies.yaml"):
         kubectl(kubeconfig, "apply", "-f", str(EXAMPLES / name))
+    _apply_once_admitted(kubeconfig, EXAMPLES / "workloads.yaml")
     _wait_for_decisions(kubeconfig)
     placements = subprocess.run(
         [sys.executable, "-m", "greenplace.cli.main", "placements", f"--kubeconfig={kubeconfig}"],
@@ -120,6 +124,21 @@ def demo(kubeconfig: pathlib.Path) -> int:
           "  kubectl describe pod -n ml-ch train-patient-model\n"
           f"Operator log: {log}\nStop everything with: make stop")  # fmt: skip
     return 0
+
+
+def _apply_once_admitted(kubeconfig: pathlib.Path, manifest: pathlib.Path) -> None:
+    """Apply ``manifest``, retrying while admission does not yet see the new PlacementPolicies
+    (the API server reads the policies' parameters from its own informer, a moment later)."""
+    command = [str(build.ensure_built(log=False)["kubectl"]), f"--kubeconfig={kubeconfig}",
+               "apply", "-f", str(manifest)]  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        result = subprocess.run(command, check=False, capture_output=True, text=True)
+        if result.returncode == 0:
+            return
+        if "no params found" not in result.stderr or time.monotonic() > deadline:
+            raise SystemExit(f"kubectl apply -f {manifest} failed:\n{result.stderr}")
+        time.sleep(0.5)
 
 
 def _wait_for_webhook(port: int, operator: subprocess.Popen[bytes], log: pathlib.Path) -> None:

@@ -121,7 +121,10 @@ def pool_spec(
 
 
 def gpu_pool(name: str, country: str, **options: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name, "generation": 1}, "spec": pool_spec(name, country, **options)}
+    return {
+        "metadata": {"name": name, "generation": 1},
+        "spec": pool_spec(name, country, **options),
+    }
 
 
 def policy(name: str, namespace: str = "ml", **spec: Any) -> dict[str, Any]:

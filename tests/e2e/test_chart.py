@@ -102,7 +102,7 @@ def test_the_chart_webhook_is_the_operators_own() -> None:
 
 def test_the_generated_certificate_is_shared_and_names_the_webhook() -> None:
     docs = render("webhook.url=https://127.0.0.1:9443")
-    secret = only(docs, "Secret")
+    secret = only(docs, "Secret", f"{FULLNAME}-webhook-tls")
     webhook_ca = only(docs, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]
     assert secret["data"]["ca.crt"] == webhook_ca["caBundle"]
     hosts = secret["metadata"]["annotations"]["greenplace.dev/certificate-hosts"].split(",")
@@ -128,6 +128,8 @@ def test_operator_pods_meet_pod_security_restricted() -> None:
             assert context["capabilities"] == {"drop": ["ALL"]}
     probes = deployment["spec"]["template"]["spec"]["containers"][0]
     assert probes["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Ready = can answer admission: a failing cycle must not make the fail-closed webhook unready.
+    assert probes["readinessProbe"]["tcpSocket"] == {"port": "webhook"}
     assert only(docs, "Pod")["metadata"]["annotations"]["helm.sh/hook"] == "test"
 
 
@@ -146,7 +148,9 @@ def test_cert_manager_replaces_the_generated_certificate() -> None:
                   "metrics.enabled=true")  # fmt: skip
     kinds = {d["kind"] for d in docs}
     assert {"Issuer", "Certificate", "ServiceMonitor"} <= kinds
-    assert "Secret" not in kinds
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == [
+        f"{FULLNAME}-record-key"
+    ]
     config = only(docs, "MutatingWebhookConfiguration")
     assert "caBundle" not in config["webhooks"][0]["clientConfig"]
     injected = config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
@@ -185,14 +189,19 @@ def test_an_upgrade_keeps_the_webhook_certificate_while_its_hosts_stay(
     kube: integration.Kube, release: Release
 ) -> None:
     url = f"webhook.url=https://127.0.0.1:{release.webhook_port}"
-    installed = only(release.docs, "Secret")["data"]
-    upgraded = only(render(url, kubeconfig=kube.kubeconfig), "Secret")["data"]
+    tls = f"{FULLNAME}-webhook-tls"
+    installed = only(release.docs, "Secret", tls)["data"]
+    upgraded = only(render(url, kubeconfig=kube.kubeconfig), "Secret", tls)["data"]
     assert upgraded == installed
     webhook_ca = only(render(url, kubeconfig=kube.kubeconfig), "MutatingWebhookConfiguration")
     assert webhook_ca["webhooks"][0]["clientConfig"]["caBundle"] == installed["ca.crt"]
     moved = only(render("webhook.url=https://127.0.0.2:9443", kubeconfig=kube.kubeconfig),
-                 "Secret")["data"]  # fmt: skip
+                 "Secret", tls)["data"]  # fmt: skip
     assert moved["tls.crt"] != installed["tls.crt"], "a new host needs a new certificate"
+    key = f"{FULLNAME}-record-key"
+    signing = only(release.docs, "Secret", key)["data"]["key"]
+    assert only(render(url, kubeconfig=kube.kubeconfig), "Secret", key)["data"]["key"] == signing
+    assert only(render(url), "Secret", key)["data"]["key"] != signing, "a new install: new key"
 
 
 def set_allowed_pools(kube: integration.Kube, ns: str, name: str, pools: list[str]) -> None:
@@ -248,10 +257,14 @@ def operator_as_service_account(
     secret = kube.core.read_namespaced_secret(f"{FULLNAME}-webhook-tls", NAMESPACE)
     for key in ("ca.crt", "tls.crt", "tls.key"):  # read as admin, as the kubelet mounts it
         (certs / key).write_bytes(base64.b64decode(secret.data[key]))
+    record_key = tmp_path / "record-key"
+    signing = kube.core.read_namespaced_secret(f"{FULLNAME}-record-key", NAMESPACE)
+    record_key.write_bytes(base64.b64decode(signing.data["key"]))
     (health_port,) = cluster.free_ports(1)
     args = deployment_args(release, {
         "--webhook-listen": "127.0.0.1",
         "--webhook-cert-dir": str(certs),
+        "--record-key-file": str(record_key),
         "--liveness": f"http://127.0.0.1:{health_port}/healthz",
         # What the kubelet substitutes from the downward API in a cluster.
         "--identity": "chart-operator-0",

@@ -20,9 +20,9 @@ import pytest
 from greenplace.api import convert
 from greenplace.controller import budgets, cycle, podspec, records, snapshot, status
 from greenplace.controller import cache as cache_
-from tests import fakes
 from greenplace.domain import model
 from greenplace.engine import planner
+from tests import fakes
 
 NOW = datetime.datetime(2026, 3, 10, 12, tzinfo=datetime.UTC)
 PUE, TDP_WATTS, EMBODIED, PRICE = 1.3, 700.0, 20.0, 2.5

@@ -126,8 +126,32 @@ def test_no_credentials_by_default() -> None:
     pod = operator_pod()
     (container,) = pod["containers"]
     assert not any(a.startswith("--credentials-dir") for a in container["args"])
-    assert [v["name"] for v in pod["volumes"]] == ["webhook-tls", "tmp"]
-    assert [m["name"] for m in container["volumeMounts"]] == ["webhook-tls", "tmp"]
+    assert [v["name"] for v in pod["volumes"]] == ["record-key", "webhook-tls", "tmp"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["webhook-tls", "record-key", "tmp"]
+
+
+def test_the_record_key_is_mounted_and_the_operator_told() -> None:
+    pod = operator_pod()
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "record-key"]
+    assert volume["secret"] == {"secretName": "gp-greenplace-record-key", "defaultMode": 0o440}
+    mount = {m["name"]: m for m in container["volumeMounts"]}["record-key"]
+    assert mount == {"name": "record-key", "mountPath": "/etc/greenplace/record-key",
+                     "readOnly": True}  # fmt: skip
+    assert "--record-key-file=/etc/greenplace/record-key/key" in container["args"]
+
+
+def test_the_governed_accelerators_reach_the_operator_and_the_policies() -> None:
+    args = operator_pod("accelerators.resources={amd.com/gpu}")["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--accelerator-")] == [
+        "--accelerator-resource=amd.com/gpu",
+        "--accelerator-prefix=nvidia.com/mig-",
+    ]
+    rendered = helm_template("accelerators.resources={amd.com/gpu}").stdout
+    policies = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] ==
+                "ValidatingAdmissionPolicy"]  # fmt: skip
+    governed = {v["name"]: v["expression"] for p in policies for v in p["spec"]["variables"]}
+    assert "k in ['amd.com/gpu'] || ['nvidia.com/mig-']" in " ".join(governed["governed"].split())
 
 
 def test_each_credentials_secret_is_mounted_read_only_and_the_operator_told(
@@ -158,7 +182,7 @@ def test_each_credentials_secret_is_mounted_read_only_and_the_operator_told(
             "mountPath": f"{CREDENTIALS_DIR}/{name}",
             "readOnly": True,
         }
-    assert len(secrets) == 3  # and the webhook certificate
+    assert len(secrets) == 4  # and the webhook certificate and the record key
     # Pod Security "restricted" still holds: the credentials do not need a writable root.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]

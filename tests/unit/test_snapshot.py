@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from greenplace.controller import cache as cache_
 from greenplace.controller import budgets, cycle, podspec, records, snapshot
+from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import planner
 from tests import fakes

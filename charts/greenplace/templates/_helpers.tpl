@@ -143,3 +143,10 @@ reused from the existing Secret on upgrade while it was issued for the same host
 {{- end }}
 {{- get .Values "__greenplaceWebhookTls" | toJson }}
 {{- end }}
+
+{{/* A list of strings as CEL string literals, comma-separated: 'a', 'b'. */}}
+{{- define "greenplace.celStrings" -}}
+{{- $quoted := list }}
+{{- range . }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end }}
+{{- join ", " $quoted }}
+{{- end }}

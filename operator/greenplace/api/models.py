@@ -423,6 +423,14 @@ class PlacementPolicyStatus(Model):
         "policy only lets a pod out of its gate towards these.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
+    pool_residency: dict[Name, list[Annotated[str, pydantic.Field(max_length=8)]]] | None = (
+        pydantic.Field(
+            None,
+            description="For each allowed pool, the data-residency codes it satisfies (its "
+            "country and the regimes holding it); the admission policy checks a pod's "
+            "greenplace.dev/data-residency label against them.",
+        )
+    )
     placed: int | None = pydantic.Field(None, description="Pods placed under this policy.")
     held: int | None = pydantic.Field(None, description="Pods waiting under this policy.")
     conditions: list[Condition] = pydantic.Field(default_factory=list)
@@ -811,7 +819,12 @@ class BudgetStatus(Model):
     period_start: datetime.datetime | None = None
     period_end: datetime.datetime | None = None
     spent: BudgetAmounts | None = pydantic.Field(
-        None, description="Estimated from placements made this period (see docs/operator.md)."
+        None,
+        description="Charged by the operator for the placements it made this period, as the "
+        "planner projected them (see docs/operator.md); kept by the operator, not recomputed.",
+    )
+    charged_through: datetime.datetime | None = pydantic.Field(
+        None, description="Time of the newest placement included in spent."
     )
     forecast_at_period_end: BudgetAmounts | None = pydantic.Field(
         None, description="Linear burn to the period end."

@@ -18,7 +18,7 @@ from greenplace.domain import model
 from greenplace.engine import rules
 from greenplace.signals import contract
 
-__all__ = ["Condition", "StatusRecorder", "allowed_pools"]
+__all__ = ["Condition", "StatusRecorder", "allowed_pools", "residency_codes"]
 
 logger = logging.getLogger("greenplace.status")
 
@@ -37,7 +37,7 @@ class StatusRecorder:
         self._writer = writer
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
-        self._allowed: dict[tuple[str, str], list[str]] = {}
+        self._allowed: dict[tuple[str, str], dict[str, Any]] = {}
         self._ready_since: dict[tuple[str, str | None, str], tuple[str, str]] = {}
 
     async def publish_allowed_pools(
@@ -48,18 +48,26 @@ class StatusRecorder:
         The ValidatingAdmissionPolicy lets a pod leave its gate only towards these pools, so they
         must be in the API server first. Written only when the list changed.
         """
+        by_name = {p.name: p for p in snap.pools}
         for policy in snap.policies:
             key = (policy.namespace, policy.name)
             allowed = allowed_pools(policy, snap.pools, now)
-            if self._allowed.get(key) == allowed:
+            published = {
+                "allowedPools": allowed,
+                "poolResidency": {name: residency_codes(by_name[name]) for name in allowed},
+            }
+            if self._allowed.get(key) == published:
                 continue
+            before = self._allowed.get(key, {}).get("poolResidency", {})
+            gone = {name: None for name in before if name not in allowed}  # merge patch: delete
+            body = {**published, "poolResidency": {**published["poolResidency"], **gone}}
             try:
                 await self._writer.patch_status(
-                    "placementpolicies", policy.namespace, policy.name, {"allowedPools": allowed}
+                    "placementpolicies", policy.namespace, policy.name, body
                 )
             except kube.WriteConflictError:
                 continue
-            self._allowed[key] = allowed
+            self._allowed[key] = published
 
     async def record(
         self,
@@ -114,8 +122,9 @@ class StatusRecorder:
                 cached_policy.name,
                 {
                     "observedGeneration": cached_policy.generation,
-                    "allowedPools": self._allowed.get(
-                        (cached_policy.namespace, cached_policy.name), []
+                    **self._allowed.get(
+                        (cached_policy.namespace, cached_policy.name),
+                        {"allowedPools": [], "poolResidency": {}},
                     ),
                     "placed": placed,
                     "held": held,
@@ -268,6 +277,15 @@ def _reading(
         "reason": str(reading.status.reason),
         "message": reading.status.message[:4096],
     }
+
+
+def residency_codes(pool: model.Pool) -> list[str]:
+    """The data-residency label codes ``pool`` satisfies: its country and each regime holding
+    it (``rules.residency_violation`` reads the label the same way)."""
+    country = pool.location.country
+    if not country:
+        return []
+    return [country, *sorted(r for r, members in model.REGIMES.items() if country in members)]
 
 
 def allowed_pools(

@@ -1,0 +1,415 @@
+"""A hostile tenant cannot walk around the rules: every path tried, on the real control plane.
+
+The tenant is a user with the built-in ``edit`` role in one governed namespace (impersonated
+with ``kubectl --as``), whose PlacementPolicy allows France only. The chart's admission
+policies are installed (``devcluster.admission``, as ``make run`` does) and the real operator
+runs. Every path the audit of issue 10 found (accelerators other than ``nvidia.com/gpu``, DRA
+claims, gangs mixing rules, forged records, hostile values) and the classic ones (nodeName,
+gate removal, preset gates, affinity changes, tolerations, controllers, ephemeral containers)
+is tried; each is refused, or held with its reason, and at the end no governed pod is bound
+outside France. The last test stops the operator and deletes its webhook configuration: the
+policies inside the API server alone still refuse what would escape.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devcluster import admission, cluster
+from greenplace.controller import podspec
+from tests.integration import conftest as integration
+from tests.integration.conftest import Kube, wait_for
+from tests.integration.test_placement import bound, node_pool, pod_events
+
+pytestmark = pytest.mark.cluster
+
+TENANT = "mallory"
+AS_TENANT = f"--as={TENANT}"
+FR_POOLS = {"gcp-europe-west9-a100", "ovh-gra-h100"}
+OPERATOR_DOWN = "the webhook configuration deleted to take effect"
+
+
+@pytest.fixture(scope="module")
+def secured(kube: Kube) -> Kube:
+    """The cluster with the chart's admission policies, naming the operator's identity."""
+    admission.install(kube.kubeconfig, admission.username(kube.kubeconfig))
+    return kube
+
+
+@pytest.fixture(scope="module")
+def running(
+    secured: Kube, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[integration.OperatorProcess]:
+    """``greenplace operate`` in its own process (the last test stops it)."""
+    (port,) = cluster.free_ports(1)
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = integration.OperatorProcess(secured, log, port)
+    process.start()
+    yield process
+    process.stop()
+    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-4000:]
+
+
+@pytest.fixture(scope="module")
+def tenant_ns(secured: Kube, running: integration.OperatorProcess) -> str:
+    """A governed namespace where the tenant has ``edit``: France only, and a stricter policy
+    for pods labelled data=secret (France, sovereign law)."""
+    ns = secured.namespace()
+    apply_ok(secured, policy(ns, "fr-only", {"allowedCountries": ["FR"]}))
+    apply_ok(secured, policy(ns, "secret-fr", {"allowedCountries": ["FR"],
+                                               "forbidExtraterritorialExposure": True},
+                             select={"data": "secret"}))  # fmt: skip
+    result = secured.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
+                             f"--user={TENANT}", "-n", ns)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: allowed(secured, ns, "fr-only") == sorted(FR_POOLS), 30, "allowed pools")
+    wait_for(lambda: allowed(secured, ns, "secret-fr") == ["ovh-gra-h100"], 30, "allowed pools")
+    probe = pod(ns, "probe", {"nvidia.com/gpu": 1}, gated=True)
+    wait_for(lambda: create(secured, probe, "--dry-run=server").returncode == 0, 30,
+             "admission to see the namespace's policies")  # fmt: skip
+    return ns
+
+
+def apply_ok(kube: Kube, manifest: str) -> None:
+    result = kube.apply(manifest)
+    assert result.returncode == 0, result.stderr
+
+
+def policy(ns: str, name: str, sovereignty: dict[str, Any],
+           select: dict[str, str] | None = None) -> str:  # fmt: skip
+    spec: dict[str, Any] = {"sovereignty": sovereignty}
+    if select:
+        spec["podSelector"] = {"matchLabels": select}
+    return json.dumps({"apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+                       "metadata": {"name": name, "namespace": ns}, "spec": spec})  # fmt: skip
+
+
+def allowed(kube: Kube, ns: str, name: str) -> list[str]:
+    got = kube.kubectl("get", "placementpolicy", name, "-n", ns, "-o",
+                       "jsonpath={.status.allowedPools}").stdout  # fmt: skip
+    return sorted(json.loads(got)) if got else []
+
+
+def pod(ns: str, name: str, limits: dict[str, Any] | None = None, *, gated: bool = False,
+        labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+        **spec: Any) -> str:  # fmt: skip
+    body: dict[str, Any] = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {},
+                     "annotations": annotations or {}},
+        "spec": {"containers": [{"name": "main", "image": "example/train:1",
+                                 "resources": {"limits": limits or {}}}], **spec},
+    }  # fmt: skip
+    if gated:
+        body["spec"]["schedulingGates"] = [{"name": podspec.GATE}]
+    return json.dumps(body)
+
+
+def create(kube: Kube, manifest: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    return kube.kubectl("create", "-f", "-", *flags, stdin=manifest)
+
+
+def as_tenant(kube: Kube, manifest: str) -> subprocess.CompletedProcess[str]:
+    return create(kube, manifest, AS_TENANT)
+
+
+def refused(result: subprocess.CompletedProcess[str], says: str) -> bool:
+    text = " ".join(result.stderr.split())
+    assert result.returncode != 0, "admitted, but should have been refused"
+    assert says in text, text
+    return True
+
+
+def gated_now(kube: Kube, ns: str, name: str) -> bool:
+    return podspec.is_gated(kube.pod(ns, name))
+
+
+def placed_pool(kube: Kube, ns: str, name: str) -> str | None:
+    found = bound(kube, ns, name)
+    return None if found is None else node_pool(kube, found["spec"]["nodeName"])
+
+
+# -- 1. every accelerator is governed -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "limits"),
+    [
+        ("mig", {"nvidia.com/mig-1g.10gb": 1}),
+        ("amd", {"amd.com/gpu": 1}),
+        ("intel", {"gpu.intel.com/i915": 1}),
+    ],
+)
+def test_other_accelerators_are_gated_and_held_with_a_reason(
+    secured: Kube, tenant_ns: str, name: str, limits: dict[str, int]
+) -> None:
+    assert as_tenant(secured, pod(tenant_ns, name, limits)).returncode == 0
+    assert gated_now(secured, tenant_ns, name), "gated at creation like nvidia.com/gpu"
+    held = wait_for(lambda: (secured.pod(tenant_ns, name)["metadata"].get("annotations") or {})
+                    .get(podspec.HOLD_ANNOTATION), 30, "a hold reason")  # fmt: skip
+    # No node of the fleet offers it: held, never released to a pool that cannot run it.
+    assert "no node of the pool matches the pod's own" in held, held
+
+
+def test_an_unknown_accelerator_is_refused(secured: Kube, tenant_ns: str) -> None:
+    result = as_tenant(secured, pod(tenant_ns, "fpga", {"example.com/fpga": 1}))
+    assert refused(result, "example.com/fpga looks like an accelerator but is not governed")
+
+
+def test_a_dra_claim_is_gated_and_only_released_towards_allowed_pools(
+    secured: Kube, tenant_ns: str
+) -> None:
+    template = json.dumps({
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "one-gpu", "namespace": tenant_ns},
+        "spec": {"spec": {"devices": {"requests": [
+            {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}},
+    })  # fmt: skip
+    assert as_tenant(secured, template).returncode == 0, "edit may create claim templates"
+    claim = [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]
+    manifest = json.loads(pod(tenant_ns, "dra", resourceClaims=claim))
+    manifest["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
+    assert as_tenant(secured, json.dumps(manifest)).returncode == 0
+    released = wait_for(lambda: not gated_now(secured, tenant_ns, "dra")
+                        and secured.pod(tenant_ns, "dra"), 30, "the claim pod placed")  # fmt: skip
+    terms = released["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]  # fmt: skip
+    pools = {v for t in terms for e in t["matchExpressions"]
+             if e["key"] == podspec.POOL_LABEL for v in e["values"]}  # fmt: skip
+    assert pools and pools <= FR_POOLS, pools
+
+
+# -- 2. gang members keep their own rules ---------------------------------------------------------
+
+
+def test_a_gang_is_governed_by_every_members_policy_and_strictest_residency(
+    secured: Kube, tenant_ns: str
+) -> None:
+    gang = {"greenplace.dev/gang": "mixed"}
+    members = [
+        pod(tenant_ns, "secret", {"nvidia.com/gpu": 1}, labels={**gang, "data": "secret"}),
+        pod(tenant_ns, "plain", {"nvidia.com/gpu": 1}, labels=gang),
+        pod(tenant_ns, "resident", {"nvidia.com/gpu": 1},
+            labels={**gang, "greenplace.dev/data-residency": "FR"}),
+    ]  # fmt: skip
+    for manifest in members:
+        assert as_tenant(secured, manifest).returncode == 0
+    for name in ("secret", "plain", "resident"):
+        # secret-fr (sovereign law) allows only ovh-gra-h100: the whole gang goes there.
+        assert wait_for(lambda n=name: placed_pool(secured, tenant_ns, n), 30,
+                        f"{name} bound") == "ovh-gra-h100"  # fmt: skip
+
+
+# -- 3. nothing a tenant writes is trusted as greenplace's own ------------------------------------
+
+
+def forged(pool: str, policies: list[str]) -> dict[str, str]:
+    record = {"pool": pool, "policies": policies, "at": "2026-01-01T00:00:00+00:00",
+              "budgets": [], "charge": {"money": 2990003}}  # fmt: skip
+    return {podspec.PLACEMENT_ANNOTATION: json.dumps(record)}
+
+
+def test_forged_records_are_refused_in_governed_namespaces(secured: Kube, tenant_ns: str) -> None:
+    only_operator = "only the operator"
+    result = as_tenant(secured, pod(tenant_ns, "forger", {"nvidia.com/gpu": 1},
+                                    annotations=forged("ovh-gra-h100", [])))  # fmt: skip
+    assert refused(result, only_operator)
+    hold = {podspec.HOLD_ANNOTATION: "Placed: trust me"}
+    assert refused(as_tenant(secured, pod(tenant_ns, "holder", annotations=hold)), only_operator)
+
+    assert as_tenant(secured, pod(tenant_ns, "honest", {"nvidia.com/gpu": 1})).returncode == 0
+    wait_for(lambda: placed_pool(secured, tenant_ns, "honest"), 30, "honest bound")
+    rewrite = forged("ovh-gra-h100", [])  # evade the budget by rewriting its own record
+    result = secured.kubectl("annotate", "pod", "honest", "-n", tenant_ns, "--overwrite",
+                             *(f"{k}={v}" for k, v in rewrite.items()), AS_TENANT)  # fmt: skip
+    assert refused(result, only_operator)
+
+
+def gpus_free(kube: Kube, pool: str) -> int:
+    got = kube.kubectl("get", "gpupool", pool, "-o", "jsonpath={.status.gpusFree}").stdout
+    return int(got or -1)
+
+
+def test_forged_records_elsewhere_zero_no_capacity(secured: Kube, tenant_ns: str) -> None:
+    free_ns = secured.namespace(governed=False)
+    result = secured.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
+                             f"--user={TENANT}", "-n", free_ns)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    before = gpus_free(secured, "stackit-eu01-h100")
+    for index in range(3):  # never schedulable, claiming the whole German pool
+        squatter = pod(free_ns, f"squat-{index}", {"nvidia.com/gpu": 8},
+                       annotations=forged("stackit-eu01-h100", [f"{tenant_ns}/fr-only"]),
+                       nodeSelector={"nowhere": "true"})  # fmt: skip
+        assert as_tenant(secured, squatter).returncode == 0  # ungoverned: no policy applies
+    for index in range(3):
+        pod_events(secured, free_ns, f"squat-{index}", "UntrustedRecord")
+    assert gpus_free(secured, "stackit-eu01-h100") == before
+
+
+# -- 4. hostile values are refused at the door ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("annotations", "says"),
+    [
+        ({"greenplace.dev/expected-duration-hours": "1e308"}, "must be a number of hours"),
+        ({"greenplace.dev/expected-duration-hours": "NaN"}, "must be a number of hours"),
+        ({"greenplace.dev/expected-duration-hours": "8761"}, "must be a number of hours"),
+        ({"greenplace.dev/gang-size": "1k"}, "must be a whole number from 1 to 10000"),
+    ],
+)
+def test_hostile_annotation_values_are_refused(
+    secured: Kube, tenant_ns: str, annotations: dict[str, str], says: str
+) -> None:
+    manifest = pod(tenant_ns, "hostile", {"nvidia.com/gpu": 1}, annotations=annotations)
+    assert refused(as_tenant(secured, manifest), says)
+
+
+def test_a_hostile_residency_label_is_refused(secured: Kube, tenant_ns: str) -> None:
+    labels = {"greenplace.dev/data-residency": "anywhere"}
+    manifest = pod(tenant_ns, "nowhere", {"nvidia.com/gpu": 1}, labels=labels)
+    assert refused(as_tenant(secured, manifest), "must be country codes")
+
+
+def test_a_thousand_gpus_written_1k_are_a_thousand(secured: Kube, tenant_ns: str) -> None:
+    assert as_tenant(secured, pod(tenant_ns, "kilo", {"nvidia.com/gpu": "1k"})).returncode == 0
+    held = wait_for(lambda: (secured.pod(tenant_ns, "kilo")["metadata"].get("annotations") or {})
+                    .get(podspec.HOLD_ANNOTATION), 30, "a hold reason")  # fmt: skip
+    assert "1000 GPUs" in held or "larger than" in held, held
+
+
+# -- 5. the classic paths -------------------------------------------------------------------------
+
+
+def test_node_name_and_gate_removal_are_refused(secured: Kube, tenant_ns: str) -> None:
+    # Even restricted to an allowed pool, so that only the nodeName rule is broken.
+    restricted = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": podspec.POOL_LABEL,
+                                "operator": "In",
+                                "values": ["ovh-gra-h100"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    shortcut = pod(tenant_ns, "shortcut", {"nvidia.com/gpu": 1}, affinity=restricted,
+                   nodeName="ovh-gra-h100-0")  # fmt: skip
+    assert refused(as_tenant(secured, shortcut), "spec.nodeName is refused")
+    # A pod the planner holds (it asks for more GPUs than any node has), then the tenant tries
+    # to release it towards the US.
+    assert as_tenant(secured, pod(tenant_ns, "big", {"nvidia.com/gpu": 64})).returncode == 0
+    ops = [{"op": "remove", "path": "/spec/schedulingGates"}]
+    result = secured.kubectl("patch", "pod", "big", "-n", tenant_ns, "--type=json",
+                             "-p", json.dumps(ops), AS_TENANT)  # fmt: skip
+    assert refused(result, "only the operator")
+
+
+def test_preset_gates_affinity_and_tolerations_cannot_escape(secured: Kube, tenant_ns: str) -> None:
+    us = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {
+                        "matchExpressions": [
+                            {
+                                "key": podspec.POOL_LABEL,
+                                "operator": "In",
+                                "values": ["gcp-us-central1-h100"],
+                            }
+                        ]
+                    }
+                ]
+            }
+        }
+    }
+    preset = pod(tenant_ns, "preset", {"nvidia.com/gpu": 1}, gated=True, affinity=us,
+                 tolerations=[{"operator": "Exists"}])  # fmt: skip
+    assert as_tenant(secured, preset).returncode == 0
+    # Its own affinity admits only the US pool: held for it, never released elsewhere.
+    held = wait_for(lambda: (secured.pod(tenant_ns, "preset")["metadata"].get("annotations")
+                             or {}).get(podspec.HOLD_ANNOTATION), 30, "a hold reason")  # fmt: skip
+    assert "no node of the pool matches the pod's own" in held, held
+    assert gated_now(secured, tenant_ns, "preset")
+
+
+def test_a_controller_creates_pods_that_are_governed(secured: Kube, tenant_ns: str) -> None:
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "serve", "namespace": tenant_ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "serve"}},
+                 "template": {"metadata": {"labels": {"app": "serve"}},
+                              "spec": json.loads(pod(tenant_ns, "x", {"nvidia.com/gpu": 1}))[
+                                  "spec"]}},
+    }  # fmt: skip
+    assert as_tenant(secured, json.dumps(deployment)).returncode == 0
+
+    def serving_pools() -> set[str] | None:
+        pods = secured.core.list_namespaced_pod(tenant_ns, label_selector="app=serve").items
+        nodes = [p.spec.node_name for p in pods]
+        if len(nodes) < 2 or not all(nodes):
+            return None
+        return {node_pool(secured, n) for n in nodes}
+
+    assert wait_for(serving_pools, 60, "the Deployment's pods bound") <= FR_POOLS
+
+
+def test_an_ephemeral_container_does_not_move_a_pod(secured: Kube, tenant_ns: str) -> None:
+    assert as_tenant(secured, pod(tenant_ns, "debugged", {"nvidia.com/gpu": 1})).returncode == 0
+    pool = wait_for(lambda: placed_pool(secured, tenant_ns, "debugged"), 30, "bound")
+    node = secured.pod(tenant_ns, "debugged")["spec"]["nodeName"]
+    debug = ("debug", "debugged", "-n", tenant_ns, "--image=busybox", "--target=main")
+    result = secured.kubectl(*debug, AS_TENANT)
+    assert refused(result, 'cannot patch resource "pods/ephemeralcontainers"')  # edit: no
+    result = secured.kubectl(*debug)  # an admin may: the pod stays where it is
+    assert result.returncode == 0, result.stderr
+    after = secured.pod(tenant_ns, "debugged")
+    assert after["spec"].get("ephemeralContainers"), "the debug container was added"
+    assert (after["spec"]["nodeName"], pool) == (node, placed_pool(secured, tenant_ns, "debugged"))
+
+
+def test_no_governed_pod_is_bound_outside_france(secured: Kube, tenant_ns: str) -> None:
+    pods = secured.core.list_namespaced_pod(tenant_ns).items
+    bound_pools = {p.metadata.name: node_pool(secured, p.spec.node_name)
+                   for p in pods if p.spec.node_name}  # fmt: skip
+    assert bound_pools, "some pods were placed"
+    assert set(bound_pools.values()) <= FR_POOLS, bound_pools
+
+
+# -- 6. with the operator stopped, the policies alone hold ----------------------------------------
+
+
+def test_with_the_operator_down_the_policies_alone_refuse_escapes(
+    secured: Kube, tenant_ns: str, running: integration.OperatorProcess
+) -> None:
+    running.stop()
+    result = secured.kubectl("delete", "mutatingwebhookconfiguration", "greenplace.dev")
+    assert result.returncode == 0, result.stderr
+    # Once the API server stops calling the dead webhook, a gated pod is admitted again.
+    gated = pod(tenant_ns, "probe-down", {"nvidia.com/gpu": 1}, gated=True)
+    wait_for(lambda: create(secured, gated, "--dry-run=server", AS_TENANT).returncode == 0,
+             30, OPERATOR_DOWN)  # fmt: skip
+    escapes = {
+        "down-gpu": pod(tenant_ns, "down-gpu", {"nvidia.com/gpu": 1}),
+        "down-mig": pod(tenant_ns, "down-mig", {"nvidia.com/mig-1g.10gb": 1}),
+        "down-amd": pod(tenant_ns, "down-amd", {"amd.com/gpu": 1}),
+        "down-dra": pod(tenant_ns, "down-dra",
+                        resourceClaims=[{"name": "g", "resourceClaimTemplateName": "one-gpu"}]),
+        "down-fpga": pod(tenant_ns, "down-fpga", {"example.com/fpga": 1}),
+    }  # fmt: skip
+    for name, manifest in escapes.items():
+        result = as_tenant(secured, manifest)
+        assert result.returncode != 0, f"{name} admitted with the operator down"
+        assert "ValidatingAdmissionPolicy" in result.stderr, result.stderr

@@ -110,6 +110,14 @@ def pod(ns: str, name: str, limits: dict[str, Any] | None = None, *, gated: bool
     return json.dumps(body)
 
 
+def pool_affinity(*pools: str) -> dict[str, Any]:
+    """A required node affinity to ``pools`` (the shape greenplace itself writes)."""
+    expression = {"key": podspec.POOL_LABEL, "operator": "In", "values": list(pools)}
+    terms = [{"matchExpressions": [expression]}]
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": terms}}}  # fmt: skip
+
+
 def create(kube: Kube, manifest: str, *flags: str) -> subprocess.CompletedProcess[str]:
     return kube.kubectl("create", "-f", "-", *flags, stdin=manifest)
 
@@ -288,23 +296,7 @@ def test_a_thousand_gpus_written_1k_are_a_thousand(secured: Kube, tenant_ns: str
 
 def test_node_name_and_gate_removal_are_refused(secured: Kube, tenant_ns: str) -> None:
     # Even restricted to an allowed pool, so that only the nodeName rule is broken.
-    restricted = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {
-                                "key": podspec.POOL_LABEL,
-                                "operator": "In",
-                                "values": ["ovh-gra-h100"],
-                            }
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    restricted = pool_affinity("ovh-gra-h100")
     shortcut = pod(tenant_ns, "shortcut", {"nvidia.com/gpu": 1}, affinity=restricted,
                    nodeName="ovh-gra-h100-0")  # fmt: skip
     assert refused(as_tenant(secured, shortcut), "spec.nodeName is refused")
@@ -318,23 +310,7 @@ def test_node_name_and_gate_removal_are_refused(secured: Kube, tenant_ns: str) -
 
 
 def test_preset_gates_affinity_and_tolerations_cannot_escape(secured: Kube, tenant_ns: str) -> None:
-    us = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {
-                                "key": podspec.POOL_LABEL,
-                                "operator": "In",
-                                "values": ["gcp-us-central1-h100"],
-                            }
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    us = pool_affinity("gcp-us-central1-h100")
     preset = pod(tenant_ns, "preset", {"nvidia.com/gpu": 1}, gated=True, affinity=us,
                  tolerations=[{"operator": "Exists"}])  # fmt: skip
     assert as_tenant(secured, preset).returncode == 0

@@ -12,7 +12,7 @@ import datetime
 
 import pytest
 
-from greenplace.controller import budgets, cycle, podspec, records
+from greenplace.controller import budgets, cycle, podspec, records, status
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import planner
@@ -77,3 +77,15 @@ def test_a_warning_about_a_pod_value_is_posted_once() -> None:
     assert [e[2] for e in writer.events].count("InvalidAnnotation") == 1
     held = writer.pods["ml/w"]["metadata"]["annotations"][podspec.HOLD_ANNOTATION]
     assert "no node of the pool matches the pod's own nodeSelector" in held, held
+
+
+def test_a_policy_without_rules_says_it_allows_every_pool() -> None:
+    writer = fakes.RecordingWriter()
+    cache = cache_with_pods(writer)  # its policy "any" has spec: {}
+    cache.put_policy(fakes.policy("fr", namespace="ml", sovereignty={"allowedCountries": ["FR"]}))
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, status.StatusRecorder(writer)))
+    reasons = {
+        name: writer.last_status("placementpolicies", name)["conditions"][0]["reason"]
+        for name in ("any", "fr")
+    }
+    assert reasons == {"any": "AllowsEveryPool", "fr": "Active"}

@@ -137,7 +137,6 @@ def test_node_matches_reads_the_pods_own_constraints(spec: dict[str, Any], match
     assert podspec.node_matches(pod(1, **spec), "n1", {"zone": "a", "gen": "4"}) is matches
 
 
-
 def test_narrowing_creates_a_term_when_there_is_none() -> None:
     affinity = podspec.narrowed_affinity(pod(1), POOL)
     terms = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from greenplace.api import models
 from greenplace.controller import budgets, kube, snapshot
 from greenplace.domain import model
 from greenplace.engine import rules
@@ -52,15 +53,15 @@ class StatusRecorder:
         for policy in snap.policies:
             key = (policy.namespace, policy.name)
             allowed = allowed_pools(policy, snap.pools, now)
-            published = {
-                "allowedPools": allowed,
-                "poolResidency": {name: residency_codes(by_name[name]) for name in allowed},
+            residency: dict[str, list[str] | None] = {
+                name: residency_codes(by_name[name]) for name in allowed
             }
+            published = {"allowedPools": allowed, "poolResidency": residency}
             if self._allowed.get(key) == published:
                 continue
-            before = self._allowed.get(key, {}).get("poolResidency", {})
+            before: dict[str, Any] = self._allowed.get(key, {}).get("poolResidency", {})
             gone = {name: None for name in before if name not in allowed}  # merge patch: delete
-            body = {**published, "poolResidency": {**published["poolResidency"], **gone}}
+            body = {**published, "poolResidency": {**residency, **gone}}
             try:
                 await self._writer.patch_status(
                     "placementpolicies", policy.namespace, policy.name, body
@@ -129,7 +130,7 @@ class StatusRecorder:
                     "placed": placed,
                     "held": held,
                 },
-                conditions=[("Ready", True, "Active", f"{placed} pods placed, {held} held")],
+                conditions=[_policy_ready(cached_policy.spec, placed, held)],
                 generation=cached_policy.generation,
             )
         if built is not None and now is not None:
@@ -252,6 +253,20 @@ def _stable(body: Any) -> Any:
     if isinstance(body, list):
         return [_stable(v) for v in body]
     return body
+
+
+def _policy_ready(spec: models.PlacementPolicySpec, placed: int, held: int) -> Condition:
+    """Ready, saying so when the policy sets no rule at all (``spec: {}`` allows every pool)."""
+    counts = f"{placed} pods placed, {held} held"
+    if spec.sovereignty is None and spec.carbon is None and spec.budget_ref is None:
+        return (
+            "Ready",
+            True,
+            "AllowsEveryPool",
+            f"{counts}; this policy sets no sovereignty, carbon or budget rule, so it allows every "
+            "pool: set spec.sovereignty (allowedCountries, allowedRegimes, ...) to restrict it",
+        )
+    return ("Ready", True, "Active", counts)
 
 
 def _skipped(readings: Sequence[contract.Reading]) -> str:

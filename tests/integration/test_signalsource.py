@@ -3,21 +3,34 @@
 The example fleet's fallback intensities put a 1-GPU FR/DE pod on gcp-europe-west9-a100 (FR,
 34 gCO2e/kWh). A static SignalSource that says FR is dirty and DE clean sends it to DE instead;
 a SignalSource whose only feed is a closed 127.0.0.1 port is Degraded (Unavailable), the pools
-keep their fallback, and which countries are allowed never changes.
+keep their fallback, and which countries are allowed never changes. The operator of this module
+allows 127.0.0.1 over http explicitly (``allow_signal_hosts``, ``allow_insecure_signal_http``):
+by default a SignalSource may not reach it (tests/integration/signals/test_signal_access.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, RunningOperator, wait_for
+from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
 from tests.integration.signals import prometheus_fixture
 from tests.integration.test_placement import bound, gpu_pod, held_reason, node_pool, policy
 
 pytestmark = pytest.mark.cluster
+
+# The local feeds of these tests: 127.0.0.1, plain http. Allowed explicitly, as an operator would.
+LOCAL_FEEDS = {"allow_signal_hosts": ("127.0.0.1",), "allow_insecure_signal_http": True}
+
+
+@pytest.fixture(scope="module")
+def operator(kube: Kube) -> Iterator[RunningOperator]:
+    """The real operator (as conftest's), allowed to reach the local feeds."""
+    with run_operator(kube, **LOCAL_FEEDS) as running:
+        yield running
 
 
 def signal_source(name: str, sources: list[dict[str, Any]], zones: list[str]) -> str:

@@ -143,7 +143,13 @@ def test_feeds_fall_back_on_a_missing_secret_and_recover_without_a_new_generatio
     provider: FakeProvider, tmp_path: pathlib.Path
 ) -> None:
     provider.live = True
-    signals = feeds.Feeds(memory=datetime.timedelta(0), credentials_dir=tmp_path, own_namespace=OWN)
+    signals = feeds.Feeds(
+        memory=datetime.timedelta(0),
+        credentials_dir=tmp_path,
+        own_namespace=OWN,
+        allow_hosts=["127.0.0.1"],  # the local fake provider, over http
+        allow_insecure_http=True,
+    )
     grid = signal_source(provider, key="api-key")
     now = datetime.datetime.now(datetime.UTC)
     (reading,) = signals.read([grid], now).by_source["grid"]

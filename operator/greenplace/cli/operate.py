@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import pathlib
@@ -20,6 +21,7 @@ from typing import Any
 import kopf
 
 from greenplace.controller import handlers, webhook
+from greenplace.signals import egress, tracefile
 
 __all__ = ["register"]
 
@@ -60,6 +62,37 @@ def register(subparsers: Any) -> None:
         "--credentials-dir",
         type=pathlib.Path,
         help="directory of mounted Secrets (<dir>/<secret>/<key>) for SignalSource credentials",
+    )
+    parser.add_argument(
+        tracefile.TRACE_DIR_FLAG,
+        dest="trace_directories",
+        action="extend",
+        type=_paths,
+        default=list(_config_default("trace_directories")),
+        metavar="DIR[,DIR...]",
+        help="a directory Trace SignalSources may read CSV files from (repeat, or separate with "
+        "commas); a file that resolves (symlinks, ..) outside all of them is refused "
+        f"(default: {_shown(_config_default('trace_directories'))}: trace sources are refused)",
+    )
+    parser.add_argument(
+        egress.ALLOW_HOSTS_FLAG,
+        dest="allow_signal_hosts",
+        action="extend",
+        type=_host_entries,
+        default=list(_config_default("allow_signal_hosts")),
+        metavar="CIDR|HOST[,...]",
+        help="what HTTP SignalSources may reach besides public addresses: CIDRs or addresses "
+        "(10.0.0.0/8, 127.0.0.1), hostnames (prometheus.monitoring) or *.domain (repeat, or "
+        "separate with commas; default: "
+        f"{_shown(_config_default('allow_signal_hosts'))}: loopback, link-local, private and "
+        "cluster-internal addresses and names are refused)",
+    )
+    parser.add_argument(
+        egress.INSECURE_FLAG,
+        dest="allow_insecure_signal_http",
+        action=argparse.BooleanOptionalAction,
+        default=_config_default("allow_insecure_signal_http"),
+        help="let SignalSources use plain http:// URLs (otherwise https only)",
     )
     parser.add_argument(
         "--namespace",
@@ -145,6 +178,9 @@ def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
         prometheus_url=args.prometheus_url,
         report_seconds=args.report_seconds,
         credentials_dir=args.credentials_dir,
+        trace_directories=tuple(args.trace_directories),
+        allow_signal_hosts=tuple(args.allow_signal_hosts),
+        allow_insecure_signal_http=args.allow_insecure_signal_http,
         namespace=args.namespace,
         lease_namespace=args.lease_namespace or args.namespace or "default",
         lease_seconds=args.lease_seconds,
@@ -152,3 +188,27 @@ def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
         relist_seconds=args.relist_seconds,
         **({"identity": args.identity} if args.identity else {}),
     )
+
+
+def _config_default(name: str) -> Any:
+    """The default of ``OperatorConfig.<name>``: the one place defaults are written."""
+    (field,) = [f for f in dataclasses.fields(handlers.OperatorConfig) if f.name == name]
+    return field.default
+
+
+def _shown(values: Any) -> str:
+    return ", ".join(str(v) for v in values) or "none"
+
+
+def _paths(text: str) -> list[pathlib.Path]:
+    return [pathlib.Path(p.strip()) for p in text.split(",") if p.strip()]
+
+
+def _host_entries(text: str) -> list[str]:
+    entries = [e.strip() for e in text.split(",") if e.strip()]
+    for entry in entries:
+        try:
+            egress.parse_entry(entry)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return entries

@@ -16,6 +16,16 @@ without a restart. A missing, empty or unreadable file, or a Secret of another n
 the operator's own (a pod can only mount Secrets of its namespace), makes that source answer
 ``Credentials`` with a message naming the Secret, the key, the path and the value to set; the
 chain then falls back like for any other fault.
+
+Whoever writes a SignalSource chooses files and URLs the operator opens, so both are bounded by
+the operator's configuration, never by the spec: trace files must resolve inside
+``trace_directories`` (``--trace-dir``; none: every trace source is refused), HTTP sources
+(Prometheus, Electricity Maps, WattTime, any ``url`` override) go through an
+``egress.EgressPolicy`` built from ``allow_hosts`` and ``allow_insecure_http``
+(``--allow-signal-hosts``, ``--allow-insecure-signal-http``): https to public addresses only
+unless allowed. A refused source answers ``SourceNotAllowed`` with what was refused and the flag
+that allows it (logged once per generation of its SignalSource); the other sources of the chain
+and the other SignalSources are read as usual.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from greenplace.domain import series
 from greenplace.signals import (
     chain,
     contract,
+    egress,
     electricitymaps,
     httpjson,
     promql,
@@ -83,14 +94,19 @@ class Observed:
 
 @dataclasses.dataclass(frozen=True)
 class _Broken:
-    """A source whose spec could not be turned into a client: always ``Missing``, saying why."""
+    """A source whose spec could not be turned into a client: always fails, saying why.
+
+    ``Missing`` for a spec that cannot be built (a trace file missing or malformed),
+    ``SourceNotAllowed`` for one the operator's configuration refuses.
+    """
 
     name: str
     error: str
     ttl: datetime.timedelta = static.NEVER_STALE
+    failure: type[contract.SignalError] = contract.SignalMissingError
 
     def latest(self, key: contract.SignalKey, now: datetime.datetime) -> contract.Observation:
-        raise contract.SignalMissingError(f"source {self.name}: {self.error}")
+        raise self.failure(f"source {self.name}: {self.error}")
 
     def forecast(
         self,
@@ -99,7 +115,7 @@ class _Broken:
         end: datetime.datetime,
         now: datetime.datetime,
     ) -> series.TimeSeries:
-        raise contract.SignalMissingError(f"source {self.name}: {self.error}")
+        raise self.failure(f"source {self.name}: {self.error}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,11 +185,18 @@ class Feeds:
         memory: datetime.timedelta = datetime.timedelta(seconds=30),
         credentials_dir: pathlib.Path | None = None,
         own_namespace: str | None = None,
+        *,
+        trace_directories: Sequence[pathlib.Path] = (),
+        allow_hosts: Sequence[str] = (),
+        allow_insecure_http: bool = False,
     ) -> None:
         self._metrics = metrics
         self._memory = memory
         self._credentials = credentials_dir
         self._namespace = own_namespace
+        self._trace_dirs = tuple(trace_directories)
+        # ValueError on a bad entry; the CLI checks them first (parse_entry) with a clear error.
+        self._egress = egress.EgressPolicy.parse(allow_hosts, allow_http=allow_insecure_http)
         self._chains: dict[str, tuple[int, chain.Chain]] = {}
         self._read: dict[tuple[str, contract.SignalKey], tuple[datetime.datetime, object]] = {}
 
@@ -238,7 +261,8 @@ class Feeds:
         entries = {s.name: s for s in spec.sources}
         order = spec.fallback_order or [s.name for s in spec.sources]
         built = chain.Chain(
-            [self._source(entries[n], _KINDS[spec.signal]) for n in order], self._metrics
+            [self._source(cached.name, entries[n], _KINDS[spec.signal]) for n in order],
+            self._metrics,
         )
         self._chains[cached.name] = (cached.generation, built)
         # A new spec must be read afresh, not from the memory of the old one.
@@ -247,12 +271,15 @@ class Feeds:
         return built
 
     def _source(
-        self, entry: models.SignalSourceEntry, kind: contract.SignalKind
+        self, owner: str, entry: models.SignalSourceEntry, kind: contract.SignalKind
     ) -> contract.Source:
         try:
             return self._build(entry, kind)
+        except contract.SignalNotAllowedError as error:
+            logger.warning("SignalSource %s: source %s refused: %s", owner, entry.name, error)
+            return _Broken(entry.name, str(error), failure=contract.SignalNotAllowedError)
         except (OSError, ValueError) as error:
-            return _Broken(entry.name, str(error))
+            return _Broken(entry.name, _os_error(error))
         except Exception as error:  # a bug in a builder must not stop placement for everyone
             logger.exception("cannot build signal source %s", entry.name)
             return _Broken(entry.name, f"{type(error).__name__}: {error}")
@@ -270,9 +297,10 @@ class Feeds:
             files = {
                 contract.SignalKey(kind, z): pathlib.Path(p) for z, p in entry.trace.files.items()
             }
-            return trace.from_csv_files(entry.name, files, ttl, shift)
+            return trace.from_csv_files(entry.name, files, ttl, shift, within=self._trace_dirs)
         if entry.kind == "Prometheus" and entry.prometheus is not None:
-            querier = promql.Querier(entry.prometheus.url, timeout_s=timeout)
+            url = self._checked(entry.prometheus.url)
+            querier = promql.Querier(url, timeout_s=timeout, policy=self._egress)
             return promql.PrometheusSource(entry.name, querier, {kind: entry.prometheus.query}, ttl)
         ref = entry.credentials_secret_ref
         if entry.kind == "ElectricityMaps":
@@ -283,9 +311,10 @@ class Feeds:
                 entry.name,
                 self._secret(entry, (ref.key if ref else None) or "token"),
                 ttl=ttl,
-                base_url=url,
+                base_url=self._checked(url),
                 zone_map=entry.zone_mapping,
                 timeout_s=timeout,
+                policy=self._egress,
             )
         if entry.kind == "WattTime":
             url = (entry.watt_time.url if entry.watt_time else None) or watttime.DEFAULT_URL
@@ -294,14 +323,27 @@ class Feeds:
                 self._secret(entry, "username"),
                 self._secret(entry, "password"),
                 ttl=ttl,
-                base_url=url,
+                base_url=self._checked(url),
                 region_map=entry.zone_mapping,
                 timeout_s=timeout,
+                policy=self._egress,
             )
         raise ValueError(f"kind {entry.kind} without its block")  # the CRD refuses this
+
+    def _checked(self, url: str) -> str:
+        """``url`` when the policy allows it as written (addresses are checked at connect)."""
+        self._egress.check_url(url)
+        return url
 
     def _secret(self, entry: models.SignalSourceEntry, key: str) -> httpjson.Credential:
         ref = entry.credentials_secret_ref
         if ref is None:
             return ""  # the provider refuses the call: Credentials, shown in the status
         return SecretFile(ref, key, self._credentials, self._namespace)
+
+
+def _os_error(error: OSError | ValueError) -> str:
+    """A build error's message: the file and what is wrong, never what the file holds."""
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"cannot open {error.filename}: {error.strerror or type(error).__name__}"
+    return str(error)

@@ -73,6 +73,12 @@ class OperatorConfig:
     credentials_dir: pathlib.Path | None = None  # mounted Secrets of the SignalSources
     namespace: str | None = None  # the operator's own (None: unknown, e.g. out of cluster)
     signal_memory_seconds: float = 30.0  # each SignalSource subject is read at most this often
+    # Trace SignalSources read files only inside these directories; none: trace sources refused.
+    trace_directories: tuple[pathlib.Path, ...] = ()
+    # What HTTP SignalSources may reach besides https to public addresses: CIDRs, addresses,
+    # hostnames or *.domain (signals.egress); loopback, private and link-local need an entry.
+    allow_signal_hosts: tuple[str, ...] = ()
+    allow_insecure_signal_http: bool = False  # http:// SignalSource URLs allowed (else https only)
     identity: str = dataclasses.field(  # this replica's name in the Lease and in Events
         default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     )
@@ -283,6 +289,9 @@ def _start_loops(
         memory=datetime.timedelta(seconds=config.signal_memory_seconds),
         credentials_dir=config.credentials_dir,
         own_namespace=config.namespace,
+        trace_directories=config.trace_directories,
+        allow_hosts=config.allow_signal_hosts,
+        allow_insecure_http=config.allow_insecure_signal_http,
     )
     recorder = status.StatusRecorder(writer)
     memo["loop"] = asyncio.create_task(

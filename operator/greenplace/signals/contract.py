@@ -24,7 +24,9 @@ The contract of a ``Source``:
   ├── SignalTimeoutError           no answer within the source's timeout
   ├── SignalHttpError         the peer answered with a non-2xx status
   ├── SignalCredentialsError       credentials missing or unreadable, or refused (401/403)
-  └── SignalMalformedError         the answer could not be read (not JSON, missing field, NaN ...)
+  ├── SignalMalformedError         the answer could not be read (not JSON, missing field, NaN ...)
+  └── SignalNotAllowedError        the operator's configuration forbids this file or address
+                                   (``tracefile.confine``, ``egress.EgressPolicy``)
 
 - Every network call has a timeout (``timeout_s``), so one call is bounded.
 
@@ -52,6 +54,7 @@ __all__ = [
     "SignalKind",
     "SignalMalformedError",
     "SignalMissingError",
+    "SignalNotAllowedError",
     "SignalReason",
     "SignalStatus",
     "SignalTimeoutError",
@@ -96,6 +99,7 @@ class SignalReason(enum.StrEnum):
     HTTP_ERROR = "HttpError"
     CREDENTIALS = "Credentials"  # credentials missing or unreadable, or refused (HTTP 401/403)
     MALFORMED = "Malformed"
+    NOT_ALLOWED = "SourceNotAllowed"  # a file or address the operator's configuration forbids
     SOURCE_CRASHED = "SourceCrashed"  # a bug in a source: it raised something else
     UNAVAILABLE = "Unavailable"  # every source of the chain failed: no value at all
 
@@ -134,6 +138,14 @@ class SignalCredentialsError(SignalError):
 
 class SignalMalformedError(SignalError):
     reason = SignalReason.MALFORMED
+
+
+class SignalNotAllowedError(SignalError):
+    """The spec names a file outside the trace directories, or an address the operator may not
+    reach (plain http, credentials in the URL, a loopback, link-local or private address): the
+    message says what was refused and which operator flag (chart value) allows it."""
+
+    reason = SignalReason.NOT_ALLOWED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import httpx
 
 from greenplace.domain import series
-from greenplace.signals import contract, httpjson
+from greenplace.signals import contract, egress, httpjson
 
 __all__ = ["DEFAULT_URL", "ElectricityMapsSource"]
 
@@ -41,8 +41,9 @@ class ElectricityMapsSource(httpjson.HttpSource):
         zone_map: Mapping[str, str] | None = None,
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        policy: egress.EgressPolicy | None = None,
     ) -> None:
-        super().__init__(name, ttl, base_url, timeout_s, transport)
+        super().__init__(name, ttl, base_url, timeout_s, transport, policy=policy)
         self._zones = dict(zone_map or {})
         self._token = token
 

@@ -6,19 +6,37 @@ timeout. That logic lives here once; the clients only build URLs and read fields
 
 Credentials are given as a ``Credential``: a string, or a function called at every use so that a
 rotated secret (a mounted Secret file the kubelet rewrites) is picked up without a restart.
+
+Given an ``egress.EgressPolicy`` (the operator always gives its own), every request's URL is
+checked and connections go only to addresses the policy accepts (``egress.guard_httpx``).
+Without one (a library user's choice), nothing is checked.
+
+What a peer answered is never copied into messages (they end up in the SignalSource status,
+which whoever wrote the SignalSource can read): a non-2xx or unreadable answer is described by
+its status, type and size, plus the ``error``/``message`` field of a JSON error body, truncated.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
-from greenplace.signals import contract
+from greenplace.signals import contract, egress
 
-__all__ = ["Credential", "HttpSource", "get_json", "number", "parse_time", "require", "reveal"]
+__all__ = [
+    "Credential",
+    "HttpSource",
+    "describe_answer",
+    "get_json",
+    "number",
+    "parse_time",
+    "require",
+    "reveal",
+]
 
 # A credential, or a function reading it at each use; it raises SignalCredentialsError when
 # there is none to read (saying where it should be).
@@ -40,10 +58,14 @@ class HttpSource:
         base_url: str,
         timeout_s: float,
         transport: httpx.BaseTransport | None,
+        *,
+        policy: egress.EgressPolicy | None = None,
     ) -> None:
         self.name = name
         self.ttl = ttl
         self._base = base_url.rstrip("/")
+        if policy is not None:
+            transport = policy.guard_httpx(transport)
         self._client = httpx.Client(timeout=httpx.Timeout(timeout_s), transport=transport)
 
     def close(self) -> None:
@@ -79,14 +101,32 @@ def get_json(
         )
     if answer.status_code >= 300:
         raise contract.SignalHttpError(
-            f"{where}: {url} answered HTTP {answer.status_code}: {answer.text[:200]!r}"
+            f"{where}: {url} answered HTTP {answer.status_code} "
+            f"({describe_answer(answer.content, answer.headers.get('content-type'))})"
         )
     try:
         return answer.json()
     except ValueError as error:
         raise contract.SignalMalformedError(
-            f"{where}: {url} answered non-JSON: {answer.text[:120]!r}"
+            f"{where}: {url} answered non-JSON "
+            f"({describe_answer(answer.content, answer.headers.get('content-type'))})"
         ) from error
+
+
+def describe_answer(content: bytes, content_type: str | None) -> str:
+    """An answer's type and size, and the error text of a JSON error body, never the body."""
+    kind = (content_type or "").split(";")[0].strip()[:60]
+    shown = f"{len(content)} bytes" + (f" of {kind}" if kind else "")
+    try:
+        document = json.loads(content)
+    except ValueError:
+        return f"{shown}, not shown"
+    if isinstance(document, dict):
+        for field in ("error", "message", "detail"):
+            text = document.get(field)
+            if isinstance(text, str) and text:
+                return f"{shown}; {field}: {text[:200]!r}"
+    return f"{shown}, not shown"
 
 
 def require(document: Any, *path: str | int, where: str) -> Any:
@@ -98,9 +138,15 @@ def require(document: Any, *path: str | int, where: str) -> Any:
         except (KeyError, IndexError, TypeError):
             shown = ".".join(str(p) for p in path)
             raise contract.SignalMalformedError(
-                f"{where}: answer has no field {shown}: {str(document)[:160]}"
+                f"{where}: answer has no field {shown} (a JSON {_kind(document)} without it)"
             ) from None
     return value
+
+
+def _kind(document: Any) -> str:
+    if isinstance(document, dict):
+        return "object"
+    return "array" if isinstance(document, list) else type(document).__name__
 
 
 def parse_time(text: Any, *, where: str) -> datetime.datetime:

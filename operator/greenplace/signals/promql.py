@@ -10,10 +10,17 @@ per signal kind, with ``$subject`` replaced by the grid zone or pool name.
 The observation time of a reading is ``timestamp(<query>)``: exact when the query is a plain
 selector (``greenplace_grid_intensity{zone="$subject"}``); for an aggregated query Prometheus
 gives the evaluation time, so the age reads 0 and only its lookback (5 min by default) bounds it.
+
+Given an ``egress.EgressPolicy`` (the operator gives its own to SignalSources' queriers), every
+request, redirects included, is checked and connects only to accepted addresses
+(``egress.guard_session``); without one (the accounting's ``--prometheus-url``, which the
+operator's own configuration names), nothing is checked. An error answer is described by its
+status and Prometheus's ``error`` field, never copied whole into the message.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
 import math
@@ -27,11 +34,13 @@ from prometheus_api_client import prometheus_connect
 from urllib3.util import retry
 
 from greenplace.domain import series
-from greenplace.signals import contract
+from greenplace.signals import contract, egress, httpjson
 
 __all__ = ["PrometheusSource", "Querier", "Sample"]
 
 _SAFE_SUBJECT = re.compile(r"^[A-Za-z0-9_.:-]+$")
+# How prometheus-api-client words a non-2xx answer: "HTTP Status Code 400 (b'...')".
+_HTTP_STATUS = re.compile(r"HTTP Status Code (\d+) \((b(['\"]).*\3)\)", re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -47,16 +56,24 @@ class Querier:
     """Instant and range PromQL queries against one Prometheus, each bounded by ``timeout_s``."""
 
     def __init__(
-        self, url: str, timeout_s: float = 5.0, headers: Mapping[str, str] | None = None
+        self,
+        url: str,
+        timeout_s: float = 5.0,
+        headers: Mapping[str, str] | None = None,
+        policy: egress.EgressPolicy | None = None,
     ) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        session = requests.Session()
         self._client = prometheus_connect.PrometheusConnect(
             url=url,
             headers=dict(headers or {}),
             retry=retry.Retry(total=0, connect=0, read=0, status=0),
             timeout=timeout_s,  # type: ignore[arg-type]  # requests takes float seconds
+            session=session,
         )
+        if policy is not None:  # after the client mounted its own adapter on url: replace it
+            policy.guard_session(session, url)
 
     def vector(self, query: str, at: datetime.datetime) -> tuple[Sample, ...]:
         """Evaluate ``query`` at ``at``; raise a ``SignalError`` saying what failed and where."""
@@ -124,7 +141,7 @@ class Querier:
             ) from error
         except prom_exceptions.PrometheusApiClientException as error:
             raise contract.SignalHttpError(
-                f"{where}: {error}; check the query in the SignalSource"
+                f"{where}: {_peer_error(error)}; check the query in the SignalSource"
             ) from error
         except (requests.exceptions.RequestException, ValueError) as error:
             raise contract.SignalMalformedError(f"{where}: unreadable answer: {error!r}") from error
@@ -190,6 +207,20 @@ class PrometheusSource:
                 "(letters, digits, _ . : -); fix the zone mapping"
             )
         return template.replace("$subject", key.subject)
+
+
+def _peer_error(error: Exception) -> str:
+    """The status and Prometheus's ``error`` field of an error answer, not its whole body."""
+    found = _HTTP_STATUS.search(str(error))
+    if found is None:
+        return "the answer was refused (not shown)"
+    try:
+        content = ast.literal_eval(found.group(2))
+    except (ValueError, SyntaxError):
+        content = b""
+    if not isinstance(content, bytes):
+        content = b""
+    return f"HTTP {found.group(1)} ({httpjson.describe_answer(content, None)})"
 
 
 def _ts(at: datetime.datetime) -> str:

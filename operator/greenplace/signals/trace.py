@@ -5,6 +5,9 @@ time-varying carbon intensity without a network feed. A trace file such as
 ``shared/data/carbon-intensity/fr_ci.csv`` is loaded with ``tracefile.load_csv`` and replayed
 with a fixed ``shift`` (e.g. play 2020 as if it were now). The observation time is the
 timestamp of the trace row in force, so a trace that has run out is seen as stale, not as fresh.
+
+The operator loads a SignalSource's files with ``within`` (its ``--trace-dir`` directories):
+files outside them are refused (``tracefile.confine``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import bisect
 import dataclasses
 import datetime
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from greenplace.domain import series
 from greenplace.signals import contract, tracefile
@@ -78,8 +81,12 @@ def from_csv_files(
     files: Mapping[contract.SignalKey, pathlib.Path],
     ttl: datetime.timedelta,
     shift: datetime.timedelta = datetime.timedelta(0),
+    *,
+    within: Sequence[pathlib.Path] | None = None,
 ) -> TraceSource:
-    """Load one CSV per key (``Time,<value>`` rows); raise ValueError naming a bad file/line."""
-    return TraceSource(
-        name, {key: tracefile.load_csv(path) for key, path in files.items()}, ttl, shift
-    )
+    """Load one CSV per key (``Time,<value>`` rows); raise ValueError naming a bad file/line.
+
+    With ``within``, a file outside those directories raises ``SignalNotAllowedError``.
+    """
+    traces = {key: tracefile.load_csv(path, within=within) for key, path in files.items()}
+    return TraceSource(name, traces, ttl, shift)

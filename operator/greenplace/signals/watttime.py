@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from greenplace.domain import series
-from greenplace.signals import contract, httpjson
+from greenplace.signals import contract, egress, httpjson
 
 __all__ = ["DEFAULT_URL", "G_PER_KWH_PER_LB_PER_MWH", "WattTimeSource"]
 
@@ -53,8 +53,9 @@ class WattTimeSource(httpjson.HttpSource):
         signal_type: str = "co2_moer",
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        policy: egress.EgressPolicy | None = None,
     ) -> None:
-        super().__init__(name, ttl, base_url, timeout_s, transport)
+        super().__init__(name, ttl, base_url, timeout_s, transport, policy=policy)
         self._regions = dict(region_map or {})
         self._signal_type = signal_type
         self._username = username

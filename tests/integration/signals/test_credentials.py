@@ -27,7 +27,13 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
-from tests.integration.test_signalsource import condition, custom, pool_carbon, signal_source
+from tests.integration.test_signalsource import (
+    LOCAL_FEEDS,
+    condition,
+    custom,
+    pool_carbon,
+    signal_source,
+)
 from tests.providers import FakeProvider, mount_secret, serve
 
 pytestmark = pytest.mark.cluster
@@ -58,6 +64,7 @@ def operator(kube: Kube, credentials: pathlib.Path) -> Iterator[RunningOperator]
         namespace=OWN,
         resync_seconds=1,
         signal_memory_seconds=1,
+        **LOCAL_FEEDS,  # the fake provider is on 127.0.0.1, over http
     ) as running:
         yield running
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import kopf
 
-from greenplace.controller import handlers, webhook
+from greenplace.controller import handlers, resources, webhook
 from greenplace.signals import egress, tracefile
 
 __all__ = ["register"]
@@ -130,6 +130,26 @@ def register(subparsers: Any) -> None:
         default=300.0,
         help="the leader lists every object again this often (catches missed deletions)",
     )
+    parser.add_argument(
+        "--accelerator-resource",
+        action="append",
+        metavar="NAME",
+        help="an extended resource greenplace governs (repeat; default: "
+        f"{', '.join(resources.DEFAULT_RESOURCES)})",
+    )
+    parser.add_argument(
+        "--accelerator-prefix",
+        action="append",
+        metavar="PREFIX",
+        help="govern every extended resource starting with PREFIX (repeat; default: "
+        f"{', '.join(resources.DEFAULT_PREFIXES)})",
+    )
+    parser.add_argument(
+        "--record-key-file",
+        type=pathlib.Path,
+        help="file with the key that signs placement records (in-cluster: the mounted Secret; "
+        "default: the Secret greenplace-record-key of --lease-namespace, created if missing)",
+    )
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
@@ -186,6 +206,11 @@ def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
         lease_seconds=args.lease_seconds,
         watch_inactivity_seconds=args.watch_inactivity_seconds,
         relist_seconds=args.relist_seconds,
+        accelerators=resources.Accelerators(
+            tuple(args.accelerator_resource or resources.DEFAULT_RESOURCES),
+            tuple(args.accelerator_prefix or resources.DEFAULT_PREFIXES),
+        ),
+        record_key_file=args.record_key_file,
         **({"identity": args.identity} if args.identity else {}),
     )
 

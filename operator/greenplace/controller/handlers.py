@@ -43,7 +43,9 @@ from greenplace.controller import (
     leadership,
     metrics,
     podspec,
+    records,
     reports,
+    resources,
     status,
     webhook,
 )
@@ -86,6 +88,11 @@ class OperatorConfig:
     lease_seconds: float = 15.0  # a crashed leader is replaced after this long
     watch_inactivity_seconds: float = 70.0  # a watch silent this long is reconnected
     relist_seconds: float = 300.0  # the leader lists everything again this often
+    # The accelerator resources governed: gated, checked by admission, counted as capacity.
+    accelerators: resources.Accelerators = dataclasses.field(default_factory=resources.Accelerators)
+    # File holding the key that signs placement records (the chart mounts a Secret); None:
+    # read or create the Secret records.KEY_SECRET in lease_namespace through the API.
+    record_key_file: pathlib.Path | None = None
 
     @property
     def stale_after_seconds(self) -> float:
@@ -124,7 +131,7 @@ def settings_for(config: OperatorConfig) -> kopf.OperatorSettings:
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.Cache:
     """Register every handler of greenplace on ``registry``; return the cache they feed."""
-    cache = cache_.Cache()
+    cache = cache_.Cache(config.accelerators)
     collectors = prometheus_client.CollectorRegistry()
     placement_metrics = metrics.PlacementMetrics(collectors)
 
@@ -151,6 +158,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
             cafile=str(files.ca),
         )
         api = kube.api_client(config.kubeconfig)
+        cache.signer = await _record_signer(config, api)  # before any pod is cached
         if config.manage_webhook_configuration:
             url = f"https://{config.webhook_host}:{config.webhook_port}"
             await webhook.ensure_configuration(api, url, files.ca)
@@ -180,30 +188,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
 
     @kopf.on.probe(id="health", registry=registry)
     async def health(memo: kopf.Memo, **_: Any) -> dict[str, Any]:
-        """Liveness: the loops run, watch events arrive, and the leader finishes cycles."""
-        loop, elected = memo.get("loop"), memo.get("leadership")
-        if loop is None or elected is None:
-            return {"starting": True}
-        if loop.done():
-            raise kopf.PermanentError("the placement loop has stopped")
-        watch_age = time.monotonic() - cache.watch_heartbeat
-        if watch_age > config.watch_stale_seconds:
-            raise kopf.PermanentError(
-                f"no watch event for {watch_age:.0f}s (the Lease is written at least every "
-                f"{config.lease_seconds:.0f}s): the watches are stalled"
-            )
-        loop_age = (datetime.datetime.now(datetime.UTC) - cache.last_cycle).total_seconds()
-        if loop_age > config.stale_after_seconds:
-            raise kopf.PermanentError(f"the placement loop has not turned for {loop_age:.0f}s")
-        return {
-            "leading": elected.leading,
-            "watchAgeSeconds": round(watch_age, 1),
-            "loopAgeSeconds": round(loop_age, 1),
-        }
+        return _health(memo, cache, config)
 
     @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operations={"CREATE"}, registry=registry)
     async def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        gates = podspec.gates_with_ours(body)
+        refused = podspec.refusal(body, config.accelerators)
+        if refused is not None:
+            raise kopf.AdmissionError(refused, code=403)
+        gates = podspec.gates_with_ours(body, config.accelerators)
         if gates is not None:
             patch.spec["schedulingGates"] = gates
 
@@ -222,6 +214,36 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> cache_.
             cache.remove(_kind, body) if type == "DELETED" else cache.put(_kind, body)
 
     return cache
+
+
+def _health(memo: kopf.Memo, cache: cache_.Cache, config: OperatorConfig) -> dict[str, Any]:
+    """Liveness: the loops run, watch events arrive, and the leader finishes cycles."""
+    loop, elected = memo.get("loop"), memo.get("leadership")
+    if loop is None or elected is None:
+        return {"starting": True}
+    if loop.done():
+        raise kopf.PermanentError("the placement loop has stopped")
+    watch_age = time.monotonic() - cache.watch_heartbeat
+    if watch_age > config.watch_stale_seconds:
+        raise kopf.PermanentError(
+            f"no watch event for {watch_age:.0f}s (the Lease is written at least every "
+            f"{config.lease_seconds:.0f}s): the watches are stalled"
+        )
+    loop_age = (datetime.datetime.now(datetime.UTC) - cache.last_cycle).total_seconds()
+    if loop_age > config.stale_after_seconds:
+        raise kopf.PermanentError(f"the placement loop has not turned for {loop_age:.0f}s")
+    return {
+        "leading": elected.leading,
+        "watchAgeSeconds": round(watch_age, 1),
+        "loopAgeSeconds": round(loop_age, 1),
+    }
+
+
+async def _record_signer(config: OperatorConfig, api: client.ApiClient) -> records.Signer:
+    """The signer of placement records, from the mounted key or the key Secret."""
+    if config.record_key_file is not None:
+        return records.Signer(config.record_key_file.read_bytes().strip())
+    return records.Signer(await asyncio.to_thread(records.load_key, api, config.lease_namespace))
 
 
 def _api_server_from_env(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:
@@ -356,6 +378,7 @@ async def _placement_loop(
     for name, error in cache.invalid.items():
         logger.warning("ignoring invalid %s: %s", name, error)
     sleep_s = config.resync_seconds
+    state = cycle.LoopState()
     led = False  # whether we led at the previous turn: gaining the lead calls for a listing
     failures = 0  # consecutive failed cycles: retried after 2, 4, 8 ... s (at most a resync)
     while True:
@@ -373,13 +396,15 @@ async def _placement_loop(
             # The startup listing serves a replica that leads at once; one that gains the lead
             # later lists again, and the leader does every relist_seconds.
             age = time.monotonic() - cache.listed_at
+            if not led:  # another replica may have charged Budgets meanwhile
+                state.ledger.forget()
             if (not led and age > config.lease_seconds) or age > config.relist_seconds:
                 gone = await relist(cache, api)
                 placement_metrics.relisted.inc()
                 if gone:
                     logger.info("listing found %d objects deleted while unwatched", gone)
             led = True
-            report = await cycle.run_cycle(cache, writer, now, recorder, signal_feeds)
+            report = await cycle.run_cycle(cache, writer, now, recorder, signal_feeds, state=state)
             cache.last_cycle = now
             placement_metrics.observe(report)
             sleep_s = report.seconds_until_next_wake(config.resync_seconds)
@@ -387,6 +412,7 @@ async def _placement_loop(
             raise
         except Exception:  # never let one bad cycle stop placement for good
             placement_metrics.cycle_failures.inc()
+            cache.last_cycle = now  # the loop turns (liveness); failures show in metrics
             failures += 1
             sleep_s = min(config.resync_seconds, 2.0**failures)
             logger.exception("placement cycle failed; retrying within %.0f s", sleep_s)

@@ -176,3 +176,23 @@ def test_ungoverned_namespaces_and_cpu_pods_are_left_alone(
     assert kube.apply(json.dumps(cpu_pod)).returncode == 0
     pod = kube.pod(governed, "cpu-only")
     assert not pod["spec"].get("schedulingGates")
+
+
+def test_a_hostile_value_on_one_pod_never_stops_the_others(
+    kube: Kube, operator: RunningOperator
+) -> None:
+    """Without the admission policies (they refuse it at the door), a duration of 1e308 once
+    made every cycle fail: here it falls back to 1 h with a Warning, and another namespace's
+    pod is placed in the same run."""
+    hostile_ns, other_ns = kube.namespace(), kube.namespace()
+    for ns in (hostile_ns, other_ns):  # any country: earlier tests of this module fill France
+        assert kube.apply(policy(ns, "any", ["FR", "DE", "GB", "US"])).returncode == 0
+    hostile = json.loads(gpu_pod(hostile_ns, "hostile", 1))
+    hostile["metadata"]["annotations"] = {"greenplace.dev/expected-duration-hours": "1e308"}
+    assert kube.apply(json.dumps(hostile)).returncode == 0
+    assert kube.apply(gpu_pod(other_ns, "neighbour", 1)).returncode == 0
+    for ns, name in ((other_ns, "neighbour"), (hostile_ns, "hostile")):
+        wait_for(lambda n=ns, p=name: bound(kube, n, p), 30, f"{ns}/{name} bound")
+    (warning,) = pod_events(kube, hostile_ns, "hostile", "InvalidAnnotation")
+    assert "1 h is assumed" in warning.message
+    assert "greenplace_cycle_failures_total 0.0" in operator.metrics()

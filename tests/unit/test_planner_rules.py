@@ -583,3 +583,20 @@ def test_why_not_names_the_rule_for_any_pool() -> None:
     _, missing = planner.why_not(snapshot, b.T0, "ml/w", "nowhere")
     assert missing is not None and "no GpuPool of that name" in missing.message
     assert planner.why_not(snapshot, b.T0, "ml/ghost", "fr") == (None, None)
+
+
+def test_exposure_follows_from_the_legal_home_whatever_the_pool_declares() -> None:
+    # A US-law provider declaring no exposure (and a SecNumCloud claim), cheaper than an
+    # identical French-law pool: under a no-exposure policy it is excluded, naming the law.
+    us_law = b.pool("us-law", price=1.0, jurisdiction=model.Jurisdiction("US"),
+                    certs=[b.cert("SecNumCloud", level="3.2")])  # fmt: skip
+    french = b.pool("french", price=3.0)
+    decision = decide([us_law, french], [b.policy(no_foreign_law=True)])
+    assert (decision.outcome, decision.pool) == (OUT.PLACED, "french")
+    only_us = decide([us_law], [b.policy(no_foreign_law=True)])
+    assert only_us.outcome is OUT.HELD
+    assert "US-CLOUD-Act, US-FISA-702 from legal home US" in only_us.message
+    # Declared exposures add to the derived ones; a legal home without a listed law adds none.
+    declared = model.Jurisdiction("DE", frozenset({"XX-Some-Law"}))
+    assert declared.all_exposures == {"XX-Some-Law"}
+    assert model.Jurisdiction("US").all_exposures == {"US-CLOUD-Act", "US-FISA-702"}

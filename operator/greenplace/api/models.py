@@ -133,8 +133,10 @@ class Jurisdiction(Model):
     exposures: list[Name] = pydantic.Field(
         default_factory=list,
         max_length=32,
-        description="Extraterritorial laws the provider is subject to, e.g. US-CLOUD-Act. At "
-        f"most 32 (no provider is reached by more). Each: {_NAME_BOUND}",
+        description="Extraterritorial laws the provider is subject to beyond those its legal "
+        "home implies (a US legal home always means US-CLOUD-Act and US-FISA-702, a CN one "
+        "CN-National-Intelligence-Law: listing fewer removes none). At most 32 (no provider "
+        f"is reached by more). Each: {_NAME_BOUND}",
     )
 
 

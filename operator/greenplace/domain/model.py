@@ -21,6 +21,7 @@ from greenplace.domain import series
 
 __all__ = [
     "DATA_RESIDENCY_LABEL",
+    "EXTRATERRITORIAL_LAWS",
     "REGIMES",
     "Budget",
     "BudgetAction",
@@ -123,11 +124,37 @@ class Jurisdiction:
     """Whose law governs the provider: its legal home and the foreign laws it is exposed to.
 
     ``exposures`` names extraterritorial laws that can reach the data wherever it sits, e.g.
-    ``US-CLOUD-Act`` or ``US-FISA-702``. An empty set is a stated fact (no exposure), not a default.
+    ``US-CLOUD-Act`` or ``US-FISA-702``, as declared. The laws of the legal home itself are
+    derived (``EXTRATERRITORIAL_LAWS``): a declared list can add exposures, never remove them,
+    so a US-law provider declared ``exposures: []`` is still exposed to the CLOUD Act.
     """
 
     legal_home: str  # ISO 3166-1 alpha-2 country of the provider's legal seat
     exposures: frozenset[str] = frozenset()
+
+    @property
+    def derived_exposures(self) -> frozenset[str]:
+        """The extraterritorial laws of the legal home (``EXTRATERRITORIAL_LAWS``)."""
+        return EXTRATERRITORIAL_LAWS.get(self.legal_home, frozenset())
+
+    @property
+    def all_exposures(self) -> frozenset[str]:
+        """Declared and derived exposures together: what the rules judge."""
+        return self.exposures | self.derived_exposures
+
+
+# Laws whose reach follows a provider of that legal home to data held abroad. Sources:
+# - US: the CLOUD Act (18 U.S.C. 2713, 2018: disclosure "regardless of whether such
+#   communication ... is located within or outside of the United States") and FISA section 702
+#   (50 U.S.C. 1881a: targeting of non-US persons outside the US through US providers). Both
+#   are why SecNumCloud 3.2 excludes providers subject to non-EU law with extraterritorial reach.
+# - CN: the National Intelligence Law (2017, articles 7 and 14: organisations must support
+#   and cooperate with state intelligence work, with no territorial limit).
+# A legal home absent here derives nothing; declare further exposures on the GpuPool.
+EXTRATERRITORIAL_LAWS: Mapping[str, frozenset[str]] = {
+    "US": frozenset({"US-CLOUD-Act", "US-FISA-702"}),
+    "CN": frozenset({"CN-National-Intelligence-Law"}),
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -206,12 +206,19 @@ def _extraterritorial(pool: model.Pool, policy: model.Policy) -> model.Rejection
         return None
     if pool.jurisdiction is None:
         return _unknown_jurisdiction(pool, policy, "no extraterritorial exposure allowed")
-    if pool.jurisdiction.exposures:
+    exposures = pool.jurisdiction.all_exposures
+    if exposures:
+        derived = pool.jurisdiction.derived_exposures - pool.jurisdiction.exposures
+        why = (
+            f" ({', '.join(sorted(derived))} from legal home {pool.jurisdiction.legal_home})"
+            if derived
+            else ""
+        )
         return _reject(
             pool,
             R.EXTRATERRITORIAL_EXPOSURE,
             policy,
-            f"provider exposed to {', '.join(sorted(pool.jurisdiction.exposures))}",
+            f"provider exposed to {', '.join(sorted(exposures))}{why}",
             "choose a provider not subject to non-local law",
         )
     return None

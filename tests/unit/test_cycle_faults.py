@@ -89,3 +89,27 @@ def test_a_policy_without_rules_says_it_allows_every_pool() -> None:
         for name in ("any", "fr")
     }
     assert reasons == {"any": "AllowsEveryPool", "fr": "Active"}
+
+
+def test_metrics_count_the_placements_applied_not_the_decisions() -> None:
+    import prometheus_client  # noqa: PLC0415 - only this test reads metrics
+
+    from greenplace.controller import metrics  # noqa: PLC0415
+
+    writer = fakes.RecordingWriter()
+    cache = cache_with_pods(writer, "placed", "refused")
+    cache.put_pod(writer.add(fakes.pod("nowhere", fakes.gpus(1), nodeSelector={"no": "node"})))
+    writer.refuse["ml/refused"] = "denied"
+    registry = prometheus_client.CollectorRegistry()
+    observed = metrics.PlacementMetrics(registry)
+    for minute in range(3):
+        at = NOW + datetime.timedelta(minutes=minute)
+        observed.observe(asyncio.run(cycle.run_cycle(cache, writer, at)))
+
+    def value(name: str, **labels: str) -> float:
+        return registry.get_sample_value(name, labels) or 0.0
+
+    placed = sum(value("greenplace_placements_total", reason=r.value) for r in model.Reason)
+    assert placed == 1, "one pod was placed; the refused one never was"
+    assert value("greenplace_write_refusals_total", reason="AdmissionRefused") == 3
+    assert value("greenplace_held_workloads", reason="NoCompliantPool") == 1

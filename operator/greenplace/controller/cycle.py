@@ -59,6 +59,10 @@ class CycleReport:
     isolated: int = 0  # workloads held because planning them raised
     warnings: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     refusals: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    # Pods actually placed (patch applied), by the decision's reason code.
+    placed_by_reason: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
     plan: model.Plan | None = None
 
     @contextlib.contextmanager
@@ -232,6 +236,7 @@ async def _apply(
             state.ledger.charge(charged, spend, report.at)
             faults.after_placement()
             report.placed += 1
+            report.placed_by_reason[decision.reason.value] += 1
             await writer.pod_event(pod.body, "Normal", "Placed", decision.message)
         else:
             report.held += 1

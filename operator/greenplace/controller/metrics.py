@@ -4,8 +4,9 @@ Why this module exists: operators are run by people who alert on numbers. Every 
 these collectors, which live in a registry the operator owns and serves on ``/metrics`` (with
 the signal and accounting collectors), never in the global default registry.
 
-- ``greenplace_placements_total{reason}``: pods' workloads placed, by reason code.
-- ``greenplace_held_workloads{reason}``: workloads waiting after the last cycle, by reason.
+- ``greenplace_placements_total{reason}``: pods placed (their patch applied), by reason code.
+- ``greenplace_held_workloads{reason}``: workloads waiting after the last cycle (held, deferred
+  or refused), by reason.
 - ``greenplace_cycle_phase_seconds{phase}``: duration of each numbered phase.
 - ``greenplace_write_conflicts_total``: patches refused because the object changed (re-planned).
 - ``greenplace_leader``: 1 on the replica holding the Lease (the one placing), 0 on standbys.
@@ -35,13 +36,13 @@ class PlacementMetrics:
     def __init__(self, registry: prometheus_client.CollectorRegistry) -> None:
         self.placements = prometheus_client.Counter(
             "greenplace_placements",
-            "Workloads placed, by reason code.",
+            "Pods placed (patch applied), by reason code.",
             ["reason"],
             registry=registry,
         )
         self.held = prometheus_client.Gauge(
             "greenplace_held_workloads",
-            "Workloads waiting after the last cycle, by reason code.",
+            "Workloads waiting after the last cycle (held, deferred or refused), by reason code.",
             ["reason"],
             registry=registry,
         )
@@ -100,13 +101,13 @@ class PlacementMetrics:
         for reason, count in report.warnings.items():
             self.pod_warnings.labels(reason).inc(count)
         self.isolated.inc(report.isolated)
+        for reason, count in report.placed_by_reason.items():
+            self.placements.labels(reason).inc(count)
         if report.plan is None:
             return
         held: collections.Counter[str] = collections.Counter()
         for decision in report.plan.decisions:
-            if decision.outcome is model.Outcome.HELD:
+            if decision.outcome is not model.Outcome.PLACED:
                 held[decision.reason.value] += 1
-            else:
-                self.placements.labels(decision.reason.value).inc()
         for code in model.Reason:
             self.held.labels(code.value).set(held.get(code.value, 0))

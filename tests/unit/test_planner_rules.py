@@ -600,3 +600,18 @@ def test_exposure_follows_from_the_legal_home_whatever_the_pool_declares() -> No
     declared = model.Jurisdiction("DE", frozenset({"XX-Some-Law"}))
     assert declared.all_exposures == {"XX-Some-Law"}
     assert model.Jurisdiction("US").all_exposures == {"US-CLOUD-Act", "US-FISA-702"}
+
+
+@pytest.mark.parametrize(("action", "outcome"), [(A.REJECT, OUT.REFUSED), (A.DEFER, OUT.DEFERRED)])
+def test_at_the_latest_start_a_spent_budget_is_reported_not_the_ceiling(
+    action: model.BudgetAction, outcome: model.Outcome
+) -> None:
+    # Issue 11's smallest case: the ceiling yields at the latest start, but the budget is spent,
+    # so the job is blocked by the budget alone: BudgetExceeded, not "above ceiling".
+    pools = [b.pool("fr", gco2=56.0)]
+    policies = [b.policy(ceiling=10.0, budget="team")]
+    overdue = b.workload("w", at=-3600, max_delay_h=1)
+    budgets = [b.budget(money=100, spent=100, action=action)]
+    decision = decide(pools, policies, overdue, budgets=budgets)
+    assert (decision.outcome, decision.reason) == (outcome, R.BUDGET_EXCEEDED), decision.message
+    assert "ml/team" in decision.message

@@ -150,6 +150,11 @@ class _Round:
             waived = self._waive(cls, workload, walk, result.limit)
             if waived is not None:
                 result.cls, result.walk = waived
+                if waived[1].pos is None:  # only a budget stops it now: say so
+                    result.decision = self.explainer.not_placed(
+                        waived[0], workload, waived[1], result.limit
+                    )
+                    return
                 self.walker.commit(waived[0], workload, waived[1])
                 return
             result.decision = self.explainer.not_placed(cls, workload, walk, result.limit)
@@ -166,7 +171,9 @@ class _Round:
         """Past its latest start, a workload no pool under its ceilings can take now (and that
         no budget holds) walks the class whose yielding ceilings are waived: the compliant pools
         first, then those above a ceiling, best objective first. None when that does not place
-        it either (the decision then stays the one without waiver)."""
+        it either (the decision then stays the one without waiver) — unless a budget is what
+        stops the waived walk: that walk is returned unplaced, so the decision names the
+        budget (``BudgetExceeded``), not the ceiling that no longer applies."""
         if not cls.waivable or walk.blocked is not None or walk.counts.get(R.BUDGET_EXCEEDED):
             return None
         latest = deferral.latest_start(cls, workload)
@@ -174,4 +181,5 @@ class _Round:
             return None
         waived = self.catalog.waived(cls)
         found = self.walker.walk(waived, workload, limit)
-        return None if found.pos is None else (waived, found)
+        by_budget = found.blocked is not None or bool(found.counts.get(R.BUDGET_EXCEEDED))
+        return (waived, found) if found.pos is not None or by_budget else None

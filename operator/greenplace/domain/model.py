@@ -86,6 +86,10 @@ DATA_RESIDENCY_LABEL = "greenplace.dev/data-residency"
 _NAMED_LEVELS = {"basic": (1,), "substantial": (2,), "high": (3,)}
 
 
+def _residency_codes(value: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in value.split("_") if part.strip())
+
+
 def labels_match(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
     """Kubernetes ``matchLabels``: every key of ``selector`` with the same value (empty: all)."""
     return all(labels.get(key) == value for key, value in selector.items())
@@ -258,9 +262,11 @@ class Policy:
         """Whether this policy governs ``workload``: a gang is governed by every policy that
         selects any of its members (their rules intersect), so no member loses its rules by
         being ganged with others."""
-        return workload.namespace == self.namespace and any(
-            labels_match(labels, self.match_labels) for labels in workload.each_member_labels
-        )
+        if workload.namespace != self.namespace:
+            return False
+        if not workload.member_labels:  # one pod, or a gang whose pods share their labels
+            return labels_match(workload.labels, self.match_labels)
+        return any(labels_match(labels, self.match_labels) for labels in workload.member_labels)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -302,19 +308,18 @@ class Workload:
         return max(self.gpus_per_pod, default=self.gpus)
 
     @property
-    def each_member_labels(self) -> tuple[Mapping[str, str], ...]:
-        return self.member_labels or (self.labels,)
-
-    @property
     def data_residency(self) -> frozenset[str] | None:
         """Countries or regimes named by the data-residency label; None without the label.
 
         In a gang, the strictest: when members name different residencies, only the countries
         all of them allow (regimes expanded to their countries; empty when none is common).
         """
+        if not self.member_labels:
+            value = self.labels.get(DATA_RESIDENCY_LABEL)
+            return None if value is None else _residency_codes(value)
         named = {
-            frozenset(part.strip() for part in value.split("_") if part.strip())
-            for labels in self.each_member_labels
+            _residency_codes(value)
+            for labels in self.member_labels
             if (value := labels.get(DATA_RESIDENCY_LABEL)) is not None
         }
         if len(named) <= 1:

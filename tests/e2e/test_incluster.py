@@ -5,7 +5,8 @@ Why this module exists: every other test runs the operator as a process on this 
 nodes run nothing, so the chart's Deployment never ran. Here the image built from the
 repository's Dockerfile without Docker (``scripts/build-image.sh``) runs on one real node
 (``devcluster.realnode``: containerd, a kubelet, kube-proxy) joined to the local control plane,
-installed by ``helm install`` with the chart's defaults but for the image and a nodeSelector.
+installed by ``helm install`` with the chart's defaults but for the image, a nodeSelector and
+what the credentials test needs (below).
 That proves what the out-of-cluster tests cannot: the image starts as the chart runs it
 (non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp), the in-cluster
 login with the projected service-account token, the chart's RBAC for the live operator (leader
@@ -17,7 +18,12 @@ through the pod's fsGroup) and the operator reads its token there (the Electrici
 fails on the network, not on credentials, and the static fallback answers); a Secret not listed
 in the value is reported as not mounted at its expected path under the credentials directory;
 and a ref to another namespace is refused naming greenplace-system, so the chart's
-``$POD_NAMESPACE`` reaches the operator's ``--namespace``.
+``$POD_NAMESPACE`` reaches the operator's ``--namespace``. The Electricity Maps URL is a closed
+port on the pod's loopback over http, which the default egress rules refuse (SourceNotAllowed,
+before any credential is read): the install allows it with ``signals.allowHosts`` (127.0.0.1
+exactly, and a 127.0.0.0/29 range) and ``signals.allowInsecureHttp``, so the chart values reach
+the operator too. A URL inside the range but not listed exactly (127.0.0.3) may be reached but
+gets no credentials: that source is SourceNotAllowed, naming the value to set.
 
 The module skips only when the machine cannot run a real node at all (not root, no overlayfs,
 no memory cgroup, missing capabilities); missing Debian packages are installed with
@@ -61,6 +67,9 @@ EXPECTED_POOL = "gcp-europe-west9-a100"
 CREDENTIALS = "emaps"
 CREDENTIALS_DIR = "/etc/greenplace/credentials"
 CLOSED_URL = "http://127.0.0.1:9"  # nothing listens there inside the operator's pod
+RANGE_URL = "http://127.0.0.3:9"  # reachable through the 127.0.0.0/29 entry; no credentials
+# The egress the credentials test needs (signals.allowHosts, signals.allowInsecureHttp).
+ALLOW_HOSTS = "{127.0.0.1,127.0.0.0/29}"
 RUN_AS = 65532  # the chart's runAsUser, runAsGroup and fsGroup
 
 
@@ -144,6 +153,7 @@ def incluster() -> Iterator[InCluster]:
             "--set=image.pullPolicy=Never",  # only the image loaded into the node's containerd
             f"--set-string=nodeSelector.{label}=true",  # not onto a kwok node, which runs nothing
             f"--set=signalCredentials.secrets={{{CREDENTIALS}}}",
+            f"--set=signals.allowHosts={ALLOW_HOSTS}", "--set=signals.allowInsecureHttp=true",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         available = kube.kubectl("wait", "--for=condition=Available", "--timeout=180s",
@@ -245,10 +255,10 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
 ) -> None:
     kube = incluster.kube
 
-    def emaps(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
+    def emaps(name: str, namespace: str = NAMESPACE, url: str = CLOSED_URL) -> dict[str, Any]:
         return {
             "name": "emaps", "kind": "ElectricityMaps", "timeout": "2s",
-            "electricityMaps": {"url": CLOSED_URL},
+            "electricityMaps": {"url": url},
             "credentialsSecretRef": {"name": name, "namespace": namespace},
         }  # fmt: skip
 
@@ -260,6 +270,7 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
         "creds-mounted": (emaps(CREDENTIALS), "FR"),
         "creds-not-mounted": (emaps("not-mounted"), "DE"),
         "creds-elsewhere": (emaps(CREDENTIALS, "team-a"), "NL"),
+        "creds-range": (emaps(CREDENTIALS, url=RANGE_URL), "BE"),
     }
     for name, (source, zone) in cases.items():
         result = kube.apply(signal_source(name, [source, static(zone)], [zone]))
@@ -296,6 +307,14 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
     assert "emaps: Credentials" in got["message"], got["message"]
     assert f"Secrets must be in the operator's own namespace {NAMESPACE}" in got["message"]
     assert "Secret team-a/emaps (key token)" in got["message"], got["message"]
+    assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
+
+    # A host reached through a range, not listed exactly: the token is not sent there.
+    got = integration.wait_for(lambda: answered("creds-range", "BE"), 60,
+                               "the range host's reading")  # fmt: skip
+    assert "emaps: SourceNotAllowed" in got["message"], got["message"]
+    assert "127.0.0.3 is not listed" in got["message"], got["message"]
+    assert "--allow-signal-hosts=127.0.0.3 (chart value signals.allowHosts" in got["message"]
     assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
 
     for name in cases:

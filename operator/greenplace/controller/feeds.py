@@ -23,9 +23,13 @@ the operator's configuration, never by the spec: trace files must resolve inside
 (Prometheus, Electricity Maps, WattTime, any ``url`` override) go through an
 ``egress.EgressPolicy`` built from ``allow_hosts`` and ``allow_insecure_http``
 (``--allow-signal-hosts``, ``--allow-insecure-signal-http``): https to public addresses only
-unless allowed. A refused source answers ``SourceNotAllowed`` with what was refused and the flag
-that allows it (logged once per generation of its SignalSource); the other sources of the chain
-and the other SignalSources are read as usual.
+unless allowed. Credentials go only to the provider's own https origin
+(``electricitymaps.DEFAULT_URL``, ``watttime.DEFAULT_URL``) or to a ``url`` override whose host
+``allow_hosts`` lists exactly (``EgressPolicy.check_credentials``): otherwise a SignalSource
+author could name a mounted Secret and have its token sent to their own host. A refused source
+answers ``SourceNotAllowed`` with what was refused and the flag that allows it (logged once per
+generation of its SignalSource), before any Secret is read or request made; the other sources of
+the chain and the other SignalSources are read as usual.
 """
 
 from __future__ import annotations
@@ -311,7 +315,7 @@ class Feeds:
                 entry.name,
                 self._secret(entry, (ref.key if ref else None) or "token"),
                 ttl=ttl,
-                base_url=self._checked(url),
+                base_url=self._checked(url, ref, electricitymaps.DEFAULT_URL),
                 zone_map=entry.zone_mapping,
                 timeout_s=timeout,
                 policy=self._egress,
@@ -323,16 +327,21 @@ class Feeds:
                 self._secret(entry, "username"),
                 self._secret(entry, "password"),
                 ttl=ttl,
-                base_url=self._checked(url),
+                base_url=self._checked(url, ref, watttime.DEFAULT_URL),
                 region_map=entry.zone_mapping,
                 timeout_s=timeout,
                 policy=self._egress,
             )
         raise ValueError(f"kind {entry.kind} without its block")  # the CRD refuses this
 
-    def _checked(self, url: str) -> str:
-        """``url`` when the policy allows it as written (addresses are checked at connect)."""
+    def _checked(
+        self, url: str, credentials: models.SecretKeyRef | None = None, default_url: str = ""
+    ) -> str:
+        """``url`` when the policy allows it as written (addresses are checked at connect) and,
+        with ``credentials``, allows sending them there (``default_url``: the provider's own)."""
         self._egress.check_url(url)
+        if credentials is not None:
+            self._egress.check_credentials(url, default_url)
         return url
 
     def _secret(self, entry: models.SignalSourceEntry, key: str) -> httpjson.Credential:

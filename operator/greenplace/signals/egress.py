@@ -1,10 +1,11 @@
 """Which URLs the HTTP signal sources may call: https to public addresses, unless allowed.
 
 Why this module exists: whoever may write a SignalSource chooses the URL the operator fetches
-(``spec.sources[].prometheus.url``, the ``url`` override of Electricity Maps and WattTime). The
+(``spec.sources[].prometheus.url``, the ``url`` override of Electricity Maps and WattTime), and
+whoever may write an EnergyReport its ``spec.prometheus.url`` (``controller.reports``). The
 operator runs inside the cluster, so without a rule it would fetch, on the author's behalf, the
 cloud metadata endpoint (169.254.169.254), the API server, a database on the pod network or its
-own loopback, and put what it got into the SignalSource status. ``EgressPolicy`` is that rule;
+own loopback, and put what it got into a status. ``EgressPolicy`` is that rule;
 the operator builds one from ``--allow-signal-hosts`` and ``--allow-insecure-signal-http``
 (chart values ``signals.allowHosts`` and ``signals.allowInsecureHttp``).
 
@@ -26,11 +27,19 @@ reason ``SourceNotAllowed``, with a message naming the flag and chart value that
 addresses may be connected to), hostnames (``prometheus.monitoring``: that name, whatever it
 resolves to) or ``*.example.org`` (any name under it).
 
+Credentials (``check_credentials``): the author of a SignalSource names both a credentials Secret
+the operator has mounted and, with a ``url`` override, the host it is sent to. So a provider's
+token or password goes only to that provider's own https origin (``https://api.electricitymap.org``,
+``https://api.watttime.org``), or to a host ``--allow-signal-hosts`` lists exactly: a hostname
+entry or a single address (``127.0.0.1``, ``10.1.2.3/32``). A ``*.domain`` or a wider CIDR lets
+sources reach those hosts but not receive credentials there, since a tenant may own a name under
+the domain or a pod in the range. Refused: ``SignalNotAllowedError`` before anything is sent.
+
 Two checks, so that what is checked is what is connected to:
 
 1. ``check_url`` judges the URL as written (scheme, credentials, a literal address, the name),
-   without DNS: at build time (``controller.feeds``) and again before every request, redirects
-   included.
+   without DNS: at build time (``controller.feeds``, ``controller.reports``) and again before
+   every request, redirects included.
 2. At connect time the name is resolved once, every address it resolves to is judged, and the
    connection is made to one of those checked addresses (TLS still verifies the name). A name
    that resolves to a public address when checked and to 127.0.0.1 when connected to (DNS
@@ -267,6 +276,36 @@ class EgressPolicy:
             raise socket.gaierror(socket.EAI_NONAME, f"{host} resolves to no address")
         return resolved
 
+    def check_credentials(self, url: str, default_url: str) -> None:
+        """Refuse to send credentials to ``url`` unless it is ``default_url``'s https origin
+        (scheme, host and port) or its host is listed exactly (a hostname or one address).
+
+        ``url`` has passed ``check_url``; the message names its host, never the URL.
+        """
+        parts, own = urllib.parse.urlsplit(url), urllib.parse.urlsplit(default_url)
+        host = (parts.hostname or "").rstrip(".")
+        if own.scheme == "https" and _origin(parts) == _origin(own):
+            return
+        if host in self.hosts and not host.startswith("*."):  # an exact name entry
+            return
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = None
+        if ip is not None:
+            judged = {ip, _embedded_ipv4(ip)}
+            if any(n.num_addresses == 1 and n.network_address in judged for n in self.networks):
+                return
+        provider = own.hostname or default_url
+        raise contract.SignalNotAllowedError(
+            f"credentials (credentialsSecretRef) are sent only to https://{provider} or to a "
+            f"host the operator lists exactly, and {host} is not listed: remove the url "
+            f"override to use https://{provider}, remove credentialsSecretRef, or have the "
+            f"operator started with {ALLOW_HOSTS_FLAG}={host} (chart value {ALLOW_HOSTS_VALUE}; "
+            "a *.domain or CIDR range entry lets a source reach a host, not receive credentials "
+            "there)"
+        )
+
     def _name_allowed(self, host: str) -> bool:
         return any(
             host.endswith(entry[1:]) if entry.startswith("*.") else host == entry
@@ -293,6 +332,13 @@ class EgressPolicy:
 def _looks_secret(name: str) -> bool:
     words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
     return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words if w)
+
+
+def _origin(parts: urllib.parse.SplitResult) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port made explicit."""
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").rstrip("."), port
 
 
 def _embedded_ipv4(ip: Address) -> Address:
@@ -380,7 +426,7 @@ class _GuardedHttpxTransport(httpx.HTTPTransport):
     def __init__(self, policy: EgressPolicy) -> None:
         super().__init__()
         # httpx has no public hook for the network backend: replace the pool it built with the
-        # same one over the guarded backend (tests/unit/test_signals_egress.py proves it is
+        # same one over the guarded backend (tests/unit/test_signals_access.py proves it is
         # used, so an httpx upgrade that changes this fails there).
         self._pool = httpcore.ConnectionPool(
             ssl_context=httpx.create_ssl_context(),

@@ -213,7 +213,7 @@ class RecordingWriter:
 
 
 class FakeQuerier:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, policy: object = None) -> None:
         self.vector = FakeProm(SHARED)
 
 
@@ -243,6 +243,8 @@ def test_cluster_scope_only_in_the_operator_namespace_and_deleted_reports_unpubl
         None,
         querier=FakeQuerier,  # type: ignore[arg-type]
         own_namespace="greenplace-system",
+        allow_hosts=["prom"],  # the reports' http://prom:9090, allowed explicitly
+        allow_insecure_http=True,
     )
     cache = cache_.Cache()
     cache.last_pools = (builders.pool("p"),)

@@ -17,6 +17,17 @@ the platform team can create resources; elsewhere the report gets Ready False,
 cluster, no ``$POD_NAMESPACE``), Cluster is allowed anywhere: the operator then runs with the
 user's own credentials, which already read every namespace's metrics. Gauges are labelled by the
 report (namespace, name); a deleted or refused report's gauges are removed.
+
+Egress: ``spec.prometheus.url`` is chosen by whoever may write an EnergyReport, so it follows the
+SignalSources' rules (``signals.egress.EgressPolicy``, from the same ``--allow-signal-hosts`` and
+``--allow-insecure-signal-http``): https to public addresses unless allowed, checked as written
+here and at connect time by the querier (every address resolved, the connection pinned to a
+checked one). Otherwise a tenant could have the operator query the cloud metadata endpoint or
+any service on the pod network and read what came back in the report's messages. A refused URL
+gives Ready False, reason ``SourceNotAllowed``, no rows and no gauges (logged once per
+generation). The operator's own ``--prometheus-url`` (the platform team's choice) is trusted and
+not checked, as is a ``spec.prometheus.url`` equal to it (it reaches nothing more than leaving
+``spec.prometheus`` out would).
 """
 
 from __future__ import annotations
@@ -24,19 +35,27 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from greenplace.accounting import grading, report, serving, telemetry
 from greenplace.api import convert
 from greenplace.controller import cache as cache_
 from greenplace.controller import status
-from greenplace.signals import contract, promql
+from greenplace.signals import contract, egress, promql
 
-__all__ = ["Reporter"]
+__all__ = ["QuerierFactory", "Reporter"]
 
 logger = logging.getLogger("greenplace.reports")
 _SERVING = {"vLLM": serving.VLLM, "TGI": serving.TGI, "Triton": serving.TRITON}
+
+
+class QuerierFactory(Protocol):
+    """Builds the querier of one URL; ``policy`` given for a URL an EnergyReport chose."""
+
+    def __call__(
+        self, url: str, *, policy: egress.EgressPolicy | None = None
+    ) -> promql.Querier: ...
 
 
 class Reporter:
@@ -47,14 +66,20 @@ class Reporter:
         recorder: status.StatusRecorder,
         metrics: telemetry.AccountingMetrics,
         default_url: str | None,
-        querier: Callable[[str], promql.Querier] = promql.Querier,
+        querier: QuerierFactory = promql.Querier,
         own_namespace: str | None = None,
+        *,
+        allow_hosts: Sequence[str] = (),
+        allow_insecure_http: bool = False,
     ) -> None:
         self._recorder = recorder
         self._metrics = metrics
         self._default_url = default_url
         self._querier = querier
         self._own_namespace = own_namespace
+        # ValueError on a bad entry; the CLI checks them first (egress.parse_entry).
+        self._egress = egress.EgressPolicy.parse(allow_hosts, allow_http=allow_insecure_http)
+        self._refused: dict[tuple[str, str], int] = {}  # logged refusals: report -> generation
         self._last: dict[tuple[str, str], list[status.Condition]] = {}
         # Pools last written in each report's unattributedGpuWh (a merge patch keeps old keys).
         self._pools: dict[tuple[str, str], set[str]] = {}
@@ -76,6 +101,8 @@ class Reporter:
             del self._last[gone]
         for gone in set(self._pools) - set(cache.reports):
             del self._pools[gone]
+        for gone in set(self._refused) - set(cache.reports):
+            del self._refused[gone]
 
     def cluster_scope_refusal(self, namespace: str) -> str | None:
         """Why a Cluster report in ``namespace`` is refused, or None when it is allowed."""
@@ -93,17 +120,19 @@ class Reporter:
         spec = cached.spec
         key = (cached.namespace, cached.name)
         url = spec.prometheus.url if spec.prometheus else self._default_url
+        # A URL the report chose is checked; the operator's own is trusted, even restated.
+        chosen = url is not None and url.rstrip("/") != (self._default_url or "").rstrip("/")
         write = _writer(self._recorder, cached)
         refused = self.cluster_scope_refusal(cached.namespace) if spec.scope == "Cluster" else None
         if refused is not None:
-            self._metrics.forget(*key)
-            self._last.pop(key, None)
-            self._pools.pop(key, None)
-            await write(
-                {"rows": [], "unattributedGpuWh": None},
-                [_not_ready("ClusterScopeNotAllowed", refused), _degraded("Refused", refused)],
-            )
+            await self._clear(key, write, "ClusterScopeNotAllowed", "Refused", refused)
             return
+        if chosen and url is not None:
+            try:
+                self._egress.check_url(url)
+            except contract.SignalNotAllowedError as error:
+                await self._refuse_url(cached, write, error)
+                return
         if url is None:
             await write(
                 {}, [_not_ready("NoPrometheus", _NO_URL), _degraded("NoPrometheus", _NO_URL)]
@@ -122,16 +151,20 @@ class Reporter:
             message = f"spec.window {spec.window} ending {end.isoformat()}: {error}; {_WINDOW_FIX}"
             await write({}, [_not_ready("InvalidWindow", message), _degraded("Invalid", message)])
             return
+        querier = self._querier(url, policy=self._egress) if chosen else self._querier(url)
         try:
             measured = await asyncio.to_thread(
                 serving.measure,
-                self._querier(url).vector,
+                querier.vector,
                 end,
                 window,
                 serving=_SERVING[spec.serving],
                 power_models=power,
                 namespace=None if spec.scope == "Cluster" else cached.namespace,
             )
+        except contract.SignalNotAllowedError as error:  # at connect: resolved to the inside
+            await self._refuse_url(cached, write, error)
+            return
         except contract.SignalError as error:
             reason = str(error.reason)
             ready = self._last.get(key, [_not_ready(reason, str(error))])[0]
@@ -153,6 +186,7 @@ class Reporter:
             else grading.DEFAULT_CARBON_SCALE,
             mig_slices_total=spec.mig_slices_total,
         )
+        self._refused.pop(key, None)
         self._metrics.publish(built, *key)
         ready = (
             "Ready",
@@ -171,6 +205,31 @@ class Reporter:
         fields["unattributedGpuWh"] |= dict.fromkeys(self._pools.get(key, set()) - shown)
         self._pools[key] = shown
         await write(fields, conditions)
+
+    async def _clear(
+        self, key: tuple[str, str], write: Any, reason: str, degraded: str, message: str
+    ) -> None:
+        """A report refused by its spec: Ready False, no rows and no gauges."""
+        self._metrics.forget(*key)
+        self._last.pop(key, None)
+        self._pools.pop(key, None)
+        await write(
+            {"rows": [], "unattributedGpuWh": None},
+            [_not_ready(reason, message), _degraded(degraded, message)],
+        )
+
+    async def _refuse_url(
+        self, cached: cache_.CachedReport, write: Any, error: contract.SignalNotAllowedError
+    ) -> None:
+        key = (cached.namespace, cached.name)
+        message = f"spec.prometheus.url refused: {error}"
+        if self._default_url is not None:
+            message += "; or remove spec.prometheus to use the operator's own Prometheus"
+        if self._refused.get(key) != cached.generation:
+            self._refused[key] = cached.generation
+            logger.warning("EnergyReport %s/%s: %s", *key, message)
+        reason = str(contract.SignalReason.NOT_ALLOWED)
+        await self._clear(key, write, reason, reason, message)
 
 
 _NO_URL = "set spec.prometheus.url or run the operator with --prometheus-url"

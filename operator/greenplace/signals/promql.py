@@ -11,11 +11,12 @@ The observation time of a reading is ``timestamp(<query>)``: exact when the quer
 selector (``greenplace_grid_intensity{zone="$subject"}``); for an aggregated query Prometheus
 gives the evaluation time, so the age reads 0 and only its lookback (5 min by default) bounds it.
 
-Given an ``egress.EgressPolicy`` (the operator gives its own to SignalSources' queriers), every
-request, redirects included, is checked and connects only to accepted addresses
-(``egress.guard_session``); without one (the accounting's ``--prometheus-url``, which the
-operator's own configuration names), nothing is checked. An error answer is described by its
-status and Prometheus's ``error`` field, never copied whole into the message.
+Given an ``egress.EgressPolicy`` (the operator gives its own to SignalSources' queriers and to
+the querier of an EnergyReport's ``spec.prometheus.url``), every request, redirects included, is
+checked and connects only to accepted addresses (``egress.guard_session``); without one (the
+accounting's ``--prometheus-url``, which the operator's own configuration names), nothing is
+checked. An error answer is described by its status and Prometheus's ``error`` field, never
+copied whole into the message.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ These are team-a's figures (a report scoped to its namespace): team-b's pod llam
 requests) are not in them, and team-a sees no unattributed energy (its pods all served). Over
 the whole cluster: llama-8b on fr-a100 is 362.5 + 400 = 762.5 Wh for 21600 requests, qwen-32b
 100 Wh for 900, and 100 Wh of de-h100 (1 free MIG slice) is unattributed.
+
+The queriers here have no egress policy, like the operator's own ``--prometheus-url``; an
+EnergyReport's ``spec.prometheus.url`` is queried through the operator's ``EgressPolicy``, which
+reaches this Prometheus on 127.0.0.1 over http only when allowed explicitly (last test).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import prometheus_client
 import pytest
 
 from greenplace.accounting import attribution, grading, report, serving, telemetry
-from greenplace.signals import chain, contract, promql, static
+from greenplace.signals import chain, contract, egress, promql, static
 
 from . import prometheus_fixture as fx
 
@@ -200,3 +204,23 @@ def test_a_cluster_report_shows_every_namespace_and_the_free_slices(
         ("qwen-32b", "de-h100"): pytest.approx((100.0, 900), rel=0.01),
     }
     assert everything.unattributed_gpu_wh == pytest.approx({"de-h100": 100.0}, rel=0.01)
+
+
+def test_a_reports_url_reaches_this_prometheus_only_when_allowed(
+    prometheus: fx.PrometheusServer,
+) -> None:
+    """What the Reporter builds for a spec.prometheus.url: a querier under the egress policy."""
+    for refusing, why in (
+        (egress.EgressPolicy(), "plain http is not allowed"),
+        (egress.EgressPolicy(allow_http=True), "127.0.0.1 is a loopback address"),
+        (egress.EgressPolicy.parse(["127.0.0.0/8"]), "plain http is not allowed"),
+    ):
+        querier = promql.Querier(prometheus.url, policy=refusing)
+        with pytest.raises(contract.SignalNotAllowedError, match=why):
+            querier.vector("up", fx.END)
+    allowed = egress.EgressPolicy.parse(["127.0.0.1"], allow_http=True)
+    querier = promql.Querier(prometheus.url, policy=allowed)
+    rows = rows_by_key(build_report(prometheus, querier.vector))
+    assert set(rows) == set(EXPECTED)
+    for key, (wh, _, _, _, _) in EXPECTED.items():
+        assert rows[key].gpu_wh_per_request == pytest.approx(wh, rel=0.01), key

@@ -8,6 +8,11 @@ SignalSource gives FR 50 and DE 500 gCO2e/kWh, the fixture's intensities.
 The report lives in the fixture's namespace team-a: team-b's pods and models (same pod name,
 same model on the same pool, a slice of team-a's MIG GPU) must not show in it. A Cluster report
 is refused outside the operator's namespace (``--namespace``, given here as the chart does).
+
+The fixture's Prometheus listens on 127.0.0.1 over http, which EnergyReport URLs may reach only
+when the operator allows it, as SignalSource URLs: the operator here is started with
+``--allow-signal-hosts=127.0.0.1 --allow-insecure-signal-http``, and a report naming that same
+Prometheus as ``localhost`` (an internal name, not listed) is refused with ``SourceNotAllowed``.
 """
 
 from __future__ import annotations
@@ -70,10 +75,15 @@ def pools_and_grid(kube: Kube) -> None:
     assert kube.apply(signal_source("fixture-grid", [static], ["FR", "DE"])).returncode == 0
 
 
+# The fixture's Prometheus (http://127.0.0.1:<port>), allowed explicitly as the chart would with
+# signals.allowHosts={127.0.0.1} and signals.allowInsecureHttp=true.
+LOCAL_PROMETHEUS = {"allow_signal_hosts": ("127.0.0.1",), "allow_insecure_signal_http": True}
+
+
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[RunningOperator]:
     """The operator knowing its own namespace, as the chart gives it (``--namespace``)."""
-    with run_operator(kube, namespace=OPERATOR_NAMESPACE) as running:
+    with run_operator(kube, namespace=OPERATOR_NAMESPACE, **LOCAL_PROMETHEUS) as running:
         yield running
 
 
@@ -177,3 +187,27 @@ def test_cluster_scope_is_refused_outside_the_operator_namespace(
     wait_for(
         lambda: 'report="everything"' not in operator.metrics(), 30, "the deleted report's gauges"
     )
+
+
+def test_a_url_the_operator_does_not_allow_is_refused(
+    kube: Kube, operator: RunningOperator, prometheus: fx.PrometheusServer
+) -> None:
+    pools_and_grid(kube)
+    ns = namespace(kube, fx.NAMESPACE)
+    # The same Prometheus, named localhost: an internal name, which 127.0.0.1 does not allow.
+    port = prometheus.url.rsplit(":", 1)[1]
+    applied = kube.apply(energy_report(ns, f"http://localhost:{port}", "inside"))
+    assert applied.returncode == 0, applied.stderr
+
+    def refused() -> dict[str, Any] | None:
+        found = condition(report(kube, ns, "inside"), "Ready")
+        return found if found and found["reason"] == "SourceNotAllowed" else None
+
+    ready = wait_for(refused, 30, "Ready False, SourceNotAllowed")
+    assert ready["status"] == "False"
+    assert "spec.prometheus.url refused: host localhost is a local" in ready["message"]
+    assert "--allow-signal-hosts=localhost" in ready["message"]
+    assert "signals.allowHosts" in ready["message"]
+    status = report(kube, ns, "inside")["status"]
+    assert not status.get("rows")
+    assert 'report="inside"' not in operator.metrics()  # no traceback: run_operator checks it

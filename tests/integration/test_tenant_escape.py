@@ -198,19 +198,23 @@ def test_a_dra_claim_is_gated_and_only_released_towards_allowed_pools(
 def test_a_gang_is_governed_by_every_members_policy_and_strictest_residency(
     secured: Kube, tenant_ns: str
 ) -> None:
-    gang = {"greenplace.dev/gang": "mixed"}
+    # The declared size makes the gang wait for all three: placed together, or not at all
+    # (without it, a member created after the others were placed is a gang of its own).
+    gang, size = {"greenplace.dev/gang": "mixed"}, {"greenplace.dev/gang-size": "3"}
     members = [
-        pod(tenant_ns, "secret", {"nvidia.com/gpu": 1}, labels={**gang, "data": "secret"}),
-        pod(tenant_ns, "plain", {"nvidia.com/gpu": 1}, labels=gang),
+        pod(tenant_ns, "secret", {"nvidia.com/gpu": 1}, labels={**gang, "data": "secret"},
+            annotations=size),
+        pod(tenant_ns, "plain", {"nvidia.com/gpu": 1}, labels=gang, annotations=size),
         pod(tenant_ns, "resident", {"nvidia.com/gpu": 1},
-            labels={**gang, "greenplace.dev/data-residency": "FR"}),
+            labels={**gang, "greenplace.dev/data-residency": "FR"}, annotations=size),
     ]  # fmt: skip
     for manifest in members:
         assert as_tenant(secured, manifest).returncode == 0
     for name in ("secret", "plain", "resident"):
         # secret-fr (sovereign law) allows only ovh-gra-h100: the whole gang goes there.
-        assert wait_for(lambda n=name: placed_pool(secured, tenant_ns, n), 30,
-                        f"{name} bound") == "ovh-gra-h100"  # fmt: skip
+        pool = wait_for(lambda n=name: placed_pool(secured, tenant_ns, n), 30, f"{name} bound")
+        record = secured.pod(tenant_ns, name)["metadata"]["annotations"]
+        assert pool == "ovh-gra-h100", (name, record)
 
 
 # -- 3. nothing a tenant writes is trusted as greenplace's own ------------------------------------
@@ -362,6 +366,26 @@ def test_no_governed_pod_is_bound_outside_france(secured: Kube, tenant_ns: str) 
                    for p in pods if p.spec.node_name}  # fmt: skip
     assert bound_pools, "some pods were placed"
     assert set(bound_pools.values()) <= FR_POOLS, bound_pools
+
+
+def held_text(kube: Kube, ns: str, name: str) -> str:
+    return str((kube.pod(ns, name)["metadata"].get("annotations") or {}).get(
+        podspec.HOLD_ANNOTATION, ""))  # fmt: skip
+
+
+def test_a_deleted_policy_leaves_no_stale_reason(secured: Kube, tenant_ns: str) -> None:
+    ns = secured.namespace()
+    apply_ok(secured, policy(ns, "only", {"allowedCountries": ["FR"]}))
+    big = pod(ns, "big", {"nvidia.com/gpu": 64})
+    wait_for(lambda: create(secured, big).returncode == 0, 30, "admission to see the policy")
+    wait_for(lambda: held_text(secured, ns, "big").startswith("PodTooLargeForNode")
+             or held_text(secured, ns, "big"), 30, "a first hold reason")  # fmt: skip
+    assert secured.kubectl("delete", "placementpolicy", "only", "-n", ns).returncode == 0
+    # Creations are refused now (fail-closed), but the operator can still say why it waits.
+    reason = wait_for(lambda: held_text(secured, ns, "big").startswith("NoPolicy")
+                      and held_text(secured, ns, "big"), 30, "the NoPolicy reason")  # fmt: skip
+    assert "no PlacementPolicy" in reason or "NoPolicy" in reason
+    assert refused(create(secured, pod(ns, "late", {"nvidia.com/gpu": 1})), "no params found")
 
 
 # -- 6. with the operator stopped, the policies alone hold ----------------------------------------

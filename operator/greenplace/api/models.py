@@ -577,7 +577,9 @@ class PrometheusQuery(Model):
 
     url: Url = pydantic.Field(
         description="Prometheus base URL, e.g. http://prometheus.monitoring:9090; at most 2048 "
-        "characters (what proxies and browsers accept)."
+        "characters (what proxies and browsers accept). The operator reaches only what its "
+        "chart values signals.allowHosts and signals.allowInsecureHttp allow (https to public "
+        "addresses by default)."
     )
     query: str = pydantic.Field(
         min_length=1,
@@ -887,7 +889,9 @@ class Grading(Model):
 class PrometheusServer(Model):
     url: Url = pydantic.Field(
         description="Prometheus base URL, e.g. http://prometheus.monitoring:9090; at most 2048 "
-        "characters (what proxies and browsers accept)."
+        "characters (what proxies and browsers accept). The operator reaches only what its "
+        "chart values signals.allowHosts and signals.allowInsecureHttp allow (https to public "
+        "addresses by default)."
     )
 
 

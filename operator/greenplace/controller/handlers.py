@@ -330,7 +330,12 @@ def _start_loops(
     )
     accounting_metrics = accounting_telemetry.AccountingMetrics(collectors)
     reporter = reports.Reporter(
-        recorder, accounting_metrics, config.prometheus_url, own_namespace=config.namespace
+        recorder,
+        accounting_metrics,
+        config.prometheus_url,
+        own_namespace=config.namespace,
+        allow_hosts=config.allow_signal_hosts,
+        allow_insecure_http=config.allow_insecure_signal_http,
     )
     memo["reports"] = asyncio.create_task(_report_loop(cache, reporter, elected, config))
 

@@ -310,7 +310,11 @@ def test_node_name_and_gate_removal_are_refused(secured: Kube, tenant_ns: str) -
     ops = [{"op": "remove", "path": "/spec/schedulingGates"}]
     result = secured.kubectl("patch", "pod", "big", "-n", tenant_ns, "--type=json",
                              "-p", json.dumps(ops), AS_TENANT)  # fmt: skip
-    assert refused(result, "only the operator")
+    # Both policies refuse it (only the operator removes the gate; unrestricted towards the
+    # US): the API server names whichever it evaluated first.
+    text = " ".join(result.stderr.split())
+    assert result.returncode != 0, "the tenant released its own pod"
+    assert "only the operator" in text or "must have a required node affinity" in text, text
 
 
 def test_preset_gates_affinity_and_tolerations_cannot_escape(secured: Kube, tenant_ns: str) -> None:
@@ -323,6 +327,26 @@ def test_preset_gates_affinity_and_tolerations_cannot_escape(secured: Kube, tena
                              or {}).get(podspec.HOLD_ANNOTATION), 30, "a hold reason")  # fmt: skip
     assert "no node of the pool matches the pod's own" in held, held
     assert gated_now(secured, tenant_ns, "preset")
+
+
+def test_narrowing_a_gated_pod_towards_the_us_cannot_release_it_there(
+    secured: Kube, tenant_ns: str
+) -> None:
+    # Held (it asks for more GPUs than any node has), then the tenant narrows its affinity
+    # (Kubernetes allows that while gated) towards the US and adds a toleration.
+    assert as_tenant(secured, pod(tenant_ns, "narrowed", {"nvidia.com/gpu": 64})).returncode == 0
+    wait_for(lambda: held_text(secured, tenant_ns, "narrowed"), 30, "a hold reason")
+    ops = [
+        {"op": "add", "path": "/spec/affinity", "value": pool_affinity("gcp-us-central1-h100")},
+        {"op": "add", "path": "/spec/tolerations/-", "value": {"operator": "Exists"}},
+    ]
+    result = secured.kubectl("patch", "pod", "narrowed", "-n", tenant_ns, "--type=json",
+                             "-p", json.dumps(ops), AS_TENANT)  # fmt: skip
+    assert result.returncode == 0, result.stderr  # narrowing is the tenant's right
+    # Re-planned with its own constraints: no French node matches them, so it stays gated.
+    wait_for(lambda: "no node of the pool matches" in held_text(secured, tenant_ns, "narrowed"),
+             30, "the narrowed pod re-planned")  # fmt: skip
+    assert gated_now(secured, tenant_ns, "narrowed")
 
 
 def test_a_controller_creates_pods_that_are_governed(secured: Kube, tenant_ns: str) -> None:

@@ -51,6 +51,8 @@ from tests.integration.signals import test_credentials
 from tests.integration.test_signalsource import condition, custom, signal_source
 
 pytestmark = pytest.mark.cluster
+# The chart installs its own admission policies (naming its ServiceAccount).
+ADMISSION_POLICIES = False
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "greenplace"

@@ -3,6 +3,12 @@
 The control plane is started per test module (about 3 s with cached binaries), so each module
 has a fleet and webhook configuration of its own. Set GREENPLACE_KUBECONFIG to run the same tests
 against an existing cluster instead (kwok is then started against it for the fake GPU nodes).
+
+Every module runs with the chart's admission policies installed, as ``make run`` and a real
+cluster do (``devcluster.admission``, naming the identity the test operator runs as), unless
+it sets ``ADMISSION_POLICIES = False`` (the chart's own tests install the chart's). The API
+server sees a new PlacementPolicy through its own informer a moment after it is created, so
+``Kube.kubectl`` retries a create or apply that admission refused for want of one.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ import pytest
 from kopf.testing import KopfRunner
 from kubernetes import client, config
 
-from devcluster import build, cluster, fleet
+from devcluster import admission, build, cluster, fleet
 from greenplace.controller import handlers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# What admission says when a governed namespace has no PlacementPolicy it can see.
+NO_POLICY_YET = "no params found for policy binding"
 
 
 class Kube:
@@ -43,11 +51,21 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self._kubectl = str(build.ensure_built(log=False)["kubectl"])
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [self._kubectl, f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin, capture_output=True, text=True, check=False,
-        )  # fmt: skip
+    def kubectl(
+        self, *args: str, stdin: str | None = None, wait_for_policy: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """kubectl; a create or apply refused because admission does not see the namespace's
+        new PlacementPolicy yet is retried for up to 30 s (``wait_for_policy``)."""
+        deadline = time.monotonic() + 30
+        while True:
+            result = subprocess.run(
+                [self._kubectl, f"--kubeconfig={self.kubeconfig}", *args],
+                input=stdin, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            unseen = NO_POLICY_YET in result.stderr and args[:1] in (("create",), ("apply",))
+            if not (wait_for_policy and unseen and time.monotonic() < deadline):
+                return result
+            time.sleep(0.3)
 
     def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
         return self.kubectl("apply", "-f", "-", stdin=manifest)
@@ -77,8 +95,9 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = ""
 
 
 @pytest.fixture(scope="module")
-def kube() -> Iterator[Kube]:
-    """A control plane with greenplace's CRDs and the example fleet (nodes + GpuPools)."""
+def kube(request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """A control plane with greenplace's CRDs, the example fleet (nodes + GpuPools) and the
+    chart's admission policies (unless the module sets ``ADMISSION_POLICIES = False``)."""
     with cluster.cluster_from_env() as running:
         k = Kube(running.kubeconfig, running)
         result = k.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
@@ -86,6 +105,8 @@ def kube() -> Iterator[Kube]:
         result = k.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         assert result.returncode == 0, result.stderr
         fleet.apply_fleet(k.api, fleet.load_fleet(ROOT / "examples" / "fleet.yaml"))
+        if getattr(request.module, "ADMISSION_POLICIES", True):
+            admission.install(k.kubeconfig, admission.username(k.kubeconfig))
         yield k
 
 

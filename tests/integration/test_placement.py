@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from devcluster import admission
 from greenplace.cli import main as cli
 from greenplace.cli import views
 from tests.integration.conftest import Kube, RunningOperator, wait_for
@@ -155,10 +156,21 @@ def test_a_pod_no_pool_can_satisfy_stays_gated_with_its_reason(
     assert pod["status"]["conditions"][0]["reason"] == "SchedulingGated"
 
 
-def test_a_gpu_pod_without_policy_waits_and_says_so(kube: Kube, operator: RunningOperator) -> None:
+def test_a_gpu_pod_without_policy_is_refused_or_waits_and_says_so(
+    kube: Kube, operator: RunningOperator
+) -> None:
     ns = kube.namespace()
+    # The admission policies are fail-closed: no PlacementPolicy, no new pod.
+    refused = kube.kubectl("create", "-f", "-", stdin=gpu_pod(ns, "early", 1),
+                           wait_for_policy=False)  # fmt: skip
+    assert refused.returncode != 0 and "no params found" in refused.stderr, refused.stderr
+    # A pod created under a policy that is then deleted waits and says why.
+    assert kube.apply(policy(ns, "temporary", ["CH"])).returncode == 0
     assert kube.apply(gpu_pod(ns, "orphan", 1)).returncode == 0
-    reason = wait_for(lambda: held_reason(kube, ns, "orphan"), 30, "held reason")
+    wait_for(lambda: held_reason(kube, ns, "orphan"), 30, "a first held reason")
+    assert kube.kubectl("delete", "placementpolicy", "temporary", "-n", ns).returncode == 0
+    reason = wait_for(lambda: (held_reason(kube, ns, "orphan") or "").startswith("NoPolicy")
+                      and held_reason(kube, ns, "orphan"), 30, "the NoPolicy reason")  # fmt: skip
     assert reason.startswith("NoPolicy: ")
 
 
@@ -171,6 +183,7 @@ def test_ungoverned_namespaces_and_cpu_pods_are_left_alone(
     assert "greenplace.dev/placement" not in (pod["metadata"].get("annotations") or {})
 
     governed = kube.namespace()
+    assert kube.apply(policy(governed, "fr", ["FR"])).returncode == 0  # admission needs one
     cpu_pod = json.loads(gpu_pod(governed, "cpu-only", 1))
     cpu_pod["spec"]["containers"][0]["resources"] = {}
     assert kube.apply(json.dumps(cpu_pod)).returncode == 0
@@ -181,15 +194,22 @@ def test_ungoverned_namespaces_and_cpu_pods_are_left_alone(
 def test_a_hostile_value_on_one_pod_never_stops_the_others(
     kube: Kube, operator: RunningOperator
 ) -> None:
-    """Without the admission policies (they refuse it at the door), a duration of 1e308 once
-    made every cycle fail: here it falls back to 1 h with a Warning, and another namespace's
-    pod is placed in the same run."""
+    """A duration of 1e308 once made every cycle fail. The admission policies refuse it at the
+    door, so their binding is taken away for the create (as on a cluster without them, or for
+    a pod older than them): it falls back to 1 h with a Warning, and another namespace's pod is
+    placed in the same run."""
     hostile_ns, other_ns = kube.namespace(), kube.namespace()
     for ns in (hostile_ns, other_ns):  # any country: earlier tests of this module fill France
         assert kube.apply(policy(ns, "any", ["FR", "DE", "GB", "US"])).returncode == 0
     hostile = json.loads(gpu_pod(hostile_ns, "hostile", 1))
     hostile["metadata"]["annotations"] = {"greenplace.dev/expected-duration-hours": "1e308"}
-    assert kube.apply(json.dumps(hostile)).returncode == 0
+    guards = "validatingadmissionpolicybinding/greenplace-pod-guards"
+    assert kube.kubectl("delete", guards).returncode == 0
+    try:
+        wait_for(lambda: kube.apply(json.dumps(hostile)).returncode == 0, 30,
+                 "the pod admitted without the guards")  # fmt: skip
+    finally:
+        admission.install(kube.kubeconfig, admission.username(kube.kubeconfig))
     assert kube.apply(gpu_pod(other_ns, "neighbour", 1)).returncode == 0
     for ns, name in ((other_ns, "neighbour"), (hostile_ns, "hostile")):
         wait_for(lambda n=ns, p=name: bound(kube, n, p), 30, f"{ns}/{name} bound")

@@ -49,10 +49,16 @@ def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
 ) -> None:
     operator_process.start()
     ns = kube.namespace()
+    policy = {
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": "eu", "namespace": ns},
+        "spec": {"sovereignty": {"allowedCountries": ["CH"]}},  # no pool: everything waits
+    }  # fmt: skip
+    assert kube.apply(json.dumps(policy)).returncode == 0
     pods = {"apiVersion": "v1", "kind": "List",
             "items": [pod(ns, f"w{i:02d}") for i in range(PODS)]}  # fmt: skip
     assert kube.apply(json.dumps(pods)).returncode == 0
-    # No policy yet: every pod is gated and held (NoPolicy), none placed.
+    # No pool allowed yet: every pod is gated and held (NoCompliantPool), none placed.
     wait_for(
         lambda: all(
             "greenplace.dev/held"
@@ -64,11 +70,7 @@ def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
     operator_process.stop()
 
     operator_process.start(GREENPLACE_CRASH_AFTER_PLACEMENTS=str(crash_after))
-    policy = {
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "eu", "namespace": ns},
-        "spec": {"sovereignty": {"allowedCountries": ["FR", "DE", "GB"]}},
-    }  # fmt: skip
+    policy["spec"] = {"sovereignty": {"allowedCountries": ["FR", "DE", "GB"]}}
     assert kube.apply(json.dumps(policy)).returncode == 0
     assert operator_process.wait_exit() == faults.CRASH_EXIT_CODE
     placed_at_crash = [

@@ -36,7 +36,8 @@ OPERATOR_DOWN = "the webhook configuration deleted to take effect"
 
 @pytest.fixture(scope="module")
 def secured(kube: Kube) -> Kube:
-    """The cluster with the chart's admission policies, naming the operator's identity."""
+    """The cluster with the chart's admission policies, naming the operator's identity (every
+    integration module has them; installing again is a no-op, and says what this suite needs)."""
     admission.install(kube.kubeconfig, admission.username(kube.kubeconfig))
     return kube
 
@@ -409,7 +410,9 @@ def test_a_deleted_policy_leaves_no_stale_reason(secured: Kube, tenant_ns: str) 
     reason = wait_for(lambda: held_text(secured, ns, "big").startswith("NoPolicy")
                       and held_text(secured, ns, "big"), 30, "the NoPolicy reason")  # fmt: skip
     assert "no PlacementPolicy" in reason or "NoPolicy" in reason
-    assert refused(create(secured, pod(ns, "late", {"nvidia.com/gpu": 1})), "no params found")
+    late = pod(ns, "late", {"nvidia.com/gpu": 1})
+    result = secured.kubectl("create", "-f", "-", stdin=late, wait_for_policy=False)
+    assert refused(result, "no params found")
 
 
 # -- 6. with the operator stopped, the policies alone hold ----------------------------------------

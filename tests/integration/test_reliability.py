@@ -98,7 +98,12 @@ def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
     assert deleted.returncode == 0, deleted.stderr  # frees the GPUs for the next run
 
 
-def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(kube: Kube) -> None:
+def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(
+    kube: Kube, operator_process: OperatorProcess
+) -> None:
+    # The operator handles the policy (writes its status), then stops: a finalizer it had
+    # added would now block the deletion forever (a known kopf failure mode).
+    operator_process.start()
     ns = kube.namespace()
     policy = {
         "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
@@ -106,6 +111,13 @@ def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(kube: Kub
         "spec": {"sovereignty": {"allowedCountries": ["FR"]}},
     }  # fmt: skip
     assert kube.apply(json.dumps(policy)).returncode == 0
+    wait_for(lambda: kube.kubectl("get", "placementpolicy", "gone", "-n", ns, "-o",
+                                  "jsonpath={.status.allowedPools}").stdout, 30,
+             "the operator to handle the policy")  # fmt: skip
+    operator_process.stop()
+    got = kube.kubectl("get", "placementpolicy", "gone", "-n", ns, "-o",
+                       "jsonpath={.metadata.finalizers}")  # fmt: skip
+    assert got.returncode == 0 and got.stdout in ("", "[]"), got.stdout
     result = kube.kubectl("delete", "placementpolicy", "gone", "-n", ns, "--timeout=20s")
     assert result.returncode == 0, result.stderr
     assert kube.kubectl("get", "placementpolicy", "gone", "-n", ns).returncode != 0

@@ -65,6 +65,13 @@ def test_why_tells_held_placed_ungoverned_and_garbage_apart() -> None:
 
 def test_every_subcommand_is_reachable_from_the_cli() -> None:
     parser = main.build_parser()
-    for argv in (["pools"], ["budgets"], ["reports"], ["why", "ml/p"], ["placements"]):
-        assert callable(parser.parse_args(argv).func)
+    expected = {
+        ("pools",): views._pools,
+        ("budgets",): views._budgets,
+        ("reports",): views._reports,
+        ("why", "ml/p"): views._why,
+        ("placements",): placements.run,
+    }
+    for argv, func in expected.items():  # each subcommand runs its own function
+        assert parser.parse_args(list(argv)).func is func, argv
     assert placements.table(("A", "B"), [("x", "long message")]) == "A  B\nx  long message"

@@ -12,7 +12,8 @@ event. The Lease that elects the leader is watched too: its renewals, every few 
 that events still arrive (``watch_heartbeat``), which the liveness probe checks.
 
 A cached object that cannot be parsed (for example a GpuPool written before a schema change) is
-kept out of planning and its error is remembered, so it can be reported instead of crashing.
+kept out of planning and its error is remembered (``invalid``); the placement loop logs each one
+when it starts. It is not yet reported in the object's status.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The few writes greenplace makes to the API server, behind one small protocol.
 
 Why this module exists: the placement cycle decides; something must then patch pods, post
-Events and update the status of greenplace's own objects. ``Writer`` is that contract (so the
-cycle can be tested with a recording fake), and ``KubeWriter`` implements it with the official
-client, running its blocking calls in threads so the operator's event loop never stalls.
+Events and update the status of greenplace's own objects. ``Writer`` is that contract (the
+cycle's unit tests run against ``tests/fakes.py``'s ``RecordingWriter``, which applies the JSON
+patches as the API server does and refuses writes on demand), and ``KubeWriter`` implements it
+with the official client, running its blocking calls in threads so the operator's event loop
+never stalls.
 
 Contract: every method raises ``WriteConflictError`` when the object changed or vanished under us
 (the cycle then simply re-plans from fresher state), ``AdmissionRefusedError`` when an admission

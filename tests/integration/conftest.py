@@ -35,8 +35,12 @@ from devcluster import admission, build, cluster, fleet
 from greenplace.controller import handlers
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-# What admission says when a governed namespace has no PlacementPolicy it can see.
-NO_POLICY_YET = "no params found for policy binding"
+# What admission says while it cannot see a governed namespace's PlacementPolicy yet: just
+# created (its informer lags), or the API server just restarted (CRDs not discovered yet).
+NO_POLICY_YET = (
+    "no params found for policy binding",
+    "failed to find resource referenced by paramKind",
+)
 
 
 class Kube:
@@ -55,14 +59,17 @@ class Kube:
         self, *args: str, stdin: str | None = None, wait_for_policy: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """kubectl; a create or apply refused because admission does not see the namespace's
-        new PlacementPolicy yet is retried for up to 30 s (``wait_for_policy``)."""
+        PlacementPolicy yet (``NO_POLICY_YET``) is retried for up to 30 s (``wait_for_policy``)."""
         deadline = time.monotonic() + 30
         while True:
             result = subprocess.run(
                 [self._kubectl, f"--kubeconfig={self.kubeconfig}", *args],
                 input=stdin, capture_output=True, text=True, check=False,
             )  # fmt: skip
-            unseen = NO_POLICY_YET in result.stderr and args[:1] in (("create",), ("apply",))
+            unseen = any(m in result.stderr for m in NO_POLICY_YET) and args[:1] in (
+                ("create",),
+                ("apply",),
+            )
             if not (wait_for_policy and unseen and time.monotonic() < deadline):
                 return result
             time.sleep(0.3)

@@ -53,12 +53,16 @@ def proxy(kube: Kube) -> Iterator[StallingProxy]:
 
 
 def one_gpu_pod(kube: Kube, namespace: str, name: str) -> None:
+    """Through kubectl: after an API server restart, admission refuses governed pods until the
+    CRD of its parameters is discovered again (fail-closed), and ``Kube.kubectl`` waits."""
     body = {
+        "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"containers": [{"name": "main", "image": "x",
                                  "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
     }  # fmt: skip
-    kube.core.create_namespaced_pod(namespace, body)
+    result = kube.kubectl("create", "-f", "-", stdin=json.dumps(body))
+    assert result.returncode == 0, result.stderr
 
 
 def policy(kube: Kube, namespace: str, country: str) -> None:

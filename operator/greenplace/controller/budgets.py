@@ -50,6 +50,7 @@ __all__ = [
     "domain_budgets",
     "duration_problem",
     "expected_hours",
+    "parse_time",
     "status",
 ]
 
@@ -169,19 +170,19 @@ def _opened(
     """The account of budget ``key`` from its status (when it is of this period), plus the
     signed records of placements newer than the status."""
     spent, through = Spend(), None
-    if _time(status.get("periodStart")) == start:
+    if parse_time(status.get("periodStart")) == start:
         amounts = _mapping(status.get("spent"))
         spent = Spend(
             _amount(amounts, "money"), _amount(amounts, "kgCO2e"), _amount(amounts, "kWh")
         )
-        through = _time(status.get("chargedThrough"))
+        through = parse_time(status.get("chargedThrough"))
     account = Account(start, spent, through)
     name = f"{key[0]}/{key[1]}"
     for pod in pods:
         record = pod.record  # signed by greenplace, else None
         if record is None or name not in (record.get("budgets") or []):
             continue
-        at = _time(record.get("at"))
+        at = parse_time(record.get("at"))
         if at is None or not start <= at < end or (through is not None and at <= through):
             continue
         charged = _mapping(record.get("charge"))
@@ -204,7 +205,8 @@ def _amount(values: Mapping[str, Any], unit: str) -> float:
     return float(value) if math.isfinite(value) and value >= 0 else 0.0
 
 
-def _time(value: Any) -> datetime.datetime | None:
+def parse_time(value: Any) -> datetime.datetime | None:
+    """An RFC 3339 time as written in status and records (UTC when no zone); None if not one."""
     if not isinstance(value, str):
         return None
     try:

@@ -139,7 +139,7 @@ def build(
         if pod.node_name:
             used_on_node[pod.node_name] += pod.gpus
         elif not pod.gated and pod.placed_pool:
-            at = _released_at(pod)
+            at = budgets_.parse_time((pod.record or {}).get("at"))
             if at is not None and now - at < RELEASE_RESERVATION:
                 released_to_pool[pod.placed_pool] += pod.gpus
             else:
@@ -197,15 +197,6 @@ _UNTRUSTED = (
     "does not match this pod): it is ignored for capacity and budgets. Only the operator "
     "writes it; remove it."
 )
-
-
-def _released_at(pod: cache_.CachedPod) -> datetime.datetime | None:
-    raw = (pod.record or {}).get("at")
-    try:
-        at = datetime.datetime.fromisoformat(str(raw))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
 
 
 def _unbound(pod: cache_.CachedPod) -> str:

@@ -2,12 +2,20 @@
 
 Why this module exists: a misspelled country in a policy must be refused, not silently match
 nothing. The CRD's CEL rules and the pydantic models both read this one list (the 249 officially
-assigned codes, as listed by pycountry 26.2.16), so the API server and the operator agree.
+assigned codes, as listed by pycountry 26.2.16), so the API server and the operator agree. The
+snapshot-file format (``engine.snapshot_file``) checks its countries with ``problem`` and the
+operator checks the data-residency label pods carry with ``residency_problem``: one rule, every
+place a person types a country.
 """
 
 from __future__ import annotations
 
-__all__ = ["ISO_ALPHA2", "is_country"]
+from greenplace.domain import model
+
+__all__ = ["ISO_ALPHA2", "RULE", "is_country", "problem", "residency_problem"]
+
+# What a country code must be, as every refusal words it.
+RULE = "an ISO 3166-1 alpha-2 country code in upper case, such as FR or DE"
 
 ISO_ALPHA2: frozenset[str] = frozenset(
     [
@@ -266,3 +274,30 @@ ISO_ALPHA2: frozenset[str] = frozenset(
 
 def is_country(code: str) -> bool:
     return code in ISO_ALPHA2
+
+
+def problem(code: str) -> str | None:
+    """Why ``code`` is not a country code, and the fix; None when it is one."""
+    if is_country(code):
+        return None
+    hint = f" (did you mean {code.upper()}?)" if is_country(code.upper()) else ""
+    return f"{code!r} is not {RULE}{hint}"
+
+
+def residency_problem(value: str) -> str | None:
+    """Why a ``model.DATA_RESIDENCY_LABEL`` value is not country codes or regimes joined by
+    ``_`` (``FR``, ``EU``, ``FR_DE``), and the fix; None when it is.
+
+    The admission policy refuses such values at the door; this is the same rule for the ones
+    that got in anyway (policies not installed, pods older than them) and for snapshot files.
+    """
+    codes = value.split("_")
+    unknown = [c for c in codes if not is_country(c) and c not in model.REGIMES]
+    if not unknown:
+        return None
+    regimes = ", ".join(sorted(model.REGIMES))
+    named = ", ".join(repr(c) for c in unknown)
+    return (
+        f"{model.DATA_RESIDENCY_LABEL}={value!r}: {named} is neither {RULE} nor a regime "
+        f"({regimes}); join codes with '_', such as FR_DE or EU"
+    )

@@ -5,6 +5,13 @@ the cluster. The operator (or a person) writes the planner's input to a file; ``
 tests read it back into the same frozen values. Parsing is pure (text in, values out, no I/O) and
 every error names the field path, e.g. ``pools[2].gpusFree: expected an integer, got 'eight'``.
 
+What a person types is checked as the API server checks it, by the same rules: countries
+(``location.country``, ``jurisdiction.legalHome``, ``allowedCountries``) with
+``domain.countries.problem``, regimes against ``model.REGIMES``, and the data-residency label of a
+workload with ``domain.countries.residency_problem``; so ``fr``, ``FRA`` or ``France`` is refused
+here too, with the field and the fix. A key left out takes the domain model's default, never
+one restated here.
+
 Format (keys in camelCase, as in the CRDs; times in ISO 8601 with a zone; YAML is a superset of
 JSON, so either works)::
 
@@ -54,7 +61,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from greenplace.domain import model, series
+from greenplace.domain import countries, model, series
 
 __all__ = ["SnapshotFileError", "dumps", "loads"]
 
@@ -196,6 +203,55 @@ def _labels(value: object, path: str) -> dict[str, str]:
     return {str(k): _str(v, node._where(str(k))) for k, v in node.value.items()}
 
 
+# The domain model's defaults, read from values built with only their required fields: a key
+# left out of the file means what it means everywhere else (one place for each default).
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_LOCATION = model.Location(provider="", region="", country="", grid_zone="")
+_POOL = model.Pool("", _LOCATION, "", gpus_total=0, gpus_free=0, price_per_gpu_hour=0, currency="")
+_CERTIFICATION = model.Certification("", valid_until=_EPOCH)
+_REQUIREMENT = model.CertificationRequirement("")
+_POLICY = model.Policy(namespace="", name="")
+_BUDGET = model.Budget(namespace="", name="")
+_WORKLOAD = model.Workload(namespace="", name="", gpus=0, created=_EPOCH)
+
+
+def _country(value: object, path: str) -> str:
+    code = _str(value, path)
+    wrong = countries.problem(code)
+    if wrong is not None:
+        raise SnapshotFileError(f"{path}: {wrong}")
+    return code
+
+
+def _country_or_unknown(value: object, path: str) -> str:
+    """A country, or the empty string: a location not known (every country rule fails)."""
+    return "" if value == "" else _country(value, path)
+
+
+def _countries(value: object, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise SnapshotFileError(f"{path}: expected a list of country codes")
+    return tuple(_country(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _regimes(value: object, path: str) -> tuple[str, ...]:
+    found = _strings(value, path)
+    for i, regime in enumerate(found):
+        if regime not in model.REGIMES:
+            allowed = ", ".join(sorted(model.REGIMES))
+            raise SnapshotFileError(f"{path}[{i}]: expected one of {allowed}, got {regime!r}")
+    return found
+
+
+def _workload_labels(value: object, path: str) -> dict[str, str]:
+    labels = _labels(value, path)
+    residency = labels.get(model.DATA_RESIDENCY_LABEL)
+    wrong = None if residency is None else countries.residency_problem(residency)
+    if wrong is not None:
+        raise SnapshotFileError(f"{path}.{model.DATA_RESIDENCY_LABEL}: {wrong}")
+    return labels
+
+
 def _action(value: object, path: str) -> model.BudgetAction:
     try:
         return model.BudgetAction(_str(value, path))
@@ -221,61 +277,79 @@ def _pool(node: _Node) -> model.Pool:
         location=model.Location(
             provider=location.get("provider", _str, ""),
             region=location.get("region", _str, ""),
-            country=location.get("country", _str, ""),
+            country=location.get("country", _country_or_unknown, ""),
             grid_zone=location.get("gridZone", _str, ""),
-            zone=location.get("zone", _str, ""),
+            zone=location.get("zone", _str, _LOCATION.zone),
         ),
         gpu_model=node.get("gpuModel", _str, ""),
         gpus_total=node.req("gpusTotal", _int),
         gpus_free=node.req("gpusFree", _int),
         price_per_gpu_hour=node.req("pricePerGpuHour", _float),
-        currency=node.get("currency", _str, "EUR"),
-        pue=node.get("pue", _float, 1.0),
+        # A pool that names no currency is priced in the one budgets default to.
+        currency=node.get("currency", _str, _BUDGET.currency),
+        pue=node.get("pue", _float, _POOL.pue),
         gco2_per_kwh=node.opt("gco2PerKwh", _float),
-        node_labels=node.get("nodeLabels", _labels, {}),
+        node_labels=node.get("nodeLabels", _labels, dict(_POOL.node_labels)),
         jurisdiction=None
         if jurisdiction is None
         else model.Jurisdiction(
-            legal_home=jurisdiction.req("legalHome", _str),
+            legal_home=jurisdiction.req("legalHome", _country),
             exposures=frozenset(jurisdiction.opt("exposures", _strings) or ()),
         ),
         certifications=tuple(
             model.Certification(
                 name=c.req("name", _str),
-                level=c.get("level", _str, ""),
+                level=c.get("level", _str, _CERTIFICATION.level),
                 valid_until=c.req("validUntil", _time),
                 valid_from=c.opt("validFrom", _time),
             )
             for c in node.items("certifications")
         ),
         spot_price_per_gpu_hour=node.opt("spotPricePerGpuHour", _float),
-        gpu_watts=node.get("gpuWatts", _float, 700.0),
-        embodied_gco2_per_gpu_hour=node.get("embodiedGco2PerGpuHour", _float, 0.0),
+        gpu_watts=node.get("gpuWatts", _float, _POOL.gpu_watts),
+        embodied_gco2_per_gpu_hour=node.get(
+            "embodiedGco2PerGpuHour", _float, _POOL.embodied_gco2_per_gpu_hour
+        ),
         gpus_per_node=node.opt("gpusPerNode", _int),
     )
 
 
 def _policy(node: _Node) -> model.Policy:
-    countries = node.opt("allowedCountries", _strings)
-    regimes = node.opt("allowedRegimes", _strings)
+    allowed = node.opt("allowedCountries", _countries)
+    regimes = node.opt("allowedRegimes", _regimes)
     return model.Policy(
         namespace=node.req("namespace", _str),
         name=node.req("name", _str),
-        match_labels=node.get("matchLabels", _labels, {}),
-        allowed_countries=None if countries is None else frozenset(countries),
+        match_labels=node.get("matchLabels", _labels, dict(_POLICY.match_labels)),
+        allowed_countries=None if allowed is None else frozenset(allowed),
         max_gco2_per_kwh=node.opt("maxGco2PerKwh", _float),
         allowed_regimes=None if regimes is None else frozenset(regimes),
-        forbid_extraterritorial=node.get("forbidExtraterritorial", _bool, False),
+        forbid_extraterritorial=node.get(
+            "forbidExtraterritorial", _bool, _POLICY.forbid_extraterritorial
+        ),
         required_certifications=tuple(
-            model.CertificationRequirement(r.req("name", _str), r.get("minLevel", _str, ""))
+            model.CertificationRequirement(
+                r.req("name", _str),
+                r.get("minLevel", _str, _REQUIREMENT.min_level),
+            )
             for r in node.items("requiredCertifications")
         ),
-        carbon_price_per_tco2e=node.get("carbonPricePerTco2e", _float, 100.0),
+        carbon_price_per_tco2e=node.get(
+            "carbonPricePerTco2e", _float, _POLICY.carbon_price_per_tco2e
+        ),
         max_delay=node.opt("maxDelayHours", _hours),
-        deferral_min_saving_fraction=node.get("deferralMinSavingFraction", _float, 0.02),
+        deferral_min_saving_fraction=node.get(
+            "deferralMinSavingFraction",
+            _float,
+            _POLICY.deferral_min_saving_fraction,
+        ),
         budget=node.opt("budget", _str),
-        carbon_ceiling_yields_at_deadline=node.get("carbonCeilingYieldsAtDeadline", _bool, True),
-        on_missing_carbon=node.get("onMissingCarbon", _on_missing, "Hold"),
+        carbon_ceiling_yields_at_deadline=node.get(
+            "carbonCeilingYieldsAtDeadline",
+            _bool,
+            _POLICY.carbon_ceiling_yields_at_deadline,
+        ),
+        on_missing_carbon=node.get("onMissingCarbon", _on_missing, _POLICY.on_missing_carbon),
     )
 
 
@@ -283,15 +357,15 @@ def _budget(node: _Node) -> model.Budget:
     return model.Budget(
         namespace=node.req("namespace", _str),
         name=node.req("name", _str),
-        currency=node.get("currency", _str, "EUR"),
+        currency=node.get("currency", _str, _BUDGET.currency),
         money_limit=node.opt("moneyLimit", _float),
-        money_spent=node.get("moneySpent", _float, 0.0),
+        money_spent=node.get("moneySpent", _float, _BUDGET.money_spent),
         kgco2e_limit=node.opt("kgco2eLimit", _float),
-        kgco2e_spent=node.get("kgco2eSpent", _float, 0.0),
+        kgco2e_spent=node.get("kgco2eSpent", _float, _BUDGET.kgco2e_spent),
         kwh_limit=node.opt("kwhLimit", _float),
-        kwh_spent=node.get("kwhSpent", _float, 0.0),
+        kwh_spent=node.get("kwhSpent", _float, _BUDGET.kwh_spent),
         period_end=node.opt("periodEnd", _time),
-        action=node.get("action", _action, model.BudgetAction.DEFER),
+        action=node.get("action", _action, _BUDGET.action),
     )
 
 
@@ -302,13 +376,13 @@ def _workload(node: _Node) -> model.Workload:
         name=name,
         gpus=node.req("gpus", _int),
         created=node.req("created", _time),
-        labels=node.get("labels", _labels, {}),
-        pods=node.get("pods", _strings, (name,)),
-        duration_hours=node.get("durationHours", _float, 1.0),
+        labels=node.get("labels", _workload_labels, dict(_WORKLOAD.labels)),
+        pods=node.get("pods", _strings, (name,)),  # the file's own default: one pod, its name
+        duration_hours=node.get("durationHours", _float, _WORKLOAD.duration_hours),
         max_delay=node.opt("maxDelayHours", _hours),
         deadline=node.opt("deadline", _time),
-        spot=node.get("spot", _bool, False),
-        gpus_per_pod=node.get("gpusPerPod", _ints, ()),
+        spot=node.get("spot", _bool, _WORKLOAD.spot),
+        gpus_per_pod=node.get("gpusPerPod", _ints, _WORKLOAD.gpus_per_pod),
     )
 
 

@@ -1,4 +1,8 @@
-"""Small builders for planner inputs, so each test row states only what it is about."""
+"""Small builders for planner inputs, so each test row states only what it is about.
+
+A keyword a test leaves out means the domain model's default (read from ``DEFAULT_*`` values
+built with only their required fields), so a default lives in ``domain/model.py`` alone.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,14 @@ HOUR = datetime.timedelta(hours=1)
 # A sovereign European provider with no foreign exposure, and a US hyperscaler's EU region.
 LOCAL = model.Jurisdiction("FR")
 CLOUD_ACT = model.Jurisdiction("US", frozenset({"US-CLOUD-Act"}))
+# The domain model's defaults.
+DEFAULT_POOL = model.Pool(
+    "", model.Location("", "", "", ""), "", gpus_total=0, gpus_free=0, price_per_gpu_hour=0,
+    currency="",
+)  # fmt: skip
+DEFAULT_POLICY = model.Policy(namespace="", name="")
+DEFAULT_WORKLOAD = model.Workload(namespace="", name="", gpus=0, created=T0)
+DEFAULT_BUDGET = model.Budget(namespace="", name="")
 
 
 def pool(
@@ -23,12 +35,12 @@ def pool(
     free: int = 8,
     total: int | None = None,
     price: float = 2.0,
-    pue: float = 1.0,
+    pue: float = DEFAULT_POOL.pue,
     jurisdiction: model.Jurisdiction | None = LOCAL,
     certs: Sequence[model.Certification] = (),
     spot: float | None = None,
-    watts: float = 700.0,
-    embodied: float = 0.0,
+    watts: float = DEFAULT_POOL.gpu_watts,
+    embodied: float = DEFAULT_POOL.embodied_gco2_per_gpu_hour,
     per_node: int | None = None,
     zone: str | None = None,
 ) -> model.Pool:
@@ -41,7 +53,7 @@ def pool(
         gpus_total=free if total is None else total,
         gpus_free=free,
         price_per_gpu_hour=price,
-        currency="EUR",
+        currency=DEFAULT_BUDGET.currency,  # the pool is priced as budgets count by default
         pue=pue,
         gco2_per_kwh=gco2,
         node_labels={"greenplace.dev/pool": name},
@@ -74,14 +86,14 @@ def policy(
     ceiling: float | None = None,
     match: dict[str, str] | None = None,
     regimes: set[str] | None = None,
-    no_foreign_law: bool = False,
+    no_foreign_law: bool = DEFAULT_POLICY.forbid_extraterritorial,
     certs: dict[str, str] | None = None,
-    carbon_price: float = 100.0,
+    carbon_price: float = DEFAULT_POLICY.carbon_price_per_tco2e,
     max_delay_h: float | None = None,
-    min_saving: float = 0.02,
+    min_saving: float = DEFAULT_POLICY.deferral_min_saving_fraction,
     budget: str | None = None,
-    yields: bool = True,
-    on_missing: typing.Literal["Hold", "CostOnly"] = "Hold",
+    yields: bool = DEFAULT_POLICY.carbon_ceiling_yields_at_deadline,
+    on_missing: typing.Literal["Hold", "CostOnly"] = DEFAULT_POLICY.on_missing_carbon,
 ) -> model.Policy:
     return model.Policy(
         namespace=namespace,
@@ -110,10 +122,10 @@ def workload(
     gpus: int = 1,
     at: int = 0,
     labels: dict[str, str] | None = None,
-    hours: float = 1.0,
+    hours: float = DEFAULT_WORKLOAD.duration_hours,
     max_delay_h: float | None = None,
     deadline_h: float | None = None,
-    spot: bool = False,
+    spot: bool = DEFAULT_WORKLOAD.spot,
     pods: Sequence[int] = (),
     residency: str | None = None,
 ) -> model.Workload:
@@ -142,13 +154,13 @@ def budget(
     namespace: str = "ml",
     money: float | None = None,
     kg: float | None = None,
-    spent: float = 0.0,
+    spent: float = DEFAULT_BUDGET.money_spent,
     kwh: float | None = None,
-    kg_spent: float = 0.0,
-    kwh_spent: float = 0.0,
-    action: model.BudgetAction = model.BudgetAction.DEFER,
+    kg_spent: float = DEFAULT_BUDGET.kgco2e_spent,
+    kwh_spent: float = DEFAULT_BUDGET.kwh_spent,
+    action: model.BudgetAction = DEFAULT_BUDGET.action,
     ends_h: float | None = 24.0,
-    currency: str = "EUR",
+    currency: str = DEFAULT_BUDGET.currency,
 ) -> model.Budget:
     return model.Budget(
         namespace=namespace,

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from greenplace.accounting import budget as burn
-from greenplace.api import convert
+from greenplace.api import convert, timestamps
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import objective
@@ -50,7 +50,6 @@ __all__ = [
     "domain_budgets",
     "duration_problem",
     "expected_hours",
-    "parse_time",
     "status",
 ]
 
@@ -170,19 +169,19 @@ def _opened(
     """The account of budget ``key`` from its status (when it is of this period), plus the
     signed records of placements newer than the status."""
     spent, through = Spend(), None
-    if parse_time(status.get("periodStart")) == start:
+    if timestamps.parse_rfc3339(status.get("periodStart")) == start:
         amounts = _mapping(status.get("spent"))
         spent = Spend(
             _amount(amounts, "money"), _amount(amounts, "kgCO2e"), _amount(amounts, "kWh")
         )
-        through = parse_time(status.get("chargedThrough"))
+        through = timestamps.parse_rfc3339(status.get("chargedThrough"))
     account = Account(start, spent, through)
     name = f"{key[0]}/{key[1]}"
     for pod in pods:
         record = pod.record  # signed by greenplace, else None
         if record is None or name not in (record.get("budgets") or []):
             continue
-        at = parse_time(record.get("at"))
+        at = timestamps.parse_rfc3339(record.get("at"))
         if at is None or not start <= at < end or (through is not None and at <= through):
             continue
         charged = _mapping(record.get("charge"))
@@ -203,17 +202,6 @@ def _amount(values: Mapping[str, Any], unit: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return 0.0
     return float(value) if math.isfinite(value) and value >= 0 else 0.0
-
-
-def parse_time(value: Any) -> datetime.datetime | None:
-    """An RFC 3339 time as written in status and records (UTC when no zone); None if not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        at = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=datetime.UTC)
 
 
 def charge(pod: cache_.CachedPod, pool: model.Pool, effective_gco2_per_kwh: float | None) -> Spend:
@@ -274,17 +262,13 @@ def status(
             if value >= cap - 1e-9:
                 reached.append(f"{unit} {value:.2f} of {cap:g}")
     fields: dict[str, object] = {
-        "periodStart": _iso(start),
-        "periodEnd": _iso(end),
+        "periodStart": timestamps.rfc3339(start),
+        "periodEnd": timestamps.rfc3339(end),
         "spent": {unit: round(v, 6) for unit, v in amounts.items()},
         "forecastAtPeriodEnd": forecast,
         "remaining": remaining,
         "chargedThrough": None
         if charged_through is None
-        else charged_through.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        else timestamps.rfc3339(charged_through, microseconds=True),
     }
     return fields, reached
-
-
-def _iso(at: datetime.datetime) -> str:
-    return at.isoformat(timespec="seconds").replace("+00:00", "Z")

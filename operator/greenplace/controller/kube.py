@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from kubernetes import client, config
 
-from greenplace.api import models
+from greenplace.api import models, timestamps
 
 __all__ = ["AdmissionRefusedError", "KubeWriter", "WriteConflictError", "Writer", "api_client"]
 
@@ -123,7 +123,7 @@ class KubeWriter:
 
     async def pod_event(self, pod: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         meta = pod["metadata"]
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = timestamps.rfc3339(datetime.datetime.now(datetime.UTC))
         body = {
             "metadata": {
                 "name": f"{meta['name']}.{uuid.uuid4().hex[:10]}",

@@ -35,6 +35,8 @@ from typing import Any
 
 from kubernetes import client
 
+from greenplace.api import timestamps
+
 __all__ = ["LEASE_LABEL", "Leadership", "LeaseRecord", "LeaseSettings", "decide"]
 
 logger = logging.getLogger("greenplace.leadership")
@@ -205,7 +207,7 @@ class Leadership:
             return
         lease.spec = client.V1LeaseSpec(
             lease_duration_seconds=1,
-            renew_time=_micro_time(),
+            renew_time=timestamps.rfc3339(datetime.datetime.now(datetime.UTC), microseconds=True),
             lease_transitions=lease.spec.lease_transitions,
         )
         _conflict_is_false(
@@ -221,8 +223,8 @@ def _spec(
     return client.V1LeaseSpec(
         holder_identity=s.identity,
         lease_duration_seconds=int(s.lease_seconds),
-        acquire_time=_micro_time(acquire),
-        renew_time=_micro_time(renew),
+        acquire_time=timestamps.rfc3339(acquire, microseconds=True),
+        renew_time=timestamps.rfc3339(renew, microseconds=True),
         lease_transitions=transitions,
     )
 
@@ -244,12 +246,6 @@ def _conflict_is_false(call: Callable[[], Any]) -> bool:
             return False
         raise
     return True
-
-
-def _micro_time(at: datetime.datetime | None = None) -> str:
-    """A MicroTime as the API server parses it: always six fractional digits."""
-    at = at or datetime.datetime.now(datetime.UTC)
-    return at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _short(error: Exception) -> str:

@@ -32,7 +32,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from greenplace.api import convert
+from greenplace.api import convert, timestamps
 from greenplace.controller import budgets as budgets_
 from greenplace.controller import cache as cache_
 from greenplace.controller import feeds, podspec, resources
@@ -139,7 +139,7 @@ def build(
         if pod.node_name:
             used_on_node[pod.node_name] += pod.gpus
         elif not pod.gated and pod.placed_pool:
-            at = budgets_.parse_time((pod.record or {}).get("at"))
+            at = timestamps.parse_rfc3339((pod.record or {}).get("at"))
             if at is not None and now - at < RELEASE_RESERVATION:
                 released_to_pool[pod.placed_pool] += pod.gpus
             else:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from greenplace.api import models
+from greenplace.api import models, timestamps
 from greenplace.controller import budgets, kube, snapshot
 from greenplace.domain import model
 from greenplace.engine import rules
@@ -224,7 +224,7 @@ class StatusRecorder:
             flag = "True" if ok else "False"
             since = self._ready_since.get((*key[:2], f"{key[2]}#{kind}"))
             if since is None or since[0] != flag:
-                since = (flag, self._clock().isoformat(timespec="seconds").replace("+00:00", "Z"))
+                since = (flag, timestamps.rfc3339(self._clock()))
                 self._ready_since[(*key[:2], f"{key[2]}#{kind}")] = since
             written.append(
                 {
@@ -285,9 +285,7 @@ def _reading(
         "value": reading.value,
         "source": reading.source,
         # A static value has no observation time; its "now" would rewrite status every cycle.
-        "observedAt": None
-        if observed is None or is_static
-        else observed.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "observedAt": None if observed is None or is_static else timestamps.rfc3339(observed),
         "ageSeconds": None if reading.age_s is None or is_static else round(reading.age_s),
         "reason": str(reading.status.reason),
         "message": reading.status.message[:4096],

@@ -40,6 +40,7 @@ __all__ = [
     "Workload",
     "labels_match",
     "level_rank",
+    "validity_covers",
 ]
 
 _EU = frozenset(
@@ -161,6 +162,20 @@ EXTRATERRITORIAL_LAWS: Mapping[str, frozenset[str]] = {
 }
 
 
+def validity_covers(
+    valid_from: datetime.datetime | None,
+    valid_until: datetime.datetime | None,
+    start: datetime.datetime,
+    end: datetime.datetime,
+) -> bool:
+    """Whether a validity period (an unset bound is open) covers ``start`` to ``end``: the one
+    date check for one certificate (``Certification.valid_over``) and for the joint window of
+    several (``engine.rules.CertificateWindow.covers``)."""
+    return (valid_from is None or valid_from <= start) and (
+        valid_until is None or end <= valid_until
+    )
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Certification:
     """A certification a pool holds (SecNumCloud, HDS, C5, EUCS, ...) and when it is valid."""
@@ -171,8 +186,7 @@ class Certification:
     valid_from: datetime.datetime | None = None
 
     def valid_over(self, start: datetime.datetime, end: datetime.datetime) -> bool:
-        after_start = self.valid_from is None or self.valid_from <= start
-        return after_start and end <= self.valid_until
+        return validity_covers(self.valid_from, self.valid_until, start, end)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -48,7 +48,11 @@ class Class:
     ranked: list[int]
     # Pool index -> position in ``ranked``.
     position: dict[int, int]
+    # The rate each pool is ranked by, and the one budgets count (they differ only for a pool of
+    # unknown intensity under CostOnly: ranked without grid carbon, counted at the pessimistic
+    # value).
     rates: list[objective.Rate]
+    budget_rates: list[objective.Rate]
     windows: list[rules.CertificateWindow | None]
     # Per GPU-hour at the live intensity: money, gCO2e and facility kWh (budgets are checked on
     # these).
@@ -85,6 +89,16 @@ class Class:
     # free GPUs only drop within a round, so these only move forward.
     cursor: int = 0
     zone_cursors: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def estimate(
+        self, pos: int, gpu_hours: float, gco2_per_kwh: float | None
+    ) -> objective.Estimate:
+        """The projection of ``gpu_hours`` in the pool at ``pos`` (whose grid intensity is
+        ``gco2_per_kwh``): cost, kgCO2e and kWh as budgets count them, the objective as ranked;
+        the same figures ``controller.budgets`` charges once the workload is placed."""
+        return objective.estimate(
+            self.budget_rates[pos], gpu_hours, gco2_per_kwh, ranked_by=self.rates[pos]
+        )
 
 
 class Catalog:
@@ -209,6 +223,7 @@ class Catalog:
             ranked=[entry[2] for entry in ok],
             position={entry[2]: pos for pos, entry in enumerate(ok)},
             rates=[entry[3] for entry in ok],
+            budget_rates=counted,
             windows=[entry[4] for entry in ok],
             prices=prices,
             gco2s=gco2s,

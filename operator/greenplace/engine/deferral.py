@@ -121,12 +121,9 @@ class Deferral:
         return None
 
     def _steps(self, cls: classes.Class, workload: model.Workload) -> int:
-        """How many ``DEFERRAL_STEP`` the workload may still wait."""
-        delay = workload.max_delay if workload.max_delay is not None else cls.max_delay
-        latest = None if delay is None else workload.created + min(delay, MAX_DEFERRAL)
-        if workload.deadline is not None:
-            by_deadline = workload.deadline - datetime.timedelta(hours=workload.duration_hours)
-            latest = by_deadline if latest is None else min(latest, by_deadline)
+        """How many ``DEFERRAL_STEP`` the workload may still wait (at most ``MAX_DEFERRAL``
+        after its creation, and ahead of now)."""
+        latest = latest_start(cls, workload, longest_delay=MAX_DEFERRAL)
         if latest is None or latest <= self.now:
             return 0
         return min(latest - self.now, MAX_DEFERRAL) // DEFERRAL_STEP
@@ -203,11 +200,10 @@ class Deferral:
         return rate.objective_per_gpu_hour(mean), step, index, mean
 
     def _fits(self, index: int, workload: model.Workload) -> bool:
-        pool = self.pools[index]
-        node = pool.gpus_per_node
-        return self.walker.free[index] >= workload.gpus and (
-            node is None or workload.largest_pod_gpus <= node
-        )
+        """Whether the pool has room and nodes for ``workload`` now (certifications are checked
+        at each later start, by ``_allowed_at``)."""
+        free = self.walker.free[index]
+        return walking.obstacle(self.pools[index], workload, free=free) is None
 
     def _allowed_at(
         self,
@@ -230,10 +226,18 @@ class Deferral:
         return rules.ceiling_violation(pool, cls.policies, intensity) is None
 
 
-def latest_start(cls: classes.Class, workload: model.Workload) -> datetime.datetime | None:
+def latest_start(
+    cls: classes.Class,
+    workload: model.Workload,
+    *,
+    longest_delay: datetime.timedelta | None = None,
+) -> datetime.datetime | None:
     """When the workload must start at the latest: deadline - duration, or created + max delay
-    (its own, else the tightest policy's); None when it has neither."""
+    (its own, else the tightest policy's; cut to ``longest_delay`` when given); None when it has
+    neither."""
     delay = workload.max_delay if workload.max_delay is not None else cls.max_delay
+    if delay is not None and longest_delay is not None:
+        delay = min(delay, longest_delay)
     latest = None if delay is None else workload.created + delay
     if workload.deadline is not None:
         by_deadline = workload.deadline - datetime.timedelta(hours=workload.duration_hours)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import datetime
 
 from greenplace.domain import model
 from greenplace.engine import classes, walking
@@ -223,7 +222,7 @@ class _Pass:
         for r, pos in moves:
             assert r.cls is not None and r.walk is not None and r.walk.estimate is not None
             pool = self.pools[r.cls.ranked[pos]]
-            after = walking.estimate(r.cls, pos, r.workload.gpu_hours, pool)
+            after = r.cls.estimate(pos, r.workload.gpu_hours, pool.gco2_per_kwh)
             before = r.walk.estimate
             for budget in r.cls.budgets:
                 key = budget.key
@@ -239,12 +238,10 @@ class _Pass:
         return True
 
     def _can_run(self, cls: classes.Class, pos: int, workload: model.Workload) -> bool:
+        """Whether the pool at ``pos`` could take ``workload``, room apart."""
         pool = self.pools[cls.ranked[pos]]
-        if pool.gpus_per_node is not None and workload.largest_pod_gpus > pool.gpus_per_node:
-            return False
         window = cls.windows[pos]
-        end = self.now + datetime.timedelta(hours=workload.duration_hours)
-        return window is None or window.covers(self.now, end)
+        return walking.obstacle(pool, workload, window=window, start=self.now) is None
 
     def _relocate(self, r: _Result, pos: int, where: _Where) -> None:
         cls, walk = r.cls, r.walk
@@ -256,7 +253,7 @@ class _Pass:
             del where[old][_swap_kind(r)]
         self.walker.uncommit(cls, r.workload, walk)
         # A new Walk, not an update: the search may be undone (``_swap_if_walked``).
-        estimate = walking.estimate(cls, pos, r.workload.gpu_hours, self.pools[new])
+        estimate = cls.estimate(pos, r.workload.gpu_hours, self.pools[new].gco2_per_kwh)
         r.walk = dataclasses.replace(walk, pos=pos, stop=pos, estimate=estimate)
         where[new][_swap_kind(r)].append(r)
         self.walker.commit(cls, r.workload, r.walk)

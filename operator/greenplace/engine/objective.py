@@ -75,12 +75,20 @@ class Estimate:
     kwh: float
 
 
-def estimate(pool_rate: Rate, gpu_hours: float, gco2_per_kwh: float | None) -> Estimate:
+def estimate(
+    pool_rate: Rate,
+    gpu_hours: float,
+    gco2_per_kwh: float | None,
+    *,
+    ranked_by: Rate | None = None,
+) -> Estimate:
     """The projection of ``gpu_hours`` at ``pool_rate`` and a grid intensity (before PUE; None
-    is unknown, counted at ``UNKNOWN_GCO2_PER_KWH``)."""
+    is unknown, counted at ``UNKNOWN_GCO2_PER_KWH``), the objective taken from ``ranked_by``
+    when the ranking used another rate (a pool of unknown intensity ranked under CostOnly
+    counts no grid carbon in its objective, while budgets still count it)."""
     return Estimate(
         cost=gpu_hours * pool_rate.price_per_gpu_hour,
         kgco2e=gpu_hours * pool_rate.gco2_per_gpu_hour(gco2_per_kwh) / 1000,
-        objective=gpu_hours * pool_rate.objective_per_gpu_hour(gco2_per_kwh),
+        objective=gpu_hours * (ranked_by or pool_rate).objective_per_gpu_hour(gco2_per_kwh),
         kwh=gpu_hours * pool_rate.kwh_per_gpu_hour,
     )

@@ -92,8 +92,7 @@ class CertificateWindow:
     names: str  # the certifications, for messages
 
     def covers(self, start: datetime.datetime, end: datetime.datetime) -> bool:
-        after_start = self.valid_from is None or self.valid_from <= start
-        return after_start and (self.valid_until is None or end <= self.valid_until)
+        return model.validity_covers(self.valid_from, self.valid_until, start, end)
 
     def intersect(self, other: CertificateWindow) -> CertificateWindow:
         """When the certifications of both windows are valid together."""

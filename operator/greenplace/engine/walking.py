@@ -16,9 +16,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from greenplace.domain import model
-from greenplace.engine import classes, objective
+from greenplace.engine import classes, objective, rules
 
-__all__ = ["EPSILON", "Result", "Walk", "Walker", "estimate", "over_budget"]
+__all__ = ["EPSILON", "Result", "Walk", "Walker", "obstacle", "over_budget"]
 
 R = model.Reason
 # Tolerance on money, kgCO2e, kWh and objective comparisons.
@@ -105,7 +105,7 @@ class Walker:
             cursor += 1
         cls.cursor = cursor
         walk = Walk()
-        gpus, gpu_hours = workload.gpus, workload.gpu_hours
+        gpu_hours = workload.gpu_hours
         money = self._tightest(cls, self.money)
         kg = self._tightest(cls, self.kg)
         energy = self._tightest(cls, self.kwh)
@@ -118,21 +118,14 @@ class Walker:
         if cursor:
             walk.counts[R.INSUFFICIENT_CAPACITY] = cursor
             walk.skipped.extend((j, R.INSUFFICIENT_CAPACITY, 0) for j in range(min(cursor, limit)))
-        pod_gpus = workload.largest_pod_gpus
-        end = self.now + datetime.timedelta(hours=workload.duration_hours)
+        now = self.now
         prices, gco2s, kwhs, windows = cls.prices, cls.gco2s, cls.kwhs, cls.windows
         for pos in range(cursor, count):
             index = ranked[pos]
             pool = pools[index]
-            window = windows[pos]
             rejection: model.Rejection | None = None
-            if free[index] < gpus:
-                reason = R.INSUFFICIENT_CAPACITY
-            elif pool.gpus_per_node is not None and pod_gpus > pool.gpus_per_node:
-                reason = R.POD_TOO_LARGE_FOR_NODE
-            elif window is not None and not window.covers(self.now, end):
-                reason = R.CERTIFICATION_EXPIRES_DURING_RUN
-            else:
+            reason = obstacle(pool, workload, free=free[index], window=windows[pos], start=now)
+            if reason is None:
                 cost, gco2 = gpu_hours * prices[pos], gpu_hours * gco2s[pos]
                 kwh = gpu_hours * kwhs[pos]
                 if (
@@ -141,13 +134,13 @@ class Walker:
                     and kwh <= energy[0] + EPSILON
                 ):
                     walk.pos = walk.stop = pos
-                    walk.estimate = estimate(cls, pos, gpu_hours, pool)
+                    walk.estimate = cls.estimate(pos, gpu_hours, pool.gco2_per_kwh)
                     return walk
                 over = over_budget(pool, (cost, gco2 / 1000, kwh), (money, kg, energy))
                 walk.downgraded = walk.downgraded or over[1]
                 if cls.action is not model.BudgetAction.DOWNGRADE:
                     walk.stop, walk.blocked = pos, over
-                    walk.estimate = estimate(cls, pos, gpu_hours, pool)
+                    walk.estimate = cls.estimate(pos, gpu_hours, pool.gco2_per_kwh)
                     walk.counts[R.BUDGET_EXCEEDED] = walk.counts.get(R.BUDGET_EXCEEDED, 0) + 1
                     walk.skipped.append(over[1])
                     return walk
@@ -217,19 +210,31 @@ class Walker:
         return walk
 
 
-def estimate(
-    cls: classes.Class, pos: int, gpu_hours: float, pool: model.Pool
-) -> objective.Estimate:
-    """The projection in the pool at ``pos`` of ``cls``: objective from the class's rate (which
-    counts no grid carbon for an unknown intensity under CostOnly), cost, kgCO2e and kWh as
-    budgets count them (an unknown intensity at the pessimistic value); the same figures as
-    ``objective.estimate``, which ``controller.budgets`` charges once the workload is placed."""
-    return objective.Estimate(
-        cost=gpu_hours * cls.prices[pos],
-        kgco2e=gpu_hours * cls.gco2s[pos] / 1000,
-        objective=gpu_hours * cls.rates[pos].objective_per_gpu_hour(pool.gco2_per_kwh),
-        kwh=gpu_hours * cls.kwhs[pos],
-    )
+def obstacle(
+    pool: model.Pool,
+    workload: model.Workload,
+    *,
+    free: int | None = None,
+    window: rules.CertificateWindow | None = None,
+    start: datetime.datetime | None = None,
+) -> model.Reason | None:
+    """Why ``pool`` cannot take ``workload``, if it cannot: fewer GPUs ``free`` than the whole
+    gang needs, a node smaller than its largest pod, or certifications whose joint ``window``
+    ends before a run from ``start`` does. The one room-and-fit check of the walk, the
+    improvement pass (which passes no ``free``: a swap weighs room with its partner) and the
+    deferral search (which passes no ``window``: it checks certifications at each later
+    start)."""
+    if free is not None and free < workload.gpus:
+        return R.INSUFFICIENT_CAPACITY
+    node = pool.gpus_per_node
+    if node is not None and workload.largest_pod_gpus > node:
+        return R.POD_TOO_LARGE_FOR_NODE
+    if window is not None:
+        assert start is not None
+        end = start + datetime.timedelta(hours=workload.duration_hours)
+        if not window.covers(start, end):
+            return R.CERTIFICATION_EXPIRES_DURING_RUN
+    return None
 
 
 def over_budget(

@@ -201,6 +201,49 @@ def test_a_gang_keeps_every_members_labels_and_the_strictest_residency() -> None
     assert workload.data_residency == frozenset({"FR"})  # EU and FR: only FR is in both
 
 
+@pytest.mark.parametrize(
+    ("value", "placed_in"),
+    [
+        ("fr", None),  # lower case: names no country
+        ("France", None),
+        ("FR,DE", None),  # label values cannot hold commas: the codes are joined by "_"
+        ("", None),
+        ("FR_Germany", "fr"),  # only France is named correctly: never the cleaner DE pool
+    ],
+)
+def test_a_bad_residency_label_is_reported_and_only_narrows_where_the_pod_runs(
+    value: str, placed_in: str | None
+) -> None:
+    cache = filled_cache()
+    cache.put_pool(fakes.gpu_pool("de", "DE", gco2=10))  # cleaner: the pick without residency
+    cache.put_policy(fakes.policy("any-pool", namespace="ns"))
+    body = gated("w")
+    body["metadata"]["labels"] = {model.DATA_RESIDENCY_LABEL: value}
+    cache.put_pod(body)
+    built = snapshot.build(snapshot.gather(cache), NOW)
+    (warning,) = built.warnings
+    assert warning.reason == "InvalidLabel"
+    assert f"{model.DATA_RESIDENCY_LABEL}={value!r}" in warning.message
+    assert "join codes with '_', such as FR_DE or EU" in warning.message
+    (decision,) = planner.plan(built.snapshot, NOW).decisions
+    if placed_in is None:
+        assert decision.outcome is model.Outcome.HELD, decision
+        assert decision.reason is model.Reason.NO_COMPLIANT_POOL, decision
+        assert decision.rejected_by_reason == ((model.Reason.RESIDENCY_NOT_MET, 2),)
+    else:
+        assert (decision.outcome, decision.pool) == (model.Outcome.PLACED, placed_in), decision
+
+
+@pytest.mark.parametrize("value", ["FR", "EU", "FR_DE", "EEA_CH"])
+def test_a_valid_residency_label_is_not_reported(value: str) -> None:
+    cache = filled_cache()
+    cache.put_policy(fakes.policy("any-pool", namespace="ns"))
+    body = gated("w")
+    body["metadata"]["labels"] = {model.DATA_RESIDENCY_LABEL: value}
+    cache.put_pod(body)
+    assert snapshot.build(snapshot.gather(cache), NOW).warnings == ()
+
+
 def test_a_workload_only_fits_pools_with_a_node_its_pods_admit() -> None:
     cache = filled_cache()
     cache.put_pool({"metadata": {"name": "de", "generation": 1},

@@ -21,6 +21,14 @@ required node affinity, the accelerators each pod asks for): ``Workload.fits_poo
 
 Values tenants write on pods are bounded (expected duration, gang size); a value out of bounds
 is replaced by its documented fallback and reported (``Built.warnings``), never fatal.
+
+The data-residency label (``model.DATA_RESIDENCY_LABEL``) is checked by the rule of
+``domain.countries.residency_problem`` (country codes or regimes joined by ``_``). A value it
+refuses is reported (``InvalidLabel``) and kept, never dropped: dropping it would let the pod run
+anywhere. Its unknown codes match no pool, so the pod runs only where the codes it names
+correctly allow (``FR_Germany``: France), and waits (``NoCompliantPool``, every pool
+``ResidencyNotMet``) when it names none (``fr``, ``France``). A bad residency value can only
+narrow where a pod may run.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from greenplace.api import convert, timestamps
 from greenplace.controller import budgets as budgets_
 from greenplace.controller import cache as cache_
 from greenplace.controller import feeds, podspec, resources
-from greenplace.domain import model
+from greenplace.domain import countries, model
 from greenplace.signals import contract, planning
 
 __all__ = [
@@ -97,7 +105,7 @@ class Warning:
     """Something a tenant wrote on a pod that greenplace ignored or replaced (an Event)."""
 
     pod: cache_.CachedPod
-    reason: str  # stable: InvalidAnnotation, UntrustedRecord, ReleasedUnbound
+    reason: str  # stable: InvalidAnnotation, InvalidLabel, UntrustedRecord, ReleasedUnbound
     message: str
 
 
@@ -176,6 +184,9 @@ def build(
         for pod in pods:
             problems = [budgets_.duration_problem(pod.body), _gang_size_problem(pod)]
             warnings.extend(Warning(pod, "InvalidAnnotation", p) for p in problems if p)
+            residency = _residency_problem(pod)
+            if residency is not None:
+                warnings.append(Warning(pod, "InvalidLabel", residency))
     return Built(
         snapshot=model.Snapshot(
             pools=tuple(pools),
@@ -257,6 +268,17 @@ def _gang_size_problem(pod: cache_.CachedPod) -> str | None:
     return (
         f"{GANG_SIZE_ANNOTATION}={str(raw)[:40]!r} is not a whole number from 1 to "
         f"{MAX_GANG_SIZE}: the gang is placed with the pods that exist"
+    )
+
+
+def _residency_problem(pod: cache_.CachedPod) -> str | None:
+    value = pod.labels.get(model.DATA_RESIDENCY_LABEL)
+    problem = None if value is None else countries.residency_problem(value)
+    if problem is None:
+        return None
+    return (
+        f"{problem}. Kept, never dropped: codes that are neither match no pool, so the pod runs "
+        "only where its valid codes allow, and waits (every pool ResidencyNotMet) if it names none"
     )
 
 

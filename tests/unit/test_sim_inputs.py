@@ -118,6 +118,16 @@ def test_a_bad_row_names_the_file_and_line(files: pathlib.Path) -> None:
         loading.read_jobs(path)
 
 
+def test_a_residency_label_the_api_refuses_names_the_file_and_line(files: pathlib.Path) -> None:
+    path = files / "bad.csv"
+    path.write_text(CSV.replace("team=a;kind=training", "greenplace.dev/data-residency=fr"))
+    with pytest.raises(ValueError, match=r"bad\.csv:2: cannot read job") as error:
+        loading.read_jobs(path)
+    assert "greenplace.dev/data-residency='fr': 'fr' is neither" in str(error.value)
+    path.write_text(CSV.replace("team=a;kind=training", "greenplace.dev/data-residency=FR_EU"))
+    assert loading.read_jobs(path)[0].labels["greenplace.dev/data-residency"] == "FR_EU"
+
+
 def test_cli_writes_table_json_and_html(
     files: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -13,7 +13,8 @@ Pool capacity is what the operator observes, not spec: ``status.gpusTotal`` of t
 Workload trace columns (CSV header or JSONL keys): ``name``, ``namespace``, ``arrival`` (ISO 8601,
 UTC if no zone), ``gpus``, ``duration_hours``, then either ``deadline`` (ISO 8601, latest end) or
 ``deferrable_hours`` (how long the start may wait), neither meaning "not deferrable"; optional
-``model`` and ``labels`` (``k=v;k2=v2`` in CSV, an object in JSONL).
+``model`` and ``labels`` (``k=v;k2=v2`` in CSV, an object in JSONL). A data-residency label is
+checked as the admission policy checks it (``domain.countries.residency_problem``).
 
 The scenario file (YAML) names the other files, relative to itself:
 ``fleet``, ``policies``, ``workload``, ``carbon`` (grid zone -> trace file or gCO2e/kWh),
@@ -34,7 +35,7 @@ from typing import Any
 import yaml
 
 from greenplace.api import convert, models
-from greenplace.domain import model
+from greenplace.domain import countries, model
 from greenplace.signals import tracefile
 from greenplace.sim import scenario as sc
 from greenplace.sim import signal
@@ -231,6 +232,10 @@ def _job(row: Mapping[str, Any]) -> sc.Job:
     labels = row.get("labels") or {}
     if isinstance(labels, str):
         labels = dict(part.split("=", 1) for part in labels.split(";") if part)
+    residency = labels.get(model.DATA_RESIDENCY_LABEL)
+    wrong = None if residency is None else countries.residency_problem(str(residency))
+    if wrong is not None:
+        raise ValueError(wrong)
     return sc.Job(
         namespace=str(row["namespace"]),
         name=str(row["name"]),

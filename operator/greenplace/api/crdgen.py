@@ -101,6 +101,8 @@ KINDS: tuple[Kind, ...] = (
         columns=(
             {"name": "Placed", "type": "integer", "jsonPath": ".status.placed"},
             {"name": "Held", "type": "integer", "jsonPath": ".status.held"},
+            {"name": "Deferred", "type": "integer", "jsonPath": ".status.deferred"},
+            {"name": "Refused", "type": "integer", "jsonPath": ".status.refused"},
             _READY,
             _AGE,
         ),

@@ -433,8 +433,29 @@ class PlacementPolicyStatus(Model):
             "greenplace.dev/data-residency label against them.",
         )
     )
-    placed: int | None = pydantic.Field(None, description="Pods placed under this policy.")
-    held: int | None = pydantic.Field(None, description="Pods waiting under this policy.")
+    # Every count is of pods, as the last cycle gathered them; a pod counts under each policy
+    # that governs it (their rules intersect), so the counts of two policies may overlap.
+    placed: int | None = pydantic.Field(
+        None,
+        description="Pods greenplace released to a pool under this policy (its signed "
+        "placement record names the policy) that have not finished.",
+    )
+    held: int | None = pydantic.Field(
+        None,
+        description="Pods still gated under this policy that wait until something changes "
+        "(outcome Held: no compliant pool, no room, a gang still missing members); each "
+        "pod's greenplace.dev/held annotation says why.",
+    )
+    deferred: int | None = pydantic.Field(
+        None,
+        description="Pods still gated under this policy that wait on purpose until a known "
+        "time (outcome Deferred: a cleaner slot, the Budget's next period).",
+    )
+    refused: int | None = pydantic.Field(
+        None,
+        description="Pods still gated under this policy that will not be placed as they stand "
+        "(outcome Refused: Budget action Reject, a gang larger than any allowed pool).",
+    )
     conditions: list[Condition] = pydantic.Field(default_factory=list)
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the placement loop: decisions, holds by reason, phase durations.
+"""Prometheus metrics of the placement loop: placements applied, waits by reason and outcome.
 
 Why this module exists: operators are run by people who alert on numbers. Every cycle updates
 these collectors, which live in a registry the operator owns and serves on ``/metrics`` (with
@@ -7,6 +7,9 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_placements_total{reason}``: pods placed (their patch applied), by reason code.
 - ``greenplace_held_workloads{reason}``: workloads waiting after the last cycle (held, deferred
   or refused), by reason.
+- ``greenplace_waiting_workloads{outcome}``: the same workloads by outcome (``Held``: until
+  something changes; ``Deferred``: until a known time; ``Refused``: not as they stand), one
+  series per outcome, so a deferral is never mistaken for a hold.
 - ``greenplace_cycle_phase_seconds{phase}``: duration of each numbered phase.
 - ``greenplace_write_conflicts_total``: patches refused because the object changed (re-planned).
 - ``greenplace_leader``: 1 on the replica holding the Lease (the one placing), 0 on standbys.
@@ -44,6 +47,12 @@ class PlacementMetrics:
             "greenplace_held_workloads",
             "Workloads waiting after the last cycle (held, deferred or refused), by reason code.",
             ["reason"],
+            registry=registry,
+        )
+        self.waiting = prometheus_client.Gauge(
+            "greenplace_waiting_workloads",
+            "Workloads waiting after the last cycle, by outcome (Held, Deferred, Refused).",
+            ["outcome"],
             registry=registry,
         )
         self.phase = prometheus_client.Histogram(
@@ -106,8 +115,13 @@ class PlacementMetrics:
         if report.plan is None:
             return
         held: collections.Counter[str] = collections.Counter()
+        waiting: collections.Counter[model.Outcome] = collections.Counter()
         for decision in report.plan.decisions:
             if decision.outcome is not model.Outcome.PLACED:
                 held[decision.reason.value] += 1
+                waiting[decision.outcome] += 1
         for code in model.Reason:
             self.held.labels(code.value).set(held.get(code.value, 0))
+        for outcome in model.Outcome:
+            if outcome is not model.Outcome.PLACED:
+                self.waiting.labels(outcome.value).set(waiting[outcome])

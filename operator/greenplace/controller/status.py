@@ -1,4 +1,4 @@
-"""Status of greenplace's own objects: free GPUs and carbon per pool, placed/held per policy.
+"""Status of greenplace's own objects: free GPUs and carbon per pool, pods by outcome per policy.
 
 Why this module exists: platform teams read the state of greenplace with ``kubectl get`` and
 their GitOps tool's health checks, which look at ``status.conditions`` (``Ready``). Status is
@@ -8,6 +8,7 @@ API server is not flooded; the spec of an object is never written.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,14 @@ from greenplace.domain import model
 from greenplace.engine import rules
 from greenplace.signals import contract
 
-__all__ = ["Condition", "StatusRecorder", "allowed_pools", "residency_codes"]
+__all__ = [
+    "Condition",
+    "PolicyPods",
+    "StatusRecorder",
+    "allowed_pools",
+    "pods_by_policy",
+    "residency_codes",
+]
 
 logger = logging.getLogger("greenplace.status")
 
@@ -76,11 +84,11 @@ class StatusRecorder:
         snap: model.Snapshot,
         plan: model.Plan,
         *,
-        built: snapshot.Built | None = None,
-        now: datetime.datetime | None = None,
+        built: snapshot.Built,
+        now: datetime.datetime,
         ledger: budgets.Ledger | None = None,
     ) -> None:
-        carbon_sources = built.carbon_sources if built is not None else {}
+        carbon_sources = built.carbon_sources
         by_name = {p.name: p for p in snap.pools}
         for cached in gathered.pools:
             pool = by_name[cached.name]
@@ -113,10 +121,9 @@ class StatusRecorder:
                 ],
                 generation=cached.generation,
             )
-        outcomes = _outcomes_by_policy(gathered, snap, plan)
+        by_policy = pods_by_policy(gathered, snap, plan, built)
         for cached_policy in gathered.policies:
-            key = f"{cached_policy.namespace}/{cached_policy.name}"
-            placed, held = outcomes.get(key, (0, 0))
+            pods = by_policy.get(f"{cached_policy.namespace}/{cached_policy.name}", PolicyPods())
             await self.write(
                 "placementpolicies",
                 cached_policy.namespace,
@@ -127,15 +134,13 @@ class StatusRecorder:
                         (cached_policy.namespace, cached_policy.name),
                         {"allowedPools": [], "poolResidency": {}},
                     ),
-                    "placed": placed,
-                    "held": held,
+                    **dataclasses.asdict(pods),
                 },
-                conditions=[_policy_ready(cached_policy.spec, placed, held)],
+                conditions=[_policy_ready(cached_policy.spec, pods)],
                 generation=cached_policy.generation,
             )
-        if built is not None and now is not None:
-            await self._record_signal_sources(gathered)
-            await self._record_budgets(gathered, built, now, ledger)
+        await self._record_signal_sources(gathered)
+        await self._record_budgets(gathered, built, now, ledger)
 
     async def _record_signal_sources(self, gathered: snapshot.Gathered) -> None:
         observed = gathered.observed
@@ -255,9 +260,9 @@ def _stable(body: Any) -> Any:
     return body
 
 
-def _policy_ready(spec: models.PlacementPolicySpec, placed: int, held: int) -> Condition:
+def _policy_ready(spec: models.PlacementPolicySpec, pods: PolicyPods) -> Condition:
     """Ready, saying so when the policy sets no rule at all (``spec: {}`` allows every pool)."""
-    counts = f"{placed} pods placed, {held} held"
+    counts = pods.summary()
     if spec.sovereignty is None and spec.carbon is None and spec.budget_ref is None:
         return (
             "Ready",
@@ -313,24 +318,63 @@ def allowed_pools(
     )
 
 
-def _outcomes_by_policy(
-    gathered: snapshot.Gathered, snap: model.Snapshot, plan: model.Plan
-) -> dict[str, tuple[int, int]]:
-    """Placed (released, still running) and held pods per governing policy."""
-    counts: dict[str, list[int]] = {}
-    for decision in plan.decisions:
-        if decision.outcome is model.Outcome.HELD:
-            for key in decision.policies:
-                counts.setdefault(key, [0, 0])[1] += 1
-    for policy in snap.policies:
-        placed = sum(
-            1
-            for pod in gathered.pods
-            if pod.namespace == policy.namespace
-            and pod.placed_pool
-            and not pod.gated
-            and not pod.terminal
-            and model.labels_match(pod.labels, policy.match_labels)
+@dataclasses.dataclass
+class PolicyPods:
+    """The pods a policy governs, each counted once, by what happened to it (the fields of
+    ``PlacementPolicy.status`` of the same names)."""
+
+    placed: int = 0
+    held: int = 0
+    deferred: int = 0
+    refused: int = 0
+
+    def add(self, outcome: model.Outcome, pods: int = 1) -> None:
+        if outcome is model.Outcome.PLACED:
+            self.placed += pods
+        elif outcome is model.Outcome.HELD:
+            self.held += pods
+        elif outcome is model.Outcome.DEFERRED:
+            self.deferred += pods
+        else:
+            self.refused += pods
+
+    def summary(self) -> str:
+        return (
+            f"{self.placed} pods placed, {self.held} held, {self.deferred} deferred, "
+            f"{self.refused} refused"
         )
-        counts.setdefault(policy.key, [0, 0])[0] += placed
-    return {k: (v[0], v[1]) for k, v in counts.items()}
+
+
+def pods_by_policy(
+    gathered: snapshot.Gathered, snap: model.Snapshot, plan: model.Plan, built: snapshot.Built
+) -> dict[str, PolicyPods]:
+    """Pods per policy key (``namespace/name``), as gathered for this cycle's plan.
+
+    Placed: released by greenplace, not finished, and named by its signed record (the policies
+    that governed it when it was placed). Waiting: every pod of a workload the plan did not
+    place, by the outcome of its decision, under the policies that decision names; a gang
+    still missing members is held under every policy selecting one of its pods. A pod placed
+    by this very plan is counted from the next cycle on, once its patch is known to have
+    been applied.
+    """
+    counts: dict[str, PolicyPods] = {policy.key: PolicyPods() for policy in snap.policies}
+    for pod in gathered.pods:
+        if pod.placed_pool and not pod.gated and not pod.terminal and pod.record is not None:
+            for key in set(pod.record.get("policies") or ()):
+                if key in counts:
+                    counts[key].add(model.Outcome.PLACED)
+    for decision in plan.decisions:
+        if decision.outcome is model.Outcome.PLACED:
+            continue
+        pods = len(built.members.get(decision.workload, ()))
+        for key in set(decision.policies):
+            if key in counts:
+                counts[key].add(decision.outcome, pods)
+    for members in built.incomplete.values():
+        for pod in members:
+            for policy in snap.policies:
+                if pod.namespace == policy.namespace and model.labels_match(
+                    pod.labels, policy.match_labels
+                ):
+                    counts[policy.key].add(model.Outcome.HELD)
+    return counts

@@ -7,10 +7,11 @@ patches as the API server does and refuses writes on demand), and ``KubeWriter``
 with the official client, running its blocking calls in threads so the operator's event loop
 never stalls.
 
-Contract: every method raises ``WriteConflictError`` when the object changed or vanished under us
-(the cycle then simply re-plans from fresher state), ``AdmissionRefusedError`` when an admission
-policy refused the write (expected while a namespace has no PlacementPolicy), and
-``client.ApiException`` otherwise. Every call has a timeout (``REQUEST_TIMEOUT``): a
+Contract: every method raises a ``WriteError`` (``greenplace.errors`` draws the tree):
+``WriteConflictError`` when the object changed or vanished under us (the cycle then simply
+re-plans from fresher state), ``AdmissionRefusedError`` when an admission policy refused the
+write (expected while a namespace has no PlacementPolicy); and ``client.ApiException``
+otherwise. Every call has a timeout (``REQUEST_TIMEOUT``): a
 connection that went silent (a forgotten NAT entry) fails the write instead of hanging the
 cycle, and the next cycle retries on a fresh connection.
 """
@@ -27,19 +28,31 @@ from typing import Any, Protocol
 
 from kubernetes import client, config
 
+from greenplace import errors
 from greenplace.api import models, timestamps
 
-__all__ = ["AdmissionRefusedError", "KubeWriter", "WriteConflictError", "Writer", "api_client"]
+__all__ = [
+    "AdmissionRefusedError",
+    "KubeWriter",
+    "WriteConflictError",
+    "WriteError",
+    "Writer",
+    "api_client",
+]
 
 REQUEST_TIMEOUT = (5.0, 15.0)  # seconds to connect, seconds to wait for the response
 WRITE_THREADS = 16  # blocking client calls in flight at once (the cycle patches 16 at a time)
 
 
-class WriteConflictError(Exception):
+class WriteError(errors.GreenplaceError):
+    """A write greenplace made did not happen; the object is as it was."""
+
+
+class WriteConflictError(WriteError):
     """The object changed (resourceVersion test failed) or was deleted; re-plan and retry."""
 
 
-class AdmissionRefusedError(Exception):
+class AdmissionRefusedError(WriteError):
     """The API server refused the write (an admission policy or webhook, or the object would
     be invalid, e.g. annotations too large); ``code`` is a stable reason, ``reason`` the API
     server's message."""

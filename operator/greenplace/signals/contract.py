@@ -15,19 +15,8 @@ The contract of a ``Source``:
 - ``forecast(key, start, end, now)`` returns a ``TimeSeries`` covering as much of
   ``[start, end)`` as the source knows.
 - Either raises a ``SignalError`` subclass, never anything else on purpose (the chain still
-  catches everything, as a last resort, under ``SourceCrashed``):
-
-  SignalError                 base; ``reason`` is a stable ``SignalReason``
-  ├── SignalMissingError           the source has no value for this key (zone not mapped, no series)
-  ├── SignalUnsupportedError       the source cannot do this (a forecast from a static value ...)
-  ├── SignalUnreachableError       connection refused, DNS, TLS
-  ├── SignalTimeoutError           no answer within the source's timeout
-  ├── SignalHttpError         the peer answered with a non-2xx status
-  ├── SignalCredentialsError       credentials missing or unreadable, or refused (401/403)
-  ├── SignalMalformedError         the answer could not be read (not JSON, missing field, NaN ...)
-  └── SignalNotAllowedError        the operator's configuration forbids this file or address
-                                   (``tracefile.confine``, ``egress.EgressPolicy``)
-
+  catches everything, as a last resort, under ``SourceCrashed``); each subclass stands for one
+  stable ``SignalReason``, and the tree with what each means is drawn in ``greenplace.errors``.
 - Every network call has a timeout (``timeout_s``), so one call is bounded.
 
 Units: carbon intensity in gCO2e/kWh (``SignalKind.CARBON_INTENSITY``), price in the pool's
@@ -41,6 +30,7 @@ import datetime
 import enum
 from typing import Protocol
 
+from greenplace import errors
 from greenplace.domain import series
 
 __all__ = [
@@ -104,7 +94,7 @@ class SignalReason(enum.StrEnum):
     UNAVAILABLE = "Unavailable"  # every source of the chain failed: no value at all
 
 
-class SignalError(Exception):
+class SignalError(errors.GreenplaceError):
     """A source could not give a value; ``reason`` says why in one stable word."""
 
     reason = SignalReason.MISSING

@@ -9,6 +9,11 @@ Conventions: Python names are snake_case and the wire names camelCase (an alias 
 ``x-kubernetes-validations`` (CEL) travel in ``json_schema_extra`` and always carry a message that
 says what to fix. Every field has a description (it is what ``kubectl explain`` prints).
 
+Status models are what the operator writes, not only a schema: ``controller.status`` builds
+every status body as one of them and sends the fields it set as a JSON merge patch (a field set
+to None is deleted, one not set is left as it is), with times in the one wire format of
+``api.timestamps``. So a write the CRD would prune or refuse fails where it is built.
+
 Hostile input: every spec number has a minimum and a maximum (JSON carries no NaN or Infinity,
 and a maximum refuses 1e308), every string, list and map a length cap, every duration and time a
 range, each bound with its reason in the field's description. The operator parses what it
@@ -28,6 +33,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 from pydantic import alias_generators
 
+from greenplace.api import timestamps
 from greenplace.domain import countries
 
 __all__ = [
@@ -93,6 +99,19 @@ LabelValue = Annotated[str, pydantic.Field(max_length=63)]
 MAX_SELECTOR_LABELS = 32
 # Appended to the description of every Name field.
 _NAME_BOUND = "1 to 253 characters, the Kubernetes name limit."
+
+
+# A status time as the API writes it (RFC 3339, UTC, "Z"); MicroTimestamp keeps microseconds,
+# for times that order events closer than a second apart.
+Timestamp = Annotated[
+    datetime.datetime, pydantic.PlainSerializer(timestamps.rfc3339, when_used="json")
+]
+MicroTimestamp = Annotated[
+    datetime.datetime,
+    pydantic.PlainSerializer(
+        lambda at: timestamps.rfc3339(at, microseconds=True), when_used="json"
+    ),
+]
 
 
 class Model(pydantic.BaseModel):
@@ -265,7 +284,7 @@ class Condition(Model):
     status: Literal["True", "False", "Unknown"]
     reason: str = pydantic.Field(max_length=1024)
     message: str = pydantic.Field("", max_length=32768)
-    last_transition_time: datetime.datetime
+    last_transition_time: Timestamp
     observed_generation: int | None = None
 
 
@@ -425,7 +444,8 @@ class PlacementPolicyStatus(Model):
         "policy only lets a pod out of its gate towards these.",
         json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    pool_residency: dict[Name, list[Annotated[str, pydantic.Field(max_length=8)]]] | None = (
+    # None for a pool: delete its entry (the body is a merge patch).
+    pool_residency: dict[Name, list[Annotated[str, pydantic.Field(max_length=8)]] | None] | None = (
         pydantic.Field(
             None,
             description="For each allowed pool, the data-residency codes it satisfies (its "
@@ -754,7 +774,7 @@ class SignalReadingStatus(Model):
     subject: Name
     value: float | None = pydantic.Field(None, description="Value in use (none: Unavailable).")
     source: str | None = pydantic.Field(None, max_length=253, description="Source that gave it.")
-    observed_at: datetime.datetime | None = pydantic.Field(
+    observed_at: Timestamp | None = pydantic.Field(
         None, description="When the provider observed it (absent for static values)."
     )
     age_seconds: float | None = pydantic.Field(None, description="Age when last written.")
@@ -841,14 +861,14 @@ class BudgetAmounts(Model):
 
 class BudgetStatus(Model):
     observed_generation: int | None = None
-    period_start: datetime.datetime | None = None
-    period_end: datetime.datetime | None = None
+    period_start: Timestamp | None = None
+    period_end: Timestamp | None = None
     spent: BudgetAmounts | None = pydantic.Field(
         None,
         description="Charged by the operator for the placements it made this period, as the "
         "planner projected them (see docs/operator.md); kept by the operator, not recomputed.",
     )
-    charged_through: datetime.datetime | None = pydantic.Field(
+    charged_through: MicroTimestamp | None = pydantic.Field(
         None, description="Time of the newest placement included in spent."
     )
     forecast_at_period_end: BudgetAmounts | None = pydantic.Field(
@@ -1011,11 +1031,12 @@ class ReportRowStatus(Model):
 
 class EnergyReportStatus(Model):
     observed_generation: int | None = None
-    window_start: datetime.datetime | None = None
-    window_end: datetime.datetime | None = None
+    window_start: Timestamp | None = None
+    window_end: Timestamp | None = None
     energy_source: str | None = pydantic.Field(None, max_length=64)
     intensity_sources: dict[str, str] = pydantic.Field(default_factory=dict)
-    unattributed_gpu_wh: dict[str, float] = pydantic.Field(default_factory=dict)
+    # None for the map or a pool: delete it (the body is a merge patch).
+    unattributed_gpu_wh: dict[str, float | None] | None = pydantic.Field(default_factory=dict)
     rows: list[ReportRowStatus] = pydantic.Field(default_factory=list)
     notes: list[str] = pydantic.Field(default_factory=list)
     conditions: list[Condition] = _status_conditions()

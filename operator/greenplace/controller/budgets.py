@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from greenplace.accounting import budget as burn
-from greenplace.api import convert, timestamps
+from greenplace.api import convert, models, timestamps
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import objective
@@ -244,31 +244,34 @@ def status(
     spent: Spend,
     now: datetime.datetime,
     charged_through: datetime.datetime | None = None,
-) -> tuple[dict[str, object], list[str]]:
-    """The status fields of a Budget, and the limits reached (for the Exceeded condition)."""
+) -> tuple[models.BudgetStatus, list[str]]:
+    """The status of a Budget (its conditions aside), and the limits reached (for the Exceeded
+    condition). Every unit is set, a limit the spec does not have as None: the body is a merge
+    patch, so a limit removed from the spec loses its ``remaining`` figure."""
     start, end = convert.period_bounds(cached.spec.period, now)
     limits = cached.spec.limits
-    amounts = {"money": spent.money, "kgCO2e": spent.kg_co2e, "kWh": spent.kwh}
-    caps = {"money": limits.money, "kgCO2e": limits.kg_co2e, "kWh": limits.kwh}
-    forecast, remaining, reached = {}, {}, []
+    amounts = {"money": spent.money, "kg_co2e": spent.kg_co2e, "kwh": spent.kwh}
+    caps = {"money": limits.money, "kg_co2e": limits.kg_co2e, "kwh": limits.kwh}
+    forecast: dict[str, float] = {}
+    remaining: dict[str, float | None] = {}
+    reached = []
     for unit, value in amounts.items():
         cap = caps[unit]
         figures = burn.burn(value, cap or 1.0, start, end, now)
         # Three significant figures: the linear forecast drifts every second while spending
         # is flat; unrounded, it would rewrite the status every cycle.
         forecast[unit] = float(f"{figures.forecast_at_end:.3g}")
-        if cap is not None:
-            remaining[unit] = round(figures.remaining, 6)
-            if value >= cap - 1e-9:
-                reached.append(f"{unit} {value:.2f} of {cap:g}")
-    fields: dict[str, object] = {
-        "periodStart": timestamps.rfc3339(start),
-        "periodEnd": timestamps.rfc3339(end),
-        "spent": {unit: round(v, 6) for unit, v in amounts.items()},
-        "forecastAtPeriodEnd": forecast,
-        "remaining": remaining,
-        "chargedThrough": None
-        if charged_through is None
-        else timestamps.rfc3339(charged_through, microseconds=True),
-    }
-    return fields, reached
+        remaining[unit] = None if cap is None else round(figures.remaining, 6)
+        if cap is not None and value >= cap - 1e-9:
+            wire = models.BudgetAmounts.model_fields[unit].alias or unit
+            reached.append(f"{wire} {value:.2f} of {cap:g}")
+    body = models.BudgetStatus(
+        observed_generation=cached.generation,
+        period_start=start,
+        period_end=end,
+        spent=models.BudgetAmounts(**{unit: round(v, 6) for unit, v in amounts.items()}),
+        forecast_at_period_end=models.BudgetAmounts(**forecast),
+        remaining=models.BudgetAmounts(**remaining),
+        charged_through=charged_through,
+    )
+    return body, reached

@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from greenplace.accounting import grading, report, serving, telemetry
-from greenplace.api import convert
+from greenplace.api import convert, models
 from greenplace.controller import cache as cache_
 from greenplace.controller import status
 from greenplace.signals import contract, egress, promql
@@ -257,9 +257,10 @@ def _writer(recorder: status.StatusRecorder, cached: cache_.CachedReport) -> Any
             "energyreports",
             cached.namespace,
             cached.name,
-            {"observedGeneration": cached.generation, **fields},
+            models.EnergyReportStatus.model_validate(
+                {"observedGeneration": cached.generation, **fields}
+            ),
             conditions=conditions,
-            generation=cached.generation,
         )
 
     return write

@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
-from greenplace.api import models, timestamps
+from greenplace.api import models
 from greenplace.controller import budgets, kube, snapshot
 from greenplace.domain import model
 from greenplace.engine import rules
@@ -23,8 +23,10 @@ from greenplace.signals import contract
 __all__ = [
     "Condition",
     "PolicyPods",
+    "StatusModel",
     "StatusRecorder",
     "allowed_pools",
+    "patch_body",
     "pods_by_policy",
     "residency_codes",
 ]
@@ -46,8 +48,10 @@ class StatusRecorder:
         self._writer = writer
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
-        self._allowed: dict[tuple[str, str], dict[str, Any]] = {}
-        self._ready_since: dict[tuple[str, str | None, str], tuple[str, str]] = {}
+        # Per policy: the allowed pools and their residency codes, as last published.
+        self._allowed: dict[tuple[str, str], tuple[list[str], dict[str, list[str]]]] = {}
+        # Per object and condition type: its status and since when it has had it.
+        self._since: dict[tuple[str, str | None, str, str], tuple[str, datetime.datetime]] = {}
 
     async def publish_allowed_pools(
         self, gathered: snapshot.Gathered, snap: model.Snapshot, now: datetime.datetime
@@ -61,22 +65,21 @@ class StatusRecorder:
         for policy in snap.policies:
             key = (policy.namespace, policy.name)
             allowed = allowed_pools(policy, snap.pools, now)
-            residency: dict[str, list[str] | None] = {
-                name: residency_codes(by_name[name]) for name in allowed
-            }
-            published = {"allowedPools": allowed, "poolResidency": residency}
-            if self._allowed.get(key) == published:
+            residency = {name: residency_codes(by_name[name]) for name in allowed}
+            if self._allowed.get(key) == (allowed, residency):
                 continue
-            before: dict[str, Any] = self._allowed.get(key, {}).get("poolResidency", {})
-            gone = {name: None for name in before if name not in allowed}  # merge patch: delete
-            body = {**published, "poolResidency": {**residency, **gone}}
+            before = self._allowed.get(key, ([], {}))[1]
+            gone = dict.fromkeys(name for name in before if name not in allowed)
+            body = models.PlacementPolicyStatus(
+                allowed_pools=allowed, pool_residency={**residency, **gone}
+            )
             try:
                 await self._writer.patch_status(
-                    "placementpolicies", policy.namespace, policy.name, body
+                    "placementpolicies", policy.namespace, policy.name, patch_body(body)
                 )
             except kube.WriteConflictError:
                 continue
-            self._allowed[key] = published
+            self._allowed[key] = (allowed, residency)
 
     async def record(
         self,
@@ -98,17 +101,17 @@ class StatusRecorder:
                 "gpupools",
                 None,
                 cached.name,
-                {
-                    "observedGeneration": cached.generation,
-                    "nodes": nodes,
-                    "gpusTotal": pool.gpus_total,
-                    "gpusFree": pool.gpus_free,
-                    "carbonGramsPerKwh": pool.gco2_per_kwh,
-                    "carbonSource": carbon_sources.get(
+                models.GpuPoolStatus(
+                    observed_generation=cached.generation,
+                    nodes=nodes,
+                    gpus_total=pool.gpus_total,
+                    gpus_free=pool.gpus_free,
+                    carbon_grams_per_kwh=pool.gco2_per_kwh,
+                    carbon_source=carbon_sources.get(
                         cached.name,
                         snapshot.FALLBACK_SOURCE if pool.gco2_per_kwh is not None else None,
                     ),
-                },
+                ),
                 conditions=[
                     (
                         "Ready",
@@ -119,25 +122,24 @@ class StatusRecorder:
                         else "no schedulable node matches spec.nodeSelector",
                     )
                 ],
-                generation=cached.generation,
             )
         by_policy = pods_by_policy(gathered, snap, plan, built)
         for cached_policy in gathered.policies:
             pods = by_policy.get(f"{cached_policy.namespace}/{cached_policy.name}", PolicyPods())
+            allowed, residency = self._allowed.get(
+                (cached_policy.namespace, cached_policy.name), ([], {})
+            )
             await self.write(
                 "placementpolicies",
                 cached_policy.namespace,
                 cached_policy.name,
-                {
-                    "observedGeneration": cached_policy.generation,
-                    **self._allowed.get(
-                        (cached_policy.namespace, cached_policy.name),
-                        {"allowedPools": [], "poolResidency": {}},
-                    ),
+                models.PlacementPolicyStatus(
+                    observed_generation=cached_policy.generation,
+                    allowed_pools=allowed,
+                    pool_residency=dict(residency),
                     **dataclasses.asdict(pods),
-                },
+                ),
                 conditions=[_policy_ready(cached_policy.spec, pods)],
-                generation=cached_policy.generation,
             )
         await self._record_signal_sources(gathered)
         await self._record_budgets(gathered, built, now, ledger)
@@ -177,9 +179,8 @@ class StatusRecorder:
                 "signalsources",
                 None,
                 cached.name,
-                {"observedGeneration": cached.generation, "readings": rows},
+                models.SignalSourceStatus(observed_generation=cached.generation, readings=rows),
                 conditions=[ready, degraded],
-                generation=cached.generation,
             )
 
     async def _record_budgets(
@@ -194,7 +195,7 @@ class StatusRecorder:
             account = None if ledger is None else ledger.account(key)
             spent = built.spent.get(key, budgets.Spend()) if account is None else account.spent
             through = None if account is None else account.charged_through
-            fields, reached = budgets.status(cached, spent, now, through)
+            figures, reached = budgets.status(cached, spent, now, through)
             exceeded: Condition = (
                 ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")
                 if reached
@@ -204,12 +205,11 @@ class StatusRecorder:
                 "budgets",
                 cached.namespace,
                 cached.name,
-                {"observedGeneration": cached.generation, **fields},
+                figures,
                 conditions=[
                     ("Ready", True, "Tracking", "charged at each placement, as projected"),
                     exceeded,
                 ],
-                generation=cached.generation,
             )
 
     async def write(
@@ -217,31 +217,34 @@ class StatusRecorder:
         plural: str,
         namespace: str | None,
         name: str,
-        fields: Mapping[str, Any],
+        status: StatusModel,
         *,
         conditions: list[Condition],
-        generation: int,
     ) -> None:
-        """Write status ``fields`` and ``conditions`` when (and only when) they changed."""
+        """Write ``status`` with ``conditions`` when (and only when) they changed.
+
+        ``status`` holds the fields to write (``patch_body``: set to None deletes, not set
+        leaves alone); its ``observed_generation`` is the conditions' too. A condition keeps
+        its ``lastTransitionTime`` until its status flips.
+        """
         key = (plural, namespace, name)
-        written = []
+        built = []
         for kind, ok, reason, message in conditions:
-            flag = "True" if ok else "False"
-            since = self._ready_since.get((*key[:2], f"{key[2]}#{kind}"))
+            flag: Literal["True", "False"] = "True" if ok else "False"
+            since = self._since.get((*key, kind))
             if since is None or since[0] != flag:
-                since = (flag, timestamps.rfc3339(self._clock()))
-                self._ready_since[(*key[:2], f"{key[2]}#{kind}")] = since
-            written.append(
-                {
-                    "type": kind,
-                    "status": flag,
-                    "reason": reason,
-                    "message": message[:4096],
-                    "lastTransitionTime": since[1],
-                    "observedGeneration": generation,
-                }
+                since = self._since[(*key, kind)] = (flag, self._clock())
+            built.append(
+                models.Condition(
+                    type=kind,
+                    status=flag,
+                    reason=reason,
+                    message=message[:4096],
+                    last_transition_time=since[1],
+                    observed_generation=status.observed_generation,
+                )
             )
-        body = {**fields, "conditions": written}
+        body = patch_body(status.model_copy(update={"conditions": built}))
         if _stable(self._written.get(key)) == _stable(body):
             return
         try:
@@ -249,6 +252,23 @@ class StatusRecorder:
         except kube.WriteConflictError:
             return
         self._written[key] = body
+
+
+# The status models the recorder writes, one per kind of greenplace's own objects.
+StatusModel = (
+    models.GpuPoolStatus
+    | models.PlacementPolicyStatus
+    | models.SignalSourceStatus
+    | models.BudgetStatus
+    | models.EnergyReportStatus
+)
+
+
+def patch_body(status: StatusModel) -> dict[str, Any]:
+    """The JSON merge patch that writes ``status``: the fields set when it was built, by their
+    wire names and with the API's time format. A field set to None is sent as null, which
+    deletes it (a value that went away must not linger); a field not set is left as it is."""
+    return status.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _stable(body: Any) -> Any:
@@ -282,19 +302,19 @@ def _skipped(readings: Sequence[contract.Reading]) -> str:
 
 def _reading(
     owner: str, reading: contract.Reading, statics: frozenset[tuple[str, str]]
-) -> dict[str, Any]:
+) -> models.SignalReadingStatus:
     is_static = (owner, reading.source or "") in statics
     observed = reading.observed_at
-    return {
-        "subject": reading.key.subject,
-        "value": reading.value,
-        "source": reading.source,
+    return models.SignalReadingStatus(
+        subject=reading.key.subject,
+        value=reading.value,
+        source=reading.source,
         # A static value has no observation time; its "now" would rewrite status every cycle.
-        "observedAt": None if observed is None or is_static else timestamps.rfc3339(observed),
-        "ageSeconds": None if reading.age_s is None or is_static else round(reading.age_s),
-        "reason": str(reading.status.reason),
-        "message": reading.status.message[:4096],
-    }
+        observed_at=None if observed is None or is_static else observed,
+        age_seconds=None if reading.age_s is None or is_static else round(reading.age_s),
+        reason=str(reading.status.reason),
+        message=reading.status.message[:4096],
+    )
 
 
 def residency_codes(pool: model.Pool) -> list[str]:

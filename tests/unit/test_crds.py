@@ -44,11 +44,33 @@ def test_schema_is_structural(kind: crdgen.Kind) -> None:
     assert yaml.safe_load(yaml.safe_dump(schema)) == schema
 
 
-def test_every_cel_rule_has_a_message() -> None:
-    text = "".join(crdgen.render(k) for k in crdgen.KINDS)
-    rules = text.count("rule:")
-    assert rules > 0
-    assert text.count("message:") >= rules
+def _cel_rules(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every ``x-kubernetes-validations`` entry anywhere in ``node``, with where it is."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "x-kubernetes-validations":
+                found += [(f"{path}[{i}]", rule) for i, rule in enumerate(value)]
+            else:
+                found += _cel_rules(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _cel_rules(value, f"{path}[{i}]")
+    return found
+
+
+@pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
+def test_every_cel_rule_has_a_message(kind: crdgen.Kind) -> None:
+    """Each rule, wherever it sits (a property named ``message`` or ``rule`` is no rule), says
+    what to fix: without a message the API server only prints the CEL expression."""
+    rules = _cel_rules(crdgen.crd(kind)["spec"]["versions"][0]["schema"], kind.kind)
+    without = [
+        where
+        for where, rule in rules
+        if not (isinstance(rule, dict) and isinstance(rule.get("message"), str) and rule["message"])
+    ]
+    assert without == [], "CEL rules without a message"
+    assert rules, "every kind has CEL rules: the walk found none"
 
 
 def test_models_refuse_what_the_api_server_refuses() -> None:

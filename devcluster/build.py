@@ -2,7 +2,8 @@
 
 Why this module exists: kind needs a Docker engine and dl.k8s.io is out of reach, so the real
 kube-apiserver, kube-scheduler, kube-controller-manager, kubectl, etcd and kwok (and helm, which
-renders the chart in the e2e tests) are compiled from the Go modules in ``devcluster/go/``. Each
+renders the chart in the e2e tests, and Kueue, which greenplace plugs into) are compiled from the
+Go modules in ``devcluster/go/``. Each
 component is built into ``$GREENPLACE_CACHE/bin/<component>-<hash>/`` where the hash covers the
 module's go.mod, go.sum, sources and build flags, so a second run finds the binaries and returns
 in milliseconds, and a change to a module rebuilds only that component. Nothing built is
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 __all__ = ["COMPONENTS", "Binaries", "cache_root", "ensure_built"]
 
@@ -45,7 +46,15 @@ class Component:
     packages: tuple[str, ...]
     binaries: tuple[str, ...]
     ldflags: str = "-s -w"
+    # Built only when asked for (``ensure_built(extra=...)``, ``python -m devcluster build``):
+    # a control plane starts without it, so a test that does not need it never waits for it.
+    on_demand: bool = False
+    # Files of a dependency module copied into ``<target>/assets/`` (its CRDs, its webhook
+    # manifests): the module path and the paths inside it. Pinned by go.sum like the binaries.
+    assets: tuple[str, tuple[str, ...]] | None = None
 
+
+KUEUE_VERSION = "v0.17.0"
 
 COMPONENTS: tuple[Component, ...] = (
     Component(
@@ -87,6 +96,20 @@ COMPONENTS: tuple[Component, ...] = (
         binaries=("kubelet", "kube-proxy", "pause", "realnode-cri"),
         ldflags=KUBERNETES_LDFLAGS,
     ),
+    # Kueue's manager, run out of cluster by devcluster.kueue; its CRDs and webhook manifests
+    # come from the same module version.
+    Component(
+        name="kueue",
+        module_dir="kueue",
+        packages=("sigs.k8s.io/kueue/cmd/kueue",),
+        binaries=("kueue",),
+        ldflags=f"-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion={KUEUE_VERSION}",
+        on_demand=True,
+        assets=(
+            "sigs.k8s.io/kueue",
+            ("config/components/crd/bases", "config/components/webhook/manifests.yaml"),
+        ),
+    ),
 )
 
 
@@ -106,16 +129,27 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get("GREENPLACE_CACHE", default)).expanduser()
 
 
-def ensure_built(log: bool = True) -> Binaries:
-    """Return every binary, building the components whose cache entry is missing."""
+def ensure_built(log: bool = True, *, extra: Collection[str] = ()) -> Binaries:
+    """Return every binary, building the components whose cache entry is missing.
+
+    On-demand components are included only when named in ``extra`` (``"all"`` names them all).
+    A component's assets directory is in the result as ``<name>-assets``.
+    """
+    unknown = set(extra) - {c.name for c in COMPONENTS} - {"all"}
+    if unknown:
+        raise ValueError(f"unknown devcluster components: {sorted(unknown)}")
     paths: dict[str, pathlib.Path] = {}
     for component in COMPONENTS:
+        if component.on_demand and component.name not in extra and "all" not in extra:
+            continue
         target = cache_root() / "bin" / f"{component.name}-{_fingerprint(component)}"
         if not all((target / b).is_file() for b in component.binaries):
             with _lock(target):  # two processes may start at once (make test, a bench)
                 if not all((target / b).is_file() for b in component.binaries):
                     _build(component, target, log)
         paths.update({b: target / b for b in component.binaries})
+        if component.assets is not None:
+            paths[f"{component.name}-assets"] = target / "assets"
     return Binaries(paths)
 
 
@@ -159,6 +193,8 @@ def _build(component: Component, target: pathlib.Path, log: bool) -> None:
         print(f"devcluster: building {component.name} into {target} (first time only) ...",
               file=sys.stderr, flush=True)  # fmt: skip
     subprocess.run(command, cwd=GO_DIR / component.module_dir, env=env, check=True)
+    if component.assets is not None:
+        _copy_assets(component.assets, component.module_dir, env, staging / "assets")
     missing = [b for b in component.binaries if not (staging / b).is_file()]
     if missing:
         raise SystemExit(f"devcluster: build of {component.name} did not produce {missing}")
@@ -167,3 +203,23 @@ def _build(component: Component, target: pathlib.Path, log: bool) -> None:
     if log:
         print(f"devcluster: built {component.name} in {time.monotonic() - started:.0f}s",
               file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _copy_assets(
+    assets: tuple[str, tuple[str, ...]], module_dir: str, env: dict[str, str], into: pathlib.Path
+) -> None:
+    """Copy files of the dependency module ``assets[0]`` (as go.sum pins it) into ``into``."""
+    module, paths = assets
+    source = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Dir}}", module],
+        cwd=GO_DIR / module_dir, env=env, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    for relative in paths:
+        origin, copy = pathlib.Path(source) / relative, into / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_dir():
+            shutil.copytree(origin, copy)
+        else:
+            shutil.copy2(origin, copy)
+        for path in [copy, *copy.rglob("*")]:  # the module cache is read-only
+            path.chmod(0o755 if path.is_dir() else 0o644)

@@ -1,10 +1,10 @@
 """``python -m devcluster``: build, start, stop the local control plane, and run the demo.
 
 Why this module exists: ``make run`` and ``make stop`` need one entry point that a newcomer can
-also call by hand. ``demo`` is the main job: a local control plane (or your cluster, with
-``GREENPLACE_KUBECONFIG``), the example fleet, the CRDs, the operator, the example policies and
-workloads, and the table of placements with the reason for each. It leaves everything running
-and prints how to reach it; ``down`` stops it.
+also call by hand. ``demo`` is the main job: a local control plane with a real Kueue (unless
+``GREENPLACE_KUEUE=0``; or your cluster, with ``GREENPLACE_KUBECONFIG``), the example fleet, the
+CRDs, the operator, the example policies and workloads, and the table of placements with the
+reason for each. It leaves everything running and prints how to reach it; ``down`` stops it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from devcluster import admission, build, cluster, fleet
+from devcluster import admission, build, cluster, fleet, kueue
 
 __all__ = ["main"]
 
@@ -31,13 +31,14 @@ EXAMPLES = ROOT / "examples"
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or find cached) control-plane binaries")
+    sub.add_parser("build", help="build (or find cached) control-plane binaries and Kueue")
     sub.add_parser("up", help="start a local control plane with the example fleet and CRDs")
     sub.add_parser("down", help="stop what `up` or `demo` started")
     sub.add_parser("demo", help="up + operator + examples, then print the placements")
     args = parser.parse_args(argv)
     if args.command == "build":
-        for name, path in sorted(build.ensure_built().paths.items()):
+        extra = ("all",) if kueue_wanted() else ()
+        for name, path in sorted(build.ensure_built(extra=extra).paths.items()):
             print(f"{name:26} {path}")
         return 0
     if args.command == "down":
@@ -79,7 +80,17 @@ def up() -> pathlib.Path:
     pools = fleet.load_fleet(EXAMPLES / "fleet.yaml")
     fleet.apply_fleet(api, pools)
     print(f"fleet: {len(pools)} GpuPools, {sum(p.nodes for p in pools)} kwok GPU nodes")
+    if isinstance(c, cluster.LocalCluster) and kueue_wanted():
+        started = time.monotonic()
+        kueue.start(c)
+        print(f"kueue {build.KUEUE_VERSION}: ready in {time.monotonic() - started:.1f}s "
+              f"(GREENPLACE_KUEUE=0 starts none)")  # fmt: skip
     return c.kubeconfig
+
+
+def kueue_wanted() -> bool:
+    """Kueue is built and started unless ``GREENPLACE_KUEUE=0`` (your own cluster: never)."""
+    return os.environ.get("GREENPLACE_KUEUE", "1") != "0"
 
 
 def down(quiet: bool = False) -> int:

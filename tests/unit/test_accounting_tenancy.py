@@ -224,8 +224,11 @@ def energy_report(namespace: str, name: str, scope: str) -> dict[str, Any]:
     }
 
 
+PLANNED = (builders.pool("p"),)  # the pools the last placement cycle planned with
+
+
 def run(reporter: reports.Reporter, cache: cache_.Cache) -> None:
-    asyncio.run(reporter.run(cache, T0 + H))
+    asyncio.run(reporter.run(cache, T0 + H, pools=PLANNED))
 
 
 def condition(written: Mapping[str, Any], kind: str) -> tuple[str, str]:
@@ -247,7 +250,6 @@ def test_cluster_scope_only_in_the_operator_namespace_and_deleted_reports_unpubl
         allow_insecure_http=True,
     )
     cache = cache_.Cache()
-    cache.last_pools = (builders.pool("p"),)
     cache.put_report(energy_report("team-a", "mine", "Namespace"))
     cache.put_report(energy_report("team-a", "all", "Cluster"))
     cache.put_report(energy_report("greenplace-system", "all", "Cluster"))

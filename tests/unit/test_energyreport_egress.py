@@ -27,6 +27,7 @@ from tests.unit.test_accounting_tenancy import SHARED, FakeProm, RecordingWriter
 
 T0 = datetime.datetime(2026, 1, 1, 1, tzinfo=datetime.UTC)
 OWN_URL = "http://prometheus.monitoring:9090"  # the operator's --prometheus-url
+PLANNED = (builders.pool("p"),)  # the pools the last placement cycle planned with
 
 
 class Queriers:
@@ -59,7 +60,6 @@ class Setup:
             allow_insecure_http=http,
         )
         self.cache = cache_.Cache()
-        self.cache.last_pools = (builders.pool("p"),)
 
     def report(self, url: str | None, generation: int = 1) -> dict[str, Any]:
         spec: dict[str, Any] = {"window": "1h"}
@@ -67,7 +67,7 @@ class Setup:
             spec["prometheus"] = {"url": url}
         meta = {"namespace": "team-a", "name": "r", "generation": generation}
         self.cache.put_report({"metadata": meta, "spec": spec})
-        asyncio.run(self.reporter.run(self.cache, T0))
+        asyncio.run(self.reporter.run(self.cache, T0, pools=PLANNED))
         return self.writer.status[("team-a", "r")]
 
 
@@ -160,11 +160,10 @@ def test_a_name_resolving_to_loopback_is_refused_at_connect_time() -> None:
         allow_insecure_http=True,
     )
     cache = cache_.Cache()
-    cache.last_pools = (builders.pool("p"),)
     meta = {"namespace": "team-a", "name": "r", "generation": 1}
     spec = {"window": "1h", "prometheus": {"url": "http://127.1:9"}}
     cache.put_report({"metadata": meta, "spec": spec})
-    asyncio.run(reporter.run(cache, T0))
+    asyncio.run(reporter.run(cache, T0, pools=PLANNED))
     written = writer.status[("team-a", "r")]
     assert condition(written, "Ready") == ("False", "SourceNotAllowed")
     assert "127.1 resolves to 127.0.0.1" in written["conditions"][0]["message"]

@@ -20,6 +20,7 @@ from typing import Any
 
 import kopf
 
+from greenplace.controller import config as config_
 from greenplace.controller import handlers, resources, webhook
 from greenplace.signals import egress, tracefile
 
@@ -181,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
+def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
     """The operator's configuration from the parsed ``greenplace operate`` flags."""
     certs = None
     if args.webhook_cert_dir:
         d = args.webhook_cert_dir
         certs = webhook.ServingFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
-    return handlers.OperatorConfig(
+    return config_.OperatorConfig(
         kubeconfig=args.kubeconfig,
         webhook_host=args.webhook_host,
         webhook_listen=args.webhook_listen or args.webhook_host,
@@ -217,7 +218,7 @@ def config_from(args: argparse.Namespace) -> handlers.OperatorConfig:
 
 def _config_default(name: str) -> Any:
     """The default of ``OperatorConfig.<name>``: the one place defaults are written."""
-    (field,) = [f for f in dataclasses.fields(handlers.OperatorConfig) if f.name == name]
+    (field,) = [f for f in dataclasses.fields(config_.OperatorConfig) if f.name == name]
     return field.default
 
 

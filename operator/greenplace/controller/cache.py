@@ -8,8 +8,8 @@ Watches can miss a deletion: after a disconnect that outlived the API server's e
 (HTTP 410), kopf lists again but reports only what exists, never what vanished meanwhile. So the
 operator lists every kind again from time to time (``reconcile``), and a listing decides only
 about objects the watch has not touched since the listing began, so it never undoes a fresher
-event. The Lease that elects the leader is watched too: its renewals, every few seconds, prove
-that events still arrive (``watch_heartbeat``), which the liveness probe checks.
+event. The cache holds watched objects only: what the loops did (the last cycle, the last
+listing, the pools they planned with, the last Lease event) is theirs (``loops``).
 
 A cached object that cannot be parsed (for example a GpuPool written before a schema change) is
 kept out of planning and its error is remembered (``invalid``); the placement loop logs each one
@@ -30,10 +30,10 @@ import pydantic
 
 from greenplace.api import models
 from greenplace.controller import podspec, records, resources
-from greenplace.domain import model
 
 __all__ = [
     "KINDS",
+    "WATCHED",
     "Cache",
     "CachedBudget",
     "CachedNode",
@@ -42,9 +42,30 @@ __all__ = [
     "CachedPool",
     "CachedReport",
     "CachedSignalSource",
+    "Watched",
 ]
 
-KINDS = ("GpuPool", "PlacementPolicy", "Node", "Pod", "SignalSource", "Budget", "EnergyReport")
+
+@dataclasses.dataclass(frozen=True)
+class Watched:
+    """One kind of object the operator watches and caches, and where the API serves it."""
+
+    group: str  # "" for the core API group
+    version: str
+    plural: str
+    kind: str  # the cache's name for it (``Cache.put``)
+
+
+WATCHED = (
+    Watched(models.GROUP, models.VERSION, "gpupools", "GpuPool"),
+    Watched(models.GROUP, models.VERSION, "placementpolicies", "PlacementPolicy"),
+    Watched("", "v1", "nodes", "Node"),
+    Watched("", "v1", "pods", "Pod"),
+    Watched(models.GROUP, models.VERSION, "signalsources", "SignalSource"),
+    Watched(models.GROUP, models.VERSION, "budgets", "Budget"),
+    Watched(models.GROUP, models.VERSION, "energyreports", "EnergyReport"),
+)
+KINDS = tuple(watched.kind for watched in WATCHED)
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -140,14 +161,10 @@ class Cache:
         self.budgets: dict[tuple[str, str], CachedBudget] = {}
         self.reports: dict[tuple[str, str], CachedReport] = {}
         self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
-        self.changed = asyncio.Event()
-        self.last_cycle = datetime.datetime.now(datetime.UTC)  # set by the placement loop
-        self.last_pools: tuple[model.Pool, ...] = ()  # pools as the last cycle planned them
+        self.changed = asyncio.Event()  # set by every change that matters to planning
         # Budget status as last seen (the ledger's starting point after a restart); our own
         # status writes come back here without waking the loop.
         self.budget_status: dict[tuple[str, str], Mapping[str, Any]] = {}
-        self.watch_heartbeat = time.monotonic()  # last Lease event seen through the watch
-        self.listed_at = -math.inf  # when the last full listing began (time.monotonic)
         self._touched: dict[tuple[str, Any], float] = {}  # (kind, key) -> last put/drop
         self._kinds: dict[str, _Kind] = {
             "GpuPool": _Kind(_name_key, self.pools, self.put_pool, self.drop_pool),

@@ -64,6 +64,8 @@ class CycleReport:
         default_factory=collections.Counter
     )
     plan: model.Plan | None = None
+    # The pools this cycle planned with (signal values applied): the EnergyReports use them.
+    pools: tuple[model.Pool, ...] = ()
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -112,7 +114,7 @@ async def run_cycle(
     with report.phase("2-snapshot"):
         built = snapshot.build(gathered, now, state.ledger)
         snap = built.snapshot
-        cache.last_pools = snap.pools  # the EnergyReports use the pools as last planned
+        report.pools = snap.pools
     with report.phase("3-plan"):
         faults.before_plan()
         # CPU-bound (about 1 s at 10k workloads): in a thread, so the webhook keeps answering.

@@ -42,6 +42,7 @@ from greenplace.accounting import grading, report, serving, telemetry
 from greenplace.api import convert, models
 from greenplace.controller import cache as cache_
 from greenplace.controller import status
+from greenplace.domain import model
 from greenplace.signals import contract, egress, promql
 
 __all__ = ["QuerierFactory", "Reporter"]
@@ -89,10 +90,14 @@ class Reporter:
         """The operator's namespace (``--namespace``, default ``$POD_NAMESPACE``); None: unknown."""
         return self._own_namespace
 
-    async def run(self, cache: cache_.Cache, now: datetime.datetime) -> None:
+    async def run(
+        self, cache: cache_.Cache, now: datetime.datetime, *, pools: Sequence[model.Pool] = ()
+    ) -> None:
+        """Compute every cached report at ``now`` with ``pools`` as the last placement cycle
+        planned them (``cycle.CycleReport.pools``; none before the first cycle)."""
         for cached in list(cache.reports.values()):
             try:
-                await self._one(cache, cached, now)
+                await self._one(cache, cached, now, pools)
             except Exception:  # one bad report never stops the others, nor the operator
                 logger.exception("EnergyReport %s/%s failed", cached.namespace, cached.name)
         for gone in self._metrics.reports() - set(cache.reports):
@@ -115,7 +120,11 @@ class Reporter:
         )
 
     async def _one(
-        self, cache: cache_.Cache, cached: cache_.CachedReport, now: datetime.datetime
+        self,
+        cache: cache_.Cache,
+        cached: cache_.CachedReport,
+        now: datetime.datetime,
+        planned: Sequence[model.Pool],
     ) -> None:
         spec = cached.spec
         key = (cached.namespace, cached.name)
@@ -138,7 +147,7 @@ class Reporter:
                 {}, [_not_ready("NoPrometheus", _NO_URL), _degraded("NoPrometheus", _NO_URL)]
             )
             return
-        pools = {p.name: p for p in cache.last_pools}
+        pools = {p.name: p for p in planned}
         facts = [report.PoolFacts.from_pool(p) for p in pools.values()]
         carbon = {p.location.grid_zone: p.gco2_per_kwh for p in pools.values()}
         power = {n: serving.PowerModel(p.gpu_watts, 0.0) for n, p in pools.items()}

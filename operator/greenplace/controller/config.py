@@ -1,0 +1,75 @@
+"""How one operator process runs: every setting of ``greenplace operate``.
+
+Why this module exists: the kopf wiring (``handlers``) and the loops (``loops``) both read these
+settings; in a module of their own, neither has to import the other to know them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import socket
+import uuid
+
+from greenplace.controller import resources, webhook
+
+__all__ = ["OperatorConfig"]
+
+
+def _new_identity() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    """How this operator process runs (each field's default is the only one)."""
+
+    kubeconfig: str | None = None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
+    webhook_host: str = "127.0.0.1"  # the address the API server calls
+    webhook_listen: str = "127.0.0.1"  # the address to bind
+    webhook_port: int = 9443
+    webhook_certs: webhook.ServingFiles | None = None  # None: self-signed for webhook_host
+    # Point the MutatingWebhookConfiguration at this process (the CLI's --out-of-cluster, the
+    # tests); False when the Helm chart owns it.
+    manage_webhook_configuration: bool = True
+    metrics_port: int | None = None  # serve /metrics on 0.0.0.0:PORT when set
+    resync_seconds: float = 30.0  # the placement loop runs at least this often
+    debounce_seconds: float = 0.2  # a burst has settled once this long passes without a change
+    settle_max_seconds: float = 1.0  # ... but a cycle never waits longer than this for it
+    prometheus_url: str | None = None  # EnergyReports without spec.prometheus use this
+    report_seconds: float = 60.0  # how often every EnergyReport is recomputed
+    credentials_dir: pathlib.Path | None = None  # mounted Secrets of the SignalSources
+    namespace: str | None = None  # the operator's own (None: unknown, e.g. out of cluster)
+    signal_memory_seconds: float = 30.0  # each SignalSource subject is read at most this often
+    # Trace SignalSources read files only inside these directories; none: trace sources refused.
+    trace_directories: tuple[pathlib.Path, ...] = ()
+    # What HTTP SignalSources may reach besides https to public addresses: CIDRs, addresses,
+    # hostnames or *.domain (signals.egress); loopback, private and link-local need an entry.
+    allow_signal_hosts: tuple[str, ...] = ()
+    allow_insecure_signal_http: bool = False  # http:// SignalSource URLs allowed (else https only)
+    # This replica's name in the Lease and in Events: the hostname and a random suffix.
+    identity: str = dataclasses.field(default_factory=_new_identity)
+    lease_namespace: str = "default"  # where the leader-election Lease lives
+    lease_seconds: float = 15.0  # a crashed leader is replaced after this long
+    watch_inactivity_seconds: float = 70.0  # a watch silent this long is reconnected
+    relist_seconds: float = 300.0  # the leader lists everything again this often
+    # The accelerator resources governed: gated, checked by admission, counted as capacity.
+    accelerators: resources.Accelerators = dataclasses.field(default_factory=resources.Accelerators)
+    # File holding the key that signs placement records (the chart mounts a Secret); None:
+    # read or create the Secret records.KEY_SECRET in lease_namespace through the API.
+    record_key_file: pathlib.Path | None = None
+
+    @property
+    def stale_after_seconds(self) -> float:
+        """A loop that has not finished an iteration for this long is reported dead."""
+        return 3 * self.resync_seconds + 30
+
+    @property
+    def watch_stale_seconds(self) -> float:
+        """No Lease event through the watch for this long: the watches are reported dead.
+
+        Someone writes the Lease every ``lease_seconds`` at most (the leader renews it, or a
+        standby takes it over); a stalled watch is reconnected after the inactivity timeout and
+        then replays what it missed. Beyond both, events are not arriving.
+        """
+        return self.watch_inactivity_seconds + 2 * self.lease_seconds + 30

@@ -3,7 +3,9 @@
 Why this module exists: platform teams read the state of greenplace with ``kubectl get`` and
 their GitOps tool's health checks, which look at ``status.conditions`` (``Ready``). Status is
 derived from the cycle's snapshot and written only when it changed, so nothing flaps and the
-API server is not flooded; the spec of an object is never written.
+API server is not flooded; the spec of an object is never written. Every body is built as the
+kind's pydantic ``*Status`` model (``patch_body``), the same models the CRDs are generated
+from, so what is written cannot drift from the schema the API server enforces.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ _VOLATILE = ("ageSeconds",)
 
 
 class StatusRecorder:
-    """Writes status for pools and policies when (and only when) it changed."""
+    """Writes the status of pools, policies, signal sources and budgets (and, for the
+    reporter, EnergyReports) when (and only when) it changed."""
 
     def __init__(
         self, writer: kube.Writer, clock: Callable[[], datetime.datetime] | None = None

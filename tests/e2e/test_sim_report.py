@@ -1,11 +1,14 @@
-"""Open the simulator's HTML report in headless Chromium and check that its charts rendered.
+"""Open the simulator's HTML report in headless Chromium and check what it renders.
 
-Why this test exists: a report that is a file but draws nothing is worthless, and only a browser
-knows. We start Debian's Chromium (``scripts/ensure-chromium.sh`` installs it) with the DevTools
-protocol on a loopback port, load the report from disk, measure every chart's lines and markers
-with ``getBBox`` (non-empty geometry means the browser laid them out), and take a PNG screenshot
-(kept next to the report under pytest's tmp dir). No network is used: the page is self-contained.
-The test fails, never skips, when Chromium is missing.
+Why this test exists: a report that is a file but draws nothing, or shows other figures than
+the run's, is worthless, and only a browser knows. We start Debian's Chromium
+(``scripts/ensure-chromium.sh`` installs it) with the DevTools protocol on a loopback port, load
+the report from disk, and read the rendered DOM: every chart's lines and markers measured with
+``getBBox`` (non-empty geometry means the browser laid them out) and its legend, and every
+table's text as laid out (``innerText``), compared cell by cell with the JSON record of the same
+run. A PNG screenshot is kept next to the report under pytest's tmp dir for a person to look at.
+No network is used: the page is self-contained. The test fails, never skips, when Chromium is
+missing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import base64
 import json
 import pathlib
 import shutil
-import struct
 import subprocess
 import time
 import urllib.request
@@ -55,13 +57,37 @@ JSON.stringify(Array.from(document.querySelectorAll('svg.chart')).map(svg => {
     }),
     markers: Array.from(svg.querySelectorAll('circle.marker'))
       .filter(c => c.getBBox().width > 0).length,
+    legend: Array.from(svg.querySelectorAll('text.legend')).map(t => t.textContent),
   };
 }))
 """
+# Every table as the browser lays it out: where it is, the heading before it, its cells' text.
+TABLES = """
+JSON.stringify(Array.from(document.querySelectorAll('table')).map(table => {
+  const box = table.getBoundingClientRect();
+  return {
+    top: box.top + window.scrollY, width: box.width, height: box.height,
+    heading: table.previousElementSibling.innerText,
+    header: Array.from(table.querySelectorAll('thead th')).map(c => c.innerText),
+    rows: Array.from(table.querySelectorAll('tbody tr'))
+      .map(row => Array.from(row.cells).map(c => c.innerText)),
+  };
+}))
+"""
+CHARTS_BOTTOM = """
+Math.max(...Array.from(document.querySelectorAll('svg.chart'))
+  .map(svg => svg.getBoundingClientRect().bottom + window.scrollY))
+"""
+# The record's totals, in the report's column order.
+FIELDS = (
+    "money", "kwh", "kgco2e", "gpu_hours", "deadline_misses", "never_started", "held_hours",
+    "budget_overruns", "sovereignty_violations", "ceiling_breaches",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """The HTML report of one run, and beside it (``.json``) that run's record."""
     out = tmp_path_factory.mktemp("report")
     html = out / "report.html"
     code = cli.main(
@@ -73,6 +99,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
             "--quiet",
             "--html",
             str(html),
+            "--json",
+            str(html.with_suffix(".json")),
         ]
     )
     assert code == 0
@@ -177,14 +205,61 @@ def test_every_chart_draws_its_lines_and_markers(page: _Session, report: pathlib
     assert {s["name"] for s in charts["cumulative-money"]["series"]} == strategies
 
 
-def test_screenshot_is_a_real_page(page: _Session, report: pathlib.Path) -> None:
+def shown(text: str) -> float | None:
+    """A number as the report prints it (``1,234.5``, ``12``; ``-`` for none)."""
+    return None if text == "-" else float(text.replace(",", ""))
+
+
+def assert_row(cells: list[str], expected: list[object], where: str) -> None:
+    """Rendered cells against the record's values: floats are printed to 0.1, counts exactly."""
+    assert len(cells) == len(expected), (where, cells)
+    for cell, value in zip(cells, expected, strict=True):
+        if value is None or isinstance(value, int | float):
+            number = shown(cell)
+            if value is None or number is None:
+                assert number is value, (where, cell, value)
+            else:
+                tolerance = 0.05 + 1e-9 if isinstance(value, float) else 0
+                assert abs(number - value) <= tolerance, (where, cell, value)
+        else:
+            assert cell == value, (where, cell, value)
+
+
+def test_the_tables_show_the_runs_figures_below_the_charts(
+    page: _Session, report: pathlib.Path
+) -> None:
     _wait_loaded(page, report)
-    shot = base64.b64decode(
-        page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
-    )
-    path = report.with_suffix(".png")
-    path.write_bytes(shot)
-    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", shot[16:24])
-    assert width >= 1000 and height >= 900, (width, height)
-    assert len(shot) > 50_000, f"screenshot {path} is suspiciously small ({len(shot)} bytes)"
+    record = json.loads(report.with_suffix(".json").read_text())
+    strategies = [entry["strategy"] for entry in record["strategies"]]
+    tables = json.loads(page.evaluate(TABLES))
+    assert [t["heading"] for t in tables] == ["Totals"] + [f"{s} per namespace" for s in strategies]
+    charts_bottom = page.evaluate(CHARTS_BOTTOM)
+    for table in tables:
+        assert table["width"] > 300 and table["height"] > 40, table["heading"]
+        assert table["top"] >= charts_bottom, f"{table['heading']} overlaps the charts"
+
+    totals, *per_namespace = tables
+    assert totals["header"] == ["strategy", *FIELDS, "CO2e saved %", "money saved %",
+                                "CO2e gap %", "wall s"]  # fmt: skip
+    assert [row[0] for row in totals["rows"]] == strategies
+    for row, entry in zip(totals["rows"], record["strategies"], strict=True):
+        saved = entry["savings_vs_baseline_pct"] or {}
+        expected = [entry["strategy"], *(entry["total"][f] for f in FIELDS),
+                    saved.get("kgco2e"), saved.get("money"),
+                    (entry["gap_to_oracle_pct"] or {}).get("kgco2e"), entry["wall_s"]]  # fmt: skip
+        assert_row(row, expected, f"Totals, {entry['strategy']}")
+    assert any(shown(row[1]) for row in totals["rows"]), "every strategy spent nothing"
+    for table, entry in zip(per_namespace, record["strategies"], strict=True):
+        assert table["header"] == ["namespace", *FIELDS]
+        by_namespace = entry["by_namespace"]
+        assert [row[0] for row in table["rows"]] == list(by_namespace)
+        for row, (namespace, total) in zip(table["rows"], by_namespace.items(), strict=True):
+            assert_row(row, [namespace, *(total[f] for f in FIELDS)], table["heading"])
+
+
+def test_every_chart_has_a_legend_naming_its_lines(page: _Session, report: pathlib.Path) -> None:
+    _wait_loaded(page, report)
+    for chart in json.loads(page.evaluate(MEASURE)):
+        assert chart["legend"] == [s["name"] for s in chart["series"]], chart["chart"]
+    shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    report.with_suffix(".png").write_bytes(base64.b64decode(shot["data"]))  # for a person

@@ -27,8 +27,8 @@ import yaml
 from devcluster import build, cluster
 from greenplace.api import crdgen
 from greenplace.controller import podspec, webhook
+from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
-from tests.integration import test_placement
 
 pytestmark = pytest.mark.cluster
 # The chart installs its own admission policies (naming its ServiceAccount).
@@ -217,7 +217,7 @@ def set_allowed_pools(kube: integration.Kube, ns: str, name: str, pools: list[st
 def governed_with_policy(kube: integration.Kube, pools: list[str] = FR_DE_POOLS) -> str:
     """A governed namespace whose PlacementPolicy fr-de allows ``pools``."""
     ns = kube.namespace()
-    assert kube.apply(test_placement.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
+    assert kube.apply(k8s.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
     set_allowed_pools(kube, ns, "fr-de", pools)
     return ns
 
@@ -262,7 +262,7 @@ def operator_as_service_account(
     record_key = tmp_path / "record-key"
     signing = kube.core.read_namespaced_secret(f"{FULLNAME}-record-key", NAMESPACE)
     record_key.write_bytes(base64.b64decode(signing.data["key"]))
-    (health_port,) = cluster.free_ports(1)
+    health_port, metrics_port = cluster.free_ports(2)
     args = deployment_args(release, {
         "--webhook-listen": "127.0.0.1",
         "--webhook-cert-dir": str(certs),
@@ -273,7 +273,9 @@ def operator_as_service_account(
         "--lease-namespace": NAMESPACE,
     })  # fmt: skip
     kubeconfig = service_account_kubeconfig(kube, tmp_path / "service-account.kubeconfig")
-    running = integration.OperatorProcess(kube, tmp_path / "operator.log", release.webhook_port)
+    running = integration.OperatorProcess(
+        kube, tmp_path / "operator.log", release.webhook_port, metrics_port
+    )
     with running.log.open("wb") as out:
         running.process = subprocess.Popen(
             [sys.executable, "-m", "greenplace.cli.main", *args, f"--kubeconfig={kubeconfig}"],
@@ -308,12 +310,12 @@ def test_the_operator_places_pods_as_the_charts_service_account(
 ) -> None:
     ns = governed_with_policy(kube)
     for name, gpus in {"a": 4, "b": 8}.items():
-        result = kube.apply(test_placement.gpu_pod(ns, name, gpus))
+        result = kube.apply(k8s.gpu_pod(ns, name, gpus))
         assert result.returncode == 0, result.stderr  # the chart's webhook reached the operator
     for name in ("a", "b"):
-        pod = integration.wait_for(lambda n=name: test_placement.bound(kube, ns, n), 30,
+        pod = integration.wait_for(lambda n=name: kube.bound(ns, n), 30,
                                    f"{ns}/{name} placed and bound")  # fmt: skip
-        assert test_placement.node_pool(kube, pod["spec"]["nodeName"]) in FR_DE_POOLS
+        assert kube.node_pool(pod["spec"]["nodeName"]) in FR_DE_POOLS
         assert podspec.PLACEMENT_ANNOTATION in pod["metadata"]["annotations"]
     status = integration.wait_for(
         lambda: kube.kubectl("get", "placementpolicy", "fr-de", "-n", ns, "-o",
@@ -437,23 +439,14 @@ def pod(ns: str, name: str, *, gpus: int = 1, gated: bool = False,
         pools: list[list[str]] | None = None, node: str | None = None,
         labels: dict[str, str] | None = None) -> str:  # fmt: skip
     """A pod; ``pools`` gives one required node-affinity term per list of pool names."""
-    body = json.loads(test_placement.gpu_pod(ns, name, gpus, labels))
+    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    body = k8s.pod(ns, name, limits, gated=gated, labels=labels)
     spec = body["spec"]
-    if not gpus:
-        spec["containers"][0]["resources"] = {}
-    if gated:
-        spec["schedulingGates"] = [{"name": podspec.GATE}]
     if pools is not None:
-        terms = [{"matchExpressions": [{"key": podspec.POOL_LABEL, "operator": "In",
-                                         "values": values}]} for values in pools]  # fmt: skip
-        spec["affinity"] = {
-            "nodeAffinity": {
-                "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}
-            }
-        }
+        spec["affinity"] = k8s.pool_affinity_terms(pools)
     if node:
         spec["nodeName"] = node
-    return json.dumps(body)
+    return k8s.manifest(body)
 
 
 def create(
@@ -599,8 +592,8 @@ def test_only_the_operator_removes_the_gate_and_only_towards_allowed_pools(
     assert refused_by_policy(result, "sovereignty", says)
 
     assert remove_gate(kube, ns, "waiting", ["ovh-gra-h100"], as_operator).returncode == 0
-    pod_now = integration.wait_for(lambda: test_placement.bound(kube, ns, "waiting"), 30, "bound")
-    assert test_placement.node_pool(kube, pod_now["spec"]["nodeName"]) == "ovh-gra-h100"
+    pod_now = integration.wait_for(lambda: kube.bound(ns, "waiting"), 30, "bound")
+    assert kube.node_pool(pod_now["spec"]["nodeName"]) == "ovh-gra-h100"
     label = kube.kubectl("label", "pod", "waiting", "-n", ns, "team=ml")
     assert label.returncode == 0, "updates of a placed pod are not judged again"
 
@@ -609,9 +602,8 @@ def test_every_policy_selecting_a_pod_must_allow_its_pool(
     kube: integration.Kube, webhook_deleted: None
 ) -> None:
     ns = governed_without_webhook(kube, ["ovh-gra-h100", "stackit-eu01-h100"])
-    strict = json.loads(test_placement.policy(ns, "team-a-fr", ["FR"]))
-    strict["spec"]["podSelector"] = {"matchLabels": {"team": "a"}}
-    assert kube.apply(json.dumps(strict)).returncode == 0
+    strict = k8s.policy(ns, "team-a-fr", ["FR"], select={"team": "a"})
+    assert kube.apply(strict).returncode == 0
     set_allowed_pools(kube, ns, "team-a-fr", ["ovh-gra-h100"])
     wait_enforced(
         kube,

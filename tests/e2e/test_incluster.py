@@ -45,10 +45,8 @@ import pytest
 
 from devcluster import build, cluster, fleet, realnode
 from greenplace.controller import podspec
+from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
-from tests.integration import test_placement
-from tests.integration.signals import test_credentials
-from tests.integration.test_signalsource import condition, custom, signal_source
 
 pytestmark = pytest.mark.cluster
 # The chart installs its own admission policies (naming its ServiceAccount).
@@ -212,7 +210,7 @@ def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
     kube = incluster.kube
     # As docs/install.md says: the PlacementPolicy first, then the namespace label.
     ns = kube.namespace(governed=False)
-    assert kube.apply(test_placement.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
+    assert kube.apply(k8s.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
 
     def allowed_pools() -> list[str]:
         out = kube.kubectl("get", "placementpolicy", "fr-de", "-n", ns, "-o",
@@ -228,21 +226,21 @@ def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
     )  # fmt: skip
     assert kube.kubectl("label", "namespace", ns, "greenplace.dev/governed=true").returncode == 0
 
-    created = kube.apply(test_placement.gpu_pod(ns, "train", 4))
+    created = kube.apply(k8s.gpu_pod(ns, "train", 4))
     # The webhook fails closed: this pod exists only because the API server reached the
     # operator's pod through the chart's Service.
     assert created.returncode == 0, created.stderr + incluster.diagnostics()
-    pod = integration.wait_for(lambda: test_placement.bound(kube, ns, "train"), 60,
+    pod = integration.wait_for(lambda: kube.bound(ns, "train"), 60,
                                f"{ns}/train placed and bound")  # fmt: skip
     node = kube.core.read_node(pod["spec"]["nodeName"])
     assert node.metadata.annotations.get(fleet.KWOK_ANNOTATION) == "fake"
-    assert test_placement.node_pool(kube, node.metadata.name) == EXPECTED_POOL
+    assert kube.node_pool(node.metadata.name) == EXPECTED_POOL
     placement = json.loads(pod["metadata"]["annotations"][podspec.PLACEMENT_ANNOTATION])
     assert placement["pool"] == EXPECTED_POOL
     assert placement["policies"] == [f"{ns}/fr-de"]
 
     # Placed by a replica of the Deployment (its pod name is its identity), not by anyone else.
-    placed = test_placement.pod_events(kube, ns, "train", "Placed")
+    placed = kube.events(ns, "train", "Placed")
     replicas = {p["metadata"]["name"] for p in incluster.operator_pods()}
     assert placed[0].reporting_instance in replicas
 
@@ -265,7 +263,7 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
         }  # fmt: skip
 
     def static(zone: str) -> dict[str, Any]:
-        return {"name": "static", "kind": "Static", "static": {"values": {zone: 300}}}
+        return k8s.static_source({zone: 300})
 
     # One SignalSource (and zone) per ref, so each reading says what became of that ref alone.
     cases = {
@@ -275,11 +273,11 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
         "creds-range": (emaps(CREDENTIALS, url=RANGE_URL), "BE"),
     }
     for name, (source, zone) in cases.items():
-        result = kube.apply(signal_source(name, [source, static(zone)], [zone]))
+        result = kube.apply(k8s.signal_source(name, [source, static(zone)], [zone]))
         assert result.returncode == 0, result.stderr
 
     def answered(name: str, zone: str) -> dict[str, Any] | None:
-        got = test_credentials.reading(kube, name, zone)
+        got = k8s.reading(kube.custom("signalsource", name), zone)
         return got if "emaps: " in got.get("message", "") else None
 
     # The token file was read through the real mount: the fetch failed on the network only.
@@ -291,7 +289,7 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
     assert f"cannot reach {CLOSED_URL}/" in got["message"], got["message"]
     assert "Connection refused" in got["message"], got["message"]
     assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
-    found = condition(custom(kube, "signalsource", "creds-mounted"), "Degraded")
+    found = k8s.condition(kube.custom("signalsource", "creds-mounted"), "Degraded")
     assert found is not None and found["reason"] == "Fallback", found
 
     # A Secret not listed in signalCredentials.secrets: nothing mounted where it is expected.

@@ -23,7 +23,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import kopf
@@ -33,6 +33,7 @@ from kubernetes import client, config
 
 from devcluster import admission, build, cluster, fleet
 from greenplace.controller import handlers
+from tests import kubeobjects
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # What admission says while it cannot see a governed namespace's PlacementPolicy yet: just
@@ -41,6 +42,12 @@ NO_POLICY_YET = (
     "no params found for policy binding",
     "failed to find resource referenced by paramKind",
 )
+# Operator settings for feeds on 127.0.0.1 over plain http (the tests' fake providers and
+# Prometheus), allowed explicitly as an operator would; by default a SignalSource may not.
+LOCAL_FEEDS: dict[str, Any] = {
+    "allow_signal_hosts": ("127.0.0.1",),
+    "allow_insecure_signal_http": True,
+}
 
 
 class Kube:
@@ -74,19 +81,76 @@ class Kube:
                 return result
             time.sleep(0.3)
 
-    def apply(self, manifest: str) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("apply", "-f", "-", stdin=manifest)
+    def apply(self, manifest: str | Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
+        """``kubectl apply`` of a manifest's text or of one object (``tests.kubeobjects``)."""
+        text = manifest if isinstance(manifest, str) else kubeobjects.manifest(manifest)
+        return self.kubectl("apply", "-f", "-", stdin=text)
+
+    def apply_ok(self, manifest: str | Mapping[str, Any]) -> None:
+        result = self.apply(manifest)
+        assert result.returncode == 0, result.stderr
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         pod = self.core.read_namespaced_pod(name, namespace)
         result: dict[str, Any] = self.api.sanitize_for_serialization(pod)
         return result
 
+    def custom(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
+        """A greenplace object (or any kind kubectl knows) as it is now."""
+        where = ["-n", namespace] if namespace else []
+        result = self.kubectl("get", kind, name, *where, "-o", "json")
+        assert result.returncode == 0, result.stderr
+        found: dict[str, Any] = json.loads(result.stdout)
+        return found
+
+    def bound(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The pod once kube-scheduler bound it to a node, else None."""
+        pod = self.pod(namespace, name)
+        return pod if pod["spec"].get("nodeName") else None
+
+    def held_reason(self, namespace: str, name: str) -> str | None:
+        """Why greenplace holds the pod (its ``greenplace.dev/held`` annotation), if it does."""
+        pod = self.pod(namespace, name)
+        return (pod["metadata"].get("annotations") or {}).get("greenplace.dev/held")
+
+    def node_pool(self, node: str) -> str:
+        """The GpuPool a node belongs to (its ``greenplace.dev/pool`` label)."""
+        return str(self.core.read_node(node).metadata.labels["greenplace.dev/pool"])
+
+    def placed_pool(self, namespace: str, name: str) -> str | None:
+        """The pool of the node the pod is bound to, once bound."""
+        found = self.bound(namespace, name)
+        return None if found is None else self.node_pool(found["spec"]["nodeName"])
+
+    def events(self, namespace: str, name: str, reason: str) -> list[Any]:
+        """Wait for Events of ``reason`` about a pod: the operator posts them after its patch."""
+
+        def matching() -> list[Any]:
+            events = self.core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={name}"
+            ).items
+            return [e for e in events if e.reason == reason]
+
+        found: list[Any] = wait_for(matching, 30, f"a {reason} Event for {namespace}/{name}")
+        return found
+
     def namespace(self, governed: bool = True) -> str:
         name = f"t-{uuid.uuid4().hex[:8]}"
         labels = {"greenplace.dev/governed": "true"} if governed else {}
         self.core.create_namespace({"metadata": {"name": name, "labels": labels}})
         return name
+
+
+def wait_for_cycles(
+    metrics: Callable[[], str], more: int = 2, since: int | None = None, timeout_s: float = 60
+) -> None:
+    """Wait until ``more`` placement cycles completed after this call, or after the count
+    ``since`` (``kubeobjects.cycles``; ``metrics`` reads the operator's /metrics page): what
+    has not happened by then did not happen in those cycles. Two by default, because the cycle
+    running at the start may have begun before it."""
+    start = kubeobjects.cycles(metrics()) if since is None else since
+    wait_for(lambda: kubeobjects.cycles(metrics()) >= start + more, timeout_s,
+             f"{more} more placement cycles after the first {start}")  # fmt: skip
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 30, what: str = "") -> Any:
@@ -174,11 +238,17 @@ def _webhook_registered(kube: Kube) -> bool:
 
 
 class OperatorProcess:
-    """``greenplace operate`` in its own process, so a test can crash it and start it again."""
+    """``greenplace operate`` in its own process, so a test can crash it and start it again.
+    It serves /metrics on ``metrics_port`` (``metrics``)."""
 
-    def __init__(self, kube: Kube, log: pathlib.Path, port: int) -> None:
-        self.kube, self.log, self.port = kube, log, port
+    def __init__(self, kube: Kube, log: pathlib.Path, port: int, metrics_port: int) -> None:
+        self.kube, self.log, self.port, self.metrics_port = kube, log, port, metrics_port
         self.process: subprocess.Popen[bytes] | None = None
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
 
     def start(self, *args: str, kubeconfig: pathlib.Path | None = None, **env: str) -> None:
         """Start it (``args`` are extra ``greenplace operate`` flags); return once it serves."""
@@ -186,7 +256,7 @@ class OperatorProcess:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "greenplace.cli.main", "operate",
                  f"--kubeconfig={kubeconfig or self.kube.kubeconfig}", "--out-of-cluster",
-                 f"--webhook-port={self.port}",
+                 f"--webhook-port={self.port}", f"--metrics-port={self.metrics_port}",
                  # Like a pod restarted under the same name: it takes its own Lease back at once.
                  "--identity=operator-process", *args],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},
@@ -217,7 +287,7 @@ class OperatorProcess:
 
 @pytest.fixture
 def operator_process(kube: Kube, tmp_path: pathlib.Path) -> Iterator[OperatorProcess]:
-    (port,) = cluster.free_ports(1)
-    process = OperatorProcess(kube, tmp_path / "operator.log", port)
+    port, metrics_port = cluster.free_ports(2)
+    process = OperatorProcess(kube, tmp_path / "operator.log", port, metrics_port)
     yield process
     process.stop()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster import cluster
-from tests.integration import test_placement
+from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -26,8 +26,11 @@ LEASE_SECONDS = 6
 
 @pytest.fixture
 def replicas(kube: Kube, tmp_path: pathlib.Path) -> Iterator[tuple[OperatorProcess, ...]]:
-    ports = cluster.free_ports(2)
-    pair = tuple(OperatorProcess(kube, tmp_path / f"r{i}.log", p) for i, p in enumerate(ports))
+    ports = cluster.free_ports(4)
+    pair = tuple(
+        OperatorProcess(kube, tmp_path / f"r{i}.log", ports[2 * i], ports[2 * i + 1])
+        for i in range(2)
+    )
     yield pair
     for replica in pair:
         replica.stop()
@@ -47,14 +50,7 @@ def lease(kube: Kube, namespace: str) -> dict[str, object]:
 
 
 def gpu_pods(kube: Kube, namespace: str, names: list[str]) -> None:
-    items = [
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "namespace": namespace},
-         "spec": {"containers": [{"name": "main", "image": "x",
-                                  "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}
-        for n in names
-    ]  # fmt: skip
-    result = kube.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
-    assert result.returncode == 0, result.stderr
+    kube.apply_ok(k8s.pod_list(namespace, names))
 
 
 def placers(kube: Kube, namespace: str, names: list[str]) -> dict[str, list[str]]:
@@ -88,7 +84,7 @@ def test_one_leader_places_and_the_standby_takes_over(
     start(second, "replica-b", lease_ns)  # the webhook configuration now points at b
 
     ns = kube.namespace()
-    assert kube.apply(test_placement.policy(ns, "eu", ["FR", "DE", "GB"])).returncode == 0
+    assert kube.apply(k8s.policy(ns, "eu", ["FR", "DE", "GB"])).returncode == 0
     batch1 = [f"one-{i}" for i in range(6)]
     gpu_pods(kube, ns, batch1)
     assert placed_by(kube, ns, batch1) == {"replica-a"}

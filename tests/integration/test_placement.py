@@ -12,14 +12,12 @@ pool (country, effective gCO2e/kWh = grid x PUE, GPUs)
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import pytest
 
 from devcluster import admission
 from greenplace.cli import main as cli
 from greenplace.cli import views
+from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, RunningOperator, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -27,60 +25,14 @@ pytestmark = pytest.mark.cluster
 POOL_LABEL = "greenplace.dev/pool"
 
 
-def gpu_pod(namespace: str, name: str, gpus: int, labels: dict[str, str] | None = None) -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
-        "spec": {"containers": [{
-            "name": "main", "image": "example/train:1",
-            "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-        }]},
-    })  # fmt: skip
-
-
-def policy(namespace: str, name: str, countries: list[str]) -> str:
-    return json.dumps({
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"sovereignty": {"allowedCountries": countries}},
-    })  # fmt: skip
-
-
-def node_pool(kube: Kube, node: str) -> str:
-    return str(kube.core.read_node(node).metadata.labels[POOL_LABEL])
-
-
-def pod_events(kube: Kube, namespace: str, name: str, reason: str) -> list[Any]:
-    """Wait for Events of ``reason`` about a pod: the operator posts them after its patch."""
-
-    def matching() -> list[Any]:
-        events = kube.core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={name}"
-        ).items
-        return [e for e in events if e.reason == reason]
-
-    found: list[Any] = wait_for(matching, 30, f"a {reason} Event for {namespace}/{name}")
-    return found
-
-
-def bound(kube: Kube, namespace: str, name: str) -> dict[str, Any] | None:
-    pod = kube.pod(namespace, name)
-    return pod if pod["spec"].get("nodeName") else None
-
-
-def held_reason(kube: Kube, namespace: str, name: str) -> str | None:
-    pod = kube.pod(namespace, name)
-    return (pod["metadata"].get("annotations") or {}).get("greenplace.dev/held")
-
-
 def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
     kube: Kube, operator: RunningOperator, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ns = kube.namespace()
-    assert kube.apply(policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
+    assert kube.apply(k8s.policy(ns, "fr-de", ["FR", "DE"])).returncode == 0
     sizes = {"p0": 4, "p1": 8, "p2": 8, "p3": 8, "p4": 4, "p5": 8}
     for name, gpus in sizes.items():
-        result = kube.apply(gpu_pod(ns, name, gpus))
+        result = kube.apply(k8s.gpu_pod(ns, name, gpus))
         assert result.returncode == 0, result.stderr
 
     expected = {
@@ -91,9 +43,9 @@ def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
         "p4": "stackit-eu01-h100",
     }
     for name, pool in expected.items():
-        pod = wait_for(lambda n=name: bound(kube, ns, n), 30, f"{ns}/{name} bound")
-        assert node_pool(kube, pod["spec"]["nodeName"]) == pool, name
-        record = json.loads(pod["metadata"]["annotations"]["greenplace.dev/placement"])
+        pod = wait_for(lambda n=name: kube.bound(ns, n), 30, f"{ns}/{name} bound")
+        assert kube.node_pool(pod["spec"]["nodeName"]) == pool, name
+        record = k8s.placement_record(pod)
         assert record["pool"] == pool
         assert record["policies"] == [f"{ns}/fr-de"]
         assert not pod["spec"].get("schedulingGates")
@@ -110,7 +62,7 @@ def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
 
     # 4 GPUs are left in the allowed countries and p5 needs 8: it waits, with its reason,
     # although the US and GB pools have room.
-    reason = wait_for(lambda: held_reason(kube, ns, "p5"), 30, "p5 held")
+    reason = wait_for(lambda: kube.held_reason(ns, "p5"), 30, "p5 held")
     assert reason.startswith("NoPoolWithRoom: ")
     assert "stackit-eu01-h100: needs 8 GPUs, 4 free" in reason
     pod = kube.pod(ns, "p5")
@@ -140,16 +92,16 @@ def test_a_pod_no_pool_can_satisfy_stays_gated_with_its_reason(
     kube: Kube, operator: RunningOperator
 ) -> None:
     ns = kube.namespace()
-    assert kube.apply(policy(ns, "swiss-only", ["CH"])).returncode == 0
-    assert kube.apply(gpu_pod(ns, "patient-model", 1)).returncode == 0
+    assert kube.apply(k8s.policy(ns, "swiss-only", ["CH"])).returncode == 0
+    assert kube.apply(k8s.gpu_pod(ns, "patient-model", 1)).returncode == 0
 
-    reason = wait_for(lambda: held_reason(kube, ns, "patient-model"), 30, "held reason")
+    reason = wait_for(lambda: kube.held_reason(ns, "patient-model"), 30, "held reason")
     assert reason.startswith("NoCompliantPool: ")
     assert f"no pool satisfies {ns}/swiss-only" in reason
     assert "gcp-europe-west2-l4: excluded by PlacementPolicy" in reason
     assert "(country GB not in allowed CH)" in reason
     assert "5 pools in all: 5 CountryNotAllowed" in reason
-    events = pod_events(kube, ns, "patient-model", "NoCompliantPool")
+    events = kube.events(ns, "patient-model", "NoCompliantPool")
     assert all(e.type == "Warning" for e in events)
     pod = kube.pod(ns, "patient-model")
     assert pod["spec"]["schedulingGates"] == [{"name": "greenplace.dev/placement"}]
@@ -161,16 +113,16 @@ def test_a_gpu_pod_without_policy_is_refused_or_waits_and_says_so(
 ) -> None:
     ns = kube.namespace()
     # The admission policies are fail-closed: no PlacementPolicy, no new pod.
-    refused = kube.kubectl("create", "-f", "-", stdin=gpu_pod(ns, "early", 1),
-                           wait_for_policy=False)  # fmt: skip
+    early = k8s.manifest(k8s.gpu_pod(ns, "early", 1))
+    refused = kube.kubectl("create", "-f", "-", stdin=early, wait_for_policy=False)
     assert refused.returncode != 0 and "no params found" in refused.stderr, refused.stderr
     # A pod created under a policy that is then deleted waits and says why.
-    assert kube.apply(policy(ns, "temporary", ["CH"])).returncode == 0
-    assert kube.apply(gpu_pod(ns, "orphan", 1)).returncode == 0
-    wait_for(lambda: held_reason(kube, ns, "orphan"), 30, "a first held reason")
+    assert kube.apply(k8s.policy(ns, "temporary", ["CH"])).returncode == 0
+    assert kube.apply(k8s.gpu_pod(ns, "orphan", 1)).returncode == 0
+    wait_for(lambda: kube.held_reason(ns, "orphan"), 30, "a first held reason")
     assert kube.kubectl("delete", "placementpolicy", "temporary", "-n", ns).returncode == 0
-    reason = wait_for(lambda: (held_reason(kube, ns, "orphan") or "").startswith("NoPolicy")
-                      and held_reason(kube, ns, "orphan"), 30, "the NoPolicy reason")  # fmt: skip
+    reason = wait_for(lambda: (kube.held_reason(ns, "orphan") or "").startswith("NoPolicy")
+                      and kube.held_reason(ns, "orphan"), 30, "the NoPolicy reason")  # fmt: skip
     assert reason.startswith("NoPolicy: ")
 
 
@@ -178,15 +130,13 @@ def test_ungoverned_namespaces_and_cpu_pods_are_left_alone(
     kube: Kube, operator: RunningOperator
 ) -> None:
     free_ns = kube.namespace(governed=False)
-    assert kube.apply(gpu_pod(free_ns, "anywhere", 1)).returncode == 0
-    pod = wait_for(lambda: bound(kube, free_ns, "anywhere"), 30, "ungoverned pod bound")
+    assert kube.apply(k8s.gpu_pod(free_ns, "anywhere", 1)).returncode == 0
+    pod = wait_for(lambda: kube.bound(free_ns, "anywhere"), 30, "ungoverned pod bound")
     assert "greenplace.dev/placement" not in (pod["metadata"].get("annotations") or {})
 
     governed = kube.namespace()
-    assert kube.apply(policy(governed, "fr", ["FR"])).returncode == 0  # admission needs one
-    cpu_pod = json.loads(gpu_pod(governed, "cpu-only", 1))
-    cpu_pod["spec"]["containers"][0]["resources"] = {}
-    assert kube.apply(json.dumps(cpu_pod)).returncode == 0
+    assert kube.apply(k8s.policy(governed, "fr", ["FR"])).returncode == 0  # admission needs one
+    assert kube.apply(k8s.pod(governed, "cpu-only")).returncode == 0
     pod = kube.pod(governed, "cpu-only")
     assert not pod["spec"].get("schedulingGates")
 
@@ -200,19 +150,19 @@ def test_a_hostile_value_on_one_pod_never_stops_the_others(
     placed in the same run."""
     hostile_ns, other_ns = kube.namespace(), kube.namespace()
     for ns in (hostile_ns, other_ns):  # any country: earlier tests of this module fill France
-        assert kube.apply(policy(ns, "any", ["FR", "DE", "GB", "US"])).returncode == 0
-    hostile = json.loads(gpu_pod(hostile_ns, "hostile", 1))
-    hostile["metadata"]["annotations"] = {"greenplace.dev/expected-duration-hours": "1e308"}
+        assert kube.apply(k8s.policy(ns, "any", ["FR", "DE", "GB", "US"])).returncode == 0
+    duration = {"greenplace.dev/expected-duration-hours": "1e308"}
+    hostile = k8s.gpu_pod(hostile_ns, "hostile", 1, annotations=duration)
     guards = "validatingadmissionpolicybinding/greenplace-pod-guards"
     assert kube.kubectl("delete", guards).returncode == 0
     try:
-        wait_for(lambda: kube.apply(json.dumps(hostile)).returncode == 0, 30,
+        wait_for(lambda: kube.apply(hostile).returncode == 0, 30,
                  "the pod admitted without the guards")  # fmt: skip
     finally:
         admission.install(kube.kubeconfig, admission.username(kube.kubeconfig))
-    assert kube.apply(gpu_pod(other_ns, "neighbour", 1)).returncode == 0
+    assert kube.apply(k8s.gpu_pod(other_ns, "neighbour", 1)).returncode == 0
     for ns, name in ((other_ns, "neighbour"), (hostile_ns, "hostile")):
-        wait_for(lambda n=ns, p=name: bound(kube, n, p), 30, f"{ns}/{name} bound")
-    (warning,) = pod_events(kube, hostile_ns, "hostile", "InvalidAnnotation")
+        wait_for(lambda n=ns, p=name: kube.bound(n, p), 30, f"{ns}/{name} bound")
+    (warning,) = kube.events(hostile_ns, "hostile", "InvalidAnnotation")
     assert "1 h is assumed" in warning.message
     assert "greenplace_cycle_failures_total 0.0" in operator.metrics()

@@ -7,13 +7,10 @@ cleanup) right after its N-th placement, then started again without the crash po
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
-from devcluster import cluster
 from greenplace.controller import cycle, faults
+from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -24,40 +21,14 @@ pytestmark = pytest.mark.cluster
 PODS = 2 * cycle.APPLY_CONCURRENCY
 
 
-def pod(namespace: str, name: str) -> dict[str, object]:
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": [{"name": "main", "image": "x",
-                                 "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
-    }  # fmt: skip
-
-
-def pool_expressions(body: dict[str, object]) -> list[list[str]]:
-    terms = body["spec"]["affinity"]["nodeAffinity"][  # type: ignore[index]
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ]["nodeSelectorTerms"]
-    return [
-        [e["values"][0] for e in t["matchExpressions"] if e["key"] == "greenplace.dev/pool"]
-        for t in terms
-    ]
-
-
 @pytest.mark.parametrize("crash_after", [1, 7])
 def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
     kube: Kube, operator_process: OperatorProcess, crash_after: int
 ) -> None:
     operator_process.start()
     ns = kube.namespace()
-    policy = {
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "eu", "namespace": ns},
-        "spec": {"sovereignty": {"allowedCountries": ["CH"]}},  # no pool: everything waits
-    }  # fmt: skip
-    assert kube.apply(json.dumps(policy)).returncode == 0
-    pods = {"apiVersion": "v1", "kind": "List",
-            "items": [pod(ns, f"w{i:02d}") for i in range(PODS)]}  # fmt: skip
-    assert kube.apply(json.dumps(pods)).returncode == 0
+    kube.apply_ok(k8s.policy(ns, "eu", ["CH"]))  # no pool: everything waits
+    kube.apply_ok(k8s.pod_list(ns, [f"w{i:02d}" for i in range(PODS)]))
     # No pool allowed yet: every pod is gated and held (NoCompliantPool), none placed.
     wait_for(
         lambda: all(
@@ -70,8 +41,7 @@ def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
     operator_process.stop()
 
     operator_process.start(GREENPLACE_CRASH_AFTER_PLACEMENTS=str(crash_after))
-    policy["spec"] = {"sovereignty": {"allowedCountries": ["FR", "DE", "GB"]}}
-    assert kube.apply(json.dumps(policy)).returncode == 0
+    kube.apply_ok(k8s.policy(ns, "eu", ["FR", "DE", "GB"]))
     assert operator_process.wait_exit() == faults.CRASH_EXIT_CODE
     placed_at_crash = [
         p for p in (kube.pod(ns, f"w{i:02d}") for i in range(PODS))
@@ -88,12 +58,11 @@ def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
     )  # fmt: skip
     allowed = {"gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100", "gcp-europe-west2-l4"}
     for body in bodies:
-        record = json.loads(body["metadata"]["annotations"]["greenplace.dev/placement"])
+        record = k8s.placement_record(body)
         assert record["pool"] in allowed
         # Exactly one placement: one pool expression per term, naming the recorded pool.
-        assert pool_expressions(body) == [[record["pool"]]]
-        node_pool = kube.core.read_node(body["spec"]["nodeName"]).metadata.labels
-        assert node_pool["greenplace.dev/pool"] == record["pool"]
+        assert k8s.placed_pools(body) == [[record["pool"]]]
+        assert kube.node_pool(body["spec"]["nodeName"]) == record["pool"]
     deleted = kube.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s")
     assert deleted.returncode == 0, deleted.stderr  # frees the GPUs for the next run
 
@@ -105,12 +74,7 @@ def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(
     # added would now block the deletion forever (a known kopf failure mode).
     operator_process.start()
     ns = kube.namespace()
-    policy = {
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "gone", "namespace": ns},
-        "spec": {"sovereignty": {"allowedCountries": ["FR"]}},
-    }  # fmt: skip
-    assert kube.apply(json.dumps(policy)).returncode == 0
+    kube.apply_ok(k8s.policy(ns, "gone", ["FR"]))
     wait_for(lambda: kube.kubectl("get", "placementpolicy", "gone", "-n", ns, "-o",
                                   "jsonpath={.status.allowedPools}").stdout, 30,
              "the operator to handle the policy")  # fmt: skip
@@ -126,30 +90,18 @@ def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(
 def test_failing_cycles_are_counted_and_retried_until_the_pod_is_placed(
     kube: Kube, operator_process: OperatorProcess
 ) -> None:
-    (metrics_port,) = cluster.free_ports(1)
     # The first three cycles raise before planning, as a planner bug on one snapshot would.
-    operator_process.start(f"--metrics-port={metrics_port}", GREENPLACE_FAIL_CYCLES="3")
+    operator_process.start(GREENPLACE_FAIL_CYCLES="3")
     ns = kube.namespace()
-    policy = {
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "fr", "namespace": ns},
-        "spec": {"sovereignty": {"allowedCountries": ["FR"]}},
-    }  # fmt: skip
-    assert kube.apply(json.dumps(policy)).returncode == 0
-    assert kube.apply(json.dumps(pod(ns, "after-failures"))).returncode == 0
+    kube.apply_ok(k8s.policy(ns, "fr", ["FR"]))
+    kube.apply_ok(k8s.gpu_pod(ns, "after-failures", 1))
 
     # Retried on a backoff (2, 4, 8 s) with no further change in the cluster.
     body = wait_for(lambda: (b := kube.pod(ns, "after-failures"))["spec"].get("nodeName") and b,
                     60, "pod placed after the failing cycles")  # fmt: skip
-    record = json.loads(body["metadata"]["annotations"]["greenplace.dev/placement"])
+    record = k8s.placement_record(body)
     assert record["pool"] in {"gcp-europe-west9-a100", "ovh-gra-h100"}
-
-    def metrics() -> str:
-        url = f"http://127.0.0.1:{metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    assert "greenplace_cycle_failures_total 3.0" in metrics()
+    assert k8s.metric(operator_process.metrics(), "greenplace_cycle_failures_total") == 3.0
     log = operator_process.log.read_text()
     assert log.count("placement cycle failed; retrying within") == 3
     assert "GREENPLACE_FAIL_CYCLES: failing a placement cycle on purpose" in log

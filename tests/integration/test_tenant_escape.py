@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from devcluster import admission, cluster
 from greenplace.controller import podspec
+from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
 from tests.integration.conftest import Kube, wait_for
-from tests.integration.test_placement import bound, node_pool, pod_events
 
 pytestmark = pytest.mark.cluster
 
@@ -47,9 +47,9 @@ def running(
     secured: Kube, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[integration.OperatorProcess]:
     """``greenplace operate`` in its own process (the last test stops it)."""
-    (port,) = cluster.free_ports(1)
+    port, metrics_port = cluster.free_ports(2)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = integration.OperatorProcess(secured, log, port)
+    process = integration.OperatorProcess(secured, log, port, metrics_port)
     process.start()
     yield process
     process.stop()
@@ -61,33 +61,18 @@ def tenant_ns(secured: Kube, running: integration.OperatorProcess) -> str:
     """A governed namespace where the tenant has ``edit``: France only, and a stricter policy
     for pods labelled data=secret (France, sovereign law)."""
     ns = secured.namespace()
-    apply_ok(secured, policy(ns, "fr-only", {"allowedCountries": ["FR"]}))
-    apply_ok(secured, policy(ns, "secret-fr", {"allowedCountries": ["FR"],
-                                               "forbidExtraterritorialExposure": True},
-                             select={"data": "secret"}))  # fmt: skip
+    secured.apply_ok(k8s.policy(ns, "fr-only", ["FR"]))
+    secured.apply_ok(k8s.policy(ns, "secret-fr", ["FR"], select={"data": "secret"},
+                                sovereignty={"forbidExtraterritorialExposure": True}))  # fmt: skip
     result = secured.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
                              f"--user={TENANT}", "-n", ns)  # fmt: skip
     assert result.returncode == 0, result.stderr
     wait_for(lambda: allowed(secured, ns, "fr-only") == sorted(FR_POOLS), 30, "allowed pools")
     wait_for(lambda: allowed(secured, ns, "secret-fr") == ["ovh-gra-h100"], 30, "allowed pools")
-    probe = pod(ns, "probe", {"nvidia.com/gpu": 1}, gated=True)
+    probe = k8s.pod(ns, "probe", {"nvidia.com/gpu": 1}, gated=True)
     wait_for(lambda: create(secured, probe, "--dry-run=server").returncode == 0, 30,
              "admission to see the namespace's policies")  # fmt: skip
     return ns
-
-
-def apply_ok(kube: Kube, manifest: str) -> None:
-    result = kube.apply(manifest)
-    assert result.returncode == 0, result.stderr
-
-
-def policy(ns: str, name: str, sovereignty: dict[str, Any],
-           select: dict[str, str] | None = None) -> str:  # fmt: skip
-    spec: dict[str, Any] = {"sovereignty": sovereignty}
-    if select:
-        spec["podSelector"] = {"matchLabels": select}
-    return json.dumps({"apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-                       "metadata": {"name": name, "namespace": ns}, "spec": spec})  # fmt: skip
 
 
 def allowed(kube: Kube, ns: str, name: str) -> list[str]:
@@ -96,34 +81,11 @@ def allowed(kube: Kube, ns: str, name: str) -> list[str]:
     return sorted(json.loads(got)) if got else []
 
 
-def pod(ns: str, name: str, limits: dict[str, Any] | None = None, *, gated: bool = False,
-        labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
-        **spec: Any) -> str:  # fmt: skip
-    body: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": labels or {},
-                     "annotations": annotations or {}},
-        "spec": {"containers": [{"name": "main", "image": "example/train:1",
-                                 "resources": {"limits": limits or {}}}], **spec},
-    }  # fmt: skip
-    if gated:
-        body["spec"]["schedulingGates"] = [{"name": podspec.GATE}]
-    return json.dumps(body)
+def create(kube: Kube, body: Mapping[str, Any], *flags: str) -> subprocess.CompletedProcess[str]:
+    return kube.kubectl("create", "-f", "-", *flags, stdin=k8s.manifest(body))
 
 
-def pool_affinity(*pools: str) -> dict[str, Any]:
-    """A required node affinity to ``pools`` (the shape greenplace itself writes)."""
-    expression = {"key": podspec.POOL_LABEL, "operator": "In", "values": list(pools)}
-    terms = [{"matchExpressions": [expression]}]
-    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-        "nodeSelectorTerms": terms}}}  # fmt: skip
-
-
-def create(kube: Kube, manifest: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return kube.kubectl("create", "-f", "-", *flags, stdin=manifest)
-
-
-def as_tenant(kube: Kube, manifest: str) -> subprocess.CompletedProcess[str]:
+def as_tenant(kube: Kube, manifest: Mapping[str, Any]) -> subprocess.CompletedProcess[str]:
     return create(kube, manifest, AS_TENANT)
 
 
@@ -136,11 +98,6 @@ def refused(result: subprocess.CompletedProcess[str], says: str) -> bool:
 
 def gated_now(kube: Kube, ns: str, name: str) -> bool:
     return podspec.is_gated(kube.pod(ns, name))
-
-
-def placed_pool(kube: Kube, ns: str, name: str) -> str | None:
-    found = bound(kube, ns, name)
-    return None if found is None else node_pool(kube, found["spec"]["nodeName"])
 
 
 # -- 1. every accelerator is governed -------------------------------------------------------------
@@ -157,7 +114,7 @@ def placed_pool(kube: Kube, ns: str, name: str) -> str | None:
 def test_other_accelerators_are_gated_and_held_with_a_reason(
     secured: Kube, tenant_ns: str, name: str, limits: dict[str, int]
 ) -> None:
-    assert as_tenant(secured, pod(tenant_ns, name, limits)).returncode == 0
+    assert as_tenant(secured, k8s.pod(tenant_ns, name, limits)).returncode == 0
     assert gated_now(secured, tenant_ns, name), "gated at creation like nvidia.com/gpu"
     held = wait_for(lambda: (secured.pod(tenant_ns, name)["metadata"].get("annotations") or {})
                     .get(podspec.HOLD_ANNOTATION), 30, "a hold reason")  # fmt: skip
@@ -166,24 +123,24 @@ def test_other_accelerators_are_gated_and_held_with_a_reason(
 
 
 def test_an_unknown_accelerator_is_refused(secured: Kube, tenant_ns: str) -> None:
-    result = as_tenant(secured, pod(tenant_ns, "fpga", {"example.com/fpga": 1}))
+    result = as_tenant(secured, k8s.pod(tenant_ns, "fpga", {"example.com/fpga": 1}))
     assert refused(result, "example.com/fpga looks like an accelerator but is not governed")
 
 
 def test_a_dra_claim_is_gated_and_only_released_towards_allowed_pools(
     secured: Kube, tenant_ns: str
 ) -> None:
-    template = json.dumps({
+    template = {
         "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
         "metadata": {"name": "one-gpu", "namespace": tenant_ns},
         "spec": {"spec": {"devices": {"requests": [
             {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}},
-    })  # fmt: skip
+    }  # fmt: skip
     assert as_tenant(secured, template).returncode == 0, "edit may create claim templates"
     claim = [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}]
-    manifest = json.loads(pod(tenant_ns, "dra", resourceClaims=claim))
+    manifest = k8s.pod(tenant_ns, "dra", resourceClaims=claim)
     manifest["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpu"}]}
-    assert as_tenant(secured, json.dumps(manifest)).returncode == 0
+    assert as_tenant(secured, manifest).returncode == 0
     released = wait_for(lambda: not gated_now(secured, tenant_ns, "dra")
                         and secured.pod(tenant_ns, "dra"), 30, "the claim pod placed")  # fmt: skip
     terms = released["spec"]["affinity"]["nodeAffinity"][
@@ -203,17 +160,17 @@ def test_a_gang_is_governed_by_every_members_policy_and_strictest_residency(
     # (without it, a member created after the others were placed is a gang of its own).
     gang, size = {"greenplace.dev/gang": "mixed"}, {"greenplace.dev/gang-size": "3"}
     members = [
-        pod(tenant_ns, "secret", {"nvidia.com/gpu": 1}, labels={**gang, "data": "secret"},
+        k8s.pod(tenant_ns, "secret", {"nvidia.com/gpu": 1}, labels={**gang, "data": "secret"},
             annotations=size),
-        pod(tenant_ns, "plain", {"nvidia.com/gpu": 1}, labels=gang, annotations=size),
-        pod(tenant_ns, "resident", {"nvidia.com/gpu": 1},
+        k8s.pod(tenant_ns, "plain", {"nvidia.com/gpu": 1}, labels=gang, annotations=size),
+        k8s.pod(tenant_ns, "resident", {"nvidia.com/gpu": 1},
             labels={**gang, "greenplace.dev/data-residency": "FR"}, annotations=size),
     ]  # fmt: skip
     for manifest in members:
         assert as_tenant(secured, manifest).returncode == 0
     for name in ("secret", "plain", "resident"):
         # secret-fr (sovereign law) allows only ovh-gra-h100: the whole gang goes there.
-        pool = wait_for(lambda n=name: placed_pool(secured, tenant_ns, n), 30, f"{name} bound")
+        pool = wait_for(lambda n=name: secured.placed_pool(tenant_ns, n), 30, f"{name} bound")
         record = secured.pod(tenant_ns, name)["metadata"]["annotations"]
         assert pool == "ovh-gra-h100", (name, record)
 
@@ -229,14 +186,16 @@ def forged(pool: str, policies: list[str]) -> dict[str, str]:
 
 def test_forged_records_are_refused_in_governed_namespaces(secured: Kube, tenant_ns: str) -> None:
     only_operator = "only the operator"
-    result = as_tenant(secured, pod(tenant_ns, "forger", {"nvidia.com/gpu": 1},
+    result = as_tenant(secured, k8s.pod(tenant_ns, "forger", {"nvidia.com/gpu": 1},
                                     annotations=forged("ovh-gra-h100", [])))  # fmt: skip
     assert refused(result, only_operator)
     hold = {podspec.HOLD_ANNOTATION: "Placed: trust me"}
-    assert refused(as_tenant(secured, pod(tenant_ns, "holder", annotations=hold)), only_operator)
+    assert refused(
+        as_tenant(secured, k8s.pod(tenant_ns, "holder", annotations=hold)), only_operator
+    )
 
-    assert as_tenant(secured, pod(tenant_ns, "honest", {"nvidia.com/gpu": 1})).returncode == 0
-    wait_for(lambda: placed_pool(secured, tenant_ns, "honest"), 30, "honest bound")
+    assert as_tenant(secured, k8s.pod(tenant_ns, "honest", {"nvidia.com/gpu": 1})).returncode == 0
+    wait_for(lambda: secured.placed_pool(tenant_ns, "honest"), 30, "honest bound")
     rewrite = forged("ovh-gra-h100", [])  # evade the budget by rewriting its own record
     result = secured.kubectl("annotate", "pod", "honest", "-n", tenant_ns, "--overwrite",
                              *(f"{k}={v}" for k, v in rewrite.items()), AS_TENANT)  # fmt: skip
@@ -255,12 +214,12 @@ def test_forged_records_elsewhere_zero_no_capacity(secured: Kube, tenant_ns: str
     assert result.returncode == 0, result.stderr
     before = gpus_free(secured, "stackit-eu01-h100")
     for index in range(3):  # never schedulable, claiming the whole German pool
-        squatter = pod(free_ns, f"squat-{index}", {"nvidia.com/gpu": 8},
+        squatter = k8s.pod(free_ns, f"squat-{index}", {"nvidia.com/gpu": 8},
                        annotations=forged("stackit-eu01-h100", [f"{tenant_ns}/fr-only"]),
                        nodeSelector={"nowhere": "true"})  # fmt: skip
         assert as_tenant(secured, squatter).returncode == 0  # ungoverned: no policy applies
     for index in range(3):
-        pod_events(secured, free_ns, f"squat-{index}", "UntrustedRecord")
+        secured.events(free_ns, f"squat-{index}", "UntrustedRecord")
     assert gpus_free(secured, "stackit-eu01-h100") == before
 
 
@@ -279,18 +238,18 @@ def test_forged_records_elsewhere_zero_no_capacity(secured: Kube, tenant_ns: str
 def test_hostile_annotation_values_are_refused(
     secured: Kube, tenant_ns: str, annotations: dict[str, str], says: str
 ) -> None:
-    manifest = pod(tenant_ns, "hostile", {"nvidia.com/gpu": 1}, annotations=annotations)
+    manifest = k8s.pod(tenant_ns, "hostile", {"nvidia.com/gpu": 1}, annotations=annotations)
     assert refused(as_tenant(secured, manifest), says)
 
 
 def test_a_hostile_residency_label_is_refused(secured: Kube, tenant_ns: str) -> None:
     labels = {"greenplace.dev/data-residency": "anywhere"}
-    manifest = pod(tenant_ns, "nowhere", {"nvidia.com/gpu": 1}, labels=labels)
+    manifest = k8s.pod(tenant_ns, "nowhere", {"nvidia.com/gpu": 1}, labels=labels)
     assert refused(as_tenant(secured, manifest), "must be country codes")
 
 
 def test_a_thousand_gpus_written_1k_are_a_thousand(secured: Kube, tenant_ns: str) -> None:
-    assert as_tenant(secured, pod(tenant_ns, "kilo", {"nvidia.com/gpu": "1k"})).returncode == 0
+    assert as_tenant(secured, k8s.pod(tenant_ns, "kilo", {"nvidia.com/gpu": "1k"})).returncode == 0
     held = wait_for(lambda: (secured.pod(tenant_ns, "kilo")["metadata"].get("annotations") or {})
                     .get(podspec.HOLD_ANNOTATION), 30, "a hold reason")  # fmt: skip
     assert "1000 GPUs" in held or "larger than" in held, held
@@ -301,13 +260,13 @@ def test_a_thousand_gpus_written_1k_are_a_thousand(secured: Kube, tenant_ns: str
 
 def test_node_name_and_gate_removal_are_refused(secured: Kube, tenant_ns: str) -> None:
     # Even restricted to an allowed pool, so that only the nodeName rule is broken.
-    restricted = pool_affinity("ovh-gra-h100")
-    shortcut = pod(tenant_ns, "shortcut", {"nvidia.com/gpu": 1}, affinity=restricted,
+    restricted = k8s.pool_affinity("ovh-gra-h100")
+    shortcut = k8s.pod(tenant_ns, "shortcut", {"nvidia.com/gpu": 1}, affinity=restricted,
                    nodeName="ovh-gra-h100-0")  # fmt: skip
     assert refused(as_tenant(secured, shortcut), "spec.nodeName is refused")
     # A pod the planner holds (it asks for more GPUs than any node has), then the tenant tries
     # to release it towards the US.
-    assert as_tenant(secured, pod(tenant_ns, "big", {"nvidia.com/gpu": 64})).returncode == 0
+    assert as_tenant(secured, k8s.pod(tenant_ns, "big", {"nvidia.com/gpu": 64})).returncode == 0
     ops = [{"op": "remove", "path": "/spec/schedulingGates"}]
     result = secured.kubectl("patch", "pod", "big", "-n", tenant_ns, "--type=json",
                              "-p", json.dumps(ops), AS_TENANT)  # fmt: skip
@@ -319,8 +278,8 @@ def test_node_name_and_gate_removal_are_refused(secured: Kube, tenant_ns: str) -
 
 
 def test_preset_gates_affinity_and_tolerations_cannot_escape(secured: Kube, tenant_ns: str) -> None:
-    us = pool_affinity("gcp-us-central1-h100")
-    preset = pod(tenant_ns, "preset", {"nvidia.com/gpu": 1}, gated=True, affinity=us,
+    us = k8s.pool_affinity("gcp-us-central1-h100")
+    preset = k8s.pod(tenant_ns, "preset", {"nvidia.com/gpu": 1}, gated=True, affinity=us,
                  tolerations=[{"operator": "Exists"}])  # fmt: skip
     assert as_tenant(secured, preset).returncode == 0
     # Its own affinity admits only the US pool: held for it, never released elsewhere.
@@ -335,10 +294,12 @@ def test_narrowing_a_gated_pod_towards_the_us_cannot_release_it_there(
 ) -> None:
     # Held (it asks for more GPUs than any node has), then the tenant narrows its affinity
     # (Kubernetes allows that while gated) towards the US and adds a toleration.
-    assert as_tenant(secured, pod(tenant_ns, "narrowed", {"nvidia.com/gpu": 64})).returncode == 0
+    assert (
+        as_tenant(secured, k8s.pod(tenant_ns, "narrowed", {"nvidia.com/gpu": 64})).returncode == 0
+    )
     wait_for(lambda: held_text(secured, tenant_ns, "narrowed"), 30, "a hold reason")
     ops = [
-        {"op": "add", "path": "/spec/affinity", "value": pool_affinity("gcp-us-central1-h100")},
+        {"op": "add", "path": "/spec/affinity", "value": k8s.pool_affinity("gcp-us-central1-h100")},
         {"op": "add", "path": "/spec/tolerations/-", "value": {"operator": "Exists"}},
     ]
     result = secured.kubectl("patch", "pod", "narrowed", "-n", tenant_ns, "--type=json",
@@ -356,24 +317,23 @@ def test_a_controller_creates_pods_that_are_governed(secured: Kube, tenant_ns: s
         "metadata": {"name": "serve", "namespace": tenant_ns},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "serve"}},
                  "template": {"metadata": {"labels": {"app": "serve"}},
-                              "spec": json.loads(pod(tenant_ns, "x", {"nvidia.com/gpu": 1}))[
-                                  "spec"]}},
+                              "spec": k8s.pod(tenant_ns, "x", {"nvidia.com/gpu": 1})["spec"]}},
     }  # fmt: skip
-    assert as_tenant(secured, json.dumps(deployment)).returncode == 0
+    assert as_tenant(secured, deployment).returncode == 0
 
     def serving_pools() -> set[str] | None:
         pods = secured.core.list_namespaced_pod(tenant_ns, label_selector="app=serve").items
         nodes = [p.spec.node_name for p in pods]
         if len(nodes) < 2 or not all(nodes):
             return None
-        return {node_pool(secured, n) for n in nodes}
+        return {secured.node_pool(n) for n in nodes}
 
     assert wait_for(serving_pools, 60, "the Deployment's pods bound") <= FR_POOLS
 
 
 def test_an_ephemeral_container_does_not_move_a_pod(secured: Kube, tenant_ns: str) -> None:
-    assert as_tenant(secured, pod(tenant_ns, "debugged", {"nvidia.com/gpu": 1})).returncode == 0
-    pool = wait_for(lambda: placed_pool(secured, tenant_ns, "debugged"), 30, "bound")
+    assert as_tenant(secured, k8s.pod(tenant_ns, "debugged", {"nvidia.com/gpu": 1})).returncode == 0
+    pool = wait_for(lambda: secured.placed_pool(tenant_ns, "debugged"), 30, "bound")
     node = secured.pod(tenant_ns, "debugged")["spec"]["nodeName"]
     debug = ("debug", "debugged", "-n", tenant_ns, "--image=busybox", "--target=main")
     result = secured.kubectl(*debug, AS_TENANT)
@@ -382,12 +342,12 @@ def test_an_ephemeral_container_does_not_move_a_pod(secured: Kube, tenant_ns: st
     assert result.returncode == 0, result.stderr
     after = secured.pod(tenant_ns, "debugged")
     assert after["spec"].get("ephemeralContainers"), "the debug container was added"
-    assert (after["spec"]["nodeName"], pool) == (node, placed_pool(secured, tenant_ns, "debugged"))
+    assert (after["spec"]["nodeName"], pool) == (node, secured.placed_pool(tenant_ns, "debugged"))
 
 
 def test_no_governed_pod_is_bound_outside_france(secured: Kube, tenant_ns: str) -> None:
     pods = secured.core.list_namespaced_pod(tenant_ns).items
-    bound_pools = {p.metadata.name: node_pool(secured, p.spec.node_name)
+    bound_pools = {p.metadata.name: secured.node_pool(p.spec.node_name)
                    for p in pods if p.spec.node_name}  # fmt: skip
     assert bound_pools, "some pods were placed"
     assert set(bound_pools.values()) <= FR_POOLS, bound_pools
@@ -400,8 +360,8 @@ def held_text(kube: Kube, ns: str, name: str) -> str:
 
 def test_a_deleted_policy_leaves_no_stale_reason(secured: Kube, tenant_ns: str) -> None:
     ns = secured.namespace()
-    apply_ok(secured, policy(ns, "only", {"allowedCountries": ["FR"]}))
-    big = pod(ns, "big", {"nvidia.com/gpu": 64})
+    secured.apply_ok(k8s.policy(ns, "only", ["FR"]))
+    big = k8s.pod(ns, "big", {"nvidia.com/gpu": 64})
     wait_for(lambda: create(secured, big).returncode == 0, 30, "admission to see the policy")
     wait_for(lambda: held_text(secured, ns, "big").startswith("PodTooLargeForNode")
              or held_text(secured, ns, "big"), 30, "a first hold reason")  # fmt: skip
@@ -410,8 +370,8 @@ def test_a_deleted_policy_leaves_no_stale_reason(secured: Kube, tenant_ns: str) 
     reason = wait_for(lambda: held_text(secured, ns, "big").startswith("NoPolicy")
                       and held_text(secured, ns, "big"), 30, "the NoPolicy reason")  # fmt: skip
     assert "no PlacementPolicy" in reason or "NoPolicy" in reason
-    late = pod(ns, "late", {"nvidia.com/gpu": 1})
-    result = secured.kubectl("create", "-f", "-", stdin=late, wait_for_policy=False)
+    late = k8s.pod(ns, "late", {"nvidia.com/gpu": 1})
+    result = secured.kubectl("create", "-f", "-", stdin=k8s.manifest(late), wait_for_policy=False)
     assert refused(result, "no params found")
 
 
@@ -425,16 +385,16 @@ def test_with_the_operator_down_the_policies_alone_refuse_escapes(
     result = secured.kubectl("delete", "mutatingwebhookconfiguration", "greenplace.dev")
     assert result.returncode == 0, result.stderr
     # Once the API server stops calling the dead webhook, a gated pod is admitted again.
-    gated = pod(tenant_ns, "probe-down", {"nvidia.com/gpu": 1}, gated=True)
+    gated = k8s.pod(tenant_ns, "probe-down", {"nvidia.com/gpu": 1}, gated=True)
     wait_for(lambda: create(secured, gated, "--dry-run=server", AS_TENANT).returncode == 0,
              30, OPERATOR_DOWN)  # fmt: skip
     escapes = {
-        "down-gpu": pod(tenant_ns, "down-gpu", {"nvidia.com/gpu": 1}),
-        "down-mig": pod(tenant_ns, "down-mig", {"nvidia.com/mig-1g.10gb": 1}),
-        "down-amd": pod(tenant_ns, "down-amd", {"amd.com/gpu": 1}),
-        "down-dra": pod(tenant_ns, "down-dra",
+        "down-gpu": k8s.pod(tenant_ns, "down-gpu", {"nvidia.com/gpu": 1}),
+        "down-mig": k8s.pod(tenant_ns, "down-mig", {"nvidia.com/mig-1g.10gb": 1}),
+        "down-amd": k8s.pod(tenant_ns, "down-amd", {"amd.com/gpu": 1}),
+        "down-dra": k8s.pod(tenant_ns, "down-dra",
                         resourceClaims=[{"name": "g", "resourceClaimTemplateName": "one-gpu"}]),
-        "down-fpga": pod(tenant_ns, "down-fpga", {"example.com/fpga": 1}),
+        "down-fpga": k8s.pod(tenant_ns, "down-fpga", {"example.com/fpga": 1}),
     }  # fmt: skip
     for name, manifest in escapes.items():
         result = as_tenant(secured, manifest)

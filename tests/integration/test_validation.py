@@ -19,6 +19,7 @@ import pytest
 
 from greenplace.api import models
 from tests import hostile
+from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube
 
 pytestmark = pytest.mark.cluster
@@ -32,13 +33,10 @@ GOOD_POOL: dict[str, Any] = {
 
 
 def custom(kind: str, spec: dict[str, Any], namespaced: bool = True) -> str:
-    metadata = {"name": "bad", **({"namespace": "default"} if namespaced else {})}
-    return json.dumps({
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": kind, "metadata": metadata, "spec": spec,
-    })  # fmt: skip
+    return k8s.manifest(k8s.resource(kind, "bad", spec, "default" if namespaced else None))
 
 
-STATIC = {"name": "static", "kind": "Static", "static": {"values": {"FR": 56}}}
+STATIC = k8s.static_source({"FR": 56})
 
 
 def signal_source(**spec: Any) -> str:
@@ -54,10 +52,7 @@ def energy_report(**spec: Any) -> str:
 
 
 def policy(spec: dict[str, Any]) -> str:
-    return json.dumps({
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
-        "metadata": {"name": "p", "namespace": "default"}, "spec": spec,
-    })  # fmt: skip
+    return k8s.manifest(k8s.resource("PlacementPolicy", "p", spec, "default"))
 
 
 def pool(**changes: Any) -> str:
@@ -71,10 +66,7 @@ def pool(**changes: Any) -> str:
             del target[leaf]
         else:
             target[leaf] = value
-    return json.dumps({
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "GpuPool",
-        "metadata": {"name": "bad"}, "spec": spec,
-    })  # fmt: skip
+    return custom("GpuPool", spec, namespaced=False)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from devcluster import cluster, fleet
-from tests.integration import test_placement
+from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, OperatorProcess, wait_for
 from tests.integration.netfault import StallingProxy
 
@@ -55,27 +55,20 @@ def proxy(kube: Kube) -> Iterator[StallingProxy]:
 def one_gpu_pod(kube: Kube, namespace: str, name: str) -> None:
     """Through kubectl: after an API server restart, admission refuses governed pods until the
     CRD of its parameters is discovered again (fail-closed), and ``Kube.kubectl`` waits."""
-    body = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"containers": [{"name": "main", "image": "x",
-                                 "resources": {"limits": {"nvidia.com/gpu": "1"}}}]},
-    }  # fmt: skip
-    result = kube.kubectl("create", "-f", "-", stdin=json.dumps(body))
+    body = k8s.manifest(k8s.gpu_pod(namespace, name))
+    result = kube.kubectl("create", "-f", "-", stdin=body)
     assert result.returncode == 0, result.stderr
 
 
 def policy(kube: Kube, namespace: str, country: str) -> None:
-    result = kube.apply(test_placement.policy(namespace, "p", [country]))
-    assert result.returncode == 0, result.stderr
+    kube.apply_ok(k8s.policy(namespace, "p", [country]))
 
 
 def pool_of(kube: Kube, namespace: str, name: str) -> str | None:
     pod = kube.pod(namespace, name)
     if pod["spec"].get("schedulingGates"):
         return None
-    record = json.loads(pod["metadata"]["annotations"]["greenplace.dev/placement"])
-    return str(record["pool"])
+    return str(k8s.placement_record(pod)["pool"])
 
 
 def healthy(port: int) -> bool:
@@ -86,12 +79,10 @@ def healthy(port: int) -> bool:
         return False
 
 
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    raise AssertionError(f"{name} not exported")
+def metric(operator: OperatorProcess, name: str) -> float:
+    value = k8s.metric(operator.metrics(), name)
+    assert value is not None, f"{name} not exported"
+    return value
 
 
 def test_a_silent_stall_of_every_connection_is_recovered(
@@ -117,12 +108,11 @@ def test_partition_and_api_server_restart_losing_a_deletion_is_healed_by_a_listi
     local = kube.cluster
     assert isinstance(local, cluster.LocalCluster)
     fleet.apply_fleet(kube.api, [TINY])
-    health_port, metrics_port = cluster.free_ports(2)
+    (health_port,) = cluster.free_ports(1)
     config = proxy.kubeconfig(kube.kubeconfig, tmp_path / "via-proxy")
     operator_process.start(
         "--watch-inactivity-seconds=4", "--lease-seconds=3",
-        f"--liveness=http://127.0.0.1:{health_port}/healthz",
-        f"--metrics-port={metrics_port}", kubeconfig=config,
+        f"--liveness=http://127.0.0.1:{health_port}/healthz", kubeconfig=config,
     )  # fmt: skip
     ns = kube.namespace()
     policy(kube, ns, "LU")  # one pool, one GPU
@@ -130,11 +120,11 @@ def test_partition_and_api_server_restart_losing_a_deletion_is_healed_by_a_listi
     wait_for(lambda: pool_of(kube, ns, "first") == "tiny-lu", 30, "first pod placed")
     wait_for(lambda: kube.pod(ns, "first")["spec"].get("nodeName"), 30, "first pod bound")
     assert healthy(health_port)
-    assert metric(metrics_port, "greenplace_leader") == 1
-    relists = metric(metrics_port, "greenplace_relists_total")
+    assert metric(operator_process, "greenplace_leader") == 1
+    relists = metric(operator_process, "greenplace_relists_total")
 
     proxy.blackhole()
-    wait_for(lambda: metric(metrics_port, "greenplace_leader") == 0, 30, "the leader fenced")
+    wait_for(lambda: metric(operator_process, "greenplace_leader") == 0, 30, "the leader fenced")
     wait_for(lambda: not healthy(health_port), 60, "liveness failing: no watch events")
 
     # What the operator cannot see: the GPU is freed, and the API server forgets old events.
@@ -147,7 +137,7 @@ def test_partition_and_api_server_restart_losing_a_deletion_is_healed_by_a_listi
 
     proxy.heal()
     wait_for(lambda: pool_of(kube, ns, "second") == "tiny-lu", 60, "second pod placed")
-    assert metric(metrics_port, "greenplace_relists_total") > relists
+    assert metric(operator_process, "greenplace_relists_total") > relists
     wait_for(lambda: healthy(health_port), 30, "liveness healthy again")
     assert operator_process.process is not None and operator_process.process.poll() is None
 

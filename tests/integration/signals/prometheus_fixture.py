@@ -73,6 +73,16 @@ PODS = (
         namespace=OTHER_NAMESPACE),
 )  # fmt: skip
 INTENSITY = {"FR": 50.0, "DE": 500.0}
+# The fixture's pools: grid zone and PUE.
+POOLS = {"fr-a100": ("FR", 1.2), "de-h100": ("DE", 1.3)}
+# What accounting must find, computed by hand from the history above, per (model, pool) of
+# NAMESPACE: gpu Wh/request, gCO2e/request, EUR/request, energy grade, carbon grade.
+EXPECTED = {
+    ("llama-8b", "fr-a100"): (362.5 / 10800, 46.75 / 10800, 2.5 / 10800, "B", "B"),
+    ("mistral-7b", "fr-a100"): (187.5 / 3600, 26.25 / 3600, 1.5 / 3600, "B", "B"),
+    ("llama-8b", "de-h100"): (300 / 5400, (195 + 60 / 7) / 5400, (9 / 7) / 5400, "B", "D"),
+    ("mistral-7b", "de-h100"): (200 / 1800, (130 + 40 / 7) / 1800, (6 / 7) / 1800, "C", "D"),
+}
 STALE_INTENSITY = {"GB": 200.0}
 PRICES = {"fr-a100": 2.0, "de-h100": 3.0}
 

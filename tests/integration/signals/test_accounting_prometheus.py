@@ -37,15 +37,6 @@ from greenplace.signals import chain, contract, egress, promql, static
 from . import prometheus_fixture as fx
 
 M = attribution.Method
-POOLS = {"fr-a100": ("FR", 1.2), "de-h100": ("DE", 1.3)}
-
-# (model, pool): gpu Wh/request, gCO2e/request, EUR/request, energy grade, carbon grade, methods
-EXPECTED = {
-    ("llama-8b", "fr-a100"): (362.5 / 10800, 46.75 / 10800, 2.5 / 10800, "B", "B"),
-    ("mistral-7b", "fr-a100"): (187.5 / 3600, 26.25 / 3600, 1.5 / 3600, "B", "B"),
-    ("llama-8b", "de-h100"): (300 / 5400, (195 + 60 / 7) / 5400, (9 / 7) / 5400, "B", "D"),
-    ("mistral-7b", "de-h100"): (200 / 1800, (130 + 40 / 7) / 1800, (6 / 7) / 1800, "C", "D"),
-}
 METHODS = {
     ("llama-8b", "fr-a100"): {M.WHOLE_GPU, M.TOKEN_SHARE},
     ("mistral-7b", "fr-a100"): {M.TOKEN_SHARE},
@@ -72,12 +63,13 @@ def build_report(
 ) -> report.EnergyReport:
     signals = signal_chain(server.url)
     carbon = {
-        zone: signals.read(contract.SignalKey(CARBON, zone), fx.END) for zone, _ in POOLS.values()
+        zone: signals.read(contract.SignalKey(CARBON, zone), fx.END)
+        for zone, _ in fx.POOLS.values()
     }
-    prices = {pool: signals.read(contract.SignalKey(PRICE, pool), fx.END) for pool in POOLS}
+    prices = {pool: signals.read(contract.SignalKey(PRICE, pool), fx.END) for pool in fx.POOLS}
     facts = [
         report.PoolFacts(pool, zone, pue, prices[pool].value or 0.0, "EUR", 20.0)
-        for pool, (zone, pue) in POOLS.items()
+        for pool, (zone, pue) in fx.POOLS.items()
     ]
     measurement = serving.measure(query, fx.END, fx.WINDOW, namespace=namespace)
     return report.build(
@@ -98,8 +90,8 @@ def test_per_request_figures_match_hand_computation(prometheus: fx.PrometheusSer
     assert energy_report.energy_source is serving.EnergySource.DCGM_ENERGY
     assert energy_report.intensity_sources == {"FR": "prom", "DE": "prom"}
     rows = rows_by_key(energy_report)
-    assert set(rows) == set(EXPECTED)
-    for key, (wh, grams, eur, energy_grade, carbon_grade) in EXPECTED.items():
+    assert set(rows) == set(fx.EXPECTED)
+    for key, (wh, grams, eur, energy_grade, carbon_grade) in fx.EXPECTED.items():
         row = rows[key]
         assert row.gpu_wh_per_request == pytest.approx(wh, rel=0.01), key
         assert row.gco2e_per_request == pytest.approx(grams, rel=0.01), key
@@ -131,7 +123,7 @@ def test_power_gauge_path_gives_the_same_figures(prometheus: fx.PrometheusServer
     energy_report = build_report(prometheus, power_only(promql.Querier(prometheus.url)))
     assert energy_report.energy_source is serving.EnergySource.DCGM_POWER
     rows = rows_by_key(energy_report)
-    for key, (wh, grams, eur, _, _) in EXPECTED.items():
+    for key, (wh, grams, eur, _, _) in fx.EXPECTED.items():
         assert rows[key].gpu_wh_per_request == pytest.approx(wh, rel=0.01), key
         assert rows[key].gco2e_per_request == pytest.approx(grams, rel=0.01), key
         assert rows[key].cost_per_request == pytest.approx(eur, rel=0.01), key
@@ -143,7 +135,7 @@ def test_report_is_published_as_metrics(prometheus: fx.PrometheusServer) -> None
     metrics.publish(build_report(prometheus, promql.Querier(prometheus.url).vector), "team-a", "r")
     own = {"namespace": "team-a", "report": "r"}
     labels = {**own, "model": "llama-8b", "pool": "de-h100", "zone": "DE"}
-    wh, grams, eur, _, _ = EXPECTED[("llama-8b", "de-h100")]
+    wh, grams, eur, _, _ = fx.EXPECTED[("llama-8b", "de-h100")]
     assert registry.get_sample_value("greenplace_request_energy_wh", labels) == pytest.approx(
         wh, rel=0.01
     )
@@ -221,6 +213,6 @@ def test_a_reports_url_reaches_this_prometheus_only_when_allowed(
     allowed = egress.EgressPolicy.parse(["127.0.0.1"], allow_http=True)
     querier = promql.Querier(prometheus.url, policy=allowed)
     rows = rows_by_key(build_report(prometheus, querier.vector))
-    assert set(rows) == set(EXPECTED)
-    for key, (wh, _, _, _, _) in EXPECTED.items():
+    assert set(rows) == set(fx.EXPECTED)
+    for key, (wh, _, _, _, _) in fx.EXPECTED.items():
         assert rows[key].gpu_wh_per_request == pytest.approx(wh, rel=0.01), key

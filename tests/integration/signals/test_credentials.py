@@ -26,14 +26,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
-from tests.integration.test_signalsource import (
-    LOCAL_FEEDS,
-    condition,
-    custom,
-    pool_carbon,
-    signal_source,
-)
+from tests import kubeobjects as k8s
+from tests.integration.conftest import LOCAL_FEEDS, Kube, RunningOperator, run_operator, wait_for
 from tests.providers import FakeProvider, mount_secret, serve
 
 pytestmark = pytest.mark.cluster
@@ -77,13 +71,16 @@ def emaps(provider: FakeProvider, namespace: str = OWN) -> dict[str, Any]:
     }  # fmt: skip
 
 
-STATIC = {"name": "static", "kind": "Static", "static": {"values": {"FR": 300, "DE": 300}}}
+STATIC = k8s.static_source({"FR": 300, "DE": 300})
+
+
+def fr_carbon(kube: Kube) -> tuple[Any, Any]:
+    """The FR pool's carbon intensity in use and its source."""
+    return k8s.pool_carbon(kube.custom("gpupool", FR_POOL))
 
 
 def reading(kube: Kube, name: str, subject: str) -> dict[str, Any]:
-    body = custom(kube, "signalsource", name)
-    found = [r for r in (body.get("status") or {}).get("readings", []) if r["subject"] == subject]
-    return found[0] if found else {}
+    return k8s.reading(kube.custom("signalsource", name), subject)
 
 
 def test_a_rotated_secret_is_used_without_a_restart_and_faults_only_degrade(
@@ -91,7 +88,7 @@ def test_a_rotated_secret_is_used_without_a_restart_and_faults_only_degrade(
 ) -> None:
     mount_secret(credentials, "emaps", {"token": "first"})
     provider.em_tokens = {"first": 42.0}
-    result = kube.apply(signal_source("creds", [emaps(provider), STATIC], ["FR"]))
+    result = kube.apply(k8s.signal_source("creds", [emaps(provider), STATIC], ["FR"]))
     assert result.returncode == 0, result.stderr
 
     def fresh(value: float) -> dict[str, Any] | None:
@@ -100,17 +97,17 @@ def test_a_rotated_secret_is_used_without_a_restart_and_faults_only_degrade(
         return got if ok else None
 
     wait_for(lambda: fresh(42.0), 30, "a Fresh reading with the first token")
-    body = custom(kube, "signalsource", "creds")
+    body = kube.custom("signalsource", "creds")
     generation = body["metadata"]["generation"]
-    assert condition(body, "Degraded")["status"] == "False"  # type: ignore[index]
-    wait_for(lambda: pool_carbon(kube, FR_POOL) == (42, "SignalSource creds/emaps"), 30,
+    assert k8s.condition(body, "Degraded")["status"] == "False"  # type: ignore[index]
+    wait_for(lambda: fr_carbon(kube) == (42, "SignalSource creds/emaps"), 30,
              "the FR pool planned with the Electricity Maps value")  # fmt: skip
 
     # The kubelet updates the mounted Secret; the provider revokes the first token.
     mount_secret(credentials, "emaps", {"token": "second"})
     provider.em_tokens = {"second": 43.0}
     wait_for(lambda: fresh(43.0), 30, "a Fresh reading with the rotated token")
-    wait_for(lambda: pool_carbon(kube, FR_POOL) == (43, "SignalSource creds/emaps"), 30,
+    wait_for(lambda: fr_carbon(kube) == (43, "SignalSource creds/emaps"), 30,
              "the FR pool planned with the rotated token's value")  # fmt: skip
     assert any(h.get("auth-token") == "second" for _, h in provider.requests)
 
@@ -118,7 +115,7 @@ def test_a_rotated_secret_is_used_without_a_restart_and_faults_only_degrade(
     mount_secret(credentials, "emaps", {"token": "wrong"})
 
     def degraded(why: str) -> dict[str, Any] | None:
-        found = condition(custom(kube, "signalsource", "creds"), "Degraded")
+        found = k8s.condition(kube.custom("signalsource", "creds"), "Degraded")
         return found if found and found["status"] == "True" and why in found["message"] else None
 
     found = wait_for(lambda: degraded("emaps: Credentials"), 30, "Degraded: credentials refused")
@@ -126,7 +123,7 @@ def test_a_rotated_secret_is_used_without_a_restart_and_faults_only_degrade(
     got = reading(kube, "creds", "FR")
     assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
     assert "answered 401 (credentials refused)" in got["message"]
-    wait_for(lambda: pool_carbon(kube, FR_POOL) == (300, "SignalSource creds/static"), 30,
+    wait_for(lambda: fr_carbon(kube) == (300, "SignalSource creds/static"), 30,
              "the FR pool planned with the fallback")  # fmt: skip
     attempts = (
         'greenplace_signal_attempts_total{kind="carbon_intensity",reason="Credentials",'
@@ -147,7 +144,7 @@ def test_a_rotated_secret_is_used_without_a_restart_and_faults_only_degrade(
     # Back to a good token: Fresh again, still the same SignalSource generation.
     mount_secret(credentials, "emaps", {"token": "second"})
     wait_for(lambda: fresh(43.0), 30, "Fresh again")
-    assert custom(kube, "signalsource", "creds")["metadata"]["generation"] == generation
+    assert kube.custom("signalsource", "creds")["metadata"]["generation"] == generation
     assert kube.kubectl("delete", "signalsource", "creds").returncode == 0
 
 
@@ -158,7 +155,7 @@ def test_a_secret_of_another_namespace_is_refused_with_the_reason(
     # for a ref to team-a/emaps.
     mount_secret(credentials, "emaps", {"token": "second"})
     provider.em_tokens = {"second": 43.0}
-    result = kube.apply(signal_source("elsewhere", [emaps(provider, "team-a")], ["DE"]))
+    result = kube.apply(k8s.signal_source("elsewhere", [emaps(provider, "team-a")], ["DE"]))
     assert result.returncode == 0, result.stderr
 
     def refused() -> dict[str, Any] | None:
@@ -169,7 +166,7 @@ def test_a_secret_of_another_namespace_is_refused_with_the_reason(
     assert got.get("value") is None and got["reason"] == "Unavailable"
     assert "Secret team-a/emaps (key token)" in got["message"]
     assert f"set credentialsSecretRef.namespace to {OWN}" in got["message"]
-    found = condition(custom(kube, "signalsource", "elsewhere"), "Degraded")
+    found = k8s.condition(kube.custom("signalsource", "elsewhere"), "Degraded")
     assert found is not None and found["status"] == "True" and found["reason"] == "Unavailable"
     assert "emaps: Credentials" in found["message"]
     assert kube.kubectl("delete", "signalsource", "elsewhere").returncode == 0

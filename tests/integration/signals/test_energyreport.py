@@ -1,6 +1,6 @@
 """An EnergyReport reconciled by the real operator against the real Prometheus fixture.
 
-The figures are the library's hand-checked ones (``test_accounting_prometheus.EXPECTED``): the
+The figures are the library's hand-checked ones (``prometheus_fixture.EXPECTED``): the
 operator must publish exactly them in the report's status. Pools fr-a100 and de-h100 are the
 fixture's (PUE 1.2 / 1.3, 2 / 3 EUR per GPU-hour, 20 gCO2e embodied per GPU-hour); a static
 SignalSource gives FR 50 and DE 500 gCO2e/kWh, the fixture's intensities.
@@ -23,67 +23,50 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
-from tests.integration.test_signalsource import condition, custom, signal_source
+from tests import kubeobjects as k8s
+from tests.integration.conftest import LOCAL_FEEDS, Kube, RunningOperator, run_operator, wait_for
 
 from . import prometheus_fixture as fx
-from .test_accounting_prometheus import EXPECTED, POOLS
 
 pytestmark = pytest.mark.cluster
 PRICES = {"fr-a100": 2.0, "de-h100": 3.0}
 OPERATOR_NAMESPACE = "greenplace-system"
 
 
-def gpu_pool(name: str, zone: str, pue: float) -> str:
-    return json.dumps({
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "GpuPool", "metadata": {"name": name},
-        "spec": {
-            "nodeSelector": {"greenplace.dev/pool": name},
-            "location": {"provider": "p", "region": "r", "country": zone, "gridZone": zone},
-            "gpu": {"model": "A100", "tdpWatts": 400},
-            "price": {"currency": "EUR", "onDemandPerGpuHour": PRICES[name]},
-            "pue": pue, "embodiedGramsPerGpuHour": 20,
-        },
-    })  # fmt: skip
+def gpu_pool(name: str, zone: str, pue: float) -> dict[str, Any]:
+    return k8s.gpu_pool(name, zone, price=PRICES[name], pue=pue, embodiedGramsPerGpuHour=20)
 
 
-def energy_report(namespace: str, url: str, name: str = "serving", scope: str | None = None) -> str:
-    return json.dumps({
-        "apiVersion": "greenplace.dev/v1alpha1", "kind": "EnergyReport",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"window": "1h", "windowEnd": fx.END.isoformat().replace("+00:00", "Z"),
-                 "prometheus": {"url": url}, "serving": "vLLM", "migSlicesTotal": 7,
-                 **({"scope": scope} if scope else {})},
-    })  # fmt: skip
+def energy_report(
+    namespace: str, url: str, name: str = "serving", scope: str | None = None
+) -> dict[str, Any]:
+    return k8s.energy_report(
+        namespace, name, window="1h", windowEnd=fx.END.isoformat().replace("+00:00", "Z"),
+        prometheus={"url": url}, serving="vLLM", migSlicesTotal=7,
+        **({"scope": scope} if scope else {}),
+    )  # fmt: skip
 
 
 def report(kube: Kube, ns: str, name: str = "serving") -> dict[str, Any]:
-    return custom(kube, "energyreport", name, ns)
+    return kube.custom("energyreport", name, ns)
 
 
 def namespace(kube: Kube, name: str) -> str:
-    manifest = json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    applied = kube.apply(manifest)
-    assert applied.returncode == 0, applied.stderr
+    kube.apply_ok({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
 
 
 def pools_and_grid(kube: Kube) -> None:
-    for name, (zone, pue) in POOLS.items():
-        assert kube.apply(gpu_pool(name, zone, pue)).returncode == 0
-    static = {"name": "fixture", "kind": "Static", "static": {"values": {"FR": 50, "DE": 500}}}
-    assert kube.apply(signal_source("fixture-grid", [static], ["FR", "DE"])).returncode == 0
-
-
-# The fixture's Prometheus (http://127.0.0.1:<port>), allowed explicitly as the chart would with
-# signals.allowHosts={127.0.0.1} and signals.allowInsecureHttp=true.
-LOCAL_PROMETHEUS = {"allow_signal_hosts": ("127.0.0.1",), "allow_insecure_signal_http": True}
+    for name, (zone, pue) in fx.POOLS.items():
+        kube.apply_ok(gpu_pool(name, zone, pue))
+    static = k8s.static_source({"FR": 50, "DE": 500}, name="fixture")
+    kube.apply_ok(k8s.signal_source("fixture-grid", [static], ["FR", "DE"]))
 
 
 @pytest.fixture(scope="module")
 def operator(kube: Kube) -> Iterator[RunningOperator]:
     """The operator knowing its own namespace, as the chart gives it (``--namespace``)."""
-    with run_operator(kube, namespace=OPERATOR_NAMESPACE, **LOCAL_PROMETHEUS) as running:
+    with run_operator(kube, namespace=OPERATOR_NAMESPACE, **LOCAL_FEEDS) as running:
         yield running
 
 
@@ -111,10 +94,10 @@ def test_the_operator_reports_the_hand_checked_figures(
     # Free MIG slices and team-b's pods are not team-a's business; its pods all served.
     assert not status.get("unattributedGpuWh")
     rows = {(r["model"], r["pool"]): r for r in status["rows"]}
-    assert set(rows) == set(EXPECTED)  # no qwen-32b (team-b)
+    assert set(rows) == set(fx.EXPECTED)  # no qwen-32b (team-b)
     assert rows[("llama-8b", "fr-a100")]["gpuWh"] == pytest.approx(362.5, rel=0.01)  # not +400
     assert rows[("llama-8b", "fr-a100")]["requests"] == pytest.approx(10800, rel=0.01)
-    for key, (wh, grams, eur, energy_grade, carbon_grade) in EXPECTED.items():
+    for key, (wh, grams, eur, energy_grade, carbon_grade) in fx.EXPECTED.items():
         row = rows[key]
         assert row["gpuWhPerRequest"] == pytest.approx(wh, rel=0.01), key
         assert row["gCO2ePerRequest"] == pytest.approx(grams, rel=0.01), key
@@ -134,13 +117,13 @@ def test_the_operator_reports_the_hand_checked_figures(
     assert patched.returncode == 0, patched.stderr
 
     def degraded() -> dict[str, Any] | None:
-        found = condition(report(kube, ns), "Degraded")
+        found = k8s.condition(report(kube, ns), "Degraded")
         return found if found and found["status"] == "True" else None
 
     assert wait_for(degraded, 30, "Degraded")["reason"] == "Unreachable"
     kept = report(kube, ns)["status"]
-    assert len(kept["rows"]) == len(EXPECTED)
-    assert condition(report(kube, ns), "Ready")["status"] == "True"  # type: ignore[index]
+    assert len(kept["rows"]) == len(fx.EXPECTED)
+    assert k8s.condition(report(kube, ns), "Ready")["status"] == "True"  # type: ignore[index]
 
 
 def test_cluster_scope_is_refused_outside_the_operator_namespace(
@@ -154,7 +137,7 @@ def test_cluster_scope_is_refused_outside_the_operator_namespace(
     assert applied.returncode == 0, applied.stderr
 
     def refused() -> dict[str, Any] | None:
-        found = condition(report(kube, ns, "everything"), "Ready")
+        found = k8s.condition(report(kube, ns, "everything"), "Ready")
         return found if found and found["reason"] == "ClusterScopeNotAllowed" else None
 
     ready = wait_for(refused, 30, "Ready False, ClusterScopeNotAllowed")
@@ -177,7 +160,7 @@ def test_cluster_scope_is_refused_outside_the_operator_namespace(
 
     status = wait_for(complete, 30, "the Cluster report computed")
     rows = {(r["model"], r["pool"]): r for r in status["rows"]}
-    assert set(rows) == {*EXPECTED, ("qwen-32b", "de-h100")}
+    assert set(rows) == {*fx.EXPECTED, ("qwen-32b", "de-h100")}
     assert rows[("llama-8b", "fr-a100")]["gpuWh"] == pytest.approx(762.5, rel=0.01)
     assert status["unattributedGpuWh"] == {"de-h100": pytest.approx(100.0, rel=0.01)}
 
@@ -200,7 +183,7 @@ def test_a_url_the_operator_does_not_allow_is_refused(
     assert applied.returncode == 0, applied.stderr
 
     def refused() -> dict[str, Any] | None:
-        found = condition(report(kube, ns, "inside"), "Ready")
+        found = k8s.condition(report(kube, ns, "inside"), "Ready")
         return found if found and found["reason"] == "SourceNotAllowed" else None
 
     ready = wait_for(refused, 30, "Ready False, SourceNotAllowed")

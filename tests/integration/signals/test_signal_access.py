@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
-from tests.integration.test_signalsource import condition, custom, pool_carbon, signal_source
 from tests.providers import FakeProvider, serve
 
 pytestmark = pytest.mark.cluster
@@ -83,7 +83,7 @@ REFUSED = ("outside", "escape", "dotdot", "shadow", "prom", "emaps")
 
 
 def reading(kube: Kube, name: str) -> dict[str, Any]:
-    readings = (custom(kube, "signalsource", name).get("status") or {}).get("readings", [])
+    readings = (kube.custom("signalsource", name).get("status") or {}).get("readings", [])
     return readings[0] if readings else {}
 
 
@@ -96,13 +96,15 @@ def test_a_hostile_signal_source_is_refused_and_reads_nothing(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="greenplace")  # the operator runs in this process
     honest = {"name": "fr", "kind": "Trace", "trace": {"files": {"FR": "fr.csv"}}}
-    assert kube.apply(signal_source("honest", [honest], ["FR"])).returncode == 0
+    assert kube.apply(k8s.signal_source("honest", [honest], ["FR"])).returncode == 0
     assert (
-        kube.apply(signal_source("hostile", hostile_sources(files, provider), ["FR"])).returncode
+        kube.apply(
+            k8s.signal_source("hostile", hostile_sources(files, provider), ["FR"])
+        ).returncode
         == 0
     )
     only = [hostile_sources(files, provider)[0]]
-    assert kube.apply(signal_source("refused-only", only, ["DE"])).returncode == 0
+    assert kube.apply(k8s.signal_source("refused-only", only, ["DE"])).returncode == 0
 
     got = wait_for(lambda: reading(kube, "hostile") or None, 30, "the hostile source's reading")
     assert (got["value"], got["source"], got["reason"]) == (300, "static", "Fallback")
@@ -111,7 +113,7 @@ def test_a_hostile_signal_source_is_refused_and_reads_nothing(
     assert "outside the trace directories" in got["message"]
     assert "plain http is not allowed" in got["message"]
     assert "127.0.0.1 is a loopback address" in got["message"]
-    degraded = condition(custom(kube, "signalsource", "hostile"), "Degraded")
+    degraded = k8s.condition(kube.custom("signalsource", "hostile"), "Degraded")
     assert degraded is not None and degraded["status"] == "True"
     assert degraded["reason"] == "Fallback" and "outside: SourceNotAllowed" in degraded["message"]
 
@@ -132,10 +134,12 @@ def test_a_hostile_signal_source_is_refused_and_reads_nothing(
     alone = wait_for(lambda: reading(kube, "refused-only") or None, 30, "refused-only reading")
     assert alone.get("value") is None and alone["reason"] == "Unavailable"
     assert "outside: SourceNotAllowed" in alone["message"]
-    ready = condition(custom(kube, "signalsource", "refused-only"), "Ready")
+    ready = k8s.condition(kube.custom("signalsource", "refused-only"), "Ready")
     assert ready is not None and ready["status"] == "False"
     wait_for(
-        lambda: pool_carbon(kube, FR_POOL) in {(77, "SignalSource honest/fr")},
+        lambda: (
+            k8s.pool_carbon(kube.custom("gpupool", FR_POOL)) in {(77, "SignalSource honest/fr")}
+        ),
         30,
         "the FR pool planned with the first SignalSource by name (honest)",
     )
@@ -159,9 +163,9 @@ def test_status_of_a_refused_source_is_json_without_the_url_credentials(
         "name": "prom", "kind": "Prometheus", "timeout": "1s",
         "prometheus": {"url": "https://admin:hunter2@prometheus.example.org", "query": "up"},
     }  # fmt: skip
-    assert kube.apply(signal_source("with-password", [prom], ["GB"])).returncode == 0
+    assert kube.apply(k8s.signal_source("with-password", [prom], ["GB"])).returncode == 0
     got = wait_for(lambda: reading(kube, "with-password") or None, 30, "the reading")
     assert got["reason"] == "Unavailable" and "credentials in the URL" in got["message"]
-    body = custom(kube, "signalsource", "with-password")
+    body = kube.custom("signalsource", "with-password")
     assert "hunter2" not in json.dumps(body["status"])
     assert kube.kubectl("delete", "signalsource", "with-password").returncode == 0

@@ -6,14 +6,13 @@ The cheapest-carbon FR pool (gcp-europe-west9-a100) costs 3.40 EUR per GPU-hour,
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 from devcluster import fleet
 from tests import kubeobjects as k8s
-from tests.integration.conftest import ROOT, Kube, RunningOperator, wait_for
+from tests.integration.conftest import ROOT, Kube, RunningOperator, wait_for, wait_for_cycles
 
 pytestmark = pytest.mark.cluster
 
@@ -89,10 +88,11 @@ def test_applying_twice_is_a_no_op_and_ready_can_be_waited_for(
         return [(o["metadata"]["generation"], o["status"]) for o in objects]
 
     before = state()
-    time.sleep(6)  # more than one resync of the test operator
+    # Every cycle records status; with nothing to change it, two cycles write none.
+    wait_for_cycles(operator.metrics)
     assert state() == before, "status changed with nothing to change it"
     second = kube.apply(manifests(ns))
     assert second.returncode == 0, second.stderr
     assert second.stdout.count("unchanged") == 4, second.stdout
-    time.sleep(6)
+    wait_for_cycles(operator.metrics)
     assert state() == before

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ import pytest
 
 from devcluster import cluster
 from tests import kubeobjects as k8s
-from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.integration.conftest import Kube, OperatorProcess, wait_for, wait_for_cycles
 
 pytestmark = pytest.mark.cluster
 
@@ -103,8 +102,14 @@ def test_one_leader_places_and_the_standby_takes_over(
 
     # A graceful stop releases the Lease: a takes over before it could have expired.
     start(first, "replica-a", lease_ns)  # the webhook configuration points at a again
-    time.sleep(2)
-    assert lease(kube, lease_ns)["holderIdentity"] == "replica-b"  # a standby does not preempt
+    # A standby does not preempt: b keeps placing, through cycles run after a joined (a tries
+    # the Lease every 0.8 s meanwhile).
+    cycles = k8s.cycles(second.metrics())
+    batch_standby = [f"standby-{i}" for i in range(2)]
+    gpu_pods(kube, ns, batch_standby)
+    assert placed_by(kube, ns, batch_standby) == {"replica-b"}
+    wait_for_cycles(second.metrics, since=cycles)
+    assert lease(kube, lease_ns)["holderIdentity"] == "replica-b"
     second.stop()
     wait_for(lambda: lease(kube, lease_ns).get("holderIdentity") == "replica-a", 30, "a leads")
     assert "replica-a takes lease" in first.log.read_text()
@@ -114,7 +119,7 @@ def test_one_leader_places_and_the_standby_takes_over(
     assert placed_by(kube, ns, batch3) == {"replica-a"}
 
     # Never twice: one Placed event per pod, whoever placed it.
-    every = placers(kube, ns, batch1 + batch2 + batch3)
+    every = placers(kube, ns, batch1 + batch2 + batch_standby + batch3)
     assert Counter(len(v) for v in every.values()) == Counter({1: len(every)})
     deleted = kube.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s")
     assert deleted.returncode == 0, deleted.stderr

@@ -7,6 +7,8 @@ cleanup) right after its N-th placement, then started again without the crash po
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from greenplace.controller import cycle, faults
@@ -70,21 +72,39 @@ def test_crash_mid_batch_then_restart_places_every_pod_exactly_once(
 def test_objects_deleted_while_the_operator_is_down_leave_no_finalizer(
     kube: Kube, operator_process: OperatorProcess
 ) -> None:
-    # The operator handles the policy (writes its status), then stops: a finalizer it had
-    # added would now block the deletion forever (a known kopf failure mode).
-    operator_process.start()
+    """A finalizer the operator added would block the deletion of its objects forever once it
+    stops (a known kopf failure mode). So the running operator handles one object of every kind
+    it watches and writes (each shows it: status, or a hold reason), then stops, and each is
+    deleted without it."""
+    operator_process.start("--report-seconds=1")
     ns = kube.namespace()
-    kube.apply_ok(k8s.policy(ns, "gone", ["FR"]))
-    wait_for(lambda: kube.kubectl("get", "placementpolicy", "gone", "-n", ns, "-o",
-                                  "jsonpath={.status.allowedPools}").stdout, 30,
-             "the operator to handle the policy")  # fmt: skip
+    objects: dict[tuple[str, str | None], dict[str, Any]] = {
+        ("placementpolicy", ns): k8s.policy(ns, "gone", ["CH"]),  # no pool: the pod waits
+        ("budget", ns): k8s.budget(ns, "gone", money=10),
+        ("signalsource", None): k8s.signal_source("gone", [k8s.static_source({"CH": 30})], ["CH"]),
+        ("gpupool", None): k8s.gpu_pool("gone", "CH", price=1),
+        ("energyreport", ns): k8s.energy_report(ns, "gone", window="1h",
+                                                prometheus={"url": "https://127.0.0.1:9"}),
+    }  # fmt: skip
+    for body in objects.values():
+        kube.apply_ok(body)
+    kube.apply_ok(k8s.gpu_pod(ns, "gone", 1))
+
+    def handled(kind: str, namespace: str | None) -> bool:  # only the operator writes status
+        return bool(kube.custom(kind, "gone", namespace).get("status"))
+
+    for kind, namespace in objects:
+        wait_for(lambda k=kind, n=namespace: handled(k, n), 30, f"the operator to handle {kind}")
+    wait_for(lambda: kube.held_reason(ns, "gone"), 30, "the operator to hold the pod")
     operator_process.stop()
-    got = kube.kubectl("get", "placementpolicy", "gone", "-n", ns, "-o",
-                       "jsonpath={.metadata.finalizers}")  # fmt: skip
-    assert got.returncode == 0 and got.stdout in ("", "[]"), got.stdout
-    result = kube.kubectl("delete", "placementpolicy", "gone", "-n", ns, "--timeout=20s")
-    assert result.returncode == 0, result.stderr
-    assert kube.kubectl("get", "placementpolicy", "gone", "-n", ns).returncode != 0
+
+    for kind, namespace in [*objects, ("pod", ns)]:
+        body = kube.custom(kind, "gone", namespace)
+        assert not body["metadata"].get("finalizers"), (kind, body["metadata"]["finalizers"])
+        where = ["-n", namespace] if namespace else []
+        result = kube.kubectl("delete", kind, "gone", *where, "--timeout=20s")
+        assert result.returncode == 0, (kind, result.stderr)
+        assert kube.kubectl("get", kind, "gone", *where).returncode != 0, kind
 
 
 def test_failing_cycles_are_counted_and_retried_until_the_pod_is_placed(

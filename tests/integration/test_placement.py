@@ -12,12 +12,14 @@ pool (country, effective gCO2e/kWh = grid x PUE, GPUs)
 
 from __future__ import annotations
 
+import prometheus_client
 import pytest
 
 from devcluster import admission
 from greenplace.cli import main as cli
 from greenplace.cli import views
 from tests import kubeobjects as k8s
+from tests import metricnames
 from tests.integration.conftest import Kube, RunningOperator, wait_for
 
 pytestmark = pytest.mark.cluster
@@ -166,3 +168,14 @@ def test_a_hostile_value_on_one_pod_never_stops_the_others(
     (warning,) = kube.events(hostile_ns, "hostile", "InvalidAnnotation")
     assert "1 h is assumed" in warning.message
     assert "greenplace_cycle_failures_total 0.0" in operator.metrics()
+
+
+def test_the_operator_declares_every_metric_the_dashboard_and_docs_are_checked_against(
+    kube: Kube, operator: RunningOperator
+) -> None:
+    """``tests/unit/test_accounting_dashboard.py`` checks names against
+    ``metricnames.operator_registry``: this shows a running operator declares every family of
+    it, with the same type (a family is declared on /metrics before its first sample)."""
+    expected = prometheus_client.generate_latest(metricnames.operator_registry()).decode()
+    served = metricnames.declared(operator.metrics())
+    assert metricnames.declared(expected).items() <= served.items()

@@ -8,6 +8,8 @@ instead of silently matching no pool; and every key left out means the domain mo
 from __future__ import annotations
 
 import datetime
+import pathlib
+import re
 
 import pytest
 
@@ -80,3 +82,13 @@ workloads: [{WORKLOAD}}}]
     assert snapshot.budgets == (budget,)
     # A workload of the file is one pod named after it (the format's own default).
     assert snapshot.workloads == (model.Workload("ml", "w", 1, created, pods=("w",)),)
+
+
+def test_the_planner_docs_state_the_default_carbon_price_of_snapshot_files() -> None:
+    docs = pathlib.Path(__file__).resolve().parents[2] / "docs" / "planner.md"
+    stated = re.search(
+        r"Snapshot\s+files \(`greenplace explain`\) default to ([\d,.]+)", docs.read_text()
+    )
+    assert stated is not None, "docs/planner.md no longer states the snapshot files' default"
+    (policy,) = snapshot_file.loads("policies: [{namespace: ml, name: p}]")[0].policies
+    assert float(stated.group(1).replace(",", "")) == policy.carbon_price_per_tco2e

@@ -207,6 +207,10 @@ def run_operator(kube: Kube, **config: Any) -> Iterator[RunningOperator]:
     settings_config = handlers.OperatorConfig(
         **{
             "kubeconfig": str(kube.kubeconfig),
+            "manage_webhook_configuration": True,  # out of cluster: the webhook is this process
+            # Every module's operator is the same operator restarted: one Lease, one record key
+            # (even when a module gives it an own namespace that does not exist yet).
+            "lease_namespace": "default",
             "webhook_port": port,
             "metrics_port": metrics_port,
             "resync_seconds": 5,

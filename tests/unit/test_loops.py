@@ -127,7 +127,7 @@ def test_liveness_reads_the_loop_age_and_the_watch_age() -> None:
         running.lease_event("some-other-namespace")  # not our Lease: proves nothing
         with pytest.raises(loops.StalledError, match="the watches are stalled"):
             running.health()
-        running.lease_event(FAST.lease_namespace)
+        running.lease_event(FAST.lease_namespace_in_use)
         assert running.health()["watchAgeSeconds"] < 1
 
         running.loop_turned_at -= FAST.stale_after_seconds + 1  # no turn for 31 s: stuck

@@ -6,6 +6,10 @@ this command. Any number of replicas may run: they elect one leader through a Le
 mounts the webhook certificate and owns the webhook configuration; outside
 (``--out-of-cluster``), a self-signed certificate is generated and the webhook configuration is
 pointed at this process.
+
+Every flag that sets an ``OperatorConfig`` field takes its default from that field
+(``controller.config``, the one place defaults are written), and its help shows it;
+``docs/operator.md`` carries this ``--help`` and a unit test keeps the two equal.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 import kopf
 
 from greenplace.controller import config as config_
-from greenplace.controller import handlers, resources, webhook
+from greenplace.controller import handlers, records, resources, webhook
 from greenplace.signals import egress, tracefile
 
 __all__ = ["register"]
@@ -29,20 +33,40 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("operate", help="run the greenplace operator")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster or $KUBECONFIG)")
+    parser.add_argument(
+        "--kubeconfig",
+        default=_config_default("kubeconfig"),
+        help="kubeconfig file (default: in-cluster or $KUBECONFIG)",
+    )
     parser.add_argument(
         "--out-of-cluster",
+        dest="manage_webhook_configuration",
         action="store_true",
+        default=_config_default("manage_webhook_configuration"),
         help="serve the webhook on --webhook-host with a self-signed certificate and point the "
-        "MutatingWebhookConfiguration at it",
+        "MutatingWebhookConfiguration at it (default: the Helm chart owns it)",
     )
-    parser.add_argument("--webhook-host", default="127.0.0.1")
-    parser.add_argument("--webhook-listen", default=None, help="bind address (default: host)")
-    parser.add_argument("--webhook-port", type=int, default=9443)
+    parser.add_argument(
+        "--webhook-host",
+        default=_config_default("webhook_host"),
+        help="the address the API server calls the webhook at (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--webhook-listen",
+        default=_config_default("webhook_listen"),
+        help="the address the webhook binds (default: --webhook-host)",
+    )
+    parser.add_argument(
+        "--webhook-port",
+        type=int,
+        default=_config_default("webhook_port"),
+        help="the webhook's port (default: %(default)s)",
+    )
     parser.add_argument(
         "--webhook-cert-dir",
         type=pathlib.Path,
-        help="directory with tls.crt, tls.key and ca.crt (in-cluster: the mounted Secret)",
+        help="directory with tls.crt, tls.key and ca.crt (in-cluster: the mounted Secret; "
+        "default: a self-signed certificate for --webhook-host)",
     )
     parser.add_argument(
         "--liveness",
@@ -50,18 +74,28 @@ def register(subparsers: Any) -> None:
         help="serve health on this endpoint, e.g. http://0.0.0.0:8080/healthz (fails when the "
         "placement loop is dead or stuck)",
     )
-    parser.add_argument("--metrics-port", type=int, help="serve Prometheus /metrics on this port")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_config_default("metrics_port"),
+        help="serve Prometheus /metrics on this port (default: not served)",
+    )
     parser.add_argument(
         "--prometheus-url",
+        default=_config_default("prometheus_url"),
         help="Prometheus holding DCGM and serving metrics, for EnergyReports without "
         "spec.prometheus.url",
     )
     parser.add_argument(
-        "--report-seconds", type=float, default=60.0, help="how often EnergyReports are computed"
+        "--report-seconds",
+        type=float,
+        default=_config_default("report_seconds"),
+        help="how often EnergyReports are computed (default: %(default)g)",
     )
     parser.add_argument(
         "--credentials-dir",
         type=pathlib.Path,
+        default=_config_default("credentials_dir"),
         help="directory of mounted Secrets (<dir>/<secret>/<key>) for SignalSource credentials",
     )
     parser.add_argument(
@@ -97,7 +131,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--namespace",
-        default=os.environ.get("POD_NAMESPACE") or None,
+        default=os.environ.get("POD_NAMESPACE") or _config_default("namespace"),
         help="the operator's own namespace, the only one whose Secrets it can mount: a "
         "credentialsSecretRef elsewhere is reported as such (default: $POD_NAMESPACE; "
         "unset: not checked)",
@@ -109,47 +143,51 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--lease-namespace",
-        default=None,
-        help="namespace of the leader-election Lease (default: the operator's --namespace, "
-        "else default)",
+        default=_config_default("lease_namespace"),
+        help="namespace of the leader-election Lease and of the record-key Secret (default: the "
+        f"operator's --namespace, else {config_.FALLBACK_LEASE_NAMESPACE})",
     )
     parser.add_argument(
         "--lease-seconds",
         type=float,
-        default=15.0,
-        help="a leader that stops renewing is replaced after this long",
+        default=_config_default("lease_seconds"),
+        help="a leader that stops renewing is replaced after this long (default: %(default)g)",
     )
     parser.add_argument(
         "--watch-inactivity-seconds",
         type=float,
-        default=70.0,
-        help="reconnect a watch that carried nothing (not even a bookmark) for this long",
+        default=_config_default("watch_inactivity_seconds"),
+        help="reconnect a watch that carried nothing (not even a bookmark) for this long "
+        "(default: %(default)g)",
     )
     parser.add_argument(
         "--relist-seconds",
         type=float,
-        default=300.0,
-        help="the leader lists every object again this often (catches missed deletions)",
+        default=_config_default("relist_seconds"),
+        help="the leader lists every object again this often (catches missed deletions; "
+        "default: %(default)g)",
     )
     parser.add_argument(
         "--accelerator-resource",
         action="append",
         metavar="NAME",
         help="an extended resource greenplace governs (repeat; default: "
-        f"{', '.join(resources.DEFAULT_RESOURCES)})",
+        f"{_shown(_config_default('accelerators').resources)})",
     )
     parser.add_argument(
         "--accelerator-prefix",
         action="append",
         metavar="PREFIX",
         help="govern every extended resource starting with PREFIX (repeat; default: "
-        f"{', '.join(resources.DEFAULT_PREFIXES)})",
+        f"{_shown(_config_default('accelerators').prefixes)})",
     )
     parser.add_argument(
         "--record-key-file",
         type=pathlib.Path,
+        default=_config_default("record_key_file"),
         help="file with the key that signs placement records (in-cluster: the mounted Secret; "
-        "default: the Secret greenplace-record-key of --lease-namespace, created if missing)",
+        f"default: the Secret {records.KEY_SECRET} of the Lease's namespace, created if "
+        "missing)",
     )
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
@@ -188,13 +226,14 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
     if args.webhook_cert_dir:
         d = args.webhook_cert_dir
         certs = webhook.ServingFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
+    governed: resources.Accelerators = _config_default("accelerators")
     return config_.OperatorConfig(
         kubeconfig=args.kubeconfig,
         webhook_host=args.webhook_host,
-        webhook_listen=args.webhook_listen or args.webhook_host,
+        webhook_listen=args.webhook_listen,
         webhook_port=args.webhook_port,
         webhook_certs=certs,
-        manage_webhook_configuration=args.out_of_cluster,
+        manage_webhook_configuration=args.manage_webhook_configuration,
         metrics_port=args.metrics_port,
         prometheus_url=args.prometheus_url,
         report_seconds=args.report_seconds,
@@ -203,13 +242,13 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         allow_signal_hosts=tuple(args.allow_signal_hosts),
         allow_insecure_signal_http=args.allow_insecure_signal_http,
         namespace=args.namespace,
-        lease_namespace=args.lease_namespace or args.namespace or "default",
+        lease_namespace=args.lease_namespace,
         lease_seconds=args.lease_seconds,
         watch_inactivity_seconds=args.watch_inactivity_seconds,
         relist_seconds=args.relist_seconds,
         accelerators=resources.Accelerators(
-            tuple(args.accelerator_resource or resources.DEFAULT_RESOURCES),
-            tuple(args.accelerator_prefix or resources.DEFAULT_PREFIXES),
+            tuple(args.accelerator_resource or governed.resources),
+            tuple(args.accelerator_prefix or governed.prefixes),
         ),
         record_key_file=args.record_key_file,
         **({"identity": args.identity} if args.identity else {}),
@@ -219,6 +258,8 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
 def _config_default(name: str) -> Any:
     """The default of ``OperatorConfig.<name>``: the one place defaults are written."""
     (field,) = [f for f in dataclasses.fields(config_.OperatorConfig) if f.name == name]
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
     return field.default
 
 

@@ -1,7 +1,21 @@
-"""How one operator process runs: every setting of ``greenplace operate``.
+"""How one operator process runs: every setting, and the one place each default is written.
 
-Why this module exists: the kopf wiring (``handlers``) and the loops (``loops``) both read these
-settings; in a module of their own, neither has to import the other to know them.
+Why this module exists: the same settings reach the operator from ``greenplace operate``'s flags
+(``cli.operate``, whose defaults and ``--help`` are read from here), from the Helm chart (which
+passes flags) and from tests (which build an ``OperatorConfig`` directly). Writing a default
+twice lets them drift, so each is written once, here; a unit test checks the flags and
+``docs/operator.md`` against these fields.
+
+Rules that combine settings live here too, as properties, so that every caller applies them
+the same way:
+
+- The leader-election Lease (and the Secret holding the record-signing key) lives in
+  ``lease_namespace`` when it is given, else in the operator's own ``namespace``, else in
+  ``default``. The operator's own namespace is where the chart's Role lets it write Leases and
+  Secrets, and where nobody but the platform team creates objects; ``default`` only serves an
+  operator run outside a cluster, with the user's own credentials, that does not know it.
+- The webhook listens on ``webhook_listen`` when given, else on ``webhook_host``, the address
+  the API server calls.
 """
 
 from __future__ import annotations
@@ -13,7 +27,10 @@ import uuid
 
 from greenplace.controller import resources, webhook
 
-__all__ = ["OperatorConfig"]
+__all__ = ["FALLBACK_LEASE_NAMESPACE", "OperatorConfig"]
+
+# Where the Lease lives when neither lease_namespace nor the operator's namespace is known.
+FALLBACK_LEASE_NAMESPACE = "default"
 
 
 def _new_identity() -> str:
@@ -26,12 +43,12 @@ class OperatorConfig:
 
     kubeconfig: str | None = None  # None: in-cluster, else $KUBECONFIG or ~/.kube/config
     webhook_host: str = "127.0.0.1"  # the address the API server calls
-    webhook_listen: str = "127.0.0.1"  # the address to bind
+    webhook_listen: str | None = None  # the address to bind (None: webhook_host)
     webhook_port: int = 9443
     webhook_certs: webhook.ServingFiles | None = None  # None: self-signed for webhook_host
     # Point the MutatingWebhookConfiguration at this process (the CLI's --out-of-cluster, the
-    # tests); False when the Helm chart owns it.
-    manage_webhook_configuration: bool = True
+    # integration tests); by default the Helm chart owns it.
+    manage_webhook_configuration: bool = False
     metrics_port: int | None = None  # serve /metrics on 0.0.0.0:PORT when set
     resync_seconds: float = 30.0  # the placement loop runs at least this often
     debounce_seconds: float = 0.2  # a burst has settled once this long passes without a change
@@ -49,15 +66,26 @@ class OperatorConfig:
     allow_insecure_signal_http: bool = False  # http:// SignalSource URLs allowed (else https only)
     # This replica's name in the Lease and in Events: the hostname and a random suffix.
     identity: str = dataclasses.field(default_factory=_new_identity)
-    lease_namespace: str = "default"  # where the leader-election Lease lives
+    # Where the leader-election Lease lives (None: see lease_namespace_in_use).
+    lease_namespace: str | None = None
     lease_seconds: float = 15.0  # a crashed leader is replaced after this long
     watch_inactivity_seconds: float = 70.0  # a watch silent this long is reconnected
     relist_seconds: float = 300.0  # the leader lists everything again this often
     # The accelerator resources governed: gated, checked by admission, counted as capacity.
     accelerators: resources.Accelerators = dataclasses.field(default_factory=resources.Accelerators)
     # File holding the key that signs placement records (the chart mounts a Secret); None:
-    # read or create the Secret records.KEY_SECRET in lease_namespace through the API.
+    # read or create the Secret records.KEY_SECRET in lease_namespace_in_use through the API.
     record_key_file: pathlib.Path | None = None
+
+    @property
+    def lease_namespace_in_use(self) -> str:
+        """Where the Lease and the record-key Secret live (the rule in the module docstring)."""
+        return self.lease_namespace or self.namespace or FALLBACK_LEASE_NAMESPACE
+
+    @property
+    def listen_address(self) -> str:
+        """The address the webhook server binds: ``webhook_listen``, else ``webhook_host``."""
+        return self.webhook_listen or self.webhook_host
 
     @property
     def stale_after_seconds(self) -> float:

@@ -80,7 +80,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
             pathlib.Path(tempfile.mkdtemp(prefix="greenplace-webhook-")), config.webhook_host
         )
         settings.admission.server = kopf.WebhookServer(
-            addr=config.webhook_listen,
+            addr=config.listen_address,
             port=config.webhook_port,
             host=config.webhook_host,
             certfile=str(files.cert),
@@ -140,7 +140,9 @@ async def _record_signer(config: config_.OperatorConfig, api: client.ApiClient) 
     """The signer of placement records, from the mounted key or the key Secret."""
     if config.record_key_file is not None:
         return records.Signer(config.record_key_file.read_bytes().strip())
-    return records.Signer(await asyncio.to_thread(records.load_key, api, config.lease_namespace))
+    return records.Signer(
+        await asyncio.to_thread(records.load_key, api, config.lease_namespace_in_use)
+    )
 
 
 def _api_server_from_env(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo:

@@ -95,7 +95,7 @@ class Loops:
             logger.warning("ignoring invalid %s: %s", name, error)
         config = self.config
         lease = leadership.LeaseSettings(
-            config.lease_namespace, config.identity, lease_seconds=config.lease_seconds
+            config.lease_namespace_in_use, config.identity, lease_seconds=config.lease_seconds
         )
         elected = leadership.Leadership(api, lease, on_change=self._leadership_changed)
         self._tasks["election"] = asyncio.create_task(elected.run())
@@ -150,7 +150,7 @@ class Loops:
     # --- liveness ---------------------------------------------------------------------
     def lease_event(self, namespace: str | None) -> None:
         """A Lease event arrived through the watch: the watches deliver (``health``)."""
-        if namespace == self.config.lease_namespace:
+        if namespace == self.config.lease_namespace_in_use:
             self.watch_event_at = time.monotonic()
 
     def health(self) -> dict[str, Any]:

@@ -175,12 +175,14 @@ def test_the_operators_namespace_comes_from_pod_namespace(monkeypatch: pytest.Mo
     monkeypatch.delenv("POD_NAMESPACE", raising=False)
     unknown = operate.config_from(cli.build_parser().parse_args(["operate"]))
     assert (unknown.namespace, unknown.credentials_dir) == (None, None)
-    assert unknown.lease_namespace == "default"
+    assert unknown.lease_namespace_in_use == "default"
     monkeypatch.setenv("POD_NAMESPACE", "gp")
     known = operate.config_from(cli.build_parser().parse_args(["operate", "--credentials-dir=/c"]))
     assert (known.namespace, known.credentials_dir) == ("gp", pathlib.Path("/c"))
-    assert known.lease_namespace == "gp"  # the Lease lives with the operator
+    assert known.lease_namespace_in_use == "gp"  # the Lease lives with the operator
     given = operate.config_from(cli.build_parser().parse_args(["operate", "--namespace=ops"]))
-    assert (given.namespace, given.lease_namespace) == ("ops", "ops")
+    assert (given.namespace, given.lease_namespace_in_use) == ("ops", "ops")
     apart = ["operate", "--namespace=ops", "--lease-namespace=locks"]
-    assert operate.config_from(cli.build_parser().parse_args(apart)).lease_namespace == "locks"
+    assert (
+        operate.config_from(cli.build_parser().parse_args(apart)).lease_namespace_in_use == "locks"
+    )

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from greenplace.api import models
+from greenplace.api import models, timestamps
 from greenplace.controller import podspec, records, resources
 
 __all__ = [
@@ -352,7 +352,7 @@ class Cache:
             name=meta["name"],
             labels=dict(meta.get("labels") or {}),
             gpus=request.units,
-            created=_timestamp(meta.get("creationTimestamp")),
+            created=_created(meta.get("creationTimestamp")),
             node_name=spec.get("nodeName") or None,
             gated=podspec.is_gated(body),
             terminal=podspec.is_terminal(body) or bool(meta.get("deletionTimestamp")),
@@ -418,10 +418,9 @@ def _placed_pool(record: Mapping[str, Any] | None) -> str | None:
     return pool if isinstance(pool, str) else None
 
 
-def _timestamp(value: str | None) -> datetime.datetime:
-    if not value:
-        return datetime.datetime.min.replace(tzinfo=datetime.UTC)
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+def _created(value: Any) -> datetime.datetime:
+    """A pod's creationTimestamp; the earliest time when it has none (it waits longest)."""
+    return timestamps.parse_rfc3339(value) or datetime.datetime.min.replace(tzinfo=datetime.UTC)
 
 
 def _short(error: pydantic.ValidationError) -> str:

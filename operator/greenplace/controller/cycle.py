@@ -27,6 +27,7 @@ from typing import Any
 
 from kubernetes import client
 
+from greenplace.api import timestamps
 from greenplace.controller import budgets, faults, feeds, kube, podspec, snapshot, status
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
@@ -310,7 +311,7 @@ def _placement_record(
         "reason": decision.reason.value,
         "policies": list(decision.policies),
         "gco2PerKwh": pool.effective_gco2_per_kwh,
-        "at": at.isoformat(timespec="microseconds"),
+        "at": timestamps.rfc3339(at, microseconds=True),
         "message": decision.message,
         "budgets": charged or [],
         "charge": {"money": spend.money, "kgCO2e": spend.kg_co2e, "kWh": spend.kwh},

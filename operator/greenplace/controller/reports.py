@@ -35,11 +35,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from greenplace.accounting import grading, report, serving, telemetry
-from greenplace.api import convert, models
+from greenplace.api import convert, models, timestamps
 from greenplace.controller import cache as cache_
 from greenplace.controller import status
 from greenplace.domain import model
@@ -143,9 +143,7 @@ class Reporter:
                 await self._refuse_url(cached, write, error)
                 return
         if url is None:
-            await write(
-                {}, [_not_ready("NoPrometheus", _NO_URL), _degraded("NoPrometheus", _NO_URL)]
-            )
+            await write([_not_ready("NoPrometheus", _NO_URL), _degraded("NoPrometheus", _NO_URL)])
             return
         pools = {p.name: p for p in planned}
         facts = [report.PoolFacts.from_pool(p) for p in pools.values()]
@@ -157,8 +155,9 @@ class Reporter:
             _ = end - window  # its start must be a time too (year 1 minus a day overflows)
         except (OverflowError, ValueError) as error:
             # The models bound window and windowEnd; this guards a spec that escaped them.
-            message = f"spec.window {spec.window} ending {end.isoformat()}: {error}; {_WINDOW_FIX}"
-            await write({}, [_not_ready("InvalidWindow", message), _degraded("Invalid", message)])
+            ending = timestamps.rfc3339(end)
+            message = f"spec.window {spec.window} ending {ending}: {error}; {_WINDOW_FIX}"
+            await write([_not_ready("InvalidWindow", message), _degraded("Invalid", message)])
             return
         querier = self._querier(url, policy=self._egress) if chosen else self._querier(url)
         try:
@@ -177,7 +176,7 @@ class Reporter:
         except contract.SignalError as error:
             reason = str(error.reason)
             ready = self._last.get(key, [_not_ready(reason, str(error))])[0]
-            await write({}, [ready, _degraded(reason, str(error))])
+            await write([ready, _degraded(reason, str(error))])
             return
         grades = spec.grading
         built = report.build(
@@ -204,31 +203,30 @@ class Reporter:
             f"{len(built.rows)} rows, energy from {built.energy_source}",
         )
         self._last[key] = [ready]
-        fields = _fields(built)
         conditions = [ready, ("Degraded", False, "Measured", "Prometheus answered")]
         shown = set(built.unattributed_gpu_wh)
         if key not in self._pools:
             # Pools written before this process (e.g. by a version without scopes) are unknown:
             # drop the whole map once rather than leave other tenants' figures in it.
-            await write({"unattributedGpuWh": None}, conditions)
-        fields["unattributedGpuWh"] |= dict.fromkeys(self._pools.get(key, set()) - shown)
+            await write(conditions, models.EnergyReportStatus(unattributed_gpu_wh=None))
+        gone = self._pools.get(key, set()) - shown
         self._pools[key] = shown
-        await write(fields, conditions)
+        await write(conditions, _status(built, gone))
 
     async def _clear(
-        self, key: tuple[str, str], write: Any, reason: str, degraded: str, message: str
+        self, key: tuple[str, str], write: _Write, reason: str, degraded: str, message: str
     ) -> None:
         """A report refused by its spec: Ready False, no rows and no gauges."""
         self._metrics.forget(*key)
         self._last.pop(key, None)
         self._pools.pop(key, None)
         await write(
-            {"rows": [], "unattributedGpuWh": None},
             [_not_ready(reason, message), _degraded(degraded, message)],
+            models.EnergyReportStatus(rows=[], unattributed_gpu_wh=None),
         )
 
     async def _refuse_url(
-        self, cached: cache_.CachedReport, write: Any, error: contract.SignalNotAllowedError
+        self, cached: cache_.CachedReport, write: _Write, error: contract.SignalNotAllowedError
     ) -> None:
         key = (cached.namespace, cached.name)
         message = f"spec.prometheus.url refused: {error}"
@@ -260,57 +258,73 @@ def _source(cache: cache_.Cache, zone: str) -> str:
     return "GpuPool fallbackGramsPerKwh"
 
 
-def _writer(recorder: status.StatusRecorder, cached: cache_.CachedReport) -> Any:
-    async def write(fields: Mapping[str, Any], conditions: list[status.Condition]) -> None:
+class _Write(Protocol):
+    """Writes one report's status: ``conditions``, and the fields set in ``fields``."""
+
+    async def __call__(
+        self, conditions: list[status.Condition], fields: models.EnergyReportStatus | None = None
+    ) -> None: ...
+
+
+def _writer(recorder: status.StatusRecorder, cached: cache_.CachedReport) -> _Write:
+    async def write(
+        conditions: list[status.Condition], fields: models.EnergyReportStatus | None = None
+    ) -> None:
+        written = (fields or models.EnergyReportStatus()).model_copy(
+            update={"observed_generation": cached.generation}
+        )
         await recorder.write(
-            "energyreports",
-            cached.namespace,
-            cached.name,
-            models.EnergyReportStatus.model_validate(
-                {"observedGeneration": cached.generation, **fields}
-            ),
-            conditions=conditions,
+            "energyreports", cached.namespace, cached.name, written, conditions=conditions
         )
 
     return write
 
 
-def _fields(built: report.EnergyReport) -> dict[str, Any]:
-    def iso(at: datetime.datetime) -> str:
-        return at.isoformat(timespec="seconds").replace("+00:00", "Z")
+def _status(built: report.EnergyReport, gone: Iterable[str]) -> models.EnergyReportStatus:
+    """The status of a computed report; the ``gone`` pools leave ``unattributedGpuWh``.
 
-    def num(value: float | None) -> float | None:
-        return None if value is None else round(value, 9)
+    Figures are rounded to 9 decimal places, so floating-point noise between two runs
+    over the same samples does not rewrite the status.
+    """
 
-    return {
-        "windowStart": iso(built.window_start),
-        "windowEnd": iso(built.window_end),
-        "energySource": str(built.energy_source),
-        "intensitySources": dict(built.intensity_sources),
-        "unattributedGpuWh": {k: num(v) for k, v in built.unattributed_gpu_wh.items()},
-        "notes": list(built.notes),
-        "rows": [
-            {
-                "model": r.model,
-                "pool": r.pool,
-                "gridZone": r.grid_zone,
-                "requests": num(r.requests),
-                "tokens": num(r.tokens),
-                "gpuWh": num(r.gpu_wh),
-                "facilityWh": num(r.facility_wh),
-                "gpuHours": num(r.gpu_hours),
-                "gCO2e": num(r.gco2e),
-                "cost": num(r.cost),
-                "currency": r.currency,
-                "gCO2PerKWh": num(r.gco2_per_kwh),
-                "gpuWhPerRequest": num(r.gpu_wh_per_request),
-                "gCO2ePerRequest": num(r.gco2e_per_request),
-                "costPerRequest": num(r.cost_per_request),
-                "costPer1kTokens": num(r.cost_per_1k_tokens),
-                "energyGrade": None if r.energy_grade is None else str(r.energy_grade),
-                "carbonGrade": None if r.carbon_grade is None else str(r.carbon_grade),
-                "attribution": [str(m) for m in r.attribution],
-            }
+    def num(value: float) -> float:
+        return round(value, 9)
+
+    def maybe(value: float | None) -> float | None:
+        return None if value is None else num(value)
+
+    unattributed: dict[str, float | None] = {
+        pool: num(wh) for pool, wh in built.unattributed_gpu_wh.items()
+    }
+    return models.EnergyReportStatus(
+        window_start=built.window_start,
+        window_end=built.window_end,
+        energy_source=str(built.energy_source),
+        intensity_sources=dict(built.intensity_sources),
+        unattributed_gpu_wh=unattributed | dict.fromkeys(gone),
+        notes=list(built.notes),
+        rows=[
+            models.ReportRowStatus(
+                model=r.model,
+                pool=r.pool,
+                grid_zone=r.grid_zone,
+                requests=num(r.requests),
+                tokens=num(r.tokens),
+                gpu_wh=num(r.gpu_wh),
+                facility_wh=num(r.facility_wh),
+                gpu_hours=num(r.gpu_hours),
+                g_co2e=maybe(r.gco2e),
+                cost=num(r.cost),
+                currency=r.currency,
+                g_co2_per_kwh=maybe(r.gco2_per_kwh),
+                gpu_wh_per_request=maybe(r.gpu_wh_per_request),
+                g_co2e_per_request=maybe(r.gco2e_per_request),
+                cost_per_request=maybe(r.cost_per_request),
+                cost_per_1k_tokens=maybe(r.cost_per_1k_tokens),
+                energy_grade=None if r.energy_grade is None else str(r.energy_grade),
+                carbon_grade=None if r.carbon_grade is None else str(r.carbon_grade),
+                attribution=[str(m) for m in r.attribution],
+            )
             for r in built.rows
         ],
-    }
+    )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from greenplace.controller.cache import KINDS, Cache
+from tests import fakes, kubeobjects
 
 
 def node(name: str, gpus: int = 8) -> dict[str, object]:
@@ -53,7 +56,32 @@ def test_a_pod_deleted_while_unwatched_stops_holding_its_gpus() -> None:
     assert not cache.pods
 
 
-def test_every_kind_has_a_key_and_a_store() -> None:
+# One valid object of each watched kind, and the cache's store of that kind.
+ONE_OF_EACH: dict[str, tuple[Mapping[str, Any], str]] = {
+    "GpuPool": (fakes.gpu_pool("fr", "FR"), "pools"),
+    "PlacementPolicy": (kubeobjects.policy("ml", "eu", ["FR"]), "policies"),
+    "Node": (node("n1"), "nodes"),
+    "Pod": (fakes.pod("a", fakes.gpus(1)), "pods"),
+    "SignalSource": (
+        kubeobjects.signal_source("grid", [kubeobjects.static_source({"FR": 50})], ["FR"]),
+        "signal_sources",
+    ),
+    "Budget": (kubeobjects.budget("ml", "team", money=100, action="Reject"), "budgets"),
+    "EnergyReport": (kubeobjects.energy_report("ml", "serving", window="1h"), "reports"),
+}
+
+
+def test_every_watched_kind_is_cached_and_dropped_by_a_listing_without_it() -> None:
+    assert set(ONE_OF_EACH) == set(KINDS)
     cache = Cache()
-    for kind in KINDS:
-        assert cache.reconcile(kind, [], time.monotonic()) == 0
+    for kind, (body, store) in ONE_OF_EACH.items():
+        cache.put(kind, body)
+        assert len(getattr(cache, store)) == 1, (kind, cache.invalid)
+    listed_at = time.monotonic()
+    for kind, (body, store) in ONE_OF_EACH.items():
+        kept = cache.reconcile(kind, [body], listed_at)  # listed: nothing gone, still there
+        assert (kept, len(getattr(cache, store))) == (0, 1), kind
+        relisted_at = time.monotonic() + 0.001  # a later listing, begun after that put
+        assert cache.reconcile(kind, [], relisted_at) == 1, kind  # not listed: gone
+        assert not getattr(cache, store), kind
+    assert not cache.invalid

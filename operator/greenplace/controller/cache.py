@@ -12,8 +12,8 @@ event. The cache holds watched objects only: what the loops did (the last cycle,
 listing, the pools they planned with, the last Lease event) is theirs (``loops``).
 
 A cached object that cannot be parsed (for example a GpuPool written before a schema change) is
-kept out of planning and its error is remembered (``invalid``); the placement loop logs each one
-when it starts. It is not yet reported in the object's status.
+kept out of planning and its error is remembered (``invalid``); the loops log each one after
+the startup listing (``loops.Loops.start``). It is not yet reported in the object's status.
 """
 
 from __future__ import annotations

@@ -2,18 +2,21 @@
 
 Why this module exists: it is the only module that knows kopf. Each handler routes and decides
 nothing: a watch event goes to the cache (``cache.Cache.put``/``remove``), a pod creation to the
-admission gate (``podspec``), a Lease event and the liveness probe to the loops (``loops``),
-and the startup handler builds the webhook server, the API client and the record signer, then
-starts the loops (``loops.Loops.start``). What the operator decides lives elsewhere (``cycle``,
-``engine``), and what the loops carry between turns lives with them.
+admission gate (``podspec``), a Lease event and the liveness probe to the loops (``loops``), and
+the login to the service account or the kubeconfig. The startup handler wires the process: the
+webhook server (with a self-signed certificate unless one is mounted), the API client, the
+record signer, the webhook configuration (``--out-of-cluster``) and the metrics server, then
+starts the loops (``loops.Loops.start``); the cleanup handler stops them. What the operator
+decides lives elsewhere (``cycle``, ``engine``), and what the loops carry between turns lives
+with them (``loops``), not in the cache.
 
 Every replica watches and serves the webhook; only the holder of the Lease (``leadership``)
 runs cycles and reports (``loops``).
 
 Handlers are registered on a registry passed in (``register``), so tests and the CLI each get a
-fresh operator with its own configuration (``config.OperatorConfig``). They are coroutines on
-purpose: kopf runs plain functions in worker threads, and the cache (with its asyncio.Event)
-belongs to the event loop.
+fresh operator with its own configuration (``config.OperatorConfig``). All but the login are
+coroutines on purpose: kopf runs plain functions in worker threads, and the cache (with its
+asyncio.Event) and the loops belong to the event loop.
 """
 
 from __future__ import annotations

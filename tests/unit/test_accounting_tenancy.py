@@ -1,17 +1,14 @@
 """EnergyReport tenancy: a namespaced report sees only its namespace's pods, models and energy.
 
-A fake Prometheus (``FakeProm``) answers the accounting's PromQL from labelled samples, honouring
-the namespace selector and the ``by`` clause, so the tests see what a real server would return
-for the queries actually built; the real server is in tests/integration/signals.
+A fake Prometheus (``tests.promfake.FakeProm``) answers the accounting's PromQL from labelled
+samples, so the tests see what a real server would return for the queries actually built; the
+real server is in tests/integration/signals.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
-import re
-from collections.abc import Mapping
 from typing import Any
 
 import prometheus_client
@@ -20,77 +17,15 @@ import pytest
 from greenplace.accounting import attribution, report, serving, telemetry
 from greenplace.controller import cache as cache_
 from greenplace.controller import reports, status
-from tests import builders
+from tests import builders, promfake
 
 T0 = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 H = datetime.timedelta(hours=1)
 M = attribution.Method
 
 
-@dataclasses.dataclass(frozen=True)
-class S:
-    labels: Mapping[str, str]
-    value: float
-
-
-def gpu(ns: str, pod: str, gpu_index: str = "0", mig: str = "", wh: float = 100.0) -> S:
-    labels = {"pool": "p", "Hostname": "n1", "gpu": gpu_index, "namespace": ns, "pod": pod}
-    if mig:
-        labels["GPU_I_PROFILE"] = mig
-    return S(labels, wh * 3.6e6)  # mJ over the window
-
-
-def served(ns: str, pod: str, model: str, value: float) -> S:
-    return S({"pool": "p", "namespace": ns, "pod": pod, "model_name": model}, value)
-
-
-class FakeProm:
-    """Answers ``sum by (...) (increase(metric{sel}[w]))`` from samples, like Prometheus."""
-
-    def __init__(self, series: Mapping[str, list[S]]) -> None:
-        self.series = series
-        self.asked: list[str] = []
-
-    def __call__(self, text: str, at: datetime.datetime) -> list[S]:
-        self.asked.append(text)
-        by = [b.strip() for b in re.search(r"by \(([^)]*)\)", text).group(1).split(",")]  # type: ignore[union-attr]
-        match = re.search(r"\(([A-Za-z_:]+)(\{[^}]*\})?\[", text)
-        assert match is not None, text
-        metric, selector = match.group(1), match.group(2) or ""
-        wanted = dict(re.findall(r'(\w+)="([^"]*)"', selector))
-        grouped: dict[tuple[tuple[str, str], ...], float] = {}
-        for sample in self.series.get(metric, []):
-            if any(sample.labels.get(k) != v for k, v in wanted.items()):
-                continue
-            key = tuple((k, sample.labels[k]) for k in by if k in sample.labels)
-            grouped[key] = grouped.get(key, 0.0) + sample.value
-        return [S(dict(key), value) for key, value in grouped.items()]
-
-
-def history(devices: list[S], serving_samples: list[tuple[S, S]]) -> dict[str, list[S]]:
-    """DCGM energy rows and (requests, generation tokens) per pod and model."""
-    return {
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION": devices,
-        "vllm:request_success_total": [r for r, _ in serving_samples],
-        "vllm:generation_tokens_total": [t for _, t in serving_samples],
-    }
-
-
-SECRET = "secret-model"
-# Pods named "web" in both namespaces, time-slicing GPU 0 (a serves 3x b's tokens); GPU 1 is
-# team-b's alone; GPU 2 has no pod.
-SHARED = history(
-    [gpu("team-a", "web"), gpu("team-b", "web"), gpu("team-b", "web-2", "1"), gpu("", "", "2")],
-    [
-        (served("team-a", "web", "llama", 10), served("team-a", "web", "llama", 300)),
-        (served("team-b", "web", SECRET, 30), served("team-b", "web", SECRET, 100)),
-        (served("team-b", "web-2", SECRET, 5), served("team-b", "web-2", SECRET, 5)),
-    ],
-)
-
-
 def test_namespace_scope_filters_serving_queries_and_cluster_scope_does_not() -> None:
-    prom = FakeProm(SHARED)
+    prom = promfake.FakeProm(promfake.SHARED)
     serving.measure(prom, T0, H, namespace="team-a")
     usage_queries = [q for q in prom.asked if "vllm:" in q and "model_name" in q]
     assert usage_queries and all('{namespace="team-a"}' in q for q in usage_queries)
@@ -98,12 +33,12 @@ def test_namespace_scope_filters_serving_queries_and_cluster_scope_does_not() ->
     # GPU energy is split between all pods of a GPU, so it is read unfiltered, per pod.
     assert energy and all("namespace" in q and 'namespace="' not in q for q in energy)
 
-    cluster = FakeProm(SHARED)
+    cluster = promfake.FakeProm(promfake.SHARED)
     serving.measure(cluster, T0, H)
     assert cluster.asked and not any('namespace="' in q for q in cluster.asked)
     assert all("namespace" in q for q in cluster.asked)  # pods keyed by namespace too
 
-    custom = FakeProm({})
+    custom = promfake.FakeProm({})
     labels = serving.LabelNames(namespace="kubernetes_namespace")
     serving.measure(custom, T0, H, namespace='we"ird', labels=labels)
     assert any('{kubernetes_namespace="we\\"ird"}' in q for q in custom.asked)
@@ -111,19 +46,19 @@ def test_namespace_scope_filters_serving_queries_and_cluster_scope_does_not() ->
 
 def test_a_gpu_shared_by_two_namespaces_shows_each_only_its_share() -> None:
     for ns, model, wh in (("team-a", "llama", 75.0), ("team-b", "secret-model", 25.0 + 100.0)):
-        measured = serving.measure(FakeProm(SHARED), T0, H, namespace=ns)
+        measured = serving.measure(promfake.FakeProm(promfake.SHARED), T0, H, namespace=ns)
         assert {u.namespace for u in measured.usages} == {ns}
         facts = [report.PoolFacts("p", "FR", 1.0, 1.0, "EUR")]
         built = report.build(measured, facts, {"FR": 100.0})
         assert [(r.model, r.gpu_wh) for r in built.rows] == [(model, pytest.approx(wh))], ns
         assert built.unattributed_gpu_wh == {}  # the idle GPU 2 is not the tenant's business
-    a = serving.measure(FakeProm(SHARED), T0, H, namespace="team-a")
+    a = serving.measure(promfake.FakeProm(promfake.SHARED), T0, H, namespace="team-a")
     assert "secret-model" not in repr(a)  # other tenants' models never reach the report
     assert {r.gpu for r in a.rows} == {"0"}  # team-b's own GPU and the idle one are dropped
     assert [(u.namespace, u.pod, u.model) for u in a.foreign] == [("team-b", "web", "")]
 
     everything = report.build(
-        serving.measure(FakeProm(SHARED), T0, H),
+        serving.measure(promfake.FakeProm(promfake.SHARED), T0, H),
         [report.PoolFacts("p", "FR", 1.0, 1.0, "EUR")],
         {"FR": 100.0},
     )
@@ -202,19 +137,9 @@ def test_gauges_of_two_reports_coexist_and_a_forgotten_one_disappears() -> None:
     assert registry.get_sample_value("greenplace_report_window_seconds", window) == 3600.0
 
 
-class RecordingWriter:
-    def __init__(self) -> None:
-        self.status: dict[tuple[str, str], dict[str, Any]] = {}
-
-    async def patch_status(
-        self, plural: str, namespace: str | None, name: str, body: Mapping[str, Any]
-    ) -> None:
-        self.status[(namespace or "", name)] = dict(body)
-
-
 class FakeQuerier:
     def __init__(self, url: str, *, policy: object = None) -> None:
-        self.vector = FakeProm(SHARED)
+        self.vector = promfake.FakeProm(promfake.SHARED)
 
 
 def energy_report(namespace: str, name: str, scope: str) -> dict[str, Any]:
@@ -231,13 +156,8 @@ def run(reporter: reports.Reporter, cache: cache_.Cache) -> None:
     asyncio.run(reporter.run(cache, T0 + H, pools=PLANNED))
 
 
-def condition(written: Mapping[str, Any], kind: str) -> tuple[str, str]:
-    found = next(c for c in written["conditions"] if c["type"] == kind)
-    return found["status"], found["reason"]
-
-
 def test_cluster_scope_only_in_the_operator_namespace_and_deleted_reports_unpublished() -> None:
-    writer = RecordingWriter()
+    writer = promfake.StatusWriter()
     registry = prometheus_client.CollectorRegistry()
     metrics = telemetry.AccountingMetrics(registry)
     reporter = reports.Reporter(
@@ -256,15 +176,15 @@ def test_cluster_scope_only_in_the_operator_namespace_and_deleted_reports_unpubl
     run(reporter, cache)
 
     refused = writer.status[("team-a", "all")]
-    assert condition(refused, "Ready") == ("False", "ClusterScopeNotAllowed")
+    assert promfake.condition(refused, "Ready") == ("False", "ClusterScopeNotAllowed")
     assert "greenplace-system" in refused["conditions"][0]["message"]
     assert refused["rows"] == [] and refused["unattributedGpuWh"] is None
     mine = writer.status[("team-a", "mine")]
-    assert condition(mine, "Ready") == ("True", "Reported")
+    assert promfake.condition(mine, "Ready") == ("True", "Reported")
     assert [r["model"] for r in mine["rows"]] == ["llama"]
     assert mine["unattributedGpuWh"] == {}
     cluster = writer.status[("greenplace-system", "all")]
-    assert condition(cluster, "Ready") == ("True", "Reported")
+    assert promfake.condition(cluster, "Ready") == ("True", "Reported")
     assert sorted(r["model"] for r in cluster["rows"]) == ["llama", "secret-model"]
     assert cluster["unattributedGpuWh"] == {"p": 100.0}
     assert metrics.reports() == {("team-a", "mine"), ("greenplace-system", "all")}
@@ -278,7 +198,7 @@ def test_cluster_scope_only_in_the_operator_namespace_and_deleted_reports_unpubl
 def test_cluster_scope_allowed_anywhere_when_the_operator_namespace_is_unknown() -> None:
     def reporter(own: str | None) -> reports.Reporter:
         return reports.Reporter(
-            status.StatusRecorder(RecordingWriter()),  # type: ignore[arg-type]
+            status.StatusRecorder(promfake.StatusWriter()),  # type: ignore[arg-type]
             telemetry.AccountingMetrics(prometheus_client.CollectorRegistry()),
             None,
             own_namespace=own,

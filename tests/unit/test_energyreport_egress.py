@@ -22,8 +22,7 @@ from greenplace.accounting import telemetry
 from greenplace.controller import cache as cache_
 from greenplace.controller import reports, status
 from greenplace.signals import egress
-from tests import builders
-from tests.unit.test_accounting_tenancy import SHARED, FakeProm, RecordingWriter, condition
+from tests import builders, promfake
 
 T0 = datetime.datetime(2026, 1, 1, 1, tzinfo=datetime.UTC)
 OWN_URL = "http://prometheus.monitoring:9090"  # the operator's --prometheus-url
@@ -42,12 +41,12 @@ class Queriers:
 
 
 class _Fake:
-    vector = FakeProm(SHARED)
+    vector = promfake.FakeProm(promfake.SHARED)
 
 
 class Setup:
     def __init__(self, *allow: str, http: bool = False, default: str | None = OWN_URL) -> None:
-        self.writer = RecordingWriter()
+        self.writer = promfake.StatusWriter()
         self.registry = prometheus_client.CollectorRegistry()
         self.metrics = telemetry.AccountingMetrics(self.registry)
         self.queriers = Queriers()
@@ -91,8 +90,8 @@ class Setup:
 def test_a_refused_url_is_ready_false_source_not_allowed(url: str, says: list[str]) -> None:
     setup = Setup()
     written = setup.report(url)
-    assert condition(written, "Ready") == ("False", "SourceNotAllowed")
-    assert condition(written, "Degraded") == ("True", "SourceNotAllowed")
+    assert promfake.condition(written, "Ready") == ("False", "SourceNotAllowed")
+    assert promfake.condition(written, "Degraded") == ("True", "SourceNotAllowed")
     message = written["conditions"][0]["message"]
     assert message.startswith("spec.prometheus.url refused: "), message
     for text in says:
@@ -106,13 +105,13 @@ def test_a_refused_url_is_ready_false_source_not_allowed(url: str, says: list[st
 def test_allowed_urls_are_queried_through_the_policy() -> None:
     public = Setup()
     written = public.report("https://prom.example.org")
-    assert condition(written, "Ready") == ("True", "Reported")
+    assert promfake.condition(written, "Ready") == ("True", "Reported")
     ((url, policy),) = public.queriers.built
     assert url == "https://prom.example.org" and policy is not None  # checked at connect too
 
     listed = Setup("prometheus.monitoring", http=True, default=None)
     written = listed.report("http://prometheus.monitoring:9090")
-    assert condition(written, "Ready") == ("True", "Reported")
+    assert promfake.condition(written, "Ready") == ("True", "Reported")
     ((_, policy),) = listed.queriers.built
     assert policy == egress.EgressPolicy.parse(["prometheus.monitoring"], allow_http=True)
 
@@ -121,7 +120,7 @@ def test_allowed_urls_are_queried_through_the_policy() -> None:
 def test_the_operators_own_prometheus_is_trusted(url: str | None) -> None:
     setup = Setup()  # nothing allowed, yet plain http to an internal name is queried
     written = setup.report(url)
-    assert condition(written, "Ready") == ("True", "Reported")
+    assert promfake.condition(written, "Ready") == ("True", "Reported")
     ((built, policy),) = setup.queriers.built
     assert built.rstrip("/") == OWN_URL and policy is None
 
@@ -142,7 +141,7 @@ def test_a_report_refused_after_it_reported_loses_its_rows_and_gauges(
     with caplog.at_level(logging.WARNING, logger="greenplace.reports"):
         written = setup.report("https://169.254.169.254", generation=2)
         setup.report("https://169.254.169.254", generation=2)  # the next period: logged once
-    assert condition(written, "Ready") == ("False", "SourceNotAllowed")
+    assert promfake.condition(written, "Ready") == ("False", "SourceNotAllowed")
     assert written["rows"] == [] and setup.metrics.reports() == set()
     text = prometheus_client.generate_latest(setup.registry).decode()
     assert 'report="r"' not in text
@@ -152,7 +151,7 @@ def test_a_report_refused_after_it_reported_loses_its_rows_and_gauges(
 
 def test_a_name_resolving_to_loopback_is_refused_at_connect_time() -> None:
     """127.1 is no address as written, nor an internal name: its address is judged on connect."""
-    writer = RecordingWriter()
+    writer = promfake.StatusWriter()
     reporter = reports.Reporter(
         status.StatusRecorder(writer),  # type: ignore[arg-type]
         telemetry.AccountingMetrics(prometheus_client.CollectorRegistry()),
@@ -165,5 +164,5 @@ def test_a_name_resolving_to_loopback_is_refused_at_connect_time() -> None:
     cache.put_report({"metadata": meta, "spec": spec})
     asyncio.run(reporter.run(cache, T0, pools=PLANNED))
     written = writer.status[("team-a", "r")]
-    assert condition(written, "Ready") == ("False", "SourceNotAllowed")
+    assert promfake.condition(written, "Ready") == ("False", "SourceNotAllowed")
     assert "127.1 resolves to 127.0.0.1" in written["conditions"][0]["message"]

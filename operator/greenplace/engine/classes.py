@@ -1,10 +1,11 @@
 """Workload classes: the compliant pools of one set of policies, ranked once per round.
 
 Why this module exists: the hard rules (``engine.rules``) and the ranking depend only on the
-governing policies, the data residency and the spot flag, not on the workload itself. Computing
-them once per *class* of workloads sharing those (and each rule once per policy and pool) instead
-of once per workload is what keeps a 10,000-workload round fast; this module owns that
-precomputation and its caches, so the walk only reads a sorted list.
+governing policies, the data residency, the spot flag and the pod's own node constraints, not on
+the workload itself. Computing them once per *class* of workloads sharing those (and each rule
+once per policy and pool) instead of once per workload is what keeps a 10,000-workload round
+fast; this module owns that precomputation and its caches. A ``Class`` is a frozen value: what
+a round uses up (free GPUs, budgets, cursors) lives in ``engine.rounds.State``.
 """
 
 from __future__ import annotations
@@ -16,25 +17,32 @@ import math
 from collections.abc import Mapping, Sequence
 
 from greenplace.domain import model
-from greenplace.engine import objective, rules
+from greenplace.engine import objective, rounds, rules
 
 __all__ = ["Catalog", "Class", "Window", "ZoneEntry"]
 
 R = model.Reason
 Window = rules.CertificateWindow | None
-# One pool of a grid zone for the deferral search: pool index, rate, certificate window.
-ZoneEntry = tuple[int, objective.Rate, Window]
-_Hard = model.Rejection | rules.CertificateWindow
-_Rejection = model.Rejection | None
-# A pool passing sovereignty: its index, certificate window, the ceiling it breaks now and the
-# ceiling it breaks that does not yield at the deadline.
-_Sovereign = tuple[int, Window, _Rejection, _Rejection]
 
 
 @dataclasses.dataclass(slots=True)
+class ZoneEntry:
+    """One pool of a grid zone for the deferral search (never changed once built; not frozen,
+    which would make the tens of thousands a large round builds several times slower to
+    make)."""
+
+    index: int
+    rate: objective.Rate
+    window: Window
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class Class:
-    """Workloads with the same policies, data residency and spot flag see the same compliant
-    pools in the same order: computed once per round, not once per workload."""
+    """Workloads with the same policies, data residency, spot flag and node constraints see the
+    same compliant pools in the same order: computed once per round, not once per workload.
+
+    Compared and hashed by identity: a round's cursors (``rounds.State``) are kept per class.
+    """
 
     policies: tuple[model.Policy, ...]
     keys: tuple[str, ...]
@@ -45,32 +53,34 @@ class Class:
     max_delay: datetime.timedelta | None
     min_saving: float
     # Compliant now, best first, with aligned per-pool facts.
-    ranked: list[int]
+    ranked: tuple[int, ...]
     # Pool index -> position in ``ranked``.
-    position: dict[int, int]
+    position: Mapping[int, int]
     # The rate each pool is ranked by, and the one budgets count (they differ only for a pool of
     # unknown intensity under CostOnly: ranked without grid carbon, counted at the pessimistic
     # value).
-    rates: list[objective.Rate]
-    budget_rates: list[objective.Rate]
-    windows: list[rules.CertificateWindow | None]
+    rates: tuple[objective.Rate, ...]
+    budget_rates: tuple[objective.Rate, ...]
+    windows: tuple[Window, ...]
     # Per GPU-hour at the live intensity: money, gCO2e and facility kWh (budgets are checked on
     # these).
-    prices: list[float]
-    gco2s: list[float]
-    kwhs: list[float]
+    prices: tuple[float, ...]
+    gco2s: tuple[float, ...]
+    kwhs: tuple[float, ...]
     min_price: float
     min_gco2: float
     min_kwh: float
     # Some policy sets a carbon ceiling.
     ceiling: bool
     # Lowest effective intensity from each position on (what "lowest carbon with room" means).
-    min_intensity_from: list[float]
+    min_intensity_from: tuple[float, ...]
     # Pools excluded by a hard rule, and their count per reason.
     static: tuple[model.Rejection, ...]
-    static_counts: collections.Counter[model.Reason]
-    # Pools passing sovereignty (even if above a ceiling now), per grid zone, best first.
-    zones: dict[str, list[ZoneEntry]]
+    static_counts: Mapping[model.Reason, int]
+    # Pools passing sovereignty (even if above a ceiling now), per grid zone, best first, and
+    # their pool indices (the ranking the zone's cursor walks).
+    zones: Mapping[str, tuple[ZoneEntry, ...]]
+    zone_pools: Mapping[str, tuple[int, ...]]
     largest_pool_gpus: int
     # Positions from ``above`` on are above a carbon ceiling now (only in a waived class, see
     # ``Catalog.waived``); before it, every pool is compliant.
@@ -85,10 +95,6 @@ class Class:
     waived: bool = False
     # Pools the workload's own node constraints admit (None: all); see ``Workload.fits_pools``.
     fits: frozenset[str] | None = None
-    # First position in ``ranked`` (and in each zone's list) that may still have free GPUs:
-    # free GPUs only drop within a round, so these only move forward.
-    cursor: int = 0
-    zone_cursors: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def estimate(
         self, pos: int, gpu_hours: float, gco2_per_kwh: float | None
@@ -101,25 +107,53 @@ class Class:
         )
 
 
+@dataclasses.dataclass(slots=True)
+class PoolFacts:
+    """What one policy says of one pool, whoever the workload: its hard rules (a rejection, or
+    the window its certifications are valid in) and the carbon ceiling it breaks now."""
+
+    hard: model.Rejection | rules.CertificateWindow
+    above_ceiling: model.Rejection | None
+
+
+@dataclasses.dataclass(slots=True)
+class Sovereign:
+    """A pool passing every hard rule of a policy set but the carbon ceilings (like
+    ``PoolFacts`` and ``_Candidate``, a record of the build, never changed)."""
+
+    index: int
+    window: Window
+    # The first ceiling it breaks now, and the first one that does not yield at the deadline.
+    above_ceiling: model.Rejection | None
+    above_strict_ceiling: model.Rejection | None
+
+
+@dataclasses.dataclass(slots=True)
+class _Candidate:
+    """A pool of a class being built, with its sort key."""
+
+    above_ceiling: bool
+    # Objective per GPU-hour, effective intensity, price, name: ties are deterministic.
+    order: tuple[float, float, float, str]
+    index: int
+    rate: objective.Rate
+    window: Window
+
+
 class Catalog:
     """The classes of one round, and the per-policy and per-pool facts they are built from."""
 
-    def __init__(
-        self,
-        pools: Sequence[model.Pool],
-        budgets: Mapping[str, model.Budget],
-        now: datetime.datetime,
-    ) -> None:
-        self.pools = pools
-        self.budgets = budgets
-        self.now = now
+    def __init__(self, context: rounds.Context) -> None:
+        self.pools = context.pools
+        self.budgets = context.budgets
+        self.now = context.now
         self.classes: dict[tuple[object, ...], Class] = {}
-        # Per policy, per pool: its hard rules (a rejection or a certificate window) and its
-        # carbon ceiling now; per residency label, per pool: the residency rule.
-        self.facts: dict[str, list[tuple[_Hard, model.Rejection | None]]] = {}
+        # Per policy, per pool: its hard rules and its carbon ceiling now; per residency label,
+        # per pool: the residency rule.
+        self.facts: dict[str, list[PoolFacts]] = {}
         self.residency: dict[frozenset[str], list[model.Rejection | None]] = {}
         self.rates: dict[tuple[int, bool, float, bool], objective.Rate] = {}
-        self.compliance: dict[tuple[object, ...], list[_Sovereign]] = {}
+        self.compliance: dict[tuple[object, ...], list[Sovereign]] = {}
         self.excluded: dict[tuple[object, ...], list[model.Rejection]] = {}
 
     def of(self, governing: tuple[model.Policy, ...], workload: model.Workload) -> Class:
@@ -141,12 +175,6 @@ class Catalog:
                 cls.policies, cls.residency, cls.spot, waive=True, fits=cls.fits
             )
         return waived
-
-    def reset_cursors(self) -> None:
-        """Back to the first pool of every ranking (after capacity was given back)."""
-        for cls in self.classes.values():
-            cls.cursor = 0
-            cls.zone_cursors.clear()
 
     def _build(
         self,
@@ -171,19 +199,21 @@ class Catalog:
         carbon_price = max(p.carbon_price_per_tco2e for p in policies)
         delays = [p.max_delay for p in policies if p.max_delay is not None]
         cost_only = all(p.on_missing_carbon == "CostOnly" for p in policies)
-        ok: list[tuple[bool, tuple[float, float, float, str], int, objective.Rate, Window]] = []
-        zones: dict[str, list[tuple[float, int, objective.Rate, Window]]]
-        zones = collections.defaultdict(list)
+        ok: list[_Candidate] = []
+        # Per grid zone: (objective per GPU-hour, entry), to sort.
+        zones: dict[str, list[tuple[float, ZoneEntry]]] = collections.defaultdict(list)
         largest = 0
         sovereign, static = self._compliance(policies, residency, budgets, fits)
         static = list(static)
         waivable = False
-        for index, window, ceiling, strict in sovereign:
+        for passing in sovereign:
+            index, window = passing.index, passing.window
+            ceiling, strict = passing.above_ceiling, passing.above_strict_ceiling
             pool = self.pools[index]
             blind = cost_only and pool.gco2_per_kwh is None
             rate = self._rate(index, spot, carbon_price, blind)
             per_gpu_hour = rate.objective_per_gpu_hour(pool.gco2_per_kwh)
-            zones[pool.location.grid_zone].append((per_gpu_hour, index, rate, window))
+            zones[pool.location.grid_zone].append((per_gpu_hour, ZoneEntry(index, rate, window)))
             largest = max(largest, pool.gpus_total)
             if ceiling is not None:
                 waivable = waivable or strict is None
@@ -197,20 +227,24 @@ class Catalog:
                 pool.price_per_gpu_hour,
                 pool.name,
             )
-            ok.append((ceiling is not None, order, index, rate, window))
-        ok.sort(key=lambda entry: entry[:2])
-        prices = [rate.price_per_gpu_hour for _, _, _, rate, _ in ok]
+            ok.append(_Candidate(ceiling is not None, order, index, rate, window))
+        ok.sort(key=lambda c: (c.above_ceiling, c.order))
+        prices = tuple(c.rate.price_per_gpu_hour for c in ok)
         # Budgets count an unknown intensity at the pessimistic value, CostOnly or not (and the
         # energy drawn: a CostOnly rate counts no kWh for grid carbon).
-        counted = [self._rate(i, spot, carbon_price, False) for _, _, i, _, _ in ok]
-        gco2s = [
-            rate.gco2_per_gpu_hour(self.pools[i].gco2_per_kwh)
-            for rate, (_, _, i, _, _) in zip(counted, ok, strict=True)
-        ]
-        kwhs = [rate.kwh_per_gpu_hour for rate in counted]
-        min_from = [entry[1][1] for entry in ok] + [math.inf]
+        counted = tuple(self._rate(c.index, spot, carbon_price, False) for c in ok)
+        gco2s = tuple(
+            rate.gco2_per_gpu_hour(self.pools[c.index].gco2_per_kwh)
+            for rate, c in zip(counted, ok, strict=True)
+        )
+        kwhs = tuple(rate.kwh_per_gpu_hour for rate in counted)
+        min_from = [c.order[1] for c in ok] + [math.inf]
         for pos in range(len(ok) - 1, -1, -1):
             min_from[pos] = min(min_from[pos], min_from[pos + 1])
+        by_zone = {
+            zone: tuple(entry for _, entry in sorted(pairs, key=lambda p: (p[0], p[1].index)))
+            for zone, pairs in sorted(zones.items())
+        }
         return Class(
             policies=policies,
             keys=tuple(p.key for p in policies),
@@ -220,11 +254,11 @@ class Catalog:
             carbon_price=carbon_price,
             max_delay=min(delays) if delays else None,
             min_saving=max(p.deferral_min_saving_fraction for p in policies),
-            ranked=[entry[2] for entry in ok],
-            position={entry[2]: pos for pos, entry in enumerate(ok)},
-            rates=[entry[3] for entry in ok],
+            ranked=tuple(c.index for c in ok),
+            position={c.index: pos for pos, c in enumerate(ok)},
+            rates=tuple(c.rate for c in ok),
             budget_rates=counted,
-            windows=[entry[4] for entry in ok],
+            windows=tuple(c.window for c in ok),
             prices=prices,
             gco2s=gco2s,
             kwhs=kwhs,
@@ -232,15 +266,13 @@ class Catalog:
             min_gco2=min(gco2s, default=math.inf),
             min_kwh=min(kwhs, default=math.inf),
             ceiling=any(p.max_gco2_per_kwh is not None for p in policies),
-            min_intensity_from=min_from,
+            min_intensity_from=tuple(min_from),
             static=tuple(static),
             static_counts=collections.Counter(r.reason for r in static),
-            zones={
-                zone: [(i, rate, win) for _, i, rate, win in sorted(entries, key=lambda e: e[:2])]
-                for zone, entries in sorted(zones.items())
-            },
+            zones=by_zone,
+            zone_pools={zone: tuple(e.index for e in entries) for zone, entries in by_zone.items()},
             largest_pool_gpus=largest,
-            above=sum(1 for entry in ok if not entry[0]),
+            above=sum(1 for c in ok if not c.above_ceiling),
             waivable=waivable and not waive,
             cost_only=cost_only,
             residency=residency,
@@ -255,7 +287,7 @@ class Catalog:
         residency: frozenset[str] | None,
         budgets: tuple[model.Budget, ...],
         fits: frozenset[str] | None = None,
-    ) -> tuple[list[_Sovereign], list[model.Rejection]]:
+    ) -> tuple[list[Sovereign], list[model.Rejection]]:
         """Pools passing sovereignty (with certificate window, ceiling rejection now, and the
         rejection by a ceiling that does not yield at the deadline), and the rejections of the
         others; shared by the spot and on-demand classes of a policy set."""
@@ -265,10 +297,11 @@ class Catalog:
         facts = [self._facts(policy) for policy in policies]
         yields = [policy.carbon_ceiling_yields_at_deadline for policy in policies]
         residency_rules = None if residency is None else self._residency(residency)
-        sovereign: list[_Sovereign] = []
+        sovereign: list[Sovereign] = []
         static: list[model.Rejection] = []
         for index, pool in enumerate(self.pools):
-            rejection, window, ceiling, strict = _combine(facts, yields, index)
+            combined = _combine(facts, yields, index)
+            rejection = combined if isinstance(combined, model.Rejection) else None
             if rejection is None and residency_rules is not None:
                 rejection = residency_rules[index]
             rejection = rejection or _currency_mismatch(pool, budgets)
@@ -282,19 +315,20 @@ class Catalog:
             if rejection is not None:
                 static.append(rejection)
             else:
-                sovereign.append((index, window, ceiling, strict))
+                assert isinstance(combined, Sovereign)
+                sovereign.append(combined)
         self.compliance[key] = sovereign
         self.excluded[key] = static
         return sovereign, static
 
-    def _facts(self, policy: model.Policy) -> list[tuple[_Hard, model.Rejection | None]]:
+    def _facts(self, policy: model.Policy) -> list[PoolFacts]:
         facts = self.facts.get(policy.key)
         if facts is None:
             facts = self.facts[policy.key] = [
-                (
-                    rules.sovereignty_violation(pool, (policy,), None)
+                PoolFacts(
+                    hard=rules.sovereignty_violation(pool, (policy,), None)
                     or rules.certificate_window(pool, (policy,), self.now),
-                    rules.ceiling_violation(pool, (policy,), pool.gco2_per_kwh),
+                    above_ceiling=rules.ceiling_violation(pool, (policy,), pool.gco2_per_kwh),
                 )
                 for pool in self.pools
             ]
@@ -321,26 +355,25 @@ class Catalog:
 
 
 def _combine(
-    facts: Sequence[list[tuple[_Hard, model.Rejection | None]]],
-    yields: Sequence[bool],
-    index: int,
-) -> tuple[_Rejection, Window, _Rejection, _Rejection]:
-    """The first hard rejection of one pool across policies, else the joint certificate
-    window (None when nothing is required), the first ceiling it breaks now, and the first
-    one that does not yield at the deadline."""
+    facts: Sequence[list[PoolFacts]], yields: Sequence[bool], index: int
+) -> model.Rejection | Sovereign:
+    """The first hard rejection of one pool across policies, else the pool with its joint
+    certificate window (None when nothing is required), the first ceiling it breaks now, and
+    the first one that does not yield at the deadline."""
     window: rules.CertificateWindow | None = None
     ceiling: model.Rejection | None = None
     strict: model.Rejection | None = None
     for per_pool, yielding in zip(facts, yields, strict=True):
-        hard, above = per_pool[index]
+        pool_facts = per_pool[index]
+        hard, above = pool_facts.hard, pool_facts.above_ceiling
         if isinstance(hard, model.Rejection):
-            return hard, None, None, None
+            return hard
         if hard.names:
             window = hard if window is None else window.intersect(hard)
         ceiling = ceiling or above
         if not yielding:
             strict = strict or above
-    return None, window, ceiling, strict
+    return Sovereign(index, window, ceiling, strict)
 
 
 def _currency_mismatch(pool: model.Pool, budgets: Sequence[model.Budget]) -> model.Rejection | None:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from greenplace.domain import model
-from greenplace.engine import classes, deferral, rules, walking
+from greenplace.engine import classes, deferral, rounds, rules, walking
 
 __all__ = ["Explainer", "budget_unknown", "no_policy"]
 
@@ -32,15 +32,12 @@ _PASSED_OVER = {
 class Explainer:
     """Writes the decisions of one round (and caches the rejection of a full pool)."""
 
-    def __init__(
-        self,
-        pools: Sequence[model.Pool],
-        now: datetime.datetime,
-        later: deferral.Deferral,
-    ) -> None:
-        self.pools = pools
-        self.now = now
+    def __init__(self, context: rounds.Context, later: deferral.Deferral) -> None:
+        self.context = context
+        self.pools = context.pools
         self.later = later
+        # Each pool's effective intensity as messages write it, once per round.
+        self.carbon = [_carbon(pool) for pool in context.pools]
         self.full: dict[tuple[int, int], model.Rejection] = {}
 
     def finish(self, result: walking.Result) -> model.Decision:
@@ -56,7 +53,7 @@ class Explainer:
         counts = _counts(cls.static_counts, walk.counts, tail_counts)
         intensity = best.effective_gco2_per_kwh
         where = (
-            f"{best.name} ({best.location.country}, {_carbon(best)}, "
+            f"{best.name} ({best.location.country}, {self.carbon[cls.ranked[pos]]}, "
             f"{estimate.cost:.2f} {best.currency}, {estimate.kgco2e:.2f} kgCO2e)"
         )
         compliant = f"{cls.above} compliant pools"
@@ -116,8 +113,11 @@ class Explainer:
             "alternatives": alternatives,
             "rejected_by_reason": counts,
         }
-        if walk.blocked is not None or walk.counts.get(R.BUDGET_EXCEEDED):
-            budget, rejection = walk.blocked or (_first_budget(cls), walk.downgraded)
+        if walk.stopped_by_budget:
+            if walk.blocked is None:
+                budget, rejection = _first_budget(cls), walk.downgraded
+            else:
+                budget, rejection = walk.blocked.budget, walk.blocked.rejection
             refuse = budget.action is model.BudgetAction.REJECT
             when = "" if budget.period_end is None else f" until {_at(budget.period_end)}"
             verb = "refused" if refuse else f"deferred{when}"
@@ -143,7 +143,7 @@ class Explainer:
         if not cls.ranked:
             slot = self.later.first_slot_under_ceiling(cls, workload)
             if slot is not None:
-                start, pool = slot
+                start, pool = slot.start, slot.pool
                 return model.Decision(
                     outcome=model.Outcome.DEFERRED,
                     reason=R.DEFERRED_UNTIL_UNDER_CEILING,
@@ -215,17 +215,19 @@ class Explainer:
         if walk.stop is None or walk.estimate is None:
             return (), {}
         best = self.pools[cls.ranked[walk.stop]]
-        chosen = f"{walk.estimate.objective:.2f} {best.currency}"
+        chosen = f"{self.carbon[cls.ranked[walk.stop]]} in {best.name}"
+        chosen_objective = f"{walk.estimate.objective:.2f} {best.currency}"
         rejections = []
         for pos in range(walk.stop + 1, min(len(cls.ranked), walk.stop + 1 + limit)):
-            pool = self.pools[cls.ranked[pos]]
+            index = cls.ranked[pos]
+            pool = self.pools[index]
             rate = cls.rates[pos].objective_per_gpu_hour(pool.gco2_per_kwh)
             rejections.append(
                 model.Rejection(
                     pool.name,
                     R.OUTRANKED,
-                    f"{_carbon(pool)} vs {_carbon(best)} in {best.name}; objective "
-                    f"{workload.gpu_hours * rate:.2f} vs {chosen}",
+                    f"{self.carbon[index]} vs {chosen}; objective "
+                    f"{workload.gpu_hours * rate:.2f} vs {chosen_objective}",
                 )
             )
         count = len(cls.ranked) - walk.stop - 1
@@ -235,19 +237,19 @@ class Explainer:
         self, cls: classes.Class, walk: walking.Walk, workload: model.Workload
     ) -> tuple[model.Rejection, ...]:
         """The walk's passed-over pools as rejections, written for the final decision only."""
-        end = self.now + datetime.timedelta(hours=workload.duration_hours)
+        end = self.context.run_end(workload)
         gpus = workload.gpus
         return tuple(
             entry
             if isinstance(entry, model.Rejection)
-            else self._full(cls.ranked[entry[0]], gpus)
-            if entry[1] is R.INSUFFICIENT_CAPACITY and entry[2] == 0
+            else self._full(cls.ranked[entry.pos], gpus)
+            if entry.reason is R.INSUFFICIENT_CAPACITY and entry.free == 0
             else _passed_over(
-                self.pools[cls.ranked[entry[0]]],
-                reason=entry[1],
+                self.pools[cls.ranked[entry.pos]],
+                reason=entry.reason,
                 workload=workload,
-                free=entry[2],
-                window=cls.windows[entry[0]],
+                free=entry.free,
+                window=cls.windows[entry.pos],
                 end=end,
             )
             for entry in walk.skipped

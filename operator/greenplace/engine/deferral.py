@@ -11,19 +11,48 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from greenplace.domain import model, series
-from greenplace.engine import classes, objective, rules, walking
+from greenplace.engine import classes, objective, rounds, rules, walking
 
-__all__ = ["DEFERRAL_STEP", "MAX_DEFERRAL", "CleanerSlot", "Deferral", "latest_start"]
+__all__ = [
+    "DEFERRAL_STEP",
+    "MAX_DEFERRAL",
+    "CeilingSlot",
+    "CleanerSlot",
+    "Deferral",
+    "latest_start",
+]
 
 # Granularity of the later start times the planner considers when deferring.
 DEFERRAL_STEP = datetime.timedelta(minutes=30)
 # The furthest ahead a deferral looks, whatever the window says.
 MAX_DEFERRAL = datetime.timedelta(days=7)
-# A later start in one zone: objective rate, step, pool index, forecast mean intensity.
-_Slot = tuple[float, int, int, float]
+
+
+@dataclasses.dataclass(slots=True)
+class _ZoneSlot:
+    """The best later start in one grid zone, for one pool of it (not changed once made; not
+    frozen, as thousands are made in a large round)."""
+
+    objective_per_gpu_hour: float
+    step: int
+    index: int
+    mean_gco2_per_kwh: float
+
+    @property
+    def order(self) -> tuple[float, int, int]:
+        """Best objective first, then earliest, then pool index."""
+        return self.objective_per_gpu_hour, self.step, self.index
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _CleanestStep:
+    """The later step with the lowest forecast mean intensity in a zone."""
+
+    step: int
+    mean_gco2_per_kwh: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,60 +69,63 @@ class CleanerSlot:
     later_gco2: float
 
 
-class Deferral:
-    """The deferral search of one round; reads the walker's free GPUs as they are when asked."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class CeilingSlot:
+    """The first later start when a pool with room is forecast under every carbon ceiling."""
 
-    def __init__(
-        self,
-        pools: Sequence[model.Pool],
-        forecasts: Mapping[str, series.TimeSeries],
-        now: datetime.datetime,
-        walker: walking.Walker,
-    ) -> None:
-        self.pools = pools
-        self.forecasts = forecasts
-        self.now = now
-        self.walker = walker
-        self.cumulative = {z: series.Cumulative(s) for z, s in sorted(forecasts.items())}
+    start: datetime.datetime
+    pool: model.Pool
+
+
+class Deferral:
+    """The deferral search of one round; reads the round's free GPUs as they are when asked."""
+
+    def __init__(self, context: rounds.Context, state: rounds.State) -> None:
+        self.pools = context.pools
+        self.forecasts = context.forecasts
+        self.now = context.now
+        self.state = state
+        self.cumulative = {z: series.Cumulative(s) for z, s in sorted(self.forecasts.items())}
         self.means: dict[tuple[str, int, float], float | None] = {}
-        self.zone_slots: dict[tuple[object, ...], _Slot | None] = {}
-        self.best_slots: dict[tuple[str, float, int], tuple[int, float] | None] = {}
+        self.zone_slots: dict[tuple[object, ...], _ZoneSlot | None] = {}
+        self.cleanest_steps: dict[tuple[str, float, int], _CleanestStep | None] = {}
 
     def cleaner_slot(
-        self, cls: classes.Class, workload: model.Workload, walk: walking.Walk
+        self, cls: classes.Class, workload: model.Workload, pos: int
     ) -> CleanerSlot | None:
-        """The later start, within the workload's window, that beats the pool the walk found by
-        the class's minimum saving and on objective; None when running now is as good."""
+        """The later start, within the workload's window, that beats the pool at ``pos`` of the
+        class's ranking (where the walk found room now) by the class's minimum saving and on
+        objective; None when running now is as good."""
         if not self.forecasts or cls.carbon_price <= 0:
             return None
         steps = self._steps(cls, workload)
         if steps < 1:
             return None
-        assert walk.pos is not None and walk.estimate is not None
-        here = self.pools[cls.ranked[walk.pos]]
+        here = self.pools[cls.ranked[pos]]
         # Forecast means are taken over the run rounded to the half hour (an estimate to decide
         # whether to wait; the placement itself is planned again when the time comes).
         hours = max(0.5, round(workload.duration_hours * 2) / 2)
         now_mean = self._mean(here.location.grid_zone, 0, hours)
         now_intensity = here.gco2_per_kwh if now_mean is None else now_mean
-        now_rate = cls.rates[walk.pos]
+        now_rate = cls.rates[pos]
         now_objective = now_rate.objective_per_gpu_hour(now_intensity)
         now_gco2 = now_rate.gco2_per_gpu_hour(now_intensity)
-        best: _Slot | None = None
+        best: _ZoneSlot | None = None
         for zone, entries in cls.zones.items():
-            found = self._zone_slot(cls, workload, zone, entries, (hours, steps))
-            if found is not None and (best is None or found[:3] < best[:3]):
+            found = self._zone_slot(cls, workload, zone, entries, hours=hours, steps=steps)
+            if found is not None and (best is None or found.order < best.order):
                 best = found
         if best is None:
             return None
-        later_objective, step, index, intensity = best
-        later = self.pools[index]
+        later_objective, step = best.objective_per_gpu_hour, best.step
+        intensity = best.mean_gco2_per_kwh
+        later = self.pools[best.index]
         later_rate = objective.rate(
             later, spot=workload.spot, carbon_price_per_tco2e=cls.carbon_price
         )
         later_gco2 = later_rate.gco2_per_gpu_hour(intensity)
         saving = 1 - later_gco2 / now_gco2 if now_gco2 > 0 else 0.0
-        if later_objective >= now_objective - walking.EPSILON or saving < cls.min_saving:
+        if later_objective >= now_objective - objective.EPSILON or saving < cls.min_saving:
             return None
         return CleanerSlot(
             here=here,
@@ -108,16 +140,16 @@ class Deferral:
 
     def first_slot_under_ceiling(
         self, cls: classes.Class, workload: model.Workload
-    ) -> tuple[datetime.datetime, model.Pool] | None:
+    ) -> CeilingSlot | None:
         """The first start in the window when a pool with room is forecast under every ceiling."""
         steps = self._steps(cls, workload) if self.forecasts else 0
         for step in range(1, steps + 1):
             for entries in cls.zones.values():
-                for index, _, window in entries:
-                    if self._fits(index, workload) and self._allowed_at(
-                        cls, index, window, step, workload.duration_hours
+                for entry in entries:
+                    if self._fits(entry.index, workload) and self._allowed_at(
+                        cls, entry.index, entry.window, step, workload.duration_hours
                     ):
-                        return self.now + step * DEFERRAL_STEP, self.pools[index]
+                        return CeilingSlot(self.now + step * DEFERRAL_STEP, self.pools[entry.index])
         return None
 
     def _steps(self, cls: classes.Class, workload: model.Workload) -> int:
@@ -141,17 +173,17 @@ class Deferral:
             )
         return self.means[key]
 
-    def _best_slot(self, zone: str, hours: float, steps: int) -> tuple[int, float] | None:
+    def _cleanest_step(self, zone: str, hours: float, steps: int) -> _CleanestStep | None:
         """The later step with the lowest forecast mean intensity in ``zone`` (earliest on ties)."""
         key = (zone, hours, steps)
-        if key not in self.best_slots:
-            best: tuple[int, float] | None = None
+        if key not in self.cleanest_steps:
+            best: _CleanestStep | None = None
             for step in range(1, steps + 1):
                 mean = self._mean(zone, step, hours)
-                if mean is not None and (best is None or mean < best[1]):
-                    best = (step, mean)
-            self.best_slots[key] = best
-        return self.best_slots[key]
+                if mean is not None and (best is None or mean < best.mean_gco2_per_kwh):
+                    best = _CleanestStep(step, mean)
+            self.cleanest_steps[key] = best
+        return self.cleanest_steps[key]
 
     def _zone_slot(
         self,
@@ -159,21 +191,19 @@ class Deferral:
         workload: model.Workload,
         zone: str,
         entries: Sequence[classes.ZoneEntry],
-        run: tuple[float, int],
-    ) -> _Slot | None:
-        """Best later (objective rate, step, pool, intensity) in one zone, for the first pool of
-        the zone that can take the workload; ``run`` is (hours, steps it may wait)."""
-        free = self.walker.free
-        first = cls.zone_cursors.get(zone, 0)
-        while first < len(entries) and free[entries[first][0]] == 0:
-            first += 1
-        cls.zone_cursors[zone] = first
-        found = next((e for e in entries[first:] if self._fits(e[0], workload)), None)
+        *,
+        hours: float,
+        steps: int,
+    ) -> _ZoneSlot | None:
+        """The best later start in one zone, for the first pool of the zone that can take the
+        workload, for a run of ``hours`` that may wait ``steps``."""
+        first = self.state.first_with_room((cls, zone), cls.zone_pools[zone])
+        found = next((e for e in entries[first:] if self._fits(e.index, workload)), None)
         if found is None:
             return None
-        key = (id(cls), zone, found[0], *run)
+        key = (cls, zone, found.index, hours, steps)
         if key not in self.zone_slots:
-            self.zone_slots[key] = self._slot_in(cls, zone, found, run)
+            self.zone_slots[key] = self._slot_in(cls, zone, found, hours, steps)
         return self.zone_slots[key]
 
     def _slot_in(
@@ -181,14 +211,14 @@ class Deferral:
         cls: classes.Class,
         zone: str,
         entry: classes.ZoneEntry,
-        run: tuple[float, int],
-    ) -> _Slot | None:
-        index, rate, window = entry
-        hours, steps = run
-        slot = self._best_slot(zone, hours, steps)
-        if slot is None:
+        hours: float,
+        steps: int,
+    ) -> _ZoneSlot | None:
+        index, rate, window = entry.index, entry.rate, entry.window
+        cleanest = self._cleanest_step(zone, hours, steps)
+        if cleanest is None:
             return None
-        step, mean = slot
+        step, mean = cleanest.step, cleanest.mean_gco2_per_kwh
         if not self._allowed_at(cls, index, window, step, hours):
             allowed = [
                 s for s in range(1, steps + 1) if self._allowed_at(cls, index, window, s, hours)
@@ -197,12 +227,12 @@ class Deferral:
             if not means:
                 return None
             mean, step = min(means)
-        return rate.objective_per_gpu_hour(mean), step, index, mean
+        return _ZoneSlot(rate.objective_per_gpu_hour(mean), step, index, mean)
 
     def _fits(self, index: int, workload: model.Workload) -> bool:
         """Whether the pool has room and nodes for ``workload`` now (certifications are checked
         at each later start, by ``_allowed_at``)."""
-        free = self.walker.free[index]
+        free = self.state.free[index]
         return walking.obstacle(self.pools[index], workload, free=free) is None
 
     def _allowed_at(

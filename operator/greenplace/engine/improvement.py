@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import typing
+from collections.abc import Sequence
 
 from greenplace.domain import model
-from greenplace.engine import classes, walking
+from greenplace.engine import classes, objective, walking
 
 __all__ = [
     "IMPROVEMENT_ATTEMPTS",
@@ -38,31 +40,74 @@ SWAP_CHECKS = 20_000
 SWAP_CHECKS_SCALE = 25_000_000
 SWAP_CHECKS_FLOOR = 5_000
 
-_Result = walking.Result
 _DOWNGRADE = model.BudgetAction.DOWNGRADE
-# Placed workloads by pool index, then by kind (``_swap_kind``), for the swap search.
-_SwapKind = tuple[int, int, int, float, int | None]
-_Where = collections.defaultdict[int, collections.defaultdict[_SwapKind, list[_Result]]]
 
 
-def improve(placed: list[_Result], walker: walking.Walker, catalog: classes.Catalog) -> None:
+class Placed(typing.Protocol):
+    """A workload placed (and committed) by a walk of this round."""
+
+    @property
+    def index(self) -> int: ...  # arrival order
+    @property
+    def workload(self) -> model.Workload: ...
+    @property
+    def cls(self) -> classes.Class | None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def walk(self) -> walking.Walk | None: ...
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class _Mover:
+    """One admitted workload during the pass, and where it is now: the pass moves it."""
+
+    index: int
+    workload: model.Workload
+    cls: classes.Class
+    limit: int
+    walk: walking.Walk
+
+
+class SwapKind(typing.NamedTuple):
+    """Workloads of one kind are interchangeable in a swap: same class, size, shape, duration
+    and position in the class's ranking."""
+
+    cls: classes.Class
+    gpus: int
+    largest_pod_gpus: int
+    gpu_hours: float
+    pos: int | None
+
+
+# Placed workloads by pool index, then by kind, for the swap search.
+_Where = collections.defaultdict[int, collections.defaultdict[SwapKind, list[_Mover]]]
+
+
+def improve(placed: Sequence[Placed], walker: walking.Walker) -> list[walking.Walk]:
     """Re-assign ``placed`` (at least two workloads, all placed by ``walker``) longest-first,
-    kept only if all still fit and the total objective drops, then search moves and swaps."""
-    _Pass(walker, catalog).run(placed)
+    kept only if all still fit and the total objective drops, then search moves and swaps; the
+    final walk of each workload of ``placed``, in its order."""
+    movers = []
+    for r in placed:
+        assert r.cls is not None and r.walk is not None
+        movers.append(_Mover(r.index, r.workload, r.cls, r.limit, r.walk))
+    _Pass(walker).run(movers)
+    return [m.walk for m in movers]
 
 
 class _Pass:
-    def __init__(self, walker: walking.Walker, catalog: classes.Catalog) -> None:
+    def __init__(self, walker: walking.Walker) -> None:
         self.walker = walker
-        self.catalog = catalog
+        self.state = walker.state
         self.pools = walker.pools
         self.now = walker.now
 
-    def run(self, placed: list[_Result]) -> None:
-        walker = self.walker
+    def run(self, placed: list[_Mover]) -> None:
+        state = self.state
         before = sum(_objective(r.walk) for r in placed)
-        saved = walker.save()
-        first: list[_Result] = []  # workloads that did not fit in an earlier attempt go first
+        saved = state.save()
+        first: list[_Mover] = []  # workloads that did not fit in an earlier attempt go first
         attempts = max(1, min(IMPROVEMENT_ATTEMPTS, IMPROVEMENT_WALKS // len(placed)))
         for _ in range(attempts):
             rest = sorted(
@@ -74,25 +119,21 @@ class _Pass:
             if not failed:
                 break
             first += sorted(failed, key=lambda r: r.index)
-        if failed or sum(_objective(w) for w in walks) >= before - walking.EPSILON:
-            walker.restore(saved)
+        if failed or sum(_objective(w) for w in walks) >= before - objective.EPSILON:
+            state.restore(saved)
         else:
             for result, walk in zip(order, walks, strict=True):
                 result.walk = walk
-        self.catalog.reset_cursors()
         self._swap_if_walked(placed)
-        self.catalog.reset_cursors()
 
-    def _assign(self, order: list[_Result]) -> tuple[list[walking.Walk], list[_Result]]:
+    def _assign(self, order: list[_Mover]) -> tuple[list[walking.Walk], list[_Mover]]:
         """Walk ``order`` from the round's initial capacity and budgets; return the walks and
         the workloads that found no pool."""
         walker = self.walker
-        walker.reset()
-        self.catalog.reset_cursors()
+        self.state.reset()
         walks: list[walking.Walk] = []
-        failed: list[_Result] = []
+        failed: list[_Mover] = []
         for result in order:
-            assert result.cls is not None
             walk = walker.walk(result.cls, result.workload, result.limit)
             if walk.pos is None:
                 failed.append(result)
@@ -101,7 +142,7 @@ class _Pass:
             walks.append(walk)
         return walks, failed
 
-    def _swap_if_walked(self, placed: list[_Result]) -> None:
+    def _swap_if_walked(self, placed: list[_Mover]) -> None:
         """The swap search, kept only if walking each workload it moved again places it (where
         the search left it, or in a better-ranked pool).
 
@@ -113,29 +154,27 @@ class _Pass:
         again moving only workloads the walk may downgrade: walked again, each finds its own
         pool (or a better one), since giving it back frees the GPUs and budget it needs there.
         Should that fail too, the placements stay as walked before the search."""
-        walker = self.walker
+        state = self.state
         walks = [r.walk for r in placed]
         for strict_too in (True, False):
-            saved = walker.save()
+            saved = state.save()
             if self._swap(placed, strict_too=strict_too):
                 return
-            walker.restore(saved)
+            state.restore(saved)
             for result, walk in zip(placed, walks, strict=True):
                 result.walk = walk
 
-    def _swap(self, placed: list[_Result], *, strict_too: bool) -> bool:
+    def _swap(self, placed: list[_Mover], *, strict_too: bool) -> bool:
         """Local improvement: move a workload to a better-ranked pool, or swap it with one
         there, when that lowers the total objective and every budget still holds. Bounded by
         ``SWAP_CHECKS`` (fewer for large rounds) so a round stays fast; moved workloads are walked
         again so their explanation matches the final state. Without ``strict_too``, workloads
         whose budget action is not Downgrade stay put. False when walking a moved workload again
         finds no pool (the walk and budgets are then left for the caller to restore)."""
-        mobile = [
-            r for r in placed if r.cls is not None and (strict_too or r.cls.action is _DOWNGRADE)
-        ]
+        mobile = [r for r in placed if strict_too or r.cls.action is _DOWNGRADE]
         where: _Where = collections.defaultdict(lambda: collections.defaultdict(list))
         for r in mobile:
-            assert r.cls is not None and r.walk is not None and r.walk.pos is not None
+            assert r.walk.pos is not None
             where[r.cls.ranked[r.walk.pos]][_swap_kind(r)].append(r)
         moved: set[int] = set()
         checks = 0
@@ -145,9 +184,8 @@ class _Pass:
         while improved and checks < limit:
             improved = False
             for r in order:
-                cls, walk = r.cls, r.walk
-                assert cls is not None and walk is not None and walk.pos is not None
-                for better in range(walk.pos):
+                assert r.walk.pos is not None
+                for better in range(r.walk.pos):
                     checks += 1
                     if checks > limit:
                         break
@@ -158,9 +196,7 @@ class _Pass:
                         break
         walker = self.walker
         for r in sorted((r for r in mobile if r.index in moved), key=lambda r: r.index):
-            assert r.cls is not None and r.walk is not None and r.walk.pos is not None
             walker.uncommit(r.cls, r.workload, r.walk)
-            r.cls.cursor = 0
             walk = walker.walk(r.cls, r.workload, r.limit)
             if walk.pos is None:
                 return False
@@ -168,11 +204,11 @@ class _Pass:
             r.walk = walk
         return True
 
-    def _exchange(self, r: _Result, better: int, where: _Where) -> list[_Result]:
+    def _exchange(self, r: _Mover, better: int, where: _Where) -> list[_Mover]:
         """Move ``r`` to position ``better`` of its ranking, alone or swapping with a workload
         there; return the workloads moved (none if no move lowers the objective)."""
         cls, walk = r.cls, r.walk
-        assert cls is not None and walk is not None and walk.pos is not None
+        assert walk.pos is not None
         here, there = cls.ranked[walk.pos], cls.ranked[better]
         if not self._can_run(cls, better, r.workload):
             return []
@@ -181,16 +217,15 @@ class _Pass:
             - cls.rates[better].objective_per_gpu_hour(self.pools[there].gco2_per_kwh)
         )
         gpus = r.workload.gpus
-        free = self.walker.free
+        free = self.state.free
         # Alike workloads give alike swaps: one candidate of each kind is enough.
-        candidates: list[_Result | None] = [None, *(alike[0] for alike in where[there].values())]
+        candidates: list[_Mover | None] = [None, *(alike[0] for alike in where[there].values())]
         for other in candidates:
             other_gpus = 0 if other is None else other.workload.gpus
             if free[there] + other_gpus < gpus or free[here] + gpus < other_gpus:
                 continue
             loss = 0.0
             if other is not None:
-                assert other.cls is not None and other.walk is not None
                 back = other.cls.position.get(here)
                 if back is None or not self._can_run(other.cls, back, other.workload):
                     continue
@@ -200,11 +235,10 @@ class _Pass:
                     other.cls.rates[back].objective_per_gpu_hour(self.pools[here].gco2_per_kwh)
                     - other.cls.rates[mine].objective_per_gpu_hour(self.pools[there].gco2_per_kwh)
                 )
-            if gain - loss <= walking.EPSILON:
+            if gain - loss <= objective.EPSILON:
                 continue
             moves = [(r, better)]
             if other is not None:
-                assert other.cls is not None
                 moves.append((other, other.cls.position[here]))
             if not self._budgets_hold(moves):
                 continue
@@ -213,14 +247,14 @@ class _Pass:
             return [mover for mover, _ in moves]
         return []
 
-    def _budgets_hold(self, moves: list[tuple[_Result, int]]) -> bool:
+    def _budgets_hold(self, moves: list[tuple[_Mover, int]]) -> bool:
         """Whether every budget (money, kgCO2e, kWh) still holds after moving each workload to
         its new position."""
         money: dict[str, float] = {}
         kg: dict[str, float] = {}
         kwh: dict[str, float] = {}
         for r, pos in moves:
-            assert r.cls is not None and r.walk is not None and r.walk.estimate is not None
+            assert r.walk.estimate is not None
             pool = self.pools[r.cls.ranked[pos]]
             after = r.cls.estimate(pos, r.workload.gpu_hours, pool.gco2_per_kwh)
             before = r.walk.estimate
@@ -229,11 +263,11 @@ class _Pass:
                 money[key] = money.get(key, 0.0) + after.cost - before.cost
                 kg[key] = kg.get(key, 0.0) + after.kgco2e - before.kgco2e
                 kwh[key] = kwh.get(key, 0.0) + after.kwh - before.kwh
-        walker = self.walker
-        for left, delta in ((walker.money, money), (walker.kg, kg), (walker.kwh, kwh)):
+        state = self.state
+        for left, delta in ((state.money, money), (state.kgco2e, kg), (state.kwh, kwh)):
             for key, change in delta.items():
                 value = left[key]
-                if value is not None and change > value + walking.EPSILON:
+                if value is not None and change > value + objective.EPSILON:
                     return False
         return True
 
@@ -243,9 +277,9 @@ class _Pass:
         window = cls.windows[pos]
         return walking.obstacle(pool, workload, window=window, start=self.now) is None
 
-    def _relocate(self, r: _Result, pos: int, where: _Where) -> None:
+    def _relocate(self, r: _Mover, pos: int, where: _Where) -> None:
         cls, walk = r.cls, r.walk
-        assert cls is not None and walk is not None and walk.pos is not None
+        assert walk.pos is not None
         old, new = cls.ranked[walk.pos], cls.ranked[pos]
         alike = where[old][_swap_kind(r)]
         alike.remove(r)
@@ -259,13 +293,11 @@ class _Pass:
         self.walker.commit(cls, r.workload, r.walk)
 
 
-def _swap_kind(r: _Result) -> _SwapKind:
-    """Workloads of one kind are interchangeable in a swap: same class, size, shape, duration
-    and position in the class's ranking."""
+def _swap_kind(r: _Mover) -> SwapKind:
     w = r.workload
-    return (id(r.cls), w.gpus, w.largest_pod_gpus, w.gpu_hours, r.walk.pos if r.walk else None)
+    return SwapKind(r.cls, w.gpus, w.largest_pod_gpus, w.gpu_hours, r.walk.pos)
 
 
-def _objective(walk: walking.Walk | None) -> float:
-    assert walk is not None and walk.estimate is not None
+def _objective(walk: walking.Walk) -> float:
+    assert walk.estimate is not None
     return walk.estimate.objective

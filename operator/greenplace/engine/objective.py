@@ -22,6 +22,7 @@ import dataclasses
 from greenplace.domain import model
 
 __all__ = [
+    "EPSILON",
     "UNKNOWN_GCO2_PER_KWH",
     "Estimate",
     "Rate",
@@ -31,6 +32,8 @@ __all__ = [
 
 # A coal-fired grid: what an unknown intensity is assumed to be when ranking and budgeting.
 UNKNOWN_GCO2_PER_KWH = 1000.0
+# Tolerance on money, kgCO2e, kWh and objective comparisons.
+EPSILON = 1e-9
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

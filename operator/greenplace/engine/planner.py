@@ -41,7 +41,7 @@ import datetime
 from collections.abc import Collection
 
 from greenplace.domain import model
-from greenplace.engine import classes, decisions, deferral, improvement, walking
+from greenplace.engine import classes, decisions, deferral, improvement, rounds, walking
 
 __all__ = ["DEFERRAL_STEP", "DETAIL_LIMIT", "plan", "why_not"]
 
@@ -88,9 +88,10 @@ def why_not(
 class _Round:
     """One planning round: the steps above, in order; ``plan`` wraps it in a pure function.
 
-    The state it shares lives in small objects, one per concern: ``catalog`` (classes and their
-    rankings), ``walker`` (free GPUs and budgets left, and the walk), ``deferral`` (forecast
-    slots) and ``explainer`` (the decisions' wording).
+    What the round knows is one ``rounds.Context``, what it has left one ``rounds.State``; the
+    work is split by concern: ``catalog`` (classes and their rankings), ``walker`` (the walk,
+    and the only code that consumes the state), ``deferral`` (forecast slots) and ``explainer``
+    (the decisions' wording).
     """
 
     def __init__(
@@ -98,29 +99,39 @@ class _Round:
     ) -> None:
         self.now = now
         self.detail_for = detail_for
-        self.pools = sorted(snapshot.pools, key=lambda p: p.name)
-        budgets = {b.key: b for b in sorted(snapshot.budgets, key=lambda b: b.key)}
+        context = rounds.Context.of(snapshot, now)
+        self.pools = context.pools
         self.by_namespace: dict[str, list[model.Policy]] = collections.defaultdict(list)
         for policy in sorted(snapshot.policies, key=lambda p: p.key):
             self.by_namespace[policy.namespace].append(policy)
         self.workloads = sorted(snapshot.workloads, key=lambda w: (w.created, w.key))
-        self.catalog = classes.Catalog(self.pools, budgets, now)
-        self.walker = walking.Walker(self.pools, budgets, now)
-        self.deferral = deferral.Deferral(self.pools, snapshot.forecasts, now, self.walker)
-        self.explainer = decisions.Explainer(self.pools, now, self.deferral)
+        state = rounds.State.initial(context)
+        self.catalog = classes.Catalog(context)
+        self.walker = walking.Walker(context, state)
+        self.deferral = deferral.Deferral(context, state)
+        self.explainer = decisions.Explainer(context, self.deferral)
 
     def run(self) -> model.Plan:
         results = [self._decide(i, w) for i, w in enumerate(self.workloads)]
         placed = [r for r in results if r.decision is None]
         if len(placed) >= 2:
-            improvement.improve(placed, self.walker, self.catalog)
+            walks = iter(improvement.improve(placed, self.walker))
+            results = [
+                r
+                if r.decision is not None
+                else walking.Result(r.index, r.workload, r.cls, r.limit, walk=next(walks))
+                for r in results
+            ]
             # Workloads that found no room may take what the improvement freed (with fewer than
             # two placed workloads nothing was moved, so nothing was freed).
-            for result in results:
-                decision = result.decision
-                if decision is not None and decision.reason is R.NO_POOL_WITH_ROOM:
-                    result.decision = None
-                    self._try(result)
+            results = [
+                self._try(r.index, r.workload, r.cls, r.limit)
+                if r.decision is not None
+                and r.decision.reason is R.NO_POOL_WITH_ROOM
+                and r.cls is not None
+                else r
+                for r in results
+            ]
         return model.Plan(at=self.now, decisions=tuple(self.explainer.finish(r) for r in results))
 
     def _decide(self, index: int, workload: model.Workload) -> walking.Result:
@@ -132,54 +143,49 @@ class _Round:
             return walking.Result(index, workload, None, 0, decision=decisions.no_policy(workload))
         cls = self.catalog.of(governing, workload)
         limit = len(self.pools) if workload.key in self.detail_for else DETAIL_LIMIT
-        result = walking.Result(index, workload, cls, limit)
-        self._try(result)
-        return result
+        return self._try(index, workload, cls, limit)
 
-    def _try(self, result: walking.Result) -> None:
+    def _try(
+        self, index: int, workload: model.Workload, cls: classes.Class, limit: int
+    ) -> walking.Result:
         """Walk, waive a yielding ceiling at the latest start, defer to a cleaner slot, or
         commit; a workload not placed gets its decision now."""
-        cls, workload = result.cls, result.workload
-        assert cls is not None
         if cls.missing_budget is not None:
-            result.decision = decisions.budget_unknown(workload, cls)
-            return
-        walk = self.walker.walk(cls, workload, result.limit)
-        result.walk = walk
+            decision = decisions.budget_unknown(workload, cls)
+            return walking.Result(index, workload, cls, limit, decision=decision)
+        walker = self.walker
+        walk = walker.walk(cls, workload, limit)
         if walk.pos is None:
-            waived = self._waive(cls, workload, walk, result.limit)
+            waived = self._waived(cls, workload, walk)
             if waived is not None:
-                result.cls, result.walk = waived
-                if waived[1].pos is None:  # only a budget stops it now: say so
-                    result.decision = self.explainer.not_placed(
-                        waived[0], workload, waived[1], result.limit
-                    )
-                    return
-                self.walker.commit(waived[0], workload, waived[1])
-                return
-            result.decision = self.explainer.not_placed(cls, workload, walk, result.limit)
-            return
-        slot = self.deferral.cleaner_slot(cls, workload, walk)
+                found = walker.walk(waived, workload, limit)
+                if found.pos is not None:
+                    walker.commit(waived, workload, found)
+                    return walking.Result(index, workload, waived, limit, walk=found)
+                if found.stopped_by_budget:  # only a budget stops it now: say so
+                    decision = self.explainer.not_placed(waived, workload, found, limit)
+                    return walking.Result(index, workload, waived, limit, found, decision)
+            decision = self.explainer.not_placed(cls, workload, walk, limit)
+            return walking.Result(index, workload, cls, limit, walk, decision)
+        slot = self.deferral.cleaner_slot(cls, workload, walk.pos)
         if slot is None:
-            self.walker.commit(cls, workload, walk)
-        else:
-            result.decision = self.explainer.deferred(cls, workload, walk, result.limit, slot)
+            walker.commit(cls, workload, walk)
+            return walking.Result(index, workload, cls, limit, walk=walk)
+        decision = self.explainer.deferred(cls, workload, walk, limit, slot)
+        return walking.Result(index, workload, cls, limit, walk, decision)
 
-    def _waive(
-        self, cls: classes.Class, workload: model.Workload, walk: walking.Walk, limit: int
-    ) -> tuple[classes.Class, walking.Walk] | None:
+    def _waived(
+        self, cls: classes.Class, workload: model.Workload, walk: walking.Walk
+    ) -> classes.Class | None:
         """Past its latest start, a workload no pool under its ceilings can take now (and that
         no budget holds) walks the class whose yielding ceilings are waived: the compliant pools
-        first, then those above a ceiling, best objective first. None when that does not place
-        it either (the decision then stays the one without waiver) — unless a budget is what
-        stops the waived walk: that walk is returned unplaced, so the decision names the
-        budget (``BudgetExceeded``), not the ceiling that no longer applies."""
-        if not cls.waivable or walk.blocked is not None or walk.counts.get(R.BUDGET_EXCEEDED):
+        first, then those above a ceiling, best objective first. That walk decides when it
+        places the workload or a budget stops it (the decision then names the budget,
+        ``BudgetExceeded``, not the ceiling that no longer applies); otherwise the decision
+        stays the one without waiver."""
+        if not cls.waivable or walk.stopped_by_budget:
             return None
         latest = deferral.latest_start(cls, workload)
         if latest is None or latest > self.now:
             return None
-        waived = self.catalog.waived(cls)
-        found = self.walker.walk(waived, workload, limit)
-        by_budget = found.blocked is not None or bool(found.counts.get(R.BUDGET_EXCEEDED))
-        return (waived, found) if found.pos is not None or by_budget else None
+        return self.catalog.waived(cls)

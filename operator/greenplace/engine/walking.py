@@ -13,22 +13,48 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import math
-from collections.abc import Mapping, Sequence
 
 from greenplace.domain import model
-from greenplace.engine import classes, objective, rules
+from greenplace.engine import classes, objective, rounds, rules
 
-__all__ = ["EPSILON", "Result", "Walk", "Walker", "obstacle", "over_budget"]
+__all__ = [
+    "Left",
+    "OverBudget",
+    "Passed",
+    "Result",
+    "Tightest",
+    "Walk",
+    "Walker",
+    "obstacle",
+    "over_budget",
+]
 
 R = model.Reason
-# Tolerance on money, kgCO2e, kWh and objective comparisons.
-EPSILON = 1e-9
-# The least left in a class's budgets (money, kgCO2e or kWh), and which budget.
-_Left = tuple[float, model.Budget | None]
-# ... for each of money, kgCO2e and kWh.
-_Lefts = tuple[_Left, _Left, _Left]
-_Amounts = dict[str, float | None]
-_Saved = tuple[list[int], _Amounts, _Amounts, _Amounts]
+_EPSILON = objective.EPSILON  # bound here: the walk is the hot loop
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Passed:
+    """A pool the walk passed over, recorded cheaply: ``engine.decisions`` writes its message
+    only for the final decision (most walks of a round are superseded by the improvement
+    pass)."""
+
+    pos: int  # in the class's ranking
+    reason: model.Reason
+    free: int  # free GPUs then
+
+
+# The records a walk makes are not changed once made, but are not frozen either: a frozen
+# dataclass sets each field through object.__setattr__, which made the 10,000-workload round
+# several percent slower.
+
+
+@dataclasses.dataclass(slots=True)
+class OverBudget:
+    """The budget a projection exceeds, and the rejection that says so."""
+
+    budget: model.Budget
+    rejection: model.Rejection
 
 
 @dataclasses.dataclass(slots=True)
@@ -40,18 +66,20 @@ class Walk:
     # projection there; the pools ranked after it are outranked.
     stop: int | None = None
     estimate: objective.Estimate | None = None
-    # The pools passed over, at most the detail limit: a budget's rejection, or (position in
-    # the ranking, reason, free GPUs then) whose message ``decisions`` writes only for the
-    # final decision (most walks of a round are superseded by the improvement pass).
-    skipped: list[model.Rejection | tuple[int, model.Reason, int]] = dataclasses.field(
-        default_factory=list
-    )
-    # Every pool passed over, counted by reason (a plain dict: built for every walk).
+    # The pools passed over, at most the detail limit: a budget's rejection, or a pool whose
+    # rejection is written later.
+    skipped: tuple[model.Rejection | Passed, ...] = ()
+    # Every pool passed over, counted by reason.
     counts: dict[model.Reason, int] = dataclasses.field(default_factory=dict)
     # The preferred pool would exceed this budget and the budget's action is not Downgrade.
-    blocked: tuple[model.Budget, model.Rejection] | None = None
+    blocked: OverBudget | None = None
     # The first budget rejection met on the way (the placement is a downgrade).
     downgraded: model.Rejection | None = None
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        """A budget blocked the walk, or passed over some pool."""
+        return self.blocked is not None or bool(self.counts.get(R.BUDGET_EXCEEDED))
 
 
 @dataclasses.dataclass(slots=True)
@@ -67,57 +95,64 @@ class Result:
     decision: model.Decision | None = None
 
 
+@dataclasses.dataclass(slots=True)
+class Tightest:
+    """The least left of one kind (money, kgCO2e or kWh) in a class's budgets, and in which
+    budget (None: no budget of the class limits it)."""
+
+    amount: float
+    budget: model.Budget | None
+
+
+@dataclasses.dataclass(slots=True)
+class Left:
+    """What a class's budgets have left, the tightest of each kind."""
+
+    money: Tightest
+    kgco2e: Tightest
+    kwh: Tightest
+
+
 class Walker:
-    """What is left in the round (free GPUs per pool, money, kgCO2e and kWh per budget), and the
-    walk that finds a pool in it."""
+    """The walk that finds a pool in what is left of the round (``rounds.State``), and the only
+    code that consumes it or gives it back."""
 
-    def __init__(
-        self,
-        pools: Sequence[model.Pool],
-        budgets: Mapping[str, model.Budget],
-        now: datetime.datetime,
-    ) -> None:
-        self.pools = pools
-        self.budgets = budgets
-        self.now = now
-        self.reset()
-
-    def reset(self) -> None:
-        """Back to the snapshot's free GPUs and budgets, as at the start of the round."""
-        self.free = [p.gpus_free for p in self.pools]
-        self.money = {k: b.money_remaining for k, b in self.budgets.items()}
-        self.kg = {k: b.kgco2e_remaining for k, b in self.budgets.items()}
-        self.kwh = {k: b.kwh_remaining for k, b in self.budgets.items()}
-
-    def save(self) -> _Saved:
-        return list(self.free), dict(self.money), dict(self.kg), dict(self.kwh)
-
-    def restore(self, saved: _Saved) -> None:
-        self.free, self.money, self.kg, self.kwh = saved
+    def __init__(self, context: rounds.Context, state: rounds.State) -> None:
+        self.pools = context.pools
+        self.now = context.now
+        self.state = state
+        # A full pool passed over at each position of a ranking: the same record every time.
+        self.full = tuple(Passed(pos, R.INSUFFICIENT_CAPACITY, 0) for pos in range(len(self.pools)))
 
     def walk(self, cls: classes.Class, workload: model.Workload, limit: int) -> Walk:
         """The first pool of ``cls``'s ranking that can take ``workload`` now, and the pools
         passed over on the way (``limit`` of them detailed, all counted)."""
-        ranked, free, pools = cls.ranked, self.free, self.pools
+        state = self.state
+        ranked, free, pools = cls.ranked, state.free, self.pools
         count = len(ranked)
-        cursor = cls.cursor
-        while cursor < count and free[ranked[cursor]] == 0:
-            cursor += 1
-        cls.cursor = cursor
-        walk = Walk()
+        cursor = state.first_with_room(cls, ranked)
         gpu_hours = workload.gpu_hours
-        money = self._tightest(cls, self.money)
-        kg = self._tightest(cls, self.kg)
-        energy = self._tightest(cls, self.kwh)
-        if count and (
-            gpu_hours * cls.min_price > money[0] + EPSILON
-            or gpu_hours * cls.min_gco2 / 1000 > kg[0] + EPSILON
-            or gpu_hours * cls.min_kwh > energy[0] + EPSILON
+        left = _left(cls, state)
+        if left is None:
+            money = kg = energy = math.inf
+        else:
+            money, kg, energy = left.money.amount, left.kgco2e.amount, left.kwh.amount
+        if (
+            left is not None
+            and count
+            and (
+                gpu_hours * cls.min_price > money + _EPSILON
+                or gpu_hours * cls.min_gco2 / 1000 > kg + _EPSILON
+                or gpu_hours * cls.min_kwh > energy + _EPSILON
+            )
         ):
-            return self._unaffordable(cls, workload, walk, limit, left=(money, kg, energy))
+            return self._unaffordable(cls, workload, limit, left)
+        counts: dict[model.Reason, int] = {}
+        skipped: list[model.Rejection | Passed] = []
+        downgraded: model.Rejection | None = None
         if cursor:
-            walk.counts[R.INSUFFICIENT_CAPACITY] = cursor
-            walk.skipped.extend((j, R.INSUFFICIENT_CAPACITY, 0) for j in range(min(cursor, limit)))
+            counts[R.INSUFFICIENT_CAPACITY] = cursor
+            skipped.extend(self.full[: min(cursor, limit)])
         now = self.now
         prices, gco2s, kwhs, windows = cls.prices, cls.gco2s, cls.kwhs, cls.windows
         for pos in range(cursor, count):
@@ -129,85 +164,93 @@ class Walker:
                 cost, gco2 = gpu_hours * prices[pos], gpu_hours * gco2s[pos]
                 kwh = gpu_hours * kwhs[pos]
                 if (
-                    cost <= money[0] + EPSILON
-                    and gco2 / 1000 <= kg[0] + EPSILON
-                    and kwh <= energy[0] + EPSILON
+                    cost <= money + _EPSILON
+                    and gco2 / 1000 <= kg + _EPSILON
+                    and kwh <= energy + _EPSILON
                 ):
-                    walk.pos = walk.stop = pos
-                    walk.estimate = cls.estimate(pos, gpu_hours, pool.gco2_per_kwh)
-                    return walk
-                over = over_budget(pool, (cost, gco2 / 1000, kwh), (money, kg, energy))
-                walk.downgraded = walk.downgraded or over[1]
+                    return Walk(
+                        pos=pos,
+                        stop=pos,
+                        estimate=cls.estimate(pos, gpu_hours, pool.gco2_per_kwh),
+                        skipped=tuple(skipped),
+                        counts=counts,
+                        downgraded=downgraded,
+                    )
+                assert left is not None  # nothing is over budget without a budget
+                over = over_budget(pool, cost=cost, kgco2e=gco2 / 1000, kwh=kwh, left=left)
+                downgraded = downgraded or over.rejection
                 if cls.action is not model.BudgetAction.DOWNGRADE:
-                    walk.stop, walk.blocked = pos, over
-                    walk.estimate = cls.estimate(pos, gpu_hours, pool.gco2_per_kwh)
-                    walk.counts[R.BUDGET_EXCEEDED] = walk.counts.get(R.BUDGET_EXCEEDED, 0) + 1
-                    walk.skipped.append(over[1])
-                    return walk
-                reason, rejection = R.BUDGET_EXCEEDED, over[1]
-            walk.counts[reason] = walk.counts.get(reason, 0) + 1
-            if len(walk.skipped) < limit:
-                walk.skipped.append(rejection or (pos, reason, free[index]))
-        return walk
+                    counts[R.BUDGET_EXCEEDED] = counts.get(R.BUDGET_EXCEEDED, 0) + 1
+                    skipped.append(over.rejection)
+                    return Walk(
+                        stop=pos,
+                        estimate=cls.estimate(pos, gpu_hours, pool.gco2_per_kwh),
+                        skipped=tuple(skipped),
+                        counts=counts,
+                        blocked=over,
+                        downgraded=downgraded,
+                    )
+                reason, rejection = R.BUDGET_EXCEEDED, over.rejection
+            counts[reason] = counts.get(reason, 0) + 1
+            if len(skipped) < limit:
+                skipped.append(rejection or Passed(pos, reason, free[index]))
+        return Walk(skipped=tuple(skipped), counts=counts, downgraded=downgraded)
 
-    def commit(
-        self, cls: classes.Class, workload: model.Workload, walk: Walk, sign: int = 1
-    ) -> None:
-        """Consume (or with ``sign`` -1 give back) the GPUs and budgets of a placement."""
+    def commit(self, cls: classes.Class, workload: model.Workload, walk: Walk) -> None:
+        """Consume the GPUs and budgets of a placement."""
         assert walk.pos is not None and walk.estimate is not None
-        self.free[cls.ranked[walk.pos]] -= sign * workload.gpus
-        for budget in cls.budgets:
-            key = budget.key
-            money, kg, kwh = self.money[key], self.kg[key], self.kwh[key]
-            if money is not None:
-                self.money[key] = money - sign * walk.estimate.cost
-            if kg is not None:
-                self.kg[key] = kg - sign * walk.estimate.kgco2e
-            if kwh is not None:
-                self.kwh[key] = kwh - sign * walk.estimate.kwh
+        self.state.take(cls.ranked[walk.pos], workload.gpus, cls.budgets, walk.estimate)
 
     def uncommit(self, cls: classes.Class, workload: model.Workload, walk: Walk) -> None:
-        self.commit(cls, workload, walk, sign=-1)
-
-    def _tightest(self, cls: classes.Class, left: _Amounts) -> _Left:
-        """The least left in any of the class's budgets (of money, kgCO2e or kWh), and which
-        budget."""
-        tightest: _Left = (math.inf, None)
-        for budget in cls.budgets:
-            value = left[budget.key]
-            if value is not None and value < tightest[0]:
-                tightest = (value, budget)
-        return tightest
+        """Give back the GPUs and budgets of a placement (``commit`` undone)."""
+        assert walk.pos is not None and walk.estimate is not None
+        self.state.give_back(cls.ranked[walk.pos], workload.gpus, cls.budgets, walk.estimate)
 
     def _unaffordable(
-        self,
-        cls: classes.Class,
-        workload: model.Workload,
-        walk: Walk,
-        limit: int,
-        *,
-        left: _Lefts,
+        self, cls: classes.Class, workload: model.Workload, limit: int, left: Left
     ) -> Walk:
         """Even the cheapest compliant pool would exceed a budget: every pool is rejected for
         it (checked first, so a round with an exhausted budget stays fast)."""
         gpu_hours = workload.gpu_hours
 
-        def projected(pos: int) -> tuple[float, float, float]:
-            return (
-                gpu_hours * cls.prices[pos],
-                gpu_hours * cls.gco2s[pos] / 1000,
-                gpu_hours * cls.kwhs[pos],
+        def over(pos: int) -> OverBudget:
+            return over_budget(
+                self.pools[cls.ranked[pos]],
+                cost=gpu_hours * cls.prices[pos],
+                kgco2e=gpu_hours * cls.gco2s[pos] / 1000,
+                kwh=gpu_hours * cls.kwhs[pos],
+                left=left,
             )
 
-        walk.counts[R.BUDGET_EXCEEDED] = len(cls.ranked)
-        for pos in range(min(len(cls.ranked), limit)):
-            pool = self.pools[cls.ranked[pos]]
-            walk.skipped.append(over_budget(pool, projected(pos), left)[1])
-        first = over_budget(self.pools[cls.ranked[0]], projected(0), left)
-        walk.downgraded = first[1]
-        if cls.action is not model.BudgetAction.DOWNGRADE:
-            walk.blocked = first
-        return walk
+        first = over(0)
+        return Walk(
+            skipped=tuple(over(pos).rejection for pos in range(min(len(cls.ranked), limit))),
+            counts={R.BUDGET_EXCEEDED: len(cls.ranked)},
+            blocked=None if cls.action is model.BudgetAction.DOWNGRADE else first,
+            downgraded=first.rejection,
+        )
+
+
+def _left(cls: classes.Class, state: rounds.State) -> Left | None:
+    """What the class's budgets have left (None: the class has no budget)."""
+    if not cls.budgets:
+        return None
+    return Left(
+        money=_tightest(cls, state.money),
+        kgco2e=_tightest(cls, state.kgco2e),
+        kwh=_tightest(cls, state.kwh),
+    )
+
+
+def _tightest(cls: classes.Class, left: dict[str, float | None]) -> Tightest:
+    """The least left in any of the class's budgets (of money, kgCO2e or kWh), and which
+    budget."""
+    amount, tightest = math.inf, None
+    for budget in cls.budgets:
+        value = left[budget.key]
+        if value is not None and value < amount:
+            amount, tightest = value, budget
+    return Tightest(amount, tightest)
 
 
 def obstacle(
@@ -238,26 +281,28 @@ def obstacle(
 
 
 def over_budget(
-    pool: model.Pool, projected: tuple[float, float, float], left: _Lefts
-) -> tuple[model.Budget, model.Rejection]:
-    """The budget a projection (cost, kgCO2e, kWh) exceeds, money first, then kgCO2e, then kWh,
-    with the rejection that says so."""
-    cost, kgco2e, kwh = projected
-    money, kg, energy = left
-    if cost > money[0] + EPSILON and money[1] is not None:
-        budget = money[1]
+    pool: model.Pool, *, cost: float, kgco2e: float, kwh: float, left: Left
+) -> OverBudget:
+    """The budget a projection exceeds, money first, then kgCO2e, then kWh, with the rejection
+    that says so."""
+    money, kg, energy = left.money, left.kgco2e, left.kwh
+    if cost > money.amount + _EPSILON and money.budget is not None:
+        budget = money.budget
         what = f"{cost:.2f} {budget.currency}"
-        left_text = f"{money[0]:.2f} {budget.currency}"
-    elif kgco2e > kg[0] + EPSILON and kg[1] is not None:
-        budget = kg[1]
-        what, left_text = f"{kgco2e:.2f} kgCO2e", f"{kg[0]:.2f} kgCO2e"
+        left_text = f"{money.amount:.2f} {budget.currency}"
+    elif kgco2e > kg.amount + _EPSILON and kg.budget is not None:
+        budget = kg.budget
+        what, left_text = f"{kgco2e:.2f} kgCO2e", f"{kg.amount:.2f} kgCO2e"
     else:
-        assert energy[1] is not None
-        budget = energy[1]
-        what, left_text = f"{kwh:.2f} kWh", f"{energy[0]:.2f} kWh"
-    return budget, model.Rejection(
-        pool.name,
-        R.BUDGET_EXCEEDED,
-        f"projected {what} exceeds the {left_text} left in Budget {budget.key}; fix: raise "
-        "the budget, shorten the run, or wait for the next period",
+        assert energy.budget is not None
+        budget = energy.budget
+        what, left_text = f"{kwh:.2f} kWh", f"{energy.amount:.2f} kWh"
+    return OverBudget(
+        budget,
+        model.Rejection(
+            pool.name,
+            R.BUDGET_EXCEEDED,
+            f"projected {what} exceeds the {left_text} left in Budget {budget.key}; fix: raise "
+            "the budget, shorten the run, or wait for the next period",
+        ),
     )

@@ -7,6 +7,11 @@ Each error lives beside the code that raises it; this docstring is the map, as h
 its own (``tests/unit/test_errors.py`` fails when the tree below and the classes differ)::
 
     GreenplaceError
+    ├── controller.loops.StalledError: alive but not working (liveness fails)
+    ├── engine.snapshot_file.SnapshotFileError: not a valid snapshot file (field, fix)
+    ├── sim.oracle.OracleSkippedError: the exact MILP cannot run here (why, what to do)
+    │   ├── sim.oracle.OracleTooLargeError: the instance is over the configured size
+    │   └── sim.oracle.OracleUnavailableError: HiGHS is not installed
     ├── controller.kube.WriteError: a write to the API server did not happen
     │   ├── controller.kube.WriteConflictError: the object changed or vanished; re-plan
     │   └── controller.kube.AdmissionRefusedError: the API server refused it (``code``)

@@ -18,13 +18,7 @@ from greenplace import errors
 OUTSIDE = {"controller.faults.InjectedFaultError"}
 # Defined in modules other work owns; each joins the tree (as a subclass of GreenplaceError,
 # keeping ValueError or RuntimeError beside it) and is drawn, then leaves this set.
-NOT_YET_JOINED = {
-    "engine.snapshot_file.SnapshotFileError",
-    "sim.oracle.OracleSkippedError",
-    "sim.oracle.OracleTooLargeError",
-    "sim.oracle.OracleUnavailableError",
-    "controller.loops.StalledError",
-}
+NOT_YET_JOINED: set[str] = set()
 
 
 def name(cls: type) -> str:

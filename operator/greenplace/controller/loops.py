@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import prometheus_client
 from kubernetes import client
 
+from greenplace import errors
 from greenplace.accounting import telemetry as accounting_telemetry
 from greenplace.api import models
 from greenplace.controller import cache as cache_
@@ -43,7 +44,7 @@ __all__ = ["Loops", "StalledError"]
 logger = logging.getLogger("greenplace.operator")
 
 
-class StalledError(RuntimeError):
+class StalledError(errors.GreenplaceError, RuntimeError):
     """The operator is alive but not working: a loop stopped or stuck, or the watches silent."""
 
 

@@ -61,6 +61,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from greenplace import errors
 from greenplace.domain import countries, model, series
 
 __all__ = ["SnapshotFileError", "dumps", "loads"]
@@ -68,7 +69,7 @@ __all__ = ["SnapshotFileError", "dumps", "loads"]
 T = TypeVar("T")
 
 
-class SnapshotFileError(ValueError):
+class SnapshotFileError(errors.GreenplaceError, ValueError):
     """The file is not a valid snapshot; the message names the field and what was expected."""
 
 

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from greenplace import errors
 from greenplace.domain import model
 from greenplace.sim import replay
 from greenplace.sim import scenario as sc
@@ -80,7 +81,7 @@ class Solution:
         )
 
 
-class OracleSkippedError(ValueError):
+class OracleSkippedError(errors.GreenplaceError, ValueError):
     """The oracle cannot run here; the message says why and what to do."""
 
 

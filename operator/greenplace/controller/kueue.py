@@ -1,0 +1,288 @@
+"""Kueue's objects in greenplace's terms: flavors as sets of pools, a verdict as a check state.
+
+Why this module exists: greenplace is to plug into Kueue as an AdmissionCheck controller
+(``controllerName: greenplace.dev/placement``; not wired into the operator yet, see
+docs/kueue.md). Kueue reserves quota in a ResourceFlavor, then
+waits for the check; greenplace plans the Workload over the pools that lie inside that flavor and
+answers Ready (with the chosen pool's node selector for every pod set), Retry (with when to try
+again, so Kueue releases the quota meanwhile) or Rejected. This module is the pure translation
+between Kueue's API objects and the planner's values, so the controller that reads and writes
+them stays thin and every rule of it has a unit test without a cluster.
+
+A pool lies in a flavor when its node selector implies the flavor's ``nodeLabels`` (it sets each
+of them to the same value): every node of the pool then carries the flavor's labels. A flavor
+with no labels holds every pool. A pool in no flavor, or in several, is reported on its status
+(``flavor_problems``): Kueue could admit a Workload into a flavor whose nodes greenplace does not
+know as one pool, or count one pool's GPUs under two quotas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from greenplace.api import timestamps
+from greenplace.domain import model
+
+__all__ = [
+    "API_VERSION",
+    "CONTROLLER_NAME",
+    "FIELD_MANAGER",
+    "KINDS",
+    "CheckVerdict",
+    "Flavors",
+    "KueueWorkload",
+    "PodSet",
+    "check_state",
+    "flavor_problems",
+    "parse_workload",
+    "verdict",
+]
+
+API_VERSION = "kueue.x-k8s.io/v1beta2"
+CONTROLLER_NAME = "greenplace.dev/placement"
+FIELD_MANAGER = "greenplace"  # owns its check's state and its AdmissionChecks' conditions
+# The Kueue kinds greenplace reads or writes, and their plurals.
+KINDS = {
+    "Workload": "workloads",
+    "AdmissionCheck": "admissionchecks",
+    "ResourceFlavor": "resourceflavors",
+    "ClusterQueue": "clusterqueues",
+}
+# Kueue bounds an AdmissionCheckState's message (maxLength 32768); keep well inside it.
+MAX_MESSAGE = 4096
+
+State = Literal["Ready", "Retry", "Rejected"]
+# Kueue bounds a Workload to 8 pod sets; each pod set's count is what greenplace plans.
+MAX_POD_SET_COUNT = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class PodSet:
+    """One pod set of a Workload: ``count`` pods made from ``template``."""
+
+    name: str
+    count: int
+    template: Mapping[str, Any]  # a PodTemplateSpec: metadata and spec
+
+
+@dataclasses.dataclass(frozen=True)
+class KueueWorkload:
+    """What greenplace needs of a Kueue Workload."""
+
+    namespace: str
+    name: str
+    uid: str
+    created: datetime.datetime
+    pod_sets: tuple[PodSet, ...]
+    # Kueue's quota reservation: the ClusterQueue and the flavors assigned (None: no quota
+    # reserved, so nothing to decide yet).
+    cluster_queue: str | None
+    flavors: frozenset[str]
+    # The state of every admission check on it, by check name.
+    checks: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def key(self) -> str:
+        """The planner's workload key; ``:`` is in no Kubernetes name, so no pod key clashes."""
+        return f"{self.namespace}/kueue:{self.name}"
+
+    def pending(self, ours: Iterable[str]) -> tuple[str, ...]:
+        """Our checks on it that wait for an answer while its quota is reserved."""
+        if self.cluster_queue is None:
+            return ()
+        return tuple(
+            sorted(c for c in ours if (self.checks.get(c) or {}).get("state") == "Pending")
+        )
+
+
+def parse_workload(body: Mapping[str, Any]) -> KueueWorkload | str:
+    """The Workload ``body`` as greenplace reads it, or why it cannot be read."""
+    meta = body.get("metadata") or {}
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    pod_sets = []
+    for entry in spec.get("podSets") or []:
+        count = entry.get("count", 1)
+        if (
+            not isinstance(count, int)
+            or isinstance(count, bool)
+            or not 0 < count <= MAX_POD_SET_COUNT
+        ):
+            return (
+                f"spec.podSets[{entry.get('name')}].count {count!r} is not 1..{MAX_POD_SET_COUNT}"
+            )
+        pod_sets.append(PodSet(str(entry.get("name", "main")), count, entry.get("template") or {}))
+    if not pod_sets:
+        return "spec.podSets is empty"
+    admission = status.get("admission") or {}
+    flavors = frozenset(
+        str(flavor)
+        for assignment in admission.get("podSetAssignments") or []
+        for flavor in (assignment.get("flavors") or {}).values()
+    )
+    return KueueWorkload(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        created=timestamps.parse_rfc3339(meta.get("creationTimestamp"))
+        or datetime.datetime.min.replace(tzinfo=datetime.UTC),
+        pod_sets=tuple(pod_sets),
+        cluster_queue=admission.get("clusterQueue") or None,
+        flavors=flavors,
+        checks={str(c["name"]): c for c in status.get("admissionChecks") or [] if c.get("name")},
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Flavors:
+    """The pools inside each ResourceFlavor, by flavor name."""
+
+    pools_of: Mapping[str, frozenset[str]]
+
+    @classmethod
+    def of(
+        cls,
+        flavor_labels: Mapping[str, Mapping[str, str]],
+        pool_selectors: Mapping[str, Mapping[str, str]],
+    ) -> Flavors:
+        """``flavor_labels``: each flavor's ``spec.nodeLabels``; ``pool_selectors``: each
+        GpuPool's ``spec.nodeSelector``."""
+        return cls(
+            {
+                flavor: frozenset(
+                    pool for pool, selector in pool_selectors.items() if _implies(selector, labels)
+                )
+                for flavor, labels in flavor_labels.items()
+            }
+        )
+
+    def pools_in(self, flavors: Iterable[str]) -> frozenset[str]:
+        """The pools inside any of ``flavors`` (a flavor not known holds none)."""
+        return frozenset().union(*(self.pools_of.get(f, frozenset()) for f in flavors))
+
+
+def flavor_problems(flavors: Flavors, pools: Iterable[str]) -> dict[str, str]:
+    """Pools that lie in no flavor or in several, with the sentence their status shows.
+
+    Nothing is reported while no ResourceFlavor exists: a cluster without Kueue has no flavors.
+    """
+    if not flavors.pools_of:
+        return {}
+    problems: dict[str, str] = {}
+    for pool in sorted(pools):
+        inside = sorted(f for f, members in flavors.pools_of.items() if pool in members)
+        if not inside:
+            problems[pool] = (
+                "lies in no Kueue ResourceFlavor: no flavor's nodeLabels are all set by this "
+                "pool's nodeSelector, so Kueue Workloads are never placed here; fix: add the "
+                "flavor's labels to spec.nodeSelector, or a ResourceFlavor for this pool"
+            )
+        elif len(inside) > 1:
+            problems[pool] = (
+                f"lies in {len(inside)} Kueue ResourceFlavors ({', '.join(inside)}): its GPUs "
+                "count under each flavor's quota; fix: give each flavor a label that only its "
+                "own pools set"
+            )
+    return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckVerdict:
+    """What greenplace answers for one Workload: the state, why, and what it needs."""
+
+    state: State
+    reason: str  # the pod path's reason code (model.Reason value)
+    message: str  # the same words as ``greenplace why``
+    # Ready: the chosen pool's node selector, applied to every pod set.
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Ready: annotations added to every pod set (the decision, for ``greenplace why``).
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Retry: how long Kueue waits before it reserves quota again.
+    requeue_after_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.state == "Ready" and not self.node_selector:
+            raise ValueError("a Ready verdict names its pool's node selector")
+        if self.state != "Retry" and self.requeue_after_seconds is not None:
+            raise ValueError("only a Retry verdict waits")
+
+
+# Pool rejections no later round can lift for this Workload as it stands: where it may run
+# (sovereignty), or that it cannot fit at all. Anything else (room, carbon, budget) may change.
+PERMANENT = frozenset({
+    model.Reason.COUNTRY_NOT_ALLOWED, model.Reason.REGIME_NOT_ALLOWED,
+    model.Reason.LOCATION_UNKNOWN, model.Reason.JURISDICTION_UNKNOWN,
+    model.Reason.EXTRATERRITORIAL_EXPOSURE, model.Reason.RESIDENCY_NOT_MET,
+    model.Reason.CERTIFICATION_MISSING, model.Reason.CERTIFICATION_LEVEL_TOO_LOW,
+    model.Reason.CERTIFICATION_NOT_VALID, model.Reason.CERTIFICATION_EXPIRES_DURING_RUN,
+    model.Reason.GANG_TOO_LARGE, model.Reason.POD_TOO_LARGE_FOR_NODE,
+    model.Reason.NODE_CONSTRAINTS_NOT_MET,
+})  # fmt: skip
+# A held Workload (no room, above a ceiling) is tried again this long after Kueue releases it.
+HELD_RETRY_SECONDS = 60
+
+
+def verdict(
+    decision: model.Decision,
+    *,
+    node_selector: Mapping[str, str],
+    annotations: Mapping[str, str],
+    now: datetime.datetime,
+    other_flavors: bool,
+) -> CheckVerdict:
+    """The check's answer for the planner's ``decision`` on a Workload.
+
+    ``node_selector``: the chosen pool's (Placed); ``other_flavors``: whether the Workload's
+    ClusterQueue has flavors Kueue did not assign this time, whose pools might take it.
+    Placed is Ready; Deferred is Retry until its ``not_before``; Refused is Rejected; Held is
+    Rejected only when every pool it could use is ruled out for good (``PERMANENT``) and no
+    other flavor is left, else Retry, so Kueue frees the quota while it waits.
+    """
+    reason, message = decision.reason.value, decision.message
+    if decision.outcome == model.Outcome.PLACED:
+        return CheckVerdict("Ready", reason, message, node_selector, annotations)
+    if decision.outcome == model.Outcome.DEFERRED and decision.not_before is not None:
+        wait = math.ceil((decision.not_before - now).total_seconds())
+        return CheckVerdict("Retry", reason, message, requeue_after_seconds=wait)
+    if decision.outcome == model.Outcome.REFUSED:
+        return CheckVerdict("Rejected", reason, message)
+    ruled_out = [r for r, _ in decision.rejected_by_reason]
+    if ruled_out and set(ruled_out) <= PERMANENT and not other_flavors:
+        return CheckVerdict("Rejected", reason, message)
+    return CheckVerdict("Retry", reason, message, requeue_after_seconds=HELD_RETRY_SECONDS)
+
+
+def check_state(
+    check: str, verdict: CheckVerdict, pod_sets: Iterable[str], now: str
+) -> dict[str, Any]:
+    """The Workload's ``status.admissionChecks`` entry for ``check``, as Kueue's API has it.
+
+    ``pod_sets``: the Workload's pod set names (each gets the same update); ``now``: the RFC 3339
+    time of this transition.
+    """
+    message = f"{verdict.reason}: {verdict.message}"
+    state: dict[str, Any] = {
+        "name": check,
+        "state": verdict.state,
+        "message": message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "...",
+        "lastTransitionTime": now,
+    }
+    if verdict.state == "Ready":
+        state["podSetUpdates"] = [
+            {
+                "name": name,
+                "nodeSelector": dict(verdict.node_selector),
+                "annotations": dict(verdict.annotations),
+            }
+            for name in pod_sets
+        ]
+    if verdict.requeue_after_seconds is not None:
+        state["requeueAfterSeconds"] = max(1, verdict.requeue_after_seconds)
+    return state
+
+
+def _implies(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return all(selector.get(key) == value for key, value in labels.items())

@@ -362,3 +362,19 @@ def test_tight_budgets_of_every_action_never_crash_nor_overspend(
         if any(a is not model.BudgetAction.DOWNGRADE for a in charged):
             # The walk never downgrades a Defer or Reject class; neither may the improvement.
             assert decision.reason is not model.Reason.DOWNGRADED_FOR_BUDGET
+
+
+@settings(max_examples=150, deadline=None)
+@given(snapshots() | budgeted_snapshots(), st.integers(0, 3))
+def test_the_wording_says_what_was_decided_and_nothing_else(
+    snapshot: model.Snapshot, offset_h: int
+) -> None:
+    now = b.T0 + offset_h * b.HOUR
+    verdicts, plan = planner.decide(snapshot, now), planner.plan(snapshot, now)
+    assert [v.workload.key for v in verdicts] == [d.workload for d in plan.decisions]
+    for verdict, decision in zip(verdicts, plan.decisions, strict=True):
+        placed = verdict.outcome is model.Outcome.PLACED
+        assert verdict.pool is not None or not placed
+        chosen = verdict.pool.name if placed and verdict.pool is not None else None
+        said = (decision.outcome, decision.reason, decision.pool, decision.not_before)
+        assert said == (verdict.outcome, verdict.reason, chosen, verdict.not_before)

@@ -1,22 +1,22 @@
-"""The planner's decisions and their human messages.
+"""The planner's decisions in words.
 
 Why this module exists: a decision is what people and tools read (annotations, Events,
-``greenplace explain``): its reason code, its one-line message, the most telling rejected pools
-and the count of all of them. Writing them apart from the search keeps the wording in one place
-and lets the walk record passed-over pools cheaply (position, reason, free GPUs), turning them
-into messages only for the final decision of each workload.
+``greenplace explain``): its one-line message, the most telling rejected pools and the count of
+all of them. The planner has already chosen the outcome, the reason, the pool and the time
+(``engine.verdicts``); this module only writes them down, so the wording lives in one place,
+and the walk records passed-over pools cheaply (``walking.Passed``) to have them written only
+for the final decision of each workload.
 """
 
 from __future__ import annotations
 
 import datetime
-import math
 from collections.abc import Mapping, Sequence
 
 from greenplace.domain import model
-from greenplace.engine import classes, deferral, rounds, rules, walking
+from greenplace.engine import classes, rounds, rules, verdicts, walking
 
-__all__ = ["Explainer", "budget_unknown", "no_policy"]
+__all__ = ["Explainer"]
 
 R = model.Reason
 # How a placed decision counts the better-ranked compliant pools its walk passed over (every
@@ -30,50 +30,74 @@ _PASSED_OVER = {
 
 
 class Explainer:
-    """Writes the decisions of one round (and caches the rejection of a full pool)."""
+    """Writes the decisions of one round, and caches what many of them repeat (each pool's
+    carbon, a full pool's rejection)."""
 
-    def __init__(self, context: rounds.Context, later: deferral.Deferral) -> None:
+    def __init__(self, context: rounds.Context) -> None:
         self.context = context
         self.pools = context.pools
-        self.later = later
         # Each pool's effective intensity as messages write it, once per round.
         self.carbon = [_carbon(pool) for pool in context.pools]
         self.full: dict[tuple[int, int], model.Rejection] = {}
 
-    def finish(self, result: walking.Result) -> model.Decision:
-        """The final decision for ``result``: the one that stopped it, or where it is placed."""
-        if result.decision is not None:
-            return result.decision
-        cls, walk, workload = result.cls, result.walk, result.workload
-        assert cls is not None and walk is not None
-        assert walk.pos is not None and walk.estimate is not None
-        pos, estimate, limit = walk.pos, walk.estimate, result.limit
-        best = self.pools[cls.ranked[pos]]
+    def word(self, verdict: verdicts.Verdict) -> model.Decision:
+        """The decision ``verdict`` says, with its message and alternatives."""
+        workload, cls = verdict.workload, verdict.cls
+        if cls is None:
+            return model.Decision(
+                workload=workload.key,
+                outcome=verdict.outcome,
+                reason=verdict.reason,
+                message=(
+                    f"{workload.key} held: no PlacementPolicy in namespace {workload.namespace} "
+                    "selects it; create one (greenplace never places a governed pod without rules)"
+                ),
+            )
+        if verdict.reason is R.BUDGET_UNKNOWN:
+            return model.Decision(
+                workload=workload.key,
+                outcome=verdict.outcome,
+                reason=verdict.reason,
+                message=f"{workload.key} held: {', '.join(cls.keys)} charges Budget "
+                f"{cls.missing_budget}, which does not exist; fix: create it or remove the "
+                "reference",
+                policies=cls.keys,
+            )
+        walk = verdict.walk
+        assert walk is not None
+        if verdict.outcome is model.Outcome.PLACED:
+            return self._placed(verdict, cls, walk)
+        if verdict.reason is R.DEFERRED_FOR_CLEANER_SLOT:
+            return self._deferred(verdict, cls, walk)
+        return self._not_placed(verdict, cls, walk)
+
+    def _placed(
+        self, verdict: verdicts.Verdict, cls: classes.Class, walk: walking.Walk
+    ) -> model.Decision:
+        workload, reason, best = verdict.workload, verdict.reason, verdict.pool
+        assert best is not None and walk.pos is not None and walk.estimate is not None
+        pos, estimate, limit = walk.pos, walk.estimate, verdict.limit
         outranked, tail_counts = self._tail(cls, walk, workload, limit)
         counts = _counts(cls.static_counts, walk.counts, tail_counts)
-        intensity = best.effective_gco2_per_kwh
         where = (
             f"{best.name} ({best.location.country}, {self.carbon[cls.ranked[pos]]}, "
             f"{estimate.cost:.2f} {best.currency}, {estimate.kgco2e:.2f} kgCO2e)"
         )
-        compliant = f"{cls.above} compliant pools"
-        if pos >= cls.above:
-            reason = R.CEILING_WAIVED_AT_DEADLINE
-            latest = deferral.latest_start(cls, workload)
-            assert latest is not None
+        if reason is R.CEILING_WAIVED_AT_DEADLINE:
+            assert verdict.latest_start is not None
             why = (
-                f"carbon ceiling waived at the deadline: its latest start {_at(latest)} has come "
-                f"and none of the {compliant} under the ceiling had room, so it runs above it, "
-                f"in the pool with the lowest cost + carbon among the {len(cls.ranked)} that pass "
-                "every other rule (set carbon.ceilingYieldsAtDeadline false to hold instead)"
+                f"carbon ceiling waived at the deadline: its latest start "
+                f"{_at(verdict.latest_start)} has come and none of the {cls.above} compliant "
+                "pools under the ceiling had room, so it runs above it, in the pool with the "
+                f"lowest cost + carbon among the {len(cls.ranked)} that pass every other rule "
+                "(set carbon.ceilingYieldsAtDeadline false to hold instead)"
             )
-        elif walk.downgraded is not None:
-            reason = R.DOWNGRADED_FOR_BUDGET
+        elif reason is R.DOWNGRADED_FOR_BUDGET:
+            assert walk.downgraded is not None
             why = f"downgraded: {walk.downgraded.pool} {walk.downgraded.message}"
-        elif (math.inf if intensity is None else intensity) <= cls.min_intensity_from[pos + 1]:
-            reason, why = R.LOWEST_CARBON, f"lowest carbon among {_left(cls, walk, pos)}"
+        elif reason is R.LOWEST_CARBON:
+            why = f"lowest carbon among {_left(cls, walk, pos)}"
         else:
-            reason = R.BEST_OBJECTIVE
             why = (
                 f"lowest cost + carbon at {cls.carbon_price:g} {best.currency}/tCO2e among "
                 f"{_left(cls, walk, pos)}"
@@ -85,7 +109,7 @@ class Explainer:
             )
         return model.Decision(
             workload=workload.key,
-            outcome=model.Outcome.PLACED,
+            outcome=verdict.outcome,
             reason=reason,
             message=f"{workload.key} placed in {where}: {why} under {', '.join(cls.keys)}",
             pool=best.name,
@@ -97,82 +121,66 @@ class Explainer:
             rejected_by_reason=counts,
         )
 
-    def not_placed(
-        self, cls: classes.Class, workload: model.Workload, walk: walking.Walk, limit: int
+    def _not_placed(
+        self, verdict: verdicts.Verdict, cls: classes.Class, walk: walking.Walk
     ) -> model.Decision:
-        """Why the walk found no pool: a budget, a gang larger than any pool, no pool under
-        the ceiling now (deferred to the first slot under it, if any), no room, or no pool."""
+        """A workload the walk found no pool for: a budget, a gang larger than any pool, no
+        pool under the ceiling now, no room, or no compliant pool."""
+        workload, reason, limit = verdict.workload, verdict.reason, verdict.limit
         tail, tail_counts = self._tail(cls, walk, workload, limit)
         alternatives = (*self._skipped(cls, walk, workload), *tail, *cls.static[:limit])
         counts = _counts(cls.static_counts, walk.counts, tail_counts)
         summary = _summary(alternatives, counts)
         keys = ", ".join(cls.keys)
-        common = {
-            "workload": workload.key,
-            "policies": cls.keys,
-            "alternatives": alternatives,
-            "rejected_by_reason": counts,
-        }
-        if walk.stopped_by_budget:
-            if walk.blocked is None:
-                budget, rejection = _first_budget(cls), walk.downgraded
+        if reason is R.BUDGET_EXCEEDED:
+            over = verdict.over_budget
+            assert over is not None
+            budget = over.budget
+            if verdict.outcome is model.Outcome.REFUSED:
+                verb = "refused"
             else:
-                budget, rejection = walk.blocked.budget, walk.blocked.rejection
-            refuse = budget.action is model.BudgetAction.REJECT
-            when = "" if budget.period_end is None else f" until {_at(budget.period_end)}"
-            verb = "refused" if refuse else f"deferred{when}"
-            return model.Decision(
-                outcome=model.Outcome.REFUSED if refuse else model.Outcome.DEFERRED,
-                reason=R.BUDGET_EXCEEDED,
-                message=f"{workload.key} {verb}: {rejection.message if rejection else ''} "
-                f"(Budget {budget.key} action {budget.action.value}; {summary})",
-                not_before=None if refuse else budget.period_end,
-                **common,  # type: ignore[arg-type]
+                start = verdict.not_before
+                verb = "deferred" if start is None else f"deferred until {_at(start)}"
+            message = (
+                f"{workload.key} {verb}: {over.rejection.message} "
+                f"(Budget {budget.key} action {budget.action.value}; {summary})"
             )
-        # A class whose pools have no GPUs at all (scaled to zero) says nothing about gang size.
-        if 0 < cls.largest_pool_gpus < workload.gpus:
-            return model.Decision(
-                outcome=model.Outcome.REFUSED,
-                reason=R.GANG_TOO_LARGE,
-                message=f"{workload.key} refused: its {len(workload.pods) or 1} pods need "
+        elif reason is R.GANG_TOO_LARGE:
+            message = (
+                f"{workload.key} refused: its {len(workload.pods) or 1} pods need "
                 f"{workload.gpus} GPUs together, more than the largest pool allowed by {keys} "
                 f"({cls.largest_pool_gpus} GPUs); fix: split the job or add a larger GpuPool "
-                f"({summary})",
-                **common,  # type: ignore[arg-type]
+                f"({summary})"
             )
-        if not cls.ranked:
-            slot = self.later.first_slot_under_ceiling(cls, workload)
-            if slot is not None:
-                start, pool = slot.start, slot.pool
-                return model.Decision(
-                    outcome=model.Outcome.DEFERRED,
-                    reason=R.DEFERRED_UNTIL_UNDER_CEILING,
-                    message=f"{workload.key} deferred until {_at(start)}: no pool allowed by "
-                    f"{keys} is under its carbon ceiling now; {pool.name} is forecast to be "
-                    f"under it then, within the deferral window ({summary})",
-                    not_before=start,
-                    **common,  # type: ignore[arg-type]
-                )
-        if walk.counts.get(R.INSUFFICIENT_CAPACITY):
-            reason, what = R.NO_POOL_WITH_ROOM, "no allowed pool has room"
+        elif reason is R.DEFERRED_UNTIL_UNDER_CEILING:
+            assert verdict.pool is not None and verdict.not_before is not None
+            message = (
+                f"{workload.key} deferred until {_at(verdict.not_before)}: no pool allowed by "
+                f"{keys} is under its carbon ceiling now; {verdict.pool.name} is forecast to be "
+                f"under it then, within the deferral window ({summary})"
+            )
         else:
-            reason, what = R.NO_COMPLIANT_POOL, "no pool satisfies"
+            what = (
+                "no allowed pool has room" if reason is R.NO_POOL_WITH_ROOM else "no pool satisfies"
+            )
+            message = f"{workload.key} held: {what} {keys} ({summary})"
         return model.Decision(
-            outcome=model.Outcome.HELD,
+            workload=workload.key,
+            outcome=verdict.outcome,
             reason=reason,
-            message=f"{workload.key} held: {what} {keys} ({summary})",
-            **common,  # type: ignore[arg-type]
+            message=message,
+            policies=cls.keys,
+            alternatives=alternatives,
+            not_before=verdict.not_before,
+            rejected_by_reason=counts,
         )
 
-    def deferred(
-        self,
-        cls: classes.Class,
-        workload: model.Workload,
-        walk: walking.Walk,
-        limit: int,
-        slot: deferral.CleanerSlot,
+    def _deferred(
+        self, verdict: verdicts.Verdict, cls: classes.Class, walk: walking.Walk
     ) -> model.Decision:
-        """The workload waits for ``slot``, cleaner than the pool the walk found now."""
+        """The workload waits for a slot cleaner than the pool the walk found now."""
+        slot, workload, limit = verdict.cleaner, verdict.workload, verdict.limit
+        assert slot is not None
         here, later, start, saving = slot.here, slot.later, slot.start, slot.saving
         gpu_hours = workload.gpu_hours
         waiting = model.Rejection(
@@ -183,8 +191,8 @@ class Explainer:
         tail, tail_counts = self._tail(cls, walk, workload, limit)
         return model.Decision(
             workload=workload.key,
-            outcome=model.Outcome.DEFERRED,
-            reason=R.DEFERRED_FOR_CLEANER_SLOT,
+            outcome=verdict.outcome,
+            reason=verdict.reason,
             message=f"{workload.key} deferred until {_at(start)}: running then in {later.name} "
             f"is forecast to emit {gpu_hours * slot.later_gco2 / 1000:.2f} kgCO2e instead of "
             f"{gpu_hours * slot.now_gco2 / 1000:.2f} in {here.name} now ({saving:.0%} less; "
@@ -264,29 +272,6 @@ class Explainer:
         return rejection
 
 
-def no_policy(workload: model.Workload) -> model.Decision:
-    return model.Decision(
-        workload=workload.key,
-        outcome=model.Outcome.HELD,
-        reason=R.NO_POLICY,
-        message=(
-            f"{workload.key} held: no PlacementPolicy in namespace {workload.namespace} "
-            "selects it; create one (greenplace never places a governed pod without rules)"
-        ),
-    )
-
-
-def budget_unknown(workload: model.Workload, cls: classes.Class) -> model.Decision:
-    return model.Decision(
-        workload=workload.key,
-        outcome=model.Outcome.HELD,
-        reason=R.BUDGET_UNKNOWN,
-        message=f"{workload.key} held: {', '.join(cls.keys)} charges Budget "
-        f"{cls.missing_budget}, which does not exist; fix: create it or remove the reference",
-        policies=cls.keys,
-    )
-
-
 def _carbon(pool: model.Pool) -> str:
     intensity = pool.effective_gco2_per_kwh
     return "carbon unknown" if intensity is None else f"{intensity:.0f} gCO2e/kWh"
@@ -339,12 +324,6 @@ def _passed_over(
 
 def _no_room(pool: model.Pool, gpus: int, free: int) -> model.Rejection:
     return model.Rejection(pool.name, R.INSUFFICIENT_CAPACITY, f"needs {gpus} GPUs, {free} free")
-
-
-def _first_budget(cls: classes.Class) -> model.Budget:
-    """The budget whose period ends first: the earliest a deferred workload may fit again."""
-    never = datetime.datetime.max.replace(tzinfo=datetime.UTC)
-    return min(cls.budgets, key=lambda b: (b.period_end or never, b.key))
 
 
 def _counts(*counters: Mapping[model.Reason, int]) -> tuple[tuple[model.Reason, int], ...]:

@@ -43,21 +43,6 @@ SWAP_CHECKS_FLOOR = 5_000
 _DOWNGRADE = model.BudgetAction.DOWNGRADE
 
 
-class Placed(typing.Protocol):
-    """A workload placed (and committed) by a walk of this round."""
-
-    @property
-    def index(self) -> int: ...  # arrival order
-    @property
-    def workload(self) -> model.Workload: ...
-    @property
-    def cls(self) -> classes.Class | None: ...
-    @property
-    def limit(self) -> int: ...
-    @property
-    def walk(self) -> walking.Walk | None: ...
-
-
 @dataclasses.dataclass(slots=True, eq=False)
 class _Mover:
     """One admitted workload during the pass, and where it is now: the pass moves it."""
@@ -84,16 +69,13 @@ class SwapKind(typing.NamedTuple):
 _Where = collections.defaultdict[int, collections.defaultdict[SwapKind, list[_Mover]]]
 
 
-def improve(placed: Sequence[Placed], walker: walking.Walker) -> list[walking.Walk]:
+def improve(placed: Sequence[walking.Placement], walker: walking.Walker) -> list[walking.Placement]:
     """Re-assign ``placed`` (at least two workloads, all placed by ``walker``) longest-first,
     kept only if all still fit and the total objective drops, then search moves and swaps; the
-    final walk of each workload of ``placed``, in its order."""
-    movers = []
-    for r in placed:
-        assert r.cls is not None and r.walk is not None
-        movers.append(_Mover(r.index, r.workload, r.cls, r.limit, r.walk))
+    same workloads, in the same order, where the pass leaves them."""
+    movers = [_Mover(p.index, p.workload, p.cls, p.limit, p.walk) for p in placed]
     _Pass(walker).run(movers)
-    return [m.walk for m in movers]
+    return [walking.Placement(m.index, m.workload, m.cls, m.limit, m.walk) for m in movers]
 
 
 class _Pass:

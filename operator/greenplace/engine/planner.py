@@ -30,8 +30,10 @@ Then an improvement pass (``engine.improvement``) re-assigns the admitted worklo
 (long runs gain most from the cheapest capacity) and keeps the result only if every one of them
 still fits and the total objective drops; workloads that found no room may then backfill the
 space that freed up. Who is admitted stays decided by arrival order, so the pass never trades an
-old workload for a young one. Last, every decision and its message is written
-(``engine.decisions``).
+old workload for a young one.
+
+The round's answer is one ``verdicts.Verdict`` per workload (outcome, reason, pool, when to look
+again, and the evidence); ``plan`` then has ``engine.decisions`` put each into words.
 """
 
 from __future__ import annotations
@@ -41,9 +43,17 @@ import datetime
 from collections.abc import Collection
 
 from greenplace.domain import model
-from greenplace.engine import classes, decisions, deferral, improvement, rounds, walking
+from greenplace.engine import (
+    classes,
+    decisions,
+    deferral,
+    improvement,
+    rounds,
+    verdicts,
+    walking,
+)
 
-__all__ = ["DEFERRAL_STEP", "DETAIL_LIMIT", "plan", "why_not"]
+__all__ = ["DEFERRAL_STEP", "DETAIL_LIMIT", "decide", "plan", "why_not"]
 
 R = model.Reason
 
@@ -62,7 +72,16 @@ def plan(
     ``detail_for`` names workloads (``namespace/name``) whose decisions list every rejected pool
     instead of the most telling few; it never changes what is decided.
     """
-    return _Round(snapshot, now, frozenset(detail_for)).run()
+    planning = _Round(snapshot, now, frozenset(detail_for))
+    explainer = decisions.Explainer(planning.context)
+    return model.Plan(at=now, decisions=tuple(explainer.word(v) for v in planning.run()))
+
+
+def decide(
+    snapshot: model.Snapshot, now: datetime.datetime, *, detail_for: Collection[str] = ()
+) -> tuple[verdicts.Verdict, ...]:
+    """What ``plan`` decides, before it is worded: one verdict per workload, in arrival order."""
+    return tuple(_Round(snapshot, now, frozenset(detail_for)).run())
 
 
 def why_not(
@@ -90,8 +109,8 @@ class _Round:
 
     What the round knows is one ``rounds.Context``, what it has left one ``rounds.State``; the
     work is split by concern: ``catalog`` (classes and their rankings), ``walker`` (the walk,
-    and the only code that consumes the state), ``deferral`` (forecast slots) and ``explainer``
-    (the decisions' wording).
+    and the only code that consumes the state), ``deferral`` (forecast slots) and
+    ``engine.verdicts`` (which outcome and reason).
     """
 
     def __init__(
@@ -99,7 +118,7 @@ class _Round:
     ) -> None:
         self.now = now
         self.detail_for = detail_for
-        context = rounds.Context.of(snapshot, now)
+        self.context = context = rounds.Context.of(snapshot, now)
         self.pools = context.pools
         self.by_namespace: dict[str, list[model.Policy]] = collections.defaultdict(list)
         for policy in sorted(snapshot.policies, key=lambda p: p.key):
@@ -109,50 +128,47 @@ class _Round:
         self.catalog = classes.Catalog(context)
         self.walker = walking.Walker(context, state)
         self.deferral = deferral.Deferral(context, state)
-        self.explainer = decisions.Explainer(context, self.deferral)
 
-    def run(self) -> model.Plan:
-        results = [self._decide(i, w) for i, w in enumerate(self.workloads)]
-        placed = [r for r in results if r.decision is None]
+    def run(self) -> list[verdicts.Verdict]:
+        """The verdict on each workload, in arrival order."""
+        entries = [self._decide(i, w) for i, w in enumerate(self.workloads)]
+        placed = [e for e in entries if isinstance(e, walking.Placement)]
         if len(placed) >= 2:
-            walks = iter(improvement.improve(placed, self.walker))
-            results = [
-                r
-                if r.decision is not None
-                else walking.Result(r.index, r.workload, r.cls, r.limit, walk=next(walks))
-                for r in results
-            ]
+            improved = iter(improvement.improve(placed, self.walker))
+            entries = [next(improved) if isinstance(e, walking.Placement) else e for e in entries]
             # Workloads that found no room may take what the improvement freed (with fewer than
             # two placed workloads nothing was moved, so nothing was freed).
-            results = [
-                self._try(r.index, r.workload, r.cls, r.limit)
-                if r.decision is not None
-                and r.decision.reason is R.NO_POOL_WITH_ROOM
-                and r.cls is not None
-                else r
-                for r in results
+            entries = [
+                self._try(i, e.workload, e.cls, e.limit)
+                if isinstance(e, verdicts.Verdict)
+                and e.reason is R.NO_POOL_WITH_ROOM
+                and e.cls is not None
+                else e
+                for i, e in enumerate(entries)
             ]
-        return model.Plan(at=self.now, decisions=tuple(self.explainer.finish(r) for r in results))
+        return [
+            verdicts.placed(self.context, e) if isinstance(e, walking.Placement) else e
+            for e in entries
+        ]
 
-    def _decide(self, index: int, workload: model.Workload) -> walking.Result:
+    def _decide(self, index: int, workload: model.Workload) -> walking.Placement | verdicts.Verdict:
         """Governance, then the workload's class (hard rules and ranking), then ``_try``."""
         governing = tuple(
             p for p in self.by_namespace.get(workload.namespace, ()) if p.selects(workload)
         )
         if not governing:
-            return walking.Result(index, workload, None, 0, decision=decisions.no_policy(workload))
+            return verdicts.no_policy(workload)
         cls = self.catalog.of(governing, workload)
         limit = len(self.pools) if workload.key in self.detail_for else DETAIL_LIMIT
         return self._try(index, workload, cls, limit)
 
     def _try(
         self, index: int, workload: model.Workload, cls: classes.Class, limit: int
-    ) -> walking.Result:
+    ) -> walking.Placement | verdicts.Verdict:
         """Walk, waive a yielding ceiling at the latest start, defer to a cleaner slot, or
-        commit; a workload not placed gets its decision now."""
+        commit; a workload not placed gets its verdict now, from the round as it is now."""
         if cls.missing_budget is not None:
-            decision = decisions.budget_unknown(workload, cls)
-            return walking.Result(index, workload, cls, limit, decision=decision)
+            return verdicts.budget_unknown(workload, cls)
         walker = self.walker
         walk = walker.walk(cls, workload, limit)
         if walk.pos is None:
@@ -161,18 +177,15 @@ class _Round:
                 found = walker.walk(waived, workload, limit)
                 if found.pos is not None:
                     walker.commit(waived, workload, found)
-                    return walking.Result(index, workload, waived, limit, walk=found)
+                    return walking.Placement(index, workload, waived, limit, found)
                 if found.stopped_by_budget:  # only a budget stops it now: say so
-                    decision = self.explainer.not_placed(waived, workload, found, limit)
-                    return walking.Result(index, workload, waived, limit, found, decision)
-            decision = self.explainer.not_placed(cls, workload, walk, limit)
-            return walking.Result(index, workload, cls, limit, walk, decision)
+                    return verdicts.not_placed(waived, workload, found, limit, self.deferral)
+            return verdicts.not_placed(cls, workload, walk, limit, self.deferral)
         slot = self.deferral.cleaner_slot(cls, workload, walk.pos)
         if slot is None:
             walker.commit(cls, workload, walk)
-            return walking.Result(index, workload, cls, limit, walk=walk)
-        decision = self.explainer.deferred(cls, workload, walk, limit, slot)
-        return walking.Result(index, workload, cls, limit, walk, decision)
+            return walking.Placement(index, workload, cls, limit, walk)
+        return verdicts.deferred_for_cleaner_slot(cls, workload, walk, limit, slot)
 
     def _waived(
         self, cls: classes.Class, workload: model.Workload, walk: walking.Walk

@@ -21,7 +21,7 @@ __all__ = [
     "Left",
     "OverBudget",
     "Passed",
-    "Result",
+    "Placement",
     "Tightest",
     "Walk",
     "Walker",
@@ -83,16 +83,15 @@ class Walk:
 
 
 @dataclasses.dataclass(slots=True)
-class Result:
-    """One workload in the round: placed (``walk`` set) or stopped by ``decision``."""
+class Placement:
+    """A workload a walk placed in this round, its GPUs and budgets committed."""
 
-    index: int
+    index: int  # in arrival order
     workload: model.Workload
-    cls: classes.Class | None
+    cls: classes.Class
+    # How many rejected pools of each kind its decision details.
     limit: int
-    walk: Walk | None = None
-    # Set when the workload is not placed this round.
-    decision: model.Decision | None = None
+    walk: Walk
 
 
 @dataclasses.dataclass(slots=True)

@@ -2,9 +2,10 @@
 one with no pool under its carbon ceiling may run.
 
 Why this module exists: deferral is the only part of the planner that looks at the future (grid
-forecasts) and at the workload's window (max delay, deadline). It answers with a slot (when,
-where, and the numbers that justify waiting) and never with a decision; ``engine.decisions``
-words it. Forecast means are cached per zone, start and run length for the round.
+forecasts) and at the workload's window (max delay, deadline; ``latest_start``, which the
+ceiling waiver uses too). It answers with a slot (when, where, and the numbers that justify
+waiting) and never with a decision: ``engine.verdicts`` turns a slot into one. Forecast means
+are cached per zone, start and run length for the round.
 """
 
 from __future__ import annotations

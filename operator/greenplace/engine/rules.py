@@ -6,7 +6,9 @@ returning a ``Rejection`` that says what was excluded, by which policy, why, and
 Rules fail closed: a fact the rule needs that the pool does not state excludes the pool.
 
 The planner evaluates these once per planning round for each distinct set of governing policies
-(not once per workload), which is what keeps a 10,000-workload round fast.
+(not once per workload), which is what keeps a 10,000-workload round fast. Certificate dates are
+checked by one function, ``model.validity_covers``, for one certificate and for the joint
+window of several (``CertificateWindow``).
 """
 
 from __future__ import annotations

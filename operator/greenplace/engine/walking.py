@@ -1,11 +1,13 @@
 """The walk: one workload down its class's ranking, against what is left in this round.
 
 Why this module exists: the walk is the planner's hot loop (it runs for every workload, again in
-the improvement pass) and the only place that reads and consumes the round's free GPUs and
-budgets. Keeping the two together makes "nothing is over-committed within a round" checkable in
-one file: a placement is the first pool in rank order with room for the whole gang, nodes big
-enough for its largest pod, certifications valid for the whole expected run and room in every
-budget, and ``Walker.commit`` is the only write.
+the improvement pass), and deciding whether a pool can take a workload and committing it belong
+together, so "nothing is over-committed within a round" is checkable in one file: a placement is
+the first pool in rank order with room for the whole gang, nodes big enough for its largest pod
+(``obstacle``, the one room-and-fit check, which the deferral search and the improvement pass
+use too), certifications valid for the whole expected run and room in every budget; and
+``Walker.commit``/``uncommit`` are the only callers that change what the round has left
+(``rounds.State.take``/``give_back``).
 """
 
 from __future__ import annotations

@@ -61,6 +61,12 @@ class RecordingWriter:
     ) -> None:
         self.statuses.append((plural, namespace, name, json.loads(json.dumps(status))))
 
+    async def apply_kueue_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        self.statuses.append((kind, namespace, name, json.loads(json.dumps(status))))
+        return {"metadata": {"namespace": namespace, "name": name}, "status": dict(status)}
+
     def last_status(self, plural: str, name: str) -> dict[str, Any]:
         found = [s for p, _, n, s in self.statuses if p == plural and n == name]
         assert found, f"no status written for {plural} {name}"

@@ -68,7 +68,22 @@ ONE_OF_EACH: dict[str, tuple[Mapping[str, Any], str]] = {
     ),
     "Budget": (kubeobjects.budget("ml", "team", money=100, action="Reject"), "budgets"),
     "EnergyReport": (kubeobjects.energy_report("ml", "serving", window="1h"), "reports"),
-}
+    # Kueue's kinds (watched with --kueue).
+    "Workload": (
+        {"metadata": {"namespace": "ml", "name": "w", "uid": "u"},
+         "spec": {"podSets": [{"name": "main", "count": 1, "template": {"spec": {}}}]}},
+        "kueue_workloads",
+    ),
+    "AdmissionCheck": (
+        {"metadata": {"name": "gp"}, "spec": {"controllerName": "greenplace.dev/placement"}},
+        "admission_checks",
+    ),
+    "ResourceFlavor": ({"metadata": {"name": "f"}, "spec": {}}, "flavors"),
+    "ClusterQueue": (
+        {"metadata": {"name": "cq"}, "spec": {"resourceGroups": [{"flavors": [{"name": "f"}]}]}},
+        "queue_flavors",
+    ),
+}  # fmt: skip
 
 
 def test_every_watched_kind_is_cached_and_dropped_by_a_listing_without_it() -> None:

@@ -189,6 +189,13 @@ def register(subparsers: Any) -> None:
         f"default: the Secret {records.KEY_SECRET} of the Lease's namespace, created if "
         "missing)",
     )
+    parser.add_argument(
+        "--kueue",
+        action=argparse.BooleanOptionalAction,
+        default=_config_default("kueue"),
+        help="answer Kueue's AdmissionChecks of controllerName greenplace.dev/placement "
+        "(needs Kueue's CRDs; default: off)",
+    )
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)

@@ -29,10 +29,11 @@ from typing import Any, TypeVar
 import pydantic
 
 from greenplace.api import models, timestamps
-from greenplace.controller import podspec, records, resources
+from greenplace.controller import kueue, podspec, records, resources
 
 __all__ = [
     "KINDS",
+    "KUEUE_WATCHED",
     "WATCHED",
     "Cache",
     "CachedBudget",
@@ -65,7 +66,11 @@ WATCHED = (
     Watched(models.GROUP, models.VERSION, "budgets", "Budget"),
     Watched(models.GROUP, models.VERSION, "energyreports", "EnergyReport"),
 )
-KINDS = tuple(watched.kind for watched in WATCHED)
+# Kueue's kinds, watched when the operator answers Kueue's AdmissionChecks (``--kueue``).
+KUEUE_WATCHED = tuple(
+    Watched(kueue.GROUP, kueue.VERSION, plural, kind) for kind, plural in kueue.KINDS.items()
+)
+KINDS = tuple(watched.kind for watched in (*WATCHED, *KUEUE_WATCHED))
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -141,6 +146,17 @@ class CachedPod:
         return f"{self.namespace}/{self.name}"
 
 
+@dataclasses.dataclass(frozen=True)
+class CachedKueueWorkload:
+    """A Kueue Workload and the pods its pod sets will make, as the planner places them."""
+
+    workload: kueue.KueueWorkload
+    members: tuple[CachedPod, ...]
+    # Our signed placement record on its check (Ready), as a pod the budget ledger reads
+    # (``budgets.Ledger``); None when it has none, or one greenplace did not sign.
+    carrier: CachedPod | None = None
+
+
 class Cache:
     """Latest known state of the objects greenplace plans with."""
 
@@ -148,6 +164,8 @@ class Cache:
         self,
         accelerators: resources.Accelerators | None = None,
         signer: records.Signer | None = None,
+        *,
+        kueue: bool = False,
     ) -> None:
         # What counts as an accelerator, and the key that proves a placement record is ours
         # (None: no record is trusted). Both are set before the first object arrives.
@@ -160,6 +178,14 @@ class Cache:
         self.signal_sources: dict[str, CachedSignalSource] = {}
         self.budgets: dict[tuple[str, str], CachedBudget] = {}
         self.reports: dict[tuple[str, str], CachedReport] = {}
+        # What the watches and the relisting cover: Kueue's kinds only with ``kueue``.
+        self.watched = (*WATCHED, *KUEUE_WATCHED) if kueue else WATCHED
+        # Kueue (``controller.kueue``): Workloads with their pod sets as pods to plan, the
+        # AdmissionChecks' controller names, the flavors' node labels, each queue's flavors.
+        self.kueue_workloads: dict[tuple[str, str], CachedKueueWorkload] = {}
+        self.admission_checks: dict[str, str] = {}
+        self.flavors: dict[str, Mapping[str, str]] = {}
+        self.queue_flavors: dict[str, frozenset[str]] = {}
         self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
         self.changed = asyncio.Event()  # set by every change that matters to planning
         # Budget status as last seen (the ledger's starting point after a restart); our own
@@ -188,7 +214,28 @@ class Cache:
                 self.put_report,
                 lambda k: self.drop("EnergyReport", *k),
             ),
-        }
+            "Workload": _Kind(
+                _namespaced_key, self.kueue_workloads, self.put_kueue_workload,
+                lambda k: self._forget(self.kueue_workloads, k),
+            ),
+            "AdmissionCheck": _Kind(
+                _name_key, self.admission_checks,
+                lambda b: self._remember(self.admission_checks, _name_key(b),
+                                         str((b.get("spec") or {}).get("controllerName", ""))),
+                lambda k: self._forget(self.admission_checks, k),
+            ),
+            "ResourceFlavor": _Kind(
+                _name_key, self.flavors,
+                lambda b: self._remember(self.flavors, _name_key(b),
+                                         _string_map((b.get("spec") or {}).get("nodeLabels"))),
+                lambda k: self._forget(self.flavors, k),
+            ),
+            "ClusterQueue": _Kind(
+                _name_key, self.queue_flavors,
+                lambda b: self._remember(self.queue_flavors, _name_key(b), _queue_flavors(b)),
+                lambda k: self._forget(self.queue_flavors, k),
+            ),
+        }  # fmt: skip
 
     def put(self, kind: str, body: Mapping[str, Any]) -> None:
         """Record the latest state of one object of ``kind`` (a key of ``KINDS``)."""
@@ -371,6 +418,55 @@ class Cache:
         if self.pods.pop(uid, None) is not None:
             self.changed.set()
 
+    # --- Kueue ---------------------------------------------------------------
+    def put_kueue_workload(self, body: Mapping[str, Any]) -> None:
+        """A Kueue Workload, its pod sets expanded into the pods the planner places."""
+        key = _namespaced_key(body)
+        parsed = kueue.parse_workload(body)
+        if isinstance(parsed, str):
+            self.invalid[f"Workload {key[0]}/{key[1]}"] = parsed
+            self._forget(self.kueue_workloads, key)
+            return
+        members = tuple(
+            CachedPod(
+                uid=f"{parsed.uid}/{pod_set.name}/{index}",
+                namespace=parsed.namespace,
+                name=f"{pod_set.name}-{index}",
+                labels=dict(meta.get("labels") or {}),
+                gpus=request.units,
+                created=parsed.created,
+                node_name=None,
+                gated=True,
+                terminal=False,
+                placed_pool=None,
+                body=pod,
+                request=request.per_resource,
+            )
+            for pod_set in parsed.pod_sets
+            for meta in [dict(pod_set.template.get("metadata") or {})]
+            for pod in [{"metadata": {**meta, "namespace": parsed.namespace},
+                         "spec": pod_set.template.get("spec") or {}}]
+            for request in [self.accelerators.request(pod)]
+            for index in range(pod_set.count)
+        )  # fmt: skip
+        record = kueue.recorded(parsed)
+        trusted = (
+            record is not None
+            and self.signer is not None
+            and self.signer.verify(parsed.uid, record)
+        )
+        carrier = dataclasses.replace(members[0], record=record) if trusted and members else None
+        self._remember(self.kueue_workloads, key, CachedKueueWorkload(parsed, members, carrier))
+
+    def _remember(self, store: dict[Any, Any], key: Any, value: Any) -> None:
+        if store.get(key) != value:
+            store[key] = value
+            self.changed.set()
+
+    def _forget(self, store: dict[Any, Any], key: Any) -> None:
+        if store.pop(key, None) is not None:
+            self.changed.set()
+
     # -------------------------------------------------------------------------
     def _parse(self, what: str, model: type[M], spec: Any) -> M | None:
         try:
@@ -390,6 +486,21 @@ class _Kind:
     store: Mapping[Any, Any]
     put: Callable[[Mapping[str, Any]], None]
     forget: Callable[[Any], None]
+
+
+def _string_map(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _queue_flavors(body: Mapping[str, Any]) -> frozenset[str]:
+    """Every flavor a ClusterQueue's resource groups name."""
+    groups = (body.get("spec") or {}).get("resourceGroups") or []
+    return frozenset(
+        str(flavor["name"])
+        for group in groups
+        for flavor in group.get("flavors") or []
+        if isinstance(flavor, dict) and flavor.get("name")
+    )
 
 
 def _name_key(body: Mapping[str, Any]) -> str:

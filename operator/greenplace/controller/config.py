@@ -76,6 +76,9 @@ class OperatorConfig:
     # File holding the key that signs placement records (the chart mounts a Secret); None:
     # read or create the Secret records.KEY_SECRET in lease_namespace_in_use through the API.
     record_key_file: pathlib.Path | None = None
+    # Answer Kueue's AdmissionChecks whose controllerName is greenplace.dev/placement (needs
+    # Kueue's CRDs; controller.kueue).
+    kueue: bool = False
 
     @property
     def lease_namespace_in_use(self) -> str:

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -28,7 +29,7 @@ from typing import Any
 from kubernetes import client
 
 from greenplace.api import timestamps
-from greenplace.controller import budgets, faults, feeds, kube, podspec, snapshot, status
+from greenplace.controller import budgets, faults, feeds, kube, kueue, podspec, snapshot, status
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import planner
@@ -46,6 +47,8 @@ class LoopState:
     ledger: budgets.Ledger = dataclasses.field(default_factory=budgets.Ledger)
     # (pod uid, reason, message) already reported with an Event: reported once.
     warned: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
+    # Our Kueue AdmissionChecks already marked Active.
+    activated: set[str] = dataclasses.field(default_factory=set)
 
 
 @dataclasses.dataclass
@@ -149,6 +152,24 @@ async def run_cycle(
                 for pod in built.members.get(decision.workload)
                 or built.incomplete.get(decision.workload, ())
             )
+        )
+        await asyncio.gather(
+            *(
+                _answer_kueue(
+                    decision,
+                    built.kueue[decision.workload],
+                    gathered=gathered,
+                    pools=pools,
+                    budget_of=budget_of,
+                    cache=cache,
+                    writer=writer,
+                    report=report,
+                    state=state,
+                )
+                for decision in plan.decisions
+                if decision.workload in built.kueue
+            ),
+            _activate_checks(gathered, writer, report.at, state),
         )
         await _warn(built.warnings, writer, report, state)
     with report.phase("5-record"):
@@ -258,6 +279,102 @@ async def _apply(
     except client.ApiException as error:
         report.errors += 1
         logger.warning("pod %s: API error %s %s", pod.key, error.status, error.reason)
+
+
+async def _answer_kueue(
+    decision: model.Decision,
+    entry: cache_.CachedKueueWorkload,
+    *,
+    gathered: snapshot.Gathered,
+    pools: Mapping[str, model.Pool],
+    budget_of: Mapping[str, str],
+    cache: cache_.Cache,
+    writer: kube.Writer,
+    report: CycleReport,
+    state: LoopState,
+) -> None:
+    """Answer our checks on a Kueue Workload with the planner's decision (``kueue.verdict``);
+    a Ready answer charges its budgets once, like the pods of a gang placed together."""
+    workload = entry.workload
+    pool = pools.get(decision.pool) if decision.pool else None
+    charged: list[str] = []
+    spend = budgets.Spend()
+    annotations: dict[str, str] = {}
+    if pool is not None:
+        charged = sorted({budget_of[p] for p in decision.policies if p in budget_of})
+        for member in entry.members:
+            spend = spend + budgets.charge(member, pool, pool.effective_gco2_per_kwh)
+        record = _placement_record(decision, pool, report.at, charged, spend)
+        if cache.signer is not None:
+            record = cache.signer.sign(workload.uid, record)
+        annotations[kueue.RECORD_ANNOTATION] = json.dumps(record, separators=(",", ":"))
+    queue = gathered.queue_flavors.get(workload.cluster_queue or "", frozenset())
+    verdict = kueue.verdict(
+        decision,
+        node_selector=pool.node_labels if pool is not None else {},
+        annotations=annotations,
+        now=report.at,
+        other_flavors=bool(queue - workload.flavors),
+    )
+    at = timestamps.rfc3339(report.at)
+    pod_sets = [p.name for p in workload.pod_sets]
+    states = [
+        kueue.check_state(check, verdict, pod_sets, at)
+        for check in workload.pending(gathered.our_checks)
+    ]
+    try:
+        stored = await writer.apply_kueue_status(
+            "Workload", workload.namespace, workload.name, {"admissionChecks": states}
+        )
+        if stored.get("spec"):  # what the next cycle sees before the watch brings it
+            cache.put("Workload", stored)
+    except kube.WriteConflictError as conflict:
+        report.conflicts += 1
+        logger.info("re-planning later: %s", conflict)
+        return
+    except client.ApiException as error:
+        report.errors += 1
+        logger.warning("workload %s: API error %s %s", workload.key, error.status, error.reason)
+        return
+    if pool is not None:
+        state.ledger.charge(charged, spend, report.at)
+        report.placed += 1
+        report.placed_by_reason[decision.reason.value] += 1
+    else:
+        report.held += 1
+    # Kueue resets a rejected check to Pending with its own words: the Event keeps ours.
+    involved = {
+        "apiVersion": kueue.API_VERSION,
+        "kind": "Workload",
+        "metadata": {"namespace": workload.namespace, "name": workload.name, "uid": workload.uid},
+    }
+    kind = "Normal" if verdict.state == "Ready" else "Warning"
+    try:
+        await writer.pod_event(involved, kind, decision.reason.value, decision.message)
+    except client.ApiException as error:
+        logger.warning("workload %s: could not post the Event: %s", workload.key, error.reason)
+
+
+async def _activate_checks(
+    gathered: snapshot.Gathered, writer: kube.Writer, at: datetime.datetime, state: LoopState
+) -> None:
+    """Mark each AdmissionCheck greenplace answers Active, once per check (Kueue waits for it)."""
+    for name in sorted(gathered.our_checks - state.activated):
+        condition = {
+            "type": "Active",
+            "status": "True",
+            "reason": "Active",
+            "message": "greenplace answers this check (controllerName greenplace.dev/placement)",
+            "lastTransitionTime": timestamps.rfc3339(at),
+        }
+        try:
+            await writer.apply_kueue_status(
+                "AdmissionCheck", None, name, {"conditions": [condition]}
+            )
+        except (kube.WriteError, client.ApiException) as error:
+            logger.warning("AdmissionCheck %s: could not mark it Active: %s", name, error)
+            continue
+        state.activated.add(name)
 
 
 async def _refused(

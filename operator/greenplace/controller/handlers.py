@@ -64,7 +64,7 @@ def settings_for(config: config_.OperatorConfig) -> kopf.OperatorSettings:
 
 def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) -> cache_.Cache:
     """Register every handler of greenplace on ``registry``; return the cache they feed."""
-    cache = cache_.Cache(config.accelerators)
+    cache = cache_.Cache(config.accelerators, kueue=config.kueue)
     collectors = prometheus_client.CollectorRegistry()
     running = loops.Loops(config, cache, collectors)
 
@@ -126,7 +126,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
     async def on_lease(namespace: str | None, **_: Any) -> None:
         running.lease_event(namespace)
 
-    for watched in cache_.WATCHED:
+    for watched in cache.watched:
 
         @kopf.on.event(
             watched.group, watched.version, watched.plural, id=watched.plural, registry=registry

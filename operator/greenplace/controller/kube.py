@@ -30,6 +30,7 @@ from kubernetes import client, config
 
 from greenplace import errors
 from greenplace.api import models, timestamps
+from greenplace.controller import kueue
 
 __all__ = [
     "AdmissionRefusedError",
@@ -75,6 +76,15 @@ class Writer(Protocol):
     async def patch_status(
         self, plural: str, namespace: str | None, name: str, status: Mapping[str, Any]
     ) -> None: ...
+
+    async def apply_kueue_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """Server-side apply of greenplace's part of a Kueue object's status (``kind``: a
+        ``kueue.KINDS`` key): the entries greenplace owns of map-type lists (its admission
+        check's state, its AdmissionCheck's conditions) merge with what Kueue writes.
+        Returns the object as the API server stored it."""
+        ...
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
@@ -142,9 +152,9 @@ class KubeWriter:
                 "name": f"{meta['name']}.{uuid.uuid4().hex[:10]}",
                 "namespace": meta["namespace"],
             },
-            "involvedObject": {
-                "apiVersion": "v1",
-                "kind": "Pod",
+            "involvedObject": {  # a pod, unless the body says it is another kind
+                "apiVersion": pod.get("apiVersion", "v1"),
+                "kind": pod.get("kind", "Pod"),
                 "name": meta["name"],
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],
@@ -193,6 +203,44 @@ class KubeWriter:
                 raise
 
         await self._run(call)
+
+    async def apply_kueue_status(
+        self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        plural = kueue.KINDS[kind]
+        body = {
+            "apiVersion": kueue.API_VERSION,
+            "kind": kind,
+            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+            "status": dict(status),
+        }
+        group, version = kueue.GROUP, kueue.VERSION
+        options: dict[str, Any] = {
+            "field_manager": kueue.FIELD_MANAGER,
+            "force": True,
+            "_content_type": "application/apply-patch+yaml",  # JSON is YAML
+            "_request_timeout": REQUEST_TIMEOUT,
+        }
+
+        def call() -> Mapping[str, Any]:
+            try:
+                if namespace is None:
+                    stored = self._custom.patch_cluster_custom_object_status(
+                        group, version, plural, name, body, **options
+                    )
+                else:
+                    stored = self._custom.patch_namespaced_custom_object_status(
+                        group, version, namespace, plural, name, body, **options
+                    )
+            except client.ApiException as error:
+                if error.status == 404:
+                    raise WriteConflictError(f"{kind} {namespace}/{name} is gone") from error
+                raise
+            result: Mapping[str, Any] = stored
+            return result
+
+        result: Mapping[str, Any] = await self._run(call)
+        return result
 
 
 def _is_conflict(error: client.ApiException) -> bool:

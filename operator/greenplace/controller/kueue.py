@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -42,8 +43,12 @@ __all__ = [
     "verdict",
 ]
 
-API_VERSION = "kueue.x-k8s.io/v1beta2"
+GROUP, VERSION = "kueue.x-k8s.io", "v1beta2"
+API_VERSION = f"{GROUP}/{VERSION}"
 CONTROLLER_NAME = "greenplace.dev/placement"
+# On each pod set of a Ready check: the signed placement record (pool, charge), which a restarted
+# operator reads back from the Workload's status to recover its budget charges.
+RECORD_ANNOTATION = "greenplace.dev/kueue-placement"
 FIELD_MANAGER = "greenplace"  # owns its check's state and its AdmissionChecks' conditions
 # The Kueue kinds greenplace reads or writes, and their plurals.
 KINDS = {
@@ -97,6 +102,20 @@ class KueueWorkload:
         return tuple(
             sorted(c for c in ours if (self.checks.get(c) or {}).get("state") == "Pending")
         )
+
+
+def recorded(workload: KueueWorkload) -> dict[str, Any] | None:
+    """The placement record some check's pod set update carries (unverified), if any."""
+    for state in workload.checks.values():
+        for update in state.get("podSetUpdates") or []:
+            text = (update.get("annotations") or {}).get(RECORD_ANNOTATION)
+            if isinstance(text, str):
+                try:
+                    record = json.loads(text)
+                except ValueError:
+                    return None
+                return record if isinstance(record, dict) else None
+    return None
 
 
 def parse_workload(body: Mapping[str, Any]) -> KueueWorkload | str:

@@ -32,7 +32,6 @@ from kubernetes import client
 
 from greenplace import errors
 from greenplace.accounting import telemetry as accounting_telemetry
-from greenplace.api import models
 from greenplace.controller import cache as cache_
 from greenplace.controller import config as config_
 from greenplace.controller import cycle, feeds, kube, leadership, metrics, reports, status
@@ -196,15 +195,16 @@ class Loops:
                 pods = core.list_pod_for_all_namespaces(_request_timeout=timeout)
                 return [serialize(p) for p in pods.items]
             found: dict[str, Any] = custom.list_cluster_custom_object(
-                watched.group, models.VERSION, watched.plural, _request_timeout=timeout
+                watched.group, watched.version, watched.plural, _request_timeout=timeout
             )
             return list(found["items"])
 
         listed_at = self.listed_at = time.monotonic()
-        listings = await asyncio.to_thread(lambda: [listing(w) for w in cache_.WATCHED])
+        watched_kinds = self.cache.watched
+        listings = await asyncio.to_thread(lambda: [listing(w) for w in watched_kinds])
         return sum(
             self.cache.reconcile(watched.kind, bodies, listed_at)
-            for watched, bodies in zip(cache_.WATCHED, listings, strict=True)
+            for watched, bodies in zip(watched_kinds, listings, strict=True)
         )
 
     # --- the placement loop -----------------------------------------------------------

@@ -43,7 +43,7 @@ from typing import Any
 from greenplace.api import convert, timestamps
 from greenplace.controller import budgets as budgets_
 from greenplace.controller import cache as cache_
-from greenplace.controller import feeds, podspec, resources
+from greenplace.controller import feeds, kueue, podspec, resources
 from greenplace.domain import countries, model
 from greenplace.signals import contract, planning
 
@@ -80,6 +80,18 @@ class Gathered:
     budget_status: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
         default_factory=dict
     )
+    # Kueue (``controller.kueue``), empty unless the operator answers its AdmissionChecks.
+    kueue_workloads: tuple[cache_.CachedKueueWorkload, ...] = ()
+    admission_checks: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    flavors: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+    queue_flavors: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def our_checks(self) -> frozenset[str]:
+        """The AdmissionChecks greenplace answers (controllerName greenplace.dev/placement)."""
+        return frozenset(
+            name for name, owner in self.admission_checks.items() if owner == kueue.CONTROLLER_NAME
+        )
 
 
 def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathered:
@@ -92,6 +104,10 @@ def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathe
         signal_sources=tuple(cache.signal_sources.values()),
         budgets=tuple(cache.budgets.values()),
         observed=observed or feeds.Observed.empty(),
+        kueue_workloads=tuple(cache.kueue_workloads.values()),
+        admission_checks=dict(cache.admission_checks),
+        flavors=dict(cache.flavors),
+        queue_flavors=dict(cache.queue_flavors),
     )
 
 
@@ -119,6 +135,9 @@ class Built:
     carbon_sources: dict[str, str | None] = dataclasses.field(default_factory=dict)  # per pool
     spent: dict[tuple[str, str], budgets_.Spend] = dataclasses.field(default_factory=dict)
     warnings: tuple[Warning, ...] = ()
+    # Kueue Workloads waiting for one of our checks, by workload key (planned like gangs;
+    # the cycle answers their check instead of patching pods).
+    kueue: dict[str, cache_.CachedKueueWorkload] = dataclasses.field(default_factory=dict)
 
 
 FALLBACK_SOURCE = "spec.carbonIntensity.fallbackGramsPerKwh"
@@ -170,8 +189,9 @@ def build(
             gathered.observed,
         )
         pools.append(domain_pool)
+    carriers = tuple(w.carrier for w in gathered.kueue_workloads if w.carrier is not None)
     spent = (ledger or budgets_.Ledger()).spent(
-        gathered.budgets, gathered.budget_status, gathered.pods, now
+        gathered.budgets, gathered.budget_status, (*gathered.pods, *carriers), now
     )
     policies = tuple(
         convert.policy_to_domain(p.namespace, p.name, p.spec)
@@ -180,6 +200,8 @@ def build(
     members, incomplete = _group(p for p in gathered.pods if p.gated and not p.terminal)
     fitting = _Fitting(gathered)
     workloads = tuple(_workload(key, pods, fitting) for key, pods in members.items())
+    waiting = _kueue_waiting(gathered)
+    workloads += tuple(_kueue_workload(entry, fitting, gathered) for entry in waiting.values())
     for pods in (*members.values(), *incomplete.values()):
         for pod in pods:
             problems = [budgets_.duration_problem(pod.body), _gang_size_problem(pod)]
@@ -200,6 +222,7 @@ def build(
         carbon_sources=carbon_sources,
         spent=spent,
         warnings=tuple(warnings),
+        kueue=waiting,
     )
 
 
@@ -340,6 +363,28 @@ def _group(
         members = tuple(sorted(group, key=lambda p: p.name))
         (ready if len(members) >= _declared_size(members) else waiting)[key] = members
     return ready, waiting
+
+
+def _kueue_waiting(gathered: Gathered) -> dict[str, cache_.CachedKueueWorkload]:
+    ours = gathered.our_checks
+    return {
+        entry.workload.key: entry
+        for entry in sorted(gathered.kueue_workloads, key=lambda e: e.workload.key)
+        if entry.members and entry.workload.pending(ours)
+    }
+
+
+def _kueue_workload(
+    entry: cache_.CachedKueueWorkload, fitting: _Fitting, gathered: Gathered
+) -> model.Workload:
+    """A Kueue Workload as one gang, placed only in pools inside the flavors Kueue assigned."""
+    planned = _workload(entry.workload.key, entry.members, fitting)
+    flavors = kueue.Flavors.of(
+        gathered.flavors, {p.name: p.spec.node_selector for p in gathered.pools}
+    )
+    inside = flavors.pools_in(entry.workload.flavors)
+    fits = inside if planned.fits_pools is None else planned.fits_pools & inside
+    return dataclasses.replace(planned, fits_pools=fits)
 
 
 def _workload(key: str, pods: tuple[cache_.CachedPod, ...], fitting: _Fitting) -> model.Workload:

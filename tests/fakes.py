@@ -32,6 +32,11 @@ class RecordingWriter:
         default_factory=list
     )
     refuse: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Kueue objects by (kind, namespace, name): server-side apply of a status merges its
+    # map-type lists by their key (name, type), as the API server does.
+    kueue_objects: dict[tuple[str, str | None, str], dict[str, Any]] = dataclasses.field(
+        default_factory=dict
+    )
 
     def add(self, body: Mapping[str, Any]) -> dict[str, Any]:
         stored = copy.deepcopy(dict(body))
@@ -65,7 +70,16 @@ class RecordingWriter:
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         self.statuses.append((kind, namespace, name, json.loads(json.dumps(status))))
-        return {"metadata": {"namespace": namespace, "name": name}, "status": dict(status)}
+        stored = self.kueue_objects.setdefault(
+            (kind, namespace, name), {"metadata": {"namespace": namespace, "name": name}}
+        )
+        merged = stored.setdefault("status", {})
+        for field, entries in status.items():
+            key = "type" if field == "conditions" else "name"
+            by_key = {e[key]: e for e in merged.get(field, [])}
+            by_key.update({e[key]: copy.deepcopy(e) for e in entries})
+            merged[field] = list(by_key.values())
+        return copy.deepcopy(stored)
 
     def last_status(self, plural: str, name: str) -> dict[str, Any]:
         found = [s for p, _, n, s in self.statuses if p == plural and n == name]

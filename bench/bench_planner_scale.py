@@ -15,14 +15,28 @@ a carbon ceiling", a third of them with a Downgrade money budget and a deferral 
 Baseline, measured in the same run: first-fit over the pools in name order with only a capacity
 check (what a quota system does, no rules and no explanations). Peak memory is measured in a
 separate run under ``tracemalloc`` (it slows Python down, so it is not timed).
+
+A refactor of the planner must not slow it down: ``--against DIR`` (another checkout, e.g. a
+``git worktree`` of the commit before the change) also times the 10k x 1,000 plan of this tree
+and of DIR alternately, each in a fresh process, ``AGAINST_ROUNDS`` times, and reports the ratio
+of the best CPU times (this tree / DIR). On a busy shared machine differences under ~5 % are
+noise; count instructions (valgrind's callgrind, same plan) to see smaller ones. For example:
+
+    git worktree add /tmp/planner-old <rev>
+    .venv/bin/python -m bench.bench_planner_scale --against /tmp/planner-old
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import gc
+import os
+import pathlib
 import random
 import statistics
+import subprocess
+import sys
 import time
 import tracemalloc
 
@@ -39,6 +53,25 @@ EU = {"FR", "DE", "NL", "IE", "PL"}
 CLOUD_ACT = model.Jurisdiction("US", frozenset({"US-CLOUD-Act"}))
 LADDER = ((100, 10), (1_000, 100), (10_000, 1_000))
 REPEATS = 3
+# Alternations of this tree and the --against one: a shared 2-core machine swings by 10-20 %
+# from one minute to the next, so each side gets several fresh processes and keeps its best.
+AGAINST_ROUNDS = 6
+# What each side runs, in the checkout it is timing (its own fleet and planner): the best CPU
+# seconds of REPEATS plans of the 10k x 1,000 fleet, after one untimed plan.
+_TIME_TOP_RUNG = f"""
+import gc, time
+from bench import bench_planner_scale as scale
+from greenplace.engine import planner
+snapshot = scale.fleet(10_000, 1_000, seed=10_000)
+planner.plan(snapshot, scale.T0)
+best = float("inf")
+for _ in range({REPEATS}):
+    gc.collect()
+    start = time.process_time()
+    planner.plan(snapshot, scale.T0)
+    best = min(best, time.process_time() - start)
+print(best)
+"""
 
 
 def fleet(
@@ -214,7 +247,47 @@ def _best_of(repeats: int, run: object) -> tuple[float, float]:
     return min(cpu), min(wall)
 
 
+def _time_top_rung(tree: pathlib.Path) -> float:
+    """Best CPU seconds of the 10k x 1,000 plan of the checkout at ``tree``, in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": f"{tree / 'operator'}{os.pathsep}{tree}"}
+    done = subprocess.run(
+        [sys.executable, "-c", _TIME_TOP_RUNG],
+        cwd=tree,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.split()[-1])
+
+
+def against(baseline: pathlib.Path) -> dict[str, object]:
+    """This tree's 10k x 1,000 CPU time against ``baseline``'s, measured alternately."""
+    here = pathlib.Path(__file__).resolve().parents[1]
+    ours: list[float] = []
+    theirs: list[float] = []
+    for round_number in range(AGAINST_ROUNDS):
+        # Either side first in turn, so a machine getting busier or quieter favours neither.
+        sides = [(baseline, theirs), (here, ours)]
+        for tree, times in sides if round_number % 2 == 0 else reversed(sides):
+            times.append(_time_top_rung(tree))
+    ratio = min(ours) / min(theirs)
+    print(
+        f"10k x 1,000 against {baseline}: best {min(ours):.3f} s CPU here, "
+        f"{min(theirs):.3f} s there (x{ratio:.3f}); here {sorted(ours)}, there {sorted(theirs)}"
+    )
+    return {
+        "baseline": str(baseline),
+        "cpu_seconds_here": [round(t, 4) for t in ours],
+        "cpu_seconds_baseline": [round(t, 4) for t in theirs],
+        "ratio_best": round(ratio, 3),
+    }
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--against", type=pathlib.Path, help="another checkout to compare with")
+    args = parser.parse_args()
     rungs = []
     for n_workloads, n_pools in LADDER:
         snapshot = fleet(n_workloads, n_pools, seed=n_workloads)
@@ -252,9 +325,16 @@ def main() -> None:
     growth = rungs[-1]["cpu_seconds"] / rungs[-2]["cpu_seconds"]  # type: ignore[operator]
     print(f"10x more workloads and pools costs x{growth:.1f} time")
     top = rungs[-1]
+    figures: dict[str, object] = {
+        "ladder": rungs,
+        "growth_1k_to_10k": round(growth, 1),
+        "repeats": REPEATS,
+    }
+    if args.against is not None:
+        figures["against"] = against(args.against.resolve())
     harness.finish(
         NAME,
-        {"ladder": rungs, "growth_1k_to_10k": round(growth, 1), "repeats": REPEATS},
+        figures,
         {
             "cpu_seconds_10k": float(top["cpu_seconds"]),  # type: ignore[arg-type]
             "decisions_per_second_10k": float(top["decisions_per_second"]),  # type: ignore[arg-type]

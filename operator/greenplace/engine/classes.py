@@ -160,7 +160,9 @@ class Catalog:
         """The class of ``workload``, governed by ``governing``."""
         residency = workload.data_residency
         fits = workload.fits_pools
-        key = (tuple(p.key for p in governing), residency, workload.spot, fits)
+        # The policies by identity: the round holds each for its whole length, and writing
+        # their keys for every workload is a cost a 10,000-workload round notices.
+        key = (tuple(map(id, governing)), residency, workload.spot, fits)
         cls = self.classes.get(key)
         if cls is None:
             cls = self.classes[key] = self._build(governing, residency, workload.spot, fits=fits)

@@ -250,11 +250,9 @@ async def _apply(
     try:
         if decision.pool is not None:
             pool = pools[decision.pool]
-            charged = sorted({budget_of[p] for p in decision.policies if p in budget_of})
-            spend = budgets.charge(pod, pool, pool.effective_gco2_per_kwh)
-            record = _placement_record(decision, pool, report.at, charged, spend)
-            if cache.signer is not None:
-                record = cache.signer.sign(pod.uid, record)
+            charged, spend, record = _charged_record(
+                decision, pool, (pod,), uid=pod.uid, budget_of=budget_of, cache=cache, at=report.at
+            )
             ops = podspec.placement_patch(pod.body, pool.node_labels, record)
             cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops))
             state.ledger.charge(charged, spend, report.at)
@@ -301,12 +299,15 @@ async def _answer_kueue(
     spend = budgets.Spend()
     annotations: dict[str, str] = {}
     if pool is not None:
-        charged = sorted({budget_of[p] for p in decision.policies if p in budget_of})
-        for member in entry.members:
-            spend = spend + budgets.charge(member, pool, pool.effective_gco2_per_kwh)
-        record = _placement_record(decision, pool, report.at, charged, spend)
-        if cache.signer is not None:
-            record = cache.signer.sign(workload.uid, record)
+        charged, spend, record = _charged_record(
+            decision,
+            pool,
+            entry.members,
+            uid=workload.uid,
+            budget_of=budget_of,
+            cache=cache,
+            at=report.at,
+        )
         annotations[kueue.RECORD_ANNOTATION] = json.dumps(record, separators=(",", ":"))
     queue = gathered.queue_flavors.get(workload.cluster_queue or "", frozenset())
     verdict = kueue.verdict(
@@ -410,6 +411,28 @@ def _incomplete(key: str, members: tuple[cache_.CachedPod, ...]) -> model.Decisi
             f"{snapshot.GANG_SIZE_ANNOTATION} annotation; it is placed whole or not at all"
         ),
     )
+
+
+def _charged_record(
+    decision: model.Decision,
+    pool: model.Pool,
+    pods: tuple[cache_.CachedPod, ...],
+    *,
+    uid: str,
+    budget_of: Mapping[str, str],
+    cache: cache_.Cache,
+    at: datetime.datetime,
+) -> tuple[list[str], budgets.Spend, dict[str, Any]]:
+    """The budgets ``pods`` placed in ``pool`` are charged to, what they are charged, and the
+    placement record saying so, signed for ``uid`` (the pod's, or the Kueue Workload's)."""
+    charged = sorted({budget_of[p] for p in decision.policies if p in budget_of})
+    spend = budgets.Spend()
+    for pod in pods:
+        spend = spend + budgets.charge(pod, pool, pool.effective_gco2_per_kwh)
+    record = _placement_record(decision, pool, at, charged, spend)
+    if cache.signer is not None:
+        record = cache.signer.sign(uid, record)
+    return charged, spend, record
 
 
 def _placement_record(

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from greenplace.domain import model
 from greenplace.engine import planner
 from tests import builders
-from tests.unit import test_planner_properties as generated
+from tests import strategies as generated
 
 CASES = 600
 

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
-from typing import Any
 
 import pytest
 import yaml
 
-from devcluster import build
 from greenplace.api import crdgen
 from greenplace.cli import main as cli
 from greenplace.cli import operate
+from tests.charts import helm_template, operator_pod
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "greenplace"
@@ -100,26 +98,6 @@ def test_values_schema_is_strict_everywhere() -> None:
 # -- signalCredentials.secrets: the Secrets of SignalSource credentials ------------------------
 
 CREDENTIALS_DIR = "/etc/greenplace/credentials"
-
-
-def helm_template(*sets: str) -> subprocess.CompletedProcess[str]:
-    binary = str(build.ensure_built(log=False)["helm"])
-    flags = [f"--set={s}" for s in sets]
-    return subprocess.run(
-        [binary, "template", "gp", str(CHART), "--namespace=greenplace-system", "--skip-tests",
-         *flags],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-
-
-def operator_pod(*sets: str) -> dict[str, Any]:
-    """The pod template of the operator's Deployment rendered with ``sets``."""
-    result = helm_template(*sets)
-    assert result.returncode == 0, result.stderr
-    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
-    return spec
 
 
 def test_no_credentials_by_default() -> None:

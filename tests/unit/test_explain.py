@@ -12,7 +12,7 @@ from greenplace.cli import main as cli
 from greenplace.domain import model
 from greenplace.engine import snapshot_file
 from tests import builders as b
-from tests.unit import test_planner_properties as props
+from tests import strategies as props
 
 
 def fleet() -> model.Snapshot:

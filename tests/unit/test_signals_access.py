@@ -534,7 +534,7 @@ def test_the_flags_default_to_the_operator_configs_defaults() -> None:
 
 
 def test_chart_values_reach_the_operator() -> None:
-    from tests.unit.test_chart import operator_pod  # noqa: PLC0415 - builds helm on first use
+    from tests.charts import operator_pod  # noqa: PLC0415 - builds helm on first use
 
     (container,) = operator_pod()["containers"]
     default = operate.config_from(cli.build_parser().parse_args(container["args"]))

@@ -70,13 +70,14 @@ def test_a_key_left_out_means_the_domain_models_default() -> None:
     text = f"""
 pools: [{POOL}}}]
 policies: [{POLICY}}}]
-budgets: [{{namespace: ml, name: b}}]
+budgets: [{{namespace: ml, name: b, periodEnd: "2026-02-01T00:00:00Z"}}]
 workloads: [{WORKLOAD}}}]
 """
     snapshot, _ = snapshot_file.loads(text)
     created = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     unknown = model.Location(provider="", region="", country="", grid_zone="")
-    budget = model.Budget(namespace="ml", name="b")
+    period_end = datetime.datetime(2026, 2, 1, tzinfo=datetime.UTC)
+    budget = model.Budget(namespace="ml", name="b", period_end=period_end)
     assert snapshot.pools == (model.Pool("a", unknown, "", 8, 8, 2.0, currency=budget.currency),)
     assert snapshot.policies == (model.Policy(namespace="ml", name="p"),)
     assert snapshot.budgets == (budget,)
@@ -92,3 +93,16 @@ def test_the_planner_docs_state_the_default_carbon_price_of_snapshot_files() -> 
     assert stated is not None, "docs/planner.md no longer states the snapshot files' default"
     (policy,) = snapshot_file.loads("policies: [{namespace: ml, name: p}]")[0].policies
     assert float(stated.group(1).replace(",", "")) == policy.carbon_price_per_tco2e
+
+
+def test_a_defer_budget_without_its_period_end_is_refused() -> None:
+    """It would defer work to no time (issue 11 item 9); the default action is Defer."""
+    text = f"""
+pools: [{POOL}}}]
+budgets: [{{namespace: ml, name: b}}]
+"""
+    with pytest.raises(snapshot_file.SnapshotFileError, match=r"budgets\[0\]\.periodEnd: required"):
+        snapshot_file.loads(text)
+    reject = text.replace("name: b}", "name: b, action: Reject}")
+    (budget,) = snapshot_file.loads(reject)[0].budgets
+    assert budget.period_end is None and budget.action == model.BudgetAction.REJECT

@@ -355,6 +355,13 @@ def _policy(node: _Node) -> model.Policy:
 
 
 def _budget(node: _Node) -> model.Budget:
+    action = node.get("action", _action, _BUDGET.action)
+    if action == model.BudgetAction.DEFER and node.opt("periodEnd", _time) is None:
+        # A deferral to the next period needs the period's end, or it would defer to no time.
+        raise SnapshotFileError(
+            f"{node._where('periodEnd')}: required when action is Defer (the budget defers work "
+            "to this instant); fix: give the period's end, or action Reject or Downgrade"
+        )
     return model.Budget(
         namespace=node.req("namespace", _str),
         name=node.req("name", _str),
@@ -366,7 +373,7 @@ def _budget(node: _Node) -> model.Budget:
         kwh_limit=node.opt("kwhLimit", _float),
         kwh_spent=node.get("kwhSpent", _float, _BUDGET.kwh_spent),
         period_end=node.opt("periodEnd", _time),
-        action=node.get("action", _action, _BUDGET.action),
+        action=action,
     )
 
 

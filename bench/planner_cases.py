@@ -2,7 +2,8 @@
 (or exactly what it means to).
 
 Why this exists: a refactor of ``engine/`` must keep every decision; a fix must change only the
-decisions it is about. This plans the property tests' random snapshots (``tests/strategies.py``), generated deterministically (hypothesis ``derandomize``), and
+decisions it is about. This plans the property tests' random snapshots
+(``tests/strategies.py``), generated deterministically (hypothesis ``derandomize``), and
 writes one JSON line per case: every decision with its reason, pool, message and figures. Run it
 on two checkouts and diff the files:
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any
 
 import pytest
 import yaml
@@ -179,3 +180,23 @@ def test_the_schema_refuses_a_bad_credentials_value(bad: str) -> None:
     result = helm_template(bad)
     assert result.returncode != 0
     assert "signalCredentials" in result.stderr, result.stderr
+
+
+def test_kueue_enabled_tells_the_operator_and_grants_only_what_the_check_needs() -> None:
+    def rendered(*sets: str) -> tuple[list[str], list[dict[str, Any]]]:
+        result = helm_template(*sets)
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+        (container,) = operator_pod(*sets)["containers"]
+        return container["args"], role["rules"]
+
+    args, rules = rendered()
+    assert "--kueue" not in args
+    assert not [r for r in rules if "kueue.x-k8s.io" in r["apiGroups"]]
+    args, rules = rendered("kueue.enabled=true")
+    assert "--kueue" in args
+    kueue = [r for r in rules if "kueue.x-k8s.io" in r["apiGroups"]]
+    assert {v for r in kueue for v in r["verbs"]} == {"get", "list", "watch", "patch"}
+    (writes,) = [r for r in kueue if "patch" in r["verbs"]]
+    assert set(writes["resources"]) == {"workloads/status", "admissionchecks/status"}

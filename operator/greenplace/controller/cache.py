@@ -428,6 +428,26 @@ class Cache:
             self._forget(self.kueue_workloads, key)
             return
         members = tuple(
+            member for pod_set in parsed.pod_sets for member in self._members(parsed, pod_set)
+        )
+        record = kueue.recorded(parsed)
+        trusted = (
+            record is not None
+            and self.signer is not None
+            and self.signer.verify(parsed.uid, record)
+        )
+        carrier = dataclasses.replace(members[0], record=record) if trusted and members else None
+        self._remember(self.kueue_workloads, key, CachedKueueWorkload(parsed, members, carrier))
+
+    def _members(self, parsed: kueue.KueueWorkload, pod_set: kueue.PodSet) -> list[CachedPod]:
+        """The ``count`` pods of ``pod_set``, as its template will make them (one body)."""
+        meta = dict(pod_set.template.get("metadata") or {})
+        body = {
+            "metadata": {**meta, "namespace": parsed.namespace},
+            "spec": pod_set.template.get("spec") or {},
+        }
+        request = self.accelerators.request(body)
+        return [
             CachedPod(
                 uid=f"{parsed.uid}/{pod_set.name}/{index}",
                 namespace=parsed.namespace,
@@ -439,24 +459,11 @@ class Cache:
                 gated=True,
                 terminal=False,
                 placed_pool=None,
-                body=pod,
+                body=body,
                 request=request.per_resource,
             )
-            for pod_set in parsed.pod_sets
-            for meta in [dict(pod_set.template.get("metadata") or {})]
-            for pod in [{"metadata": {**meta, "namespace": parsed.namespace},
-                         "spec": pod_set.template.get("spec") or {}}]
-            for request in [self.accelerators.request(pod)]
             for index in range(pod_set.count)
-        )  # fmt: skip
-        record = kueue.recorded(parsed)
-        trusted = (
-            record is not None
-            and self.signer is not None
-            and self.signer.verify(parsed.uid, record)
-        )
-        carrier = dataclasses.replace(members[0], record=record) if trusted and members else None
-        self._remember(self.kueue_workloads, key, CachedKueueWorkload(parsed, members, carrier))
+        ]
 
     def _remember(self, store: dict[Any, Any], key: Any, value: Any) -> None:
         if store.get(key) != value:

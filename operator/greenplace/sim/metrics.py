@@ -74,7 +74,10 @@ class Violation:
     job: str
     pool: str
     country: str
+    # The policies breached (``scenario.RESIDENCY_RULE`` for the data-residency label) and the
+    # planner's reason code for each, in the same order.
     policies: tuple[str, ...]
+    reasons: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,9 +116,17 @@ def evaluate(
         job, pool = run.job, pools[run.pool]
         cost = _cost(scenario, run, pool)
         costs.append(cost)
-        breached = sc.breached_policies(scenario.governing(job), pool.pool)
+        breached = sc.breaches(scenario.governing(job), pool.pool, job.workload(), run.start)
         if breached:
-            violations.append(Violation(job.key, pool.name, pool.pool.location.country, breached))
+            violations.append(
+                Violation(
+                    job.key,
+                    pool.name,
+                    pool.pool.location.country,
+                    tuple(b.rule for b in breached),
+                    tuple(str(b.reason) for b in breached),
+                )
+            )
         per_ns[job.namespace] = per_ns[job.namespace].plus(
             Totals(
                 jobs=1,

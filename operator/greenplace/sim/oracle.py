@@ -218,6 +218,7 @@ def _candidates(scenario: sc.Scenario, job: sc.Job, settings: Settings) -> list[
     governing = scenario.governing(job)
     if not governing:
         return []  # fail-closed, as the planner: no policy, no placement
+    workload = job.workload()
     slot_s = settings.slot_minutes * 60
     origin = scenario.start.timestamp()
     first = math.floor((job.arrival.timestamp() - origin) / slot_s) + 1
@@ -238,7 +239,7 @@ def _candidates(scenario: sc.Scenario, job: sc.Job, settings: Settings) -> list[
             math.ceil((end.timestamp() - origin) / slot_s),
         )
         for pool in scenario.pools:
-            if sc.breached_policies(governing, pool.pool) or not _under_ceilings(
+            if sc.breaches(governing, pool.pool, workload, start) or not _under_ceilings(
                 scenario, governing, pool, start
             ):
                 continue

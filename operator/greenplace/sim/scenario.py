@@ -21,9 +21,20 @@ from collections.abc import Mapping
 from greenplace.accounting import energy
 from greenplace.api import convert
 from greenplace.domain import model, series
+from greenplace.engine import rules
 from greenplace.sim import signal
 
-__all__ = ["Budget", "Cost", "Job", "Period", "Scenario", "SimPool", "breached_policies"]
+__all__ = [
+    "RESIDENCY_RULE",
+    "Breach",
+    "Budget",
+    "Cost",
+    "Job",
+    "Period",
+    "Scenario",
+    "SimPool",
+    "breaches",
+]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,10 +244,44 @@ class Scenario:
         return tuple(p for p in self.policies if p.selects(workload))
 
 
-def breached_policies(policies: tuple[model.Policy, ...], pool: model.Pool) -> tuple[str, ...]:
-    """The keys of ``policies`` whose sovereignty rule excludes ``pool``'s country."""
-    return tuple(
-        p.key
-        for p in policies
-        if p.allowed_countries is not None and pool.location.country not in p.allowed_countries
-    )
+# The rule named when a workload's own data-residency label excludes a pool (not a policy).
+RESIDENCY_RULE = f"label {model.DATA_RESIDENCY_LABEL}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Breach:
+    """One hard rule a run breaks: the policy key (or ``RESIDENCY_RULE``) and the reason code."""
+
+    rule: str
+    reason: model.Reason
+
+
+def breaches(
+    policies: tuple[model.Policy, ...],
+    pool: model.Pool,
+    workload: model.Workload,
+    start: datetime.datetime,
+) -> tuple[Breach, ...]:
+    """Every hard rule that excludes running ``workload`` in ``pool`` from ``start`` for its
+    whole duration: the planner's own rules (``engine.rules``), so the simulator counts what
+    the planner enforces and nothing else. Per policy: countries, regimes, extraterritorial
+    exposure, then certifications (name, level, valid at ``start`` and until the run ends);
+    then the workload's data-residency label. Empty: the run is compliant."""
+    end = start + datetime.timedelta(hours=workload.duration_hours)
+    found = []
+    for policy in policies:
+        rejection = rules.sovereignty_violation(pool, (policy,), None)
+        if rejection is not None:
+            found.append(Breach(policy.key, rejection.reason))
+            continue
+        window = rules.certificate_window(pool, (policy,), start)
+        if isinstance(window, model.Rejection):
+            found.append(Breach(policy.key, window.reason))
+        elif not window.covers(start, end):
+            found.append(Breach(policy.key, model.Reason.CERTIFICATION_EXPIRES_DURING_RUN))
+    residency = workload.data_residency
+    if residency is not None:
+        outside = rules.residency_violation(pool, residency)
+        if outside is not None:
+            found.append(Breach(RESIDENCY_RULE, outside.reason))
+    return tuple(found)

@@ -6,8 +6,8 @@ planner sees, a ``domain.model.Snapshot`` at one instant, and answers which wait
 in which pool now (anything not named keeps waiting):
 
 - ``first-fit``: carbon- and price-blind, the first pool (in fleet order) with room and allowed by
-  the namespace's sovereignty rule, as kube-scheduler with a hand-written region affinity or
-  Kueue's "first flavor with room" does;
+  the namespace's sovereignty rules (the planner's hard rules, ``scenario.breaches``), as
+  kube-scheduler with a hand-written region affinity or Kueue's "first flavor with room" does;
 - ``cheapest``: the allowed pool with room and the lowest price per GPU-hour now;
 - ``lowest-carbon``: the allowed pool with room and the lowest effective intensity now, placed at
   once (no ceiling, no waiting);
@@ -66,7 +66,6 @@ def _greedy(rank: PoolRank, *, respect_policies: bool) -> Callable[..., Choice]:
     """Oldest workload first, each into the best-ranked pool that is allowed and has room."""
 
     def choose(snapshot: model.Snapshot, now: datetime.datetime) -> Choice:
-        del now  # baselines look at the snapshot only, as the planner does
         ordered = sorted(enumerate(snapshot.pools), key=lambda item: rank(*item))
         free = {pool.name: pool.gpus_free for pool in snapshot.pools}
         chosen: dict[str, str] = {}
@@ -77,8 +76,8 @@ def _greedy(rank: PoolRank, *, respect_policies: bool) -> Callable[..., Choice]:
                 else ()
             )
             for _, pool in ordered:
-                if free[pool.name] >= workload.gpus and not scenario.breached_policies(
-                    governing, pool
+                if free[pool.name] >= workload.gpus and not (
+                    respect_policies and scenario.breaches(governing, pool, workload, now)
                 ):
                     chosen[workload.key] = pool.name
                     free[pool.name] -= workload.gpus

@@ -2,7 +2,8 @@
 
 Why this module exists: it is the only module that knows kopf. Each handler routes and decides
 nothing: a watch event goes to the cache (``cache.Cache.put``/``remove``), a pod creation to the
-admission gate (``podspec``), a Lease event and the liveness probe to the loops (``loops``), and
+admission gate (``podspec``; ``webhook.kueue_placement`` spares pods Kueue admitted through
+greenplace's check), a Lease event and the liveness probe to the loops (``loops``), and
 the login to the service account or the kubeconfig. The startup handler wires the process: the
 webhook server (with a self-signed certificate unless one is mounted), the API client, the
 record signer, the webhook configuration (``--out-of-cluster``) and the metrics server, then
@@ -111,13 +112,20 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
             raise kopf.PermanentError(str(stalled)) from None
 
     @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operations={"CREATE"}, registry=registry)
-    async def gate(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    async def gate(body: kopf.Body, patch: kopf.Patch, warnings: list[str], **_: Any) -> None:
         refused = podspec.refusal(body, config.accelerators)
         if refused is not None:
             raise kopf.AdmissionError(refused, code=403)
         gates = podspec.gates_with_ours(body, config.accelerators)
-        if gates is not None:
-            patch.spec["schedulingGates"] = gates
+        if gates is None:
+            return
+        workloads = (entry.workload for entry in cache.kueue_workloads.values())
+        placed = webhook.kueue_placement(body, workloads, cache.signer)
+        if placed is not None and placed.trusted:
+            return  # Kueue admitted it through greenplace's check: its pool is chosen
+        if placed is not None:
+            warnings.append(placed.message)
+        patch.spec["schedulingGates"] = gates
 
     @kopf.on.event(
         "coordination.k8s.io", "v1", "leases", labels={leadership.LEASE_LABEL: "true"},

@@ -6,6 +6,19 @@ namespace (label ``greenplace.dev/governed=true``). It fails closed (``failurePo
 greenplace is down, governed pods are refused rather than scheduled anywhere. Other namespaces
 are never sent to the webhook, so they are unaffected by greenplace's health.
 
+A pod of a Job that Kueue admitted through greenplace's AdmissionCheck is not gated
+(``kueue_placement``): greenplace already chose its pool when it answered the check Ready, and
+gating it again would hold it twice (the pod path could re-plan it, or charge its budget again).
+What marks such a pod is the signed record the Ready answer put in Kueue's podSetUpdates
+(annotation ``greenplace.dev/kueue-placement``) and the pool's nodeSelector. A tenant may write
+any annotation, label, nodeSelector or ownerReference on their own pods, so the record is
+trusted only when it is exactly the one a Workload of the pod's own namespace carries on a
+Ready check, its signature verifies for that Workload, and the pod's nodeSelector pins the
+record's pool; anything else is gated like any GPU pod, with a warning. A valid record copied
+onto another pod of the same namespace still escapes the gate, but not the pools: the
+sovereignty admission policy admits an ungated GPU pod only if its ``greenplace.dev/pool`` node
+selection lies in the allowed pools (docs/kueue.md, "Which path governs which workload").
+
 In a cluster, the Helm chart owns the webhook configuration and points it at the Service. When
 the operator runs outside the cluster (``make run``, the tests), ``ensure_configuration`` points
 the configuration at this process's URL.
@@ -16,20 +29,25 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import json
 import pathlib
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes import client
 
 from greenplace import pki
+from greenplace.controller import kueue, podspec, records
 
 __all__ = [
     "CONFIGURATION_NAME",
     "GOVERNED_LABEL",
     "HANDLER_ID",
+    "KueuePlacement",
     "ServingFiles",
     "configuration",
     "ensure_configuration",
+    "kueue_placement",
     "self_signed",
 ]
 
@@ -43,6 +61,79 @@ class ServingFiles:
     cert: pathlib.Path
     key: pathlib.Path
     ca: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class KueuePlacement:
+    """What the webhook makes of a pod's Kueue placement record."""
+
+    trusted: bool  # True: Kueue admitted it through greenplace's check; leave it ungated
+    message: str  # the Workload that placed it, or why the record is not trusted
+
+
+def kueue_placement(
+    pod: Mapping[str, Any],
+    workloads: Iterable[kueue.KueueWorkload],
+    signer: records.Signer | None,
+) -> KueuePlacement | None:
+    """Whether ``pod`` was placed by greenplace's Ready answer to a Kueue AdmissionCheck.
+
+    None: the pod carries no record (``kueue.RECORD_ANNOTATION``). Trusted only when a Workload
+    of the pod's namespace has a Ready check whose podSetUpdates carry exactly this record, the
+    record's signature verifies for that Workload's UID, the record names a pool, and the pod's
+    nodeSelector holds that update's nodeSelector (so it pins the record's pool).
+    """
+    metadata = pod.get("metadata") or {}
+    text = (metadata.get("annotations") or {}).get(kueue.RECORD_ANNOTATION)
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        return _untrusted("is not a JSON object")
+    pool = record.get("pool")
+    if not isinstance(pool, str) or not pool:
+        return _untrusted("names no pool")
+    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
+    if selector.get(podspec.POOL_LABEL) != pool:
+        return _untrusted(
+            f"names pool {pool}, but spec.nodeSelector does not pin {podspec.POOL_LABEL}: {pool}"
+        )
+    namespace = metadata.get("namespace")
+    for workload in workloads:
+        if workload.namespace != namespace:
+            continue
+        for update in _ready_updates(workload):
+            if (update.get("annotations") or {}).get(kueue.RECORD_ANNOTATION) != text:
+                continue
+            wanted = update.get("nodeSelector") or {}
+            if (
+                signer is not None
+                and signer.verify(workload.uid, record)
+                and all(selector.get(key) == value for key, value in wanted.items())
+            ):
+                return KueuePlacement(True, f"placed in pool {pool} for Workload {workload.name}")
+    return _untrusted(
+        f"is not the signed record of a Workload of namespace {namespace} whose greenplace "
+        "check is Ready with this pod's nodeSelector"
+    )
+
+
+def _ready_updates(workload: kueue.KueueWorkload) -> Iterable[Mapping[str, Any]]:
+    for state in workload.checks.values():
+        if state.get("state") == "Ready":
+            yield from state.get("podSetUpdates") or []
+
+
+def _untrusted(why: str) -> KueuePlacement:
+    return KueuePlacement(
+        False,
+        f"greenplace: annotation {kueue.RECORD_ANNOTATION} {why}, so it was not written by "
+        "greenplace for this pod: the pod is gated and placed like any GPU pod. Only greenplace "
+        "writes it, through Kueue's podSetUpdates; remove it from your manifest.",
+    )
 
 
 def self_signed(directory: pathlib.Path, host: str) -> ServingFiles:

@@ -172,7 +172,7 @@ def test_every_status_written_is_valid_under_the_crd(written: fakes.RecordingWri
     assert "observedAt" in readings[0]
     budget = stored[("budgets", "ml", "monthly")]
     assert "kgCO2e" not in budget["remaining"], "no kgCO2e limit: no remaining figure"
-    assert {c["type"] for c in budget["conditions"]} == {"Ready", "Exceeded"}
+    assert {c["type"] for c in budget["conditions"]} == {"Ready", "Exceeded", "ThresholdReached"}
     assert budget["chargedThrough"].endswith("Z") and "." in budget["chargedThrough"]
 
 

@@ -841,8 +841,10 @@ class BudgetSpec(Model):
     alert_thresholds: list[Annotated[float, pydantic.Field(gt=0, le=1)]] = pydantic.Field(
         default_factory=list,
         max_length=8,
-        description="Fractions of a limit that raise a Warning Event when crossed, e.g. 0.8: "
-        "each above 0 and at most 1 (a fraction), at most 8 of them.",
+        description="Fractions of a limit that, once spent in a period, raise the "
+        "ThresholdReached condition and one Warning Event (BudgetThresholdReached) per "
+        "threshold and period, e.g. [0.5, 0.8, 1]: each above 0 and at most 1, at most 8; "
+        "none by default.",
     )
     action: Literal["Defer", "Reject", "Downgrade"] = pydantic.Field(
         "Defer",
@@ -875,6 +877,13 @@ class BudgetStatus(Model):
         None, description="Linear burn to the period end."
     )
     remaining: BudgetAmounts | None = None
+    alerted_thresholds: list[float] | None = pydantic.Field(
+        None,
+        max_length=8,
+        description="The spec.alertThresholds crossed in the period starting at periodStart, "
+        "each announced by one Warning Event (BudgetThresholdReached); a new period starts "
+        "the list again.",
+    )
     conditions: list[Condition] = _status_conditions()
 
 

@@ -21,6 +21,12 @@ the Budget's status and adds the charges of placements newer than ``chargedThrou
 their *signed* records (``records``): a crash between a placement and the status write loses
 only charges of pods deleted in that window.
 
+Alerts (``alerts``): a Budget's ``alertThresholds`` are fractions of its limits. Once the spend
+of any limit reaches one in a period, the Budget gets the ``ThresholdReached`` condition and one
+Warning Event per threshold. Which thresholds were announced is kept where a restarted operator
+reads it back, the Budget's ``status.alertedThresholds`` (valid for ``status.periodStart``), so
+neither a new cycle nor a restart announces a threshold twice, and a new period starts afresh.
+
 Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours`` (at most
 ``MAX_EXPECTED_HOURS``), else 1 h. Actual run time is not measured: the EnergyReport gives
 measured figures.
@@ -44,8 +50,10 @@ __all__ = [
     "DURATION_ANNOTATION",
     "MAX_EXPECTED_HOURS",
     "Account",
+    "Alerts",
     "Ledger",
     "Spend",
+    "alerts",
     "charge",
     "domain_budgets",
     "duration_problem",
@@ -275,3 +283,66 @@ def status(
         charged_through=charged_through,
     )
     return body, reached
+
+
+@dataclasses.dataclass(frozen=True)
+class Alerts:
+    """Where a Budget stands against its ``alertThresholds`` this period."""
+
+    ratio: float  # the highest spent / limit over the limits set
+    crossed: tuple[float, ...]  # thresholds announced this period, ascending (status field)
+    new: tuple[float, ...]  # of those, the ones not announced before: one Event each
+    condition: tuple[bool, str, str]  # ThresholdReached: status, reason, message
+    messages: dict[float, str]  # the Event message of each new threshold
+
+
+def alerts(
+    spec: models.BudgetSpec,
+    spent: Spend,
+    statuses: Iterable[Mapping[str, Any]],
+    now: datetime.datetime,
+) -> Alerts:
+    """Which of ``spec.alertThresholds`` ``spent`` reaches, and which of them none of the
+    Budget's ``statuses`` (as read and as last written, wire names) announced this period."""
+    start, _ = convert.period_bounds(spec.period, now)
+    thresholds = sorted(set(spec.alert_thresholds))
+    announced = set()
+    for status in statuses:
+        recorded = status.get("alertedThresholds")
+        if timestamps.parse_rfc3339(status.get("periodStart")) == start and isinstance(
+            recorded, list
+        ):
+            announced |= {t for t in thresholds if t in recorded}
+    limits = spec.limits
+    caps = {"money": limits.money, "kgCO2e": limits.kg_co2e, "kWh": limits.kwh}
+    values = {"money": spent.money, "kgCO2e": spent.kg_co2e, "kWh": spent.kwh}
+    units = {"money": spec.currency, "kgCO2e": "kgCO2e", "kWh": "kWh"}
+    # The limit furthest spent decides (a threshold is a fraction of every limit).
+    wire, cap = max(
+        ((w, c) for w, c in caps.items() if c is not None),
+        key=lambda item: values[item[0]] / item[1],
+    )
+    value = values[wire]
+
+    def text(threshold: float) -> str:
+        return (
+            f"{threshold * 100:g}% of {cap:.10g} {units[wire]} spent this {spec.period} "
+            f"({value:.2f})"
+        )
+
+    # Announced stays announced this period, even when a raised limit lowers the ratio.
+    reached = [t for t in thresholds if value >= t * cap - 1e-9]
+    crossed = tuple(sorted({*reached, *announced}))
+    new = tuple(t for t in reached if t not in announced)
+    if reached:
+        condition = (True, "AlertThreshold", text(reached[-1]))
+    elif thresholds:
+        condition = (
+            False,
+            "BelowThresholds",
+            f"{value / cap:.0%} of {cap:.10g} {units[wire]} spent this {spec.period}, below "
+            f"{thresholds[0] * 100:g}%",
+        )
+    else:
+        condition = (False, "NoThresholds", "spec.alertThresholds is empty")
+    return Alerts(value / cap, crossed, new, condition, {t: text(t) for t in new})

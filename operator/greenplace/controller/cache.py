@@ -103,6 +103,7 @@ class CachedBudget:
     name: str
     generation: int
     spec: models.BudgetSpec
+    uid: str = ""  # the involved object of its Events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,7 +328,7 @@ class Cache:
         spec = self._parse(f"Budget {key[0]}/{key[1]}", models.BudgetSpec, body.get("spec"))
         self.budget_status[key] = dict(body.get("status") or {})
         self._store(self.budgets, key, spec, lambda s: CachedBudget(
-            *key, meta.get("generation", 0), s))  # fmt: skip
+            *key, meta.get("generation", 0), s, meta.get("uid", "")))  # fmt: skip
 
     def put_report(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]

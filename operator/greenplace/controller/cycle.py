@@ -68,6 +68,8 @@ class CycleReport:
         default_factory=collections.Counter
     )
     plan: model.Plan | None = None
+    # Each Budget's alert state, once the cycle recorded status (None: it did not).
+    budget_alerts: dict[tuple[str, str], budgets.Alerts] | None = None
     # The pools this cycle planned with (signal values applied): the EnergyReports use them.
     pools: tuple[model.Pool, ...] = ()
 
@@ -174,7 +176,9 @@ async def run_cycle(
         await _warn(built.warnings, writer, report, state)
     with report.phase("5-record"):
         if recorder is not None:
-            await recorder.record(gathered, snap, plan, built=built, now=now, ledger=state.ledger)
+            report.budget_alerts = await recorder.record(
+                gathered, snap, plan, built=built, now=now, ledger=state.ledger
+            )
     return report
 
 

@@ -21,6 +21,10 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_pod_warnings_total{reason}``: values on pods greenplace ignored or replaced, counted
   each cycle they are seen (``InvalidAnnotation``, ``UntrustedRecord``, ``ReleasedUnbound``).
 - ``greenplace_isolated_workloads_total``: workloads held because planning them raised.
+- ``greenplace_budget_spent_ratio{namespace,budget}``: spent / limit of each Budget this period,
+  the highest over its limits (what ``alertThresholds`` compare with); 1 is exhausted.
+- ``greenplace_budget_alerts_total{namespace,budget,threshold}``: alert thresholds announced
+  (one Warning Event each, once per threshold and period).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import collections
 
 import prometheus_client
 
-from greenplace.controller import cycle
+from greenplace.controller import budgets, cycle
 from greenplace.domain import model
 
 __all__ = ["PlacementMetrics"]
@@ -95,11 +99,24 @@ class PlacementMetrics:
             "Workloads held because planning them raised (the others were planned).",
             registry=registry,
         )
+        self.budget_ratio = prometheus_client.Gauge(
+            "greenplace_budget_spent_ratio",
+            "Spent / limit of each Budget this period, the highest over its limits.",
+            ["namespace", "budget"],
+            registry=registry,
+        )
+        self.budget_alerts = prometheus_client.Counter(
+            "greenplace_budget_alerts",
+            "Budget alert thresholds announced (one Warning Event each per period).",
+            ["namespace", "budget", "threshold"],
+            registry=registry,
+        )
         self.relisted = prometheus_client.Counter(
             "greenplace_relists",
             "Full listings that reconciled the cache with the API server.",
             registry=registry,
         )
+        self._budgets: set[tuple[str, str]] = set()  # the Budgets with a ratio row
 
     def observe(self, report: cycle.CycleReport) -> None:
         for phase, seconds in report.phase_seconds.items():
@@ -112,6 +129,8 @@ class PlacementMetrics:
         self.isolated.inc(report.isolated)
         for reason, count in report.placed_by_reason.items():
             self.placements.labels(reason).inc(count)
+        if report.budget_alerts is not None:
+            self._observe_budgets(report.budget_alerts)
         if report.plan is None:
             return
         held: collections.Counter[str] = collections.Counter()
@@ -125,3 +144,13 @@ class PlacementMetrics:
         for outcome in model.Outcome:
             if outcome is not model.Outcome.PLACED:
                 self.waiting.labels(outcome.value).set(waiting[outcome])
+
+    def _observe_budgets(self, alerts: dict[tuple[str, str], budgets.Alerts]) -> None:
+        """Set each Budget's ratio, drop the rows of Budgets gone, count announced thresholds."""
+        for namespace, name in self._budgets - alerts.keys():
+            self.budget_ratio.remove(namespace, name)
+        self._budgets = set(alerts)
+        for (namespace, name), alert in alerts.items():
+            self.budget_ratio.labels(namespace, name).set(alert.ratio)
+            for threshold in alert.new:
+                self.budget_alerts.labels(namespace, name, f"{threshold:g}").inc()

@@ -16,8 +16,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from kubernetes import client
+
 from greenplace.api import models
 from greenplace.controller import budgets, kube, snapshot
+from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import rules
 from greenplace.signals import contract
@@ -93,7 +96,8 @@ class StatusRecorder:
         built: snapshot.Built,
         now: datetime.datetime,
         ledger: budgets.Ledger | None = None,
-    ) -> None:
+    ) -> dict[tuple[str, str], budgets.Alerts]:
+        """Write every status that changed; return each Budget's alert state."""
         carbon_sources = built.carbon_sources
         by_name = {p.name: p for p in snap.pools}
         for cached in gathered.pools:
@@ -145,7 +149,7 @@ class StatusRecorder:
                 conditions=[_policy_ready(cached_policy.spec, pods)],
             )
         await self._record_signal_sources(gathered)
-        await self._record_budgets(gathered, built, now, ledger)
+        return await self._record_budgets(gathered, built, now, ledger)
 
     async def _record_signal_sources(self, gathered: snapshot.Gathered) -> None:
         observed = gathered.observed
@@ -192,7 +196,10 @@ class StatusRecorder:
         built: snapshot.Built,
         now: datetime.datetime,
         ledger: budgets.Ledger | None,
-    ) -> None:
+    ) -> dict[tuple[str, str], budgets.Alerts]:
+        """Write each Budget's status; post one Warning Event per alert threshold newly
+        reached, once the status recording it is written (``budgets.alerts``)."""
+        found = {}
         for cached in gathered.budgets:
             key = (cached.namespace, cached.name)
             account = None if ledger is None else ledger.account(key)
@@ -204,15 +211,40 @@ class StatusRecorder:
                 if reached
                 else ("Exceeded", False, "WithinLimits", "every limit has room left")
             )
-            await self.write(
+            recorded = (
+                gathered.budget_status.get(key) or {},
+                self._written.get(("budgets", *key)) or {},
+            )
+            alerts = budgets.alerts(cached.spec, spent, recorded, now)
+            written = await self.write(
                 "budgets",
                 cached.namespace,
                 cached.name,
-                figures,
+                figures.model_copy(update={"alerted_thresholds": list(alerts.crossed)}),
                 conditions=[
                     ("Ready", True, "Tracking", "charged at each placement, as projected"),
                     exceeded,
+                    ("ThresholdReached", *alerts.condition),
                 ],
+            )
+            if not written:  # announced by the next cycle, which sees the same figures
+                alerts = dataclasses.replace(alerts, new=(), messages={})
+            for threshold in alerts.new:
+                await self._budget_event(cached, alerts.messages[threshold])
+            found[key] = alerts
+        return found
+
+    async def _budget_event(self, cached: cache_.CachedBudget, message: str) -> None:
+        involved = {
+            "apiVersion": f"{models.GROUP}/{models.VERSION}",
+            "kind": "Budget",
+            "metadata": {"name": cached.name, "namespace": cached.namespace, "uid": cached.uid},
+        }
+        try:
+            await self._writer.pod_event(involved, "Warning", "BudgetThresholdReached", message)
+        except client.ApiException as error:  # the status still records the threshold
+            logger.warning(
+                "budget %s/%s: could not post the Event: %s", cached.namespace, cached.name, error
             )
 
     async def write(
@@ -223,8 +255,9 @@ class StatusRecorder:
         status: StatusModel,
         *,
         conditions: list[Condition],
-    ) -> None:
-        """Write ``status`` with ``conditions`` when (and only when) they changed.
+    ) -> bool:
+        """Write ``status`` with ``conditions`` when (and only when) they changed; False when
+        the object changed or went away meanwhile (nothing written).
 
         ``status`` holds the fields to write (``patch_body``: set to None deletes, not set
         leaves alone); its ``observed_generation`` is the conditions' too. A condition keeps
@@ -249,12 +282,13 @@ class StatusRecorder:
             )
         body = patch_body(status.model_copy(update={"conditions": built}))
         if _stable(self._written.get(key)) == _stable(body):
-            return
+            return True
         try:
             await self._writer.patch_status(plural, namespace, name, body)
         except kube.WriteConflictError:
-            return
+            return False
         self._written[key] = body
+        return True
 
 
 # The status models the recorder writes, one per kind of greenplace's own objects.

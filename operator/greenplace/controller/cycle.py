@@ -68,6 +68,9 @@ class CycleReport:
         default_factory=collections.Counter
     )
     plan: model.Plan | None = None
+    # Per outcome, when the oldest workload the plan decided it for was created (the metrics
+    # read those still waiting: Held, Deferred, Refused).
+    oldest_waiting: dict[model.Outcome, datetime.datetime] = dataclasses.field(default_factory=dict)
     # Each Budget's alert state, once the cycle recorded status (None: it did not).
     budget_alerts: dict[tuple[str, str], budgets.Alerts] | None = None
     # The pools this cycle planned with (signal values applied): the EnergyReports use them.
@@ -126,6 +129,7 @@ async def run_cycle(
         # CPU-bound (about 1 s at 10k workloads): in a thread, so the webhook keeps answering.
         plan, report.isolated = await asyncio.to_thread(_plan_isolating, snap, now)
         report.plan = plan
+        report.oldest_waiting = _oldest_waiting(snap.workloads, plan)
     with report.phase("4-apply"):
         if recorder is not None:  # the admission policy needs them before any release
             await recorder.publish_allowed_pools(gathered, snap, now)
@@ -180,6 +184,21 @@ async def run_cycle(
                 gathered, snap, plan, built=built, now=now, ledger=state.ledger
             )
     return report
+
+
+def _oldest_waiting(
+    workloads: tuple[model.Workload, ...], plan: model.Plan
+) -> dict[model.Outcome, datetime.datetime]:
+    """Per outcome, the creation time of the oldest workload the plan decided it for."""
+    created = {w.key: w.created for w in workloads}
+    oldest: dict[model.Outcome, datetime.datetime] = {}
+    for decision in plan.decisions:
+        at = created.get(decision.workload)
+        if at is None:
+            continue
+        if decision.outcome not in oldest or at < oldest[decision.outcome]:
+            oldest[decision.outcome] = at
+    return oldest
 
 
 def _plan_isolating(snap: model.Snapshot, now: datetime.datetime) -> tuple[model.Plan, int]:

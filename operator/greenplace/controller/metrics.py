@@ -10,6 +10,8 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_waiting_workloads{outcome}``: the same workloads by outcome (``Held``: until
   something changes; ``Deferred``: until a known time; ``Refused``: not as they stand), one
   series per outcome, so a deferral is never mistaken for a hold.
+- ``greenplace_waiting_oldest_seconds{outcome}``: age (since creation) of the oldest workload
+  waiting with each outcome after the last cycle, 0 when none: a pod held for hours shows here.
 - ``greenplace_cycle_phase_seconds{phase}``: duration of each numbered phase.
 - ``greenplace_write_conflicts_total``: patches refused because the object changed (re-planned).
 - ``greenplace_leader``: 1 on the replica holding the Lease (the one placing), 0 on standbys.
@@ -56,6 +58,12 @@ class PlacementMetrics:
         self.waiting = prometheus_client.Gauge(
             "greenplace_waiting_workloads",
             "Workloads waiting after the last cycle, by outcome (Held, Deferred, Refused).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.oldest = prometheus_client.Gauge(
+            "greenplace_waiting_oldest_seconds",
+            "Age of the oldest workload waiting after the last cycle, by outcome (0: none).",
             ["outcome"],
             registry=registry,
         )
@@ -144,6 +152,9 @@ class PlacementMetrics:
         for outcome in model.Outcome:
             if outcome is not model.Outcome.PLACED:
                 self.waiting.labels(outcome.value).set(waiting[outcome])
+                since = report.oldest_waiting.get(outcome)
+                age = 0.0 if since is None else (report.at - since).total_seconds()
+                self.oldest.labels(outcome.value).set(max(0.0, age))
 
     def _observe_budgets(self, alerts: dict[tuple[str, str], budgets.Alerts]) -> None:
         """Set each Budget's ratio, drop the rows of Budgets gone, count announced thresholds."""

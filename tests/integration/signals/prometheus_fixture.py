@@ -207,9 +207,12 @@ def free_port() -> int:
 class PrometheusServer:
     """One ``prometheus`` process over a TSDB directory, on a free 127.0.0.1 port."""
 
-    def __init__(self, tsdb: pathlib.Path, workdir: pathlib.Path) -> None:
+    def __init__(
+        self, tsdb: pathlib.Path, workdir: pathlib.Path, rule_files: tuple[pathlib.Path, ...] = ()
+    ) -> None:
         self.tsdb = tsdb
         self.workdir = workdir
+        self.rule_files = rule_files  # evaluated every second
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -218,7 +221,11 @@ class PrometheusServer:
     def start(self, ready_within_s: float = 60.0) -> None:
         prometheus, _ = binaries()
         config = self.workdir / "prometheus.yml"
-        config.write_text("global:\n  scrape_interval: 15s\n")
+        rules = "".join(f"\n  - {path}" for path in self.rule_files)
+        config.write_text(
+            "global:\n  scrape_interval: 15s\n  evaluation_interval: 1s\n"
+            + (f"rule_files:{rules}\n" if rules else "")
+        )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [

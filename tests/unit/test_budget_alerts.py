@@ -181,6 +181,16 @@ def test_no_thresholds_no_alerts() -> None:
     assert found.condition == (False, "NoThresholds", "spec.alertThresholds is empty")
 
 
+def test_a_budget_without_limits_alerts_nothing_and_does_not_raise() -> None:
+    # The CRD's CEL rule refuses it; a snapshot file or an old CRD may not.
+    spec = models.BudgetSpec.model_validate(
+        {"period": "Month", "limits": {}, "alertThresholds": [0.5]}
+    )
+    found = budgets.alerts(spec, budgets.Spend(money=6), [], NOW)
+    assert (found.ratio, found.new) == (0.0, ())
+    assert found.condition == (False, "NoLimits", "spec.limits sets no limit")
+
+
 def test_forged_status_values_are_ignored() -> None:
     spec = models.BudgetSpec.model_validate(
         {"period": "Month", "limits": {"money": 10}, "alertThresholds": [0.5]}

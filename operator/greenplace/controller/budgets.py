@@ -317,11 +317,12 @@ def alerts(
     caps = {"money": limits.money, "kgCO2e": limits.kg_co2e, "kWh": limits.kwh}
     values = {"money": spent.money, "kgCO2e": spent.kg_co2e, "kWh": spent.kwh}
     units = {"money": spec.currency, "kgCO2e": "kgCO2e", "kWh": "kWh"}
+    set_caps = [(w, c) for w, c in caps.items() if c is not None and c > 0]
+    if not set_caps:  # the API server refuses it (CEL), pydantic alone does not
+        condition = (False, "NoLimits", "spec.limits sets no limit")
+        return Alerts(0.0, tuple(sorted(announced)), (), condition, {})
     # The limit furthest spent decides (a threshold is a fraction of every limit).
-    wire, cap = max(
-        ((w, c) for w, c in caps.items() if c is not None),
-        key=lambda item: values[item[0]] / item[1],
-    )
+    wire, cap = max(set_caps, key=lambda item: values[item[0]] / item[1])
     value = values[wire]
 
     def text(threshold: float) -> str:

@@ -25,7 +25,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
 TIMEOUT_S = 0.3  # the clients' timeout in the unit tests; "slow" answers take four times that
@@ -138,11 +138,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+Server = TypeVar("Server", bound=http.server.HTTPServer)
+
+
 @contextlib.contextmanager
 def serve() -> Iterator[FakeProvider]:
     """A fake provider serving in a thread until the block ends."""
-    server = FakeProvider()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    with running(FakeProvider()) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running(server: Server, poll_interval_s: float = 0.5) -> Iterator[Server]:
+    """``server`` serving in a thread until the block ends; its shutdown waits up to
+    ``poll_interval_s``."""
+    thread = threading.Thread(target=server.serve_forever, args=(poll_interval_s,), daemon=True)
     thread.start()
     try:
         yield server

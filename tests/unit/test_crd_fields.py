@@ -1,0 +1,775 @@
+"""No CRD field accepted and then ignored: every spec field is proven to change what the operator
+does (issue 12 item 5).
+
+Why this module exists: the API server accepts whatever the schema allows, so a field nothing
+reads misleads every user who sets it (``alertThresholds`` was accepted and never read). This
+module walks every spec field of every CRD itself, from the pydantic models that generate
+``crds/`` (``api.crdgen.KINDS``): recursively, through nested objects and list items. Each leaf
+field needs an entry in ``USES`` (field path -> where it is used, which is also the table of
+docs/crd-fields.md), and each entry is proven by a differential probe: a valid object with the
+field at one value and with it at another (its default, or absent, where it has one) goes
+through the operator's real code for that kind, and the two results must differ:
+
+- GpuPool: ``api.convert.pool_to_domain`` (the planner's pool);
+- PlacementPolicy: ``api.convert.policy_to_domain`` (the planner's policy);
+- Budget: ``controller.budgets.domain_budgets`` (the planner's budgets, period end included);
+- SignalSource: behaviour probe ``observe_signal_source``: ``controller.feeds.Feeds.read`` over
+  real trace files, mounted Secrets and a local HTTP peer on 127.0.0.1 that records every
+  request (the readings, the forecasts and the requests must differ);
+- EnergyReport: behaviour probe ``observe_report``: ``controller.reports.Reporter.run`` against a
+  fake Prometheus (``tests.promfake``), the URLs it queried, the PromQL it asked and the status
+  it wrote.
+
+A field added to a model without an entry fails ``test_every_spec_field_has_an_entry``; an entry
+whose probe shows no difference fails ``test_field_changes_what_the_operator_does``. Only the
+fields of ``BEING_WIRED`` may lack an entry (work in progress on issue 12; the set must be empty
+when the issue is resolved). ``FOUND_IGNORED`` lists fields this test found ignored and nobody is
+wiring yet: each is a strict xfail, so it is visible in every run and the test fails the day the
+field is wired without being moved into ``USES``.
+
+Regenerate the docs page with ``.venv/bin/python -m tests.unit.test_crd_fields``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import dataclasses
+import datetime
+import http.server
+import json
+import pathlib
+import threading
+import types
+import typing
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import prometheus_client
+import pydantic
+import pytest
+from pydantic import alias_generators
+
+from greenplace.accounting import telemetry
+from greenplace.api import convert, crdgen, models
+from greenplace.controller import budgets, feeds, reports, status
+from greenplace.controller import cache as cache_
+from tests import builders, hostile, promfake, providers
+
+DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "crd-fields.md"
+NOW = providers.NOW
+ABSENT = object()  # as a probe's other value: the field left out (its default applies)
+
+# Fields other engineers are wiring right now (issue 12): deferral fields of a policy
+# (coordinator), the spot price (coordinator: used or removed), Budget alert thresholds (helper
+# A). Pod and Job time declarations are annotations, not CRD fields. An entry here may lack a
+# USES entry and may be missing from the models. Must be empty when issue 12 is resolved.
+BEING_WIRED = frozenset(
+    {
+        "PlacementPolicy.spec.deferral.maxDelay",
+        "PlacementPolicy.spec.deferral.minSaving",
+        "GpuPool.spec.price.spotPerGpuHour",
+        "Budget.spec.alertThresholds",
+    }
+)
+# Fields this test found accepted and ignored, with what ignores them; the fix is to wire or
+# remove each. Strict xfails: visible in every run, failing once wired without an entry.
+FOUND_IGNORED = {
+    "GpuPool.spec.gpu.idleWatts": "controller.reports.Reporter._one builds every pool's power "
+    "model with idle 0 W (serving.PowerModel(p.gpu_watts, 0.0)) and domain.model.Pool has no "
+    "idle field; only sim.loading copies it, into SimPool.idle_watts, which nothing reads",
+}
+
+
+# ---------------------------------------------------------------- walking the models
+
+
+def _models_in(annotation: Any) -> tuple[str, type[pydantic.BaseModel]] | None:
+    """The model a field holds (``""`` itself, ``"[]"`` as list items), or None for a leaf."""
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return "", annotation
+    if origin is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        found = [m for a in typing.get_args(annotation) if (m := _models_in(a)) is not None]
+        return found[0] if found else None
+    if origin is list:
+        inner = _models_in(typing.get_args(annotation)[0])
+        return None if inner is None else ("[]" + inner[0], inner[1])
+    if origin is dict:
+        inner = _models_in(typing.get_args(annotation)[1])
+        return None if inner is None else ("{}" + inner[0], inner[1])
+    return None
+
+
+def leaf_fields(model: type[pydantic.BaseModel], prefix: str) -> Iterator[str]:
+    """Every leaf field of ``model`` and of the models nested in it, as wire paths."""
+    for name, info in model.model_fields.items():
+        # An alias set on the field, else the models' generator (camelCase), as on the wire.
+        path = f"{prefix}.{info.alias or alias_generators.to_camel(name)}"
+        nested = _models_in(info.annotation)
+        if nested is None:
+            yield path
+        else:
+            yield from leaf_fields(nested[1], path + nested[0])
+
+
+def spec_fields() -> list[str]:
+    return [f for kind in crdgen.KINDS for f in leaf_fields(kind.spec, f"{kind.kind}.spec")]
+
+
+def status_fields() -> list[str]:
+    return [f for kind in crdgen.KINDS for f in leaf_fields(kind.status, f"{kind.kind}.status")]
+
+
+# ---------------------------------------------------------------- the probes' inputs
+
+# Every spec field at a valid value (tests.hostile.FULL), other than its default where the
+# probe removes them.
+POOL: dict[str, Any] = hostile.FULL["GpuPool"]
+POLICY: dict[str, Any] = {
+    **hostile.FULL["PlacementPolicy"],
+    "carbon": {
+        "maxGramsPerKwh": 100,
+        "ceilingYieldsAtDeadline": False,
+        "onMissingSignal": "CostOnly",
+    },
+    "deferral": {"maxDelay": "2h", "minSaving": 0.1},
+}
+BUDGET: dict[str, Any] = {
+    "period": "Week",
+    "currency": "USD",
+    "limits": {"money": 100, "kgCO2e": 5, "kWh": 50},
+    "alertThresholds": [0.5],
+    "action": "Reject",
+}
+REPORT: dict[str, Any] = {
+    "window": "2h",
+    "windowEnd": "2026-03-01T11:00:00Z",
+    "prometheus": {"url": "http://prom:9090"},
+    "migSlicesTotal": 4,
+    # Every row (a few Wh, tenths of a gCO2e per request) grades E on the default scales, A here.
+    "grading": {"energyWhPerRequest": [10, 20, 30, 40], "carbonGCO2ePerRequest": [1, 2, 3, 4]},
+    "scope": "Cluster",
+}
+# SignalSource specs: "PEER" is the local HTTP peer's URL, "TRACES" the trace directory.
+STATIC: dict[str, Any] = {"name": "s", "kind": "Static", "static": {"values": {"FR": 10, "DE": 20}}}
+TRACE: dict[str, Any] = {
+    "name": "t",
+    "kind": "Trace",
+    "ttl": "10h",
+    "trace": {"files": {"FR": "TRACES/a.csv"}},
+}
+PROMETHEUS: dict[str, Any] = {
+    "name": "prom",
+    "kind": "Prometheus",
+    "timeout": "100ms",
+    "prometheus": {"url": "PEER/slow", "query": 'carbon{zone="$subject"}'},
+}
+PROMETHEUS_FAST: dict[str, Any] = {
+    **PROMETHEUS,
+    "timeout": "1s",
+    "prometheus": {**PROMETHEUS["prometheus"], "url": "PEER"},
+}
+EM: dict[str, Any] = {
+    "name": "em",
+    "kind": "ElectricityMaps",
+    "electricityMaps": {"url": "PEER"},
+    "zoneMapping": {"FR": "FR-COR"},
+    "credentialsSecretRef": {"name": "em", "namespace": "gp", "key": "tok"},
+}
+WATTTIME: dict[str, Any] = {
+    "name": "wt",
+    "kind": "WattTime",
+    "wattTime": {"url": "PEER"},
+    "zoneMapping": {"FR": "FR-REGION"},
+    "credentialsSecretRef": {"name": "wt", "namespace": "gp"},
+}
+OWN_NAMESPACE = "gp"  # the operator's namespace, where its Secrets are
+
+
+def source(*entries: Mapping[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"zones": ["FR"], "sources": [dict(e) for e in entries], **spec}
+
+
+@dataclasses.dataclass(frozen=True)
+class Use:
+    """Where a field is used, and how its probe varies it.
+
+    ``where``: the module:function reading it and what it does with it (documentation).
+    ``other``: the second value of the probe (``ABSENT``: left out). ``at``: the path the
+    probe changes in ``base`` (default: the field's own path, list items at index 0).
+    ``base``: the spec both sides start from (default: the kind's full spec).
+    """
+
+    where: str
+    other: Any = ABSENT
+    at: tuple[str | int, ...] | None = None
+    base: Mapping[str, Any] | None = None
+
+
+P = "api.convert.pool_to_domain"
+POL = "api.convert.policy_to_domain"
+B = "controller.budgets.domain_budgets -> api.convert.budget_to_domain"
+F = "controller.feeds.Feeds._build"
+R = "controller.reports.Reporter._one"
+
+USES: dict[str, Use] = {
+    # GpuPool
+    "GpuPool.spec.nodeSelector": Use(
+        f"{P} -> Pool.node_labels: the affinity a placed pod is narrowed to; "
+        "controller.snapshot counts the matching nodes' GPUs",
+        other={"greenplace.dev/pool": "p"},
+    ),
+    "GpuPool.spec.location.provider": Use(
+        f"{P} -> Location.provider: descriptive (snapshot files, `kubectl get` column); no "
+        "rule reads it",
+        other="scaleway",
+    ),
+    "GpuPool.spec.location.region": Use(
+        f"{P} -> Location.region: descriptive (snapshot files); no rule reads it", other="sbg"
+    ),
+    "GpuPool.spec.location.zone": Use(
+        f"{P} -> Location.zone: descriptive (snapshot files); no rule reads it"
+    ),
+    "GpuPool.spec.location.country": Use(
+        f"{P} -> Location.country: engine.rules country, regime and residency rules", other="DE"
+    ),
+    "GpuPool.spec.location.gridZone": Use(
+        f"{P} -> Location.grid_zone: the zone whose SignalSource reading and forecast the pool "
+        "gets (controller.snapshot), deferral per zone",
+        other="DE",
+    ),
+    "GpuPool.spec.jurisdiction.legalHome": Use(
+        f"{P} -> Jurisdiction.legal_home: engine.rules regime and extraterritorial rules",
+        other="US",
+    ),
+    "GpuPool.spec.jurisdiction.exposures": Use(
+        f"{P} -> Jurisdiction.exposures: engine.rules extraterritorial rule"
+    ),
+    "GpuPool.spec.certifications[].name": Use(
+        f"{P} -> Certification.name: engine.rules.certificate_window", other="HDS"
+    ),
+    "GpuPool.spec.certifications[].level": Use(
+        f"{P} -> Certification.level: engine.rules.certificate_window (minimum level)"
+    ),
+    "GpuPool.spec.certifications[].expires": Use(
+        f"{P} -> Certification.valid_until (end of that day, UTC): valid now and for the run",
+        other="2028-01-31",
+    ),
+    "GpuPool.spec.gpu.model": Use(
+        f"{P} -> Pool.gpu_model: descriptive (snapshot files, `kubectl get` column); pods pick "
+        "GPU models by their own node constraints",
+        other="A100",
+    ),
+    "GpuPool.spec.gpu.tdpWatts": Use(
+        f"{P} -> Pool.gpu_watts: energy, carbon and kWh projections (engine.objective), the "
+        "EnergyReport's modelled power",
+        other=400,
+    ),
+    "GpuPool.spec.price.currency": Use(
+        f"{P} -> Pool.currency: a Budget with a money limit refuses pools in another currency",
+        other="USD",
+    ),
+    "GpuPool.spec.price.onDemandPerGpuHour": Use(
+        f"{P} -> Pool.price_per_gpu_hour: ranking, budgets (unless a Price SignalSource answers)",
+        other=5.0,
+    ),
+    "GpuPool.spec.pue": Use(f"{P} -> Pool.pue: effective intensity, energy, ceilings"),
+    "GpuPool.spec.embodiedGramsPerGpuHour": Use(
+        f"{P} -> Pool.embodied_gco2_per_gpu_hour: carbon projections and kgCO2e budgets"
+    ),
+    "GpuPool.spec.carbonIntensity.fallbackGramsPerKwh": Use(
+        f"{P} -> Pool.gco2_per_kwh when no SignalSource answers for the grid zone",
+        at=("carbonIntensity",),  # a required field of an optional block: the block goes
+    ),
+    # PlacementPolicy
+    "PlacementPolicy.spec.podSelector.matchLabels": Use(
+        f"{POL} -> Policy.match_labels: which pods the policy governs (Policy.selects)"
+    ),
+    "PlacementPolicy.spec.sovereignty.allowedCountries": Use(
+        f"{POL} -> Policy.allowed_countries: engine.rules country rule"
+    ),
+    "PlacementPolicy.spec.sovereignty.allowedRegimes": Use(
+        f"{POL} -> Policy.allowed_regimes: engine.rules regime rule"
+    ),
+    "PlacementPolicy.spec.sovereignty.forbidExtraterritorialExposure": Use(
+        f"{POL} -> Policy.forbid_extraterritorial: engine.rules extraterritorial rule"
+    ),
+    "PlacementPolicy.spec.sovereignty.requiredCertifications[].name": Use(
+        f"{POL} -> CertificationRequirement.name: engine.rules.certificate_window", other="HDS"
+    ),
+    "PlacementPolicy.spec.sovereignty.requiredCertifications[].minLevel": Use(
+        f"{POL} -> CertificationRequirement.min_level: engine.rules.certificate_window"
+    ),
+    "PlacementPolicy.spec.carbon.maxGramsPerKwh": Use(
+        f"{POL} -> Policy.max_gco2_per_kwh: engine.rules.ceiling_violation", other=200
+    ),
+    "PlacementPolicy.spec.carbon.ceilingYieldsAtDeadline": Use(
+        f"{POL} -> Policy.carbon_ceiling_yields_at_deadline: the waived class at a latest start"
+    ),
+    "PlacementPolicy.spec.carbon.onMissingSignal": Use(
+        f"{POL} -> Policy.on_missing_carbon: unknown intensity held or ranked on cost"
+    ),
+    "PlacementPolicy.spec.objective.carbonPricePerTonne": Use(
+        f"{POL} -> Policy.carbon_price_per_tco2e: the ranking's objective", other=10
+    ),
+    "PlacementPolicy.spec.deferral.maxDelay": Use(
+        f"{POL} -> Policy.max_delay: the deferral window of pods declaring none"
+    ),
+    "PlacementPolicy.spec.deferral.minSaving": Use(
+        f"{POL} -> Policy.deferral_min_saving_fraction: the least saving worth waiting for"
+    ),
+    "PlacementPolicy.spec.budgetRef.name": Use(
+        f"{POL} -> Policy.budget: the Budget charged and checked", other="other"
+    ),
+    # Budget
+    "Budget.spec.period": Use(
+        f"{B} -> Budget.period_end (api.convert.period_bounds); controller.budgets.Ledger "
+        "restarts spending at each period",
+        other="Month",
+    ),
+    "Budget.spec.currency": Use(f"{B} -> Budget.currency: pools priced otherwise are refused"),
+    "Budget.spec.limits.money": Use(f"{B} -> Budget.money_limit"),
+    "Budget.spec.limits.kgCO2e": Use(f"{B} -> Budget.kgco2e_limit"),
+    "Budget.spec.limits.kWh": Use(f"{B} -> Budget.kwh_limit"),
+    "Budget.spec.action": Use(f"{B} -> Budget.action: Defer, Reject or Downgrade when exceeded"),
+    # SignalSource
+    "SignalSource.spec.signal": Use(
+        "controller.feeds.Feeds.read: readings are grid zones' carbon or pools' prices",
+        other="Price",
+        base=source(STATIC),
+    ),
+    "SignalSource.spec.zones": Use(
+        "controller.feeds.Feeds.read: the subjects read at each refresh",
+        other=["FR"],
+        base=source(STATIC, zones=["FR", "DE"]),
+    ),
+    "SignalSource.spec.fallbackOrder": Use(
+        "controller.feeds.Feeds._chain: the order the chain tries its sources",
+        base=source(STATIC, {**STATIC, "name": "s2"}, fallbackOrder=["s2", "s"]),
+    ),
+    "SignalSource.spec.sources[].name": Use(
+        "controller.feeds.Feeds._build: the reading's source (status, metrics)",
+        other="s3",
+        base=source(STATIC),
+    ),
+    "SignalSource.spec.sources[].kind": Use(
+        f"{F}: which client is built from which block",
+        other="Trace",
+        base=source({**STATIC, "ttl": "10h", "trace": TRACE["trace"]}),
+    ),
+    "SignalSource.spec.sources[].ttl": Use(
+        f"{F} -> the source's ttl: older observations are stale (signals.chain)",
+        base=source(TRACE),
+    ),
+    "SignalSource.spec.sources[].timeout": Use(
+        f"{F} -> every network call's timeout (promql.Querier, signals.httpjson)",
+        base=source(PROMETHEUS),
+    ),
+    "SignalSource.spec.sources[].static.values": Use(
+        f"{F} -> signals.static.StaticSource values", other={"FR": 11}, base=source(STATIC)
+    ),
+    "SignalSource.spec.sources[].trace.files": Use(
+        f"{F} -> signals.trace.from_csv_files (inside --trace-dir)",
+        other={"FR": "TRACES/b.csv"},
+        base=source(TRACE),
+    ),
+    "SignalSource.spec.sources[].trace.shift": Use(
+        f"{F} -> signals.trace.TraceSource shift of every timestamp",
+        base=source({**TRACE, "trace": {**TRACE["trace"], "shift": "1h"}}),
+    ),
+    "SignalSource.spec.sources[].prometheus.url": Use(
+        f"{F} -> promql.Querier base URL (egress-checked)",
+        other="PEER/other",
+        base=source(PROMETHEUS_FAST),
+    ),
+    "SignalSource.spec.sources[].prometheus.query": Use(
+        f"{F} -> promql.PrometheusSource query ($subject replaced)",
+        other='other{zone="$subject"}',
+        base=source(PROMETHEUS_FAST),
+    ),
+    "SignalSource.spec.sources[].electricityMaps.url": Use(
+        f"{F} -> electricitymaps.ElectricityMapsSource base URL", other="PEER/v", base=source(EM)
+    ),
+    "SignalSource.spec.sources[].wattTime.url": Use(
+        f"{F} -> watttime.WattTimeSource base URL", other="PEER/v", base=source(WATTTIME)
+    ),
+    "SignalSource.spec.sources[].zoneMapping": Use(
+        f"{F} -> the provider's zone (Electricity Maps) or region (WattTime) per grid zone",
+        base=source(EM),
+    ),
+    "SignalSource.spec.sources[].credentialsSecretRef.name": Use(
+        f"{F} -> feeds.SecretFile: the mounted Secret read at each call",
+        other="em2",
+        base=source(EM),
+    ),
+    "SignalSource.spec.sources[].credentialsSecretRef.namespace": Use(
+        "controller.feeds.SecretFile: refused unless the operator's own namespace",
+        other="elsewhere",
+        base=source(EM),
+    ),
+    "SignalSource.spec.sources[].credentialsSecretRef.key": Use(
+        f"{F} -> the Secret key of the Electricity Maps token (WattTime reads username and "
+        "password, as documented)",
+        base=source(EM),
+    ),
+    # EnergyReport
+    "EnergyReport.spec.window": Use(f"{R} -> accounting.serving.measure window (PromQL range)"),
+    "EnergyReport.spec.windowEnd": Use(f"{R}: the window's end (default: now)"),
+    "EnergyReport.spec.prometheus.url": Use(
+        f"{R}: the Prometheus queried (egress-checked)", other="http://prom2:9090"
+    ),
+    "EnergyReport.spec.serving": Use(
+        f"{R} -> accounting.serving counters of vLLM, TGI or Triton", other="TGI"
+    ),
+    "EnergyReport.spec.migSlicesTotal": Use(
+        f"{R} -> accounting.report.build: a MIG slice's share of its GPU"
+    ),
+    "EnergyReport.spec.grading.energyWhPerRequest": Use(f"{R} -> accounting.grading energy scale"),
+    "EnergyReport.spec.grading.carbonGCO2ePerRequest": Use(
+        f"{R} -> accounting.grading carbon scale"
+    ),
+    "EnergyReport.spec.scope": Use(
+        f"{R}: Namespace reads its own pods, Cluster every namespace (own namespace only)"
+    ),
+}
+
+
+# ---------------------------------------------------------------- observing the operator
+
+
+def observe_pool(spec: Mapping[str, Any], _: pathlib.Path) -> object:
+    parsed = models.GpuPoolSpec.model_validate(spec)
+    return convert.pool_to_domain("p", parsed, gpus_total=8, gpus_free=8)
+
+
+def observe_policy(spec: Mapping[str, Any], _: pathlib.Path) -> object:
+    return convert.policy_to_domain("ml", "pol", models.PlacementPolicySpec.model_validate(spec))
+
+
+def observe_budget(spec: Mapping[str, Any], _: pathlib.Path) -> object:
+    cached = cache_.CachedBudget("ml", "team", 1, models.BudgetSpec.model_validate(spec))
+    return budgets.domain_budgets((cached,), {("ml", "team"): budgets.Spend(0, 0, 0)}, NOW)
+
+
+# Team-a's llama serves 10 requests on GPU 0 (time-sliced with team-b) and on a MIG slice.
+HISTORY = promfake.history(
+    [
+        *promfake.SHARED["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"],
+        promfake.gpu("team-a", "mig", "3", mig="1g.10gb", wh=70.0),
+    ],
+    [
+        *zip(
+            promfake.SHARED["vllm:request_success_total"],
+            promfake.SHARED["vllm:generation_tokens_total"],
+            strict=True,
+        ),
+        (
+            promfake.served("team-a", "mig", "llama", 10),
+            promfake.served("team-a", "mig", "llama", 10),
+        ),
+    ],
+)
+
+
+def observe_report(spec: Mapping[str, Any], _: pathlib.Path) -> object:
+    """Behaviour probe: one run of the report loop; the URLs queried, the PromQL asked and the
+    status written."""
+    models.EnergyReportSpec.model_validate(spec)  # the cache would drop an invalid one silently
+    urls: list[str] = []
+    prom = promfake.FakeProm(HISTORY)
+
+    class Querier:
+        def __init__(self, url: str, *, policy: object = None) -> None:
+            urls.append(url)
+            self.vector = prom
+
+    writer = promfake.StatusWriter()
+    reporter = reports.Reporter(
+        status.StatusRecorder(writer, clock=lambda: NOW),  # type: ignore[arg-type]
+        telemetry.AccountingMetrics(prometheus_client.CollectorRegistry()),
+        None,
+        querier=Querier,  # type: ignore[arg-type]
+        allow_hosts=["prom", "prom2"],
+        allow_insecure_http=True,
+    )
+    cache = cache_.Cache()
+    cache.put_report(
+        {"metadata": {"namespace": "team-a", "name": "r", "generation": 1}, "spec": spec}
+    )
+    asyncio.run(reporter.run(cache, NOW, pools=(builders.pool("p"),)))
+    return urls, prom.asked, writer.status
+
+
+class Peer(http.server.ThreadingHTTPServer):
+    """A local HTTP peer that records each request (path, query, credentials) and answers as
+    Prometheus, Electricity Maps or WattTime would; under ``/slow`` it answers after 0.5 s."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _PeerHandler)
+        self.requests: list[tuple[str, str, str]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _PeerHandler(http.server.BaseHTTPRequestHandler):
+    server: Peer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        auth = self.headers.get("auth-token") or self.headers.get("authorization") or ""
+        self.server.requests.append(("GET", self.path, auth))
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        if url.path.startswith("/slow"):
+            threading.Event().wait(0.5)
+        seen = NOW.timestamp() - 60
+        if url.path.endswith("/api/v1/query"):
+            promql = query.get("query", "")
+            # timestamp(q) is when q was seen; q itself answers its own length (so a probe
+            # sees which query was asked).
+            value = seen if promql.startswith("timestamp(") else float(len(promql))
+            result = [{"metric": {}, "value": [seen, str(value)]}]
+            body: Any = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        elif url.path.endswith("/login"):
+            body = {"token": "tok"}
+        elif url.path.endswith("/latest"):
+            body = {"zone": query.get("zone"), "carbonIntensity": 42, "datetime": _iso(seen)}
+        elif url.path.endswith("/signal-index"):
+            body = {"data": [{"point_time": _iso(seen), "value": 37.0}], "meta": {}}
+        else:
+            body = {}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.wfile.write(data)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_PEER: list[Peer] = []  # the peer of the running probe (one per test)
+
+
+def _fill(value: Any, replacements: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+        for placeholder, text in replacements.items():
+            value = value.replace(placeholder, text)
+        return value
+    if isinstance(value, list):
+        return [_fill(v, replacements) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, replacements) for k, v in value.items()}
+    return value
+
+
+def observe_signal_source(spec: Mapping[str, Any], tmp: pathlib.Path) -> object:
+    """Behaviour probe: one read of the SignalSource by the operator's feeds (real trace files,
+    Secrets mounted as the kubelet mounts them, a local HTTP peer): the readings, forecasts and
+    the requests the peer received."""
+    server = _PEER[0]
+    traces, secrets = tmp / "traces", tmp / "secrets"
+    if not traces.exists():
+        traces.mkdir()
+        hours = [NOW - datetime.timedelta(hours=h) for h in range(8, 2, -1)]  # 3 h old
+        for name, base in (("a", 100), ("b", 300)):
+            rows = "".join(f"{t:%Y-%m-%d %H:%M:%S},{base + i}\n" for i, t in enumerate(hours))
+            (traces / f"{name}.csv").write_text("Time,value\n" + rows)
+        providers.mount_secret(secrets, "em", {"tok": "token-a", "token": "token-b"})
+        providers.mount_secret(secrets, "em2", {"tok": "token-c"})
+        providers.mount_secret(secrets, "wt", {"username": "user", "password": "secret"})
+    filled = _fill(spec, {"PEER": server.url, "TRACES": str(traces)})
+    parsed = models.SignalSourceSpec.model_validate(filled)
+    reader = feeds.Feeds(
+        credentials_dir=secrets,
+        own_namespace=OWN_NAMESPACE,
+        trace_directories=[traces],
+        allow_hosts=["127.0.0.1"],
+        allow_insecure_http=True,
+    )
+    server.requests.clear()
+    observed = reader.read([cache_.CachedSignalSource("src", 1, parsed)], NOW)
+    return observed.carbon, observed.prices, observed.forecasts, list(server.requests)
+
+
+OBSERVERS: dict[str, Callable[[Mapping[str, Any], pathlib.Path], object]] = {
+    "GpuPool": observe_pool,
+    "PlacementPolicy": observe_policy,
+    "Budget": observe_budget,
+    "SignalSource": observe_signal_source,
+    "EnergyReport": observe_report,
+}
+BASES: dict[str, Mapping[str, Any]] = {
+    "GpuPool": POOL,
+    "PlacementPolicy": POLICY,
+    "Budget": BUDGET,
+    "EnergyReport": REPORT,
+}
+
+
+def _concrete(path: str) -> tuple[str | int, ...]:
+    """``Kind.spec.a[].b`` -> ``("a", 0, "b")``."""
+    steps: list[str | int] = []
+    for part in path.split(".")[2:]:
+        name = part.removesuffix("[]")
+        steps.append(name)
+        if part.endswith("[]"):
+            steps.append(0)
+    return tuple(steps)
+
+
+def _varied(base: Mapping[str, Any], at: tuple[str | int, ...], other: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(dict(base))
+    node: Any = changed
+    for step in at[:-1]:
+        node = node[step]
+    if other is ABSENT:
+        del node[at[-1]]
+    else:
+        node[at[-1]] = copy.deepcopy(other)
+    return changed
+
+
+def _holds(base: Mapping[str, Any], at: tuple[str | int, ...], other: Any) -> bool:
+    """Whether ``base`` has the place ``at`` names: the field itself when the probe removes
+    it, its parent when the probe sets it (a base may leave a field at its default)."""
+    node: Any = base
+    for step in at if other is ABSENT else at[:-1]:
+        if isinstance(step, int):
+            if not isinstance(node, list) or len(node) <= step:
+                return False
+        elif not isinstance(node, dict) or step not in node:
+            return False
+        node = node[step]
+    return True
+
+
+# ---------------------------------------------------------------- the tests
+
+SPEC_FIELDS = spec_fields()
+
+
+def test_every_spec_field_has_an_entry() -> None:
+    """The models are walked, not the table: a new field without an entry fails here."""
+    missing = [
+        f for f in SPEC_FIELDS if f not in USES and f not in BEING_WIRED | set(FOUND_IGNORED)
+    ]
+    assert not missing, f"give these fields a USES entry and a probe (or wire them): {missing}"
+    stale = [f for f in USES if f not in SPEC_FIELDS and f not in BEING_WIRED]
+    assert not stale, f"USES names fields the models do not have: {stale}"
+    assert not set(FOUND_IGNORED) & set(USES), "a field is in FOUND_IGNORED and USES"
+    assert len(SPEC_FIELDS) > 60  # the walk reaches nested objects and list items
+
+
+def test_the_walk_reaches_nested_objects_and_list_items() -> None:
+    assert "SignalSource.spec.sources[].credentialsSecretRef.key" in SPEC_FIELDS
+    assert "PlacementPolicy.spec.sovereignty.requiredCertifications[].minLevel" in SPEC_FIELDS
+    assert "GpuPool.spec.certifications[].expires" in SPEC_FIELDS
+    assert "PlacementPolicy.spec.sovereignty" not in SPEC_FIELDS  # objects are walked into
+
+
+def _cases() -> list[Any]:
+    cases: list[Any] = [f for f in USES if f in SPEC_FIELDS]
+    cases += [
+        pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=f"ignored: {why}"))
+        for f, why in FOUND_IGNORED.items()
+    ]
+    return cases
+
+
+@pytest.mark.parametrize("field", _cases())
+def test_field_changes_what_the_operator_does(field: str, tmp_path: pathlib.Path) -> None:
+    kind = field.split(".", maxsplit=1)[0]
+    use = USES.get(field, Use("", base=None))
+    base = use.base if use.base is not None else BASES[kind]
+    at = use.at or _concrete(field)
+    assert _holds(base, at, use.other), f"the probe's base spec must set {field} (at {at})"
+    observe = OBSERVERS[kind]
+    serving = providers.running(Peer(), 0.01) if kind == "SignalSource" else None
+    with serving or contextlib.nullcontext() as server:
+        _PEER[:] = [server] if server else []
+        first = observe(base, tmp_path)
+        # The control: the same object twice is seen the same (no clock, no port, no order).
+        assert observe(base, tmp_path) == first
+        second = observe(_varied(base, at, use.other), tmp_path)
+    assert first != second, (
+        f"{field} set to {use.other!r} instead of its value in the probe's base changes nothing "
+        f"the operator computes: wire it or remove it from the API (models.py)"
+    )
+
+
+def test_docs_page_is_in_sync() -> None:
+    assert DOC.read_text() == render(), (
+        f"{DOC.name} is stale: run .venv/bin/python -m tests.unit.test_crd_fields"
+    )
+
+
+# ---------------------------------------------------------------- the docs page
+
+STATUS_WRITERS = {
+    "GpuPool": "controller.status (the placement cycle's record phase)",
+    "PlacementPolicy": "controller.status (allowed pools, residency, pod counts, conditions)",
+    "SignalSource": "controller.status (readings of the last refresh, conditions)",
+    "Budget": "controller.budgets.status, written by controller.status",
+    "EnergyReport": "controller.reports (the report loop)",
+}
+
+
+def render() -> str:
+    lines = [
+        "# CRD fields: where each is used",
+        "",
+        "Generated by `tests/unit/test_crd_fields.py` (`.venv/bin/python -m "
+        "tests.unit.test_crd_fields`); the test fails when this page is stale. Every spec field "
+        "of every CRD is listed, found by walking the API models (`api/models.py`), and each "
+        "is proven used by a differential probe: the same object with the field at two values "
+        "goes through the operator's code (the function named) and the results must differ. "
+        "A field the API accepts and the operator ignores would mislead whoever sets it.",
+        "",
+    ]
+    for kind in crdgen.KINDS:
+        lines += [f"## {kind.kind}", "", "| field | where it is used |", "|---|---|"]
+        for field in leaf_fields(kind.spec, f"{kind.kind}.spec"):
+            if field in USES:
+                where = USES[field].where
+            elif field in FOUND_IGNORED:
+                where = (
+                    f"**ignored** (found by this test; to wire or remove): {FOUND_IGNORED[field]}"
+                )
+            else:
+                where = "**being wired** (issue 12): accepted, not yet used"
+            lines.append(f"| `{field.split('.', 2)[2]}` | {where} |")
+        lines.append("")
+    lines += [
+        "## Status fields",
+        "",
+        "Written by the operator, never by users (out of the probes' scope).",
+        "",
+        "| kind | fields | written by |",
+        "|---|---|---|",
+    ]
+    for kind in crdgen.KINDS:
+        names = ", ".join(
+            f"`{f.split('.', 2)[2]}`" for f in leaf_fields(kind.status, f"{kind.kind}.status")
+        )
+        lines.append(f"| {kind.kind} | {names} | {STATUS_WRITERS[kind.kind]} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render())
+    print(f"wrote {DOC}")

@@ -62,16 +62,15 @@ DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "crd-fields.md"
 NOW = providers.NOW
 ABSENT = object()  # as a probe's other value: the field left out (its default applies)
 
-# Fields other engineers are wiring right now (issue 12): deferral fields of a policy
-# (coordinator), the spot price (coordinator: used or removed), Budget alert thresholds (helper
-# A). Pod and Job time declarations are annotations, not CRD fields. An entry here may lack a
-# USES entry and may be missing from the models. Must be empty when issue 12 is resolved.
+# Fields other engineers are wiring right now (issue 12): the deferral fields of a policy
+# (coordinator) and the spot price (coordinator: used or removed); pod and Job time declarations
+# are annotations, not CRD fields. An entry here may lack a USES entry and may be missing from
+# the models. Must be empty when issue 12 is resolved.
 BEING_WIRED = frozenset(
     {
         "PlacementPolicy.spec.deferral.maxDelay",
         "PlacementPolicy.spec.deferral.minSaving",
         "GpuPool.spec.price.spotPerGpuHour",
-        "Budget.spec.alertThresholds",
     }
 )
 # Fields this test found accepted and ignored, with what ignores them; the fix is to wire or
@@ -336,6 +335,10 @@ USES: dict[str, Use] = {
     "Budget.spec.limits.money": Use(f"{B} -> Budget.money_limit"),
     "Budget.spec.limits.kgCO2e": Use(f"{B} -> Budget.kgco2e_limit"),
     "Budget.spec.limits.kWh": Use(f"{B} -> Budget.kwh_limit"),
+    "Budget.spec.alertThresholds": Use(
+        "controller.budgets.alerts: the ThresholdReached condition, one Warning Event per "
+        "threshold and period, the alert metrics"
+    ),
     "Budget.spec.action": Use(f"{B} -> Budget.action: Defer, Reject or Downgrade when exceeded"),
     # SignalSource
     "SignalSource.spec.signal": Use(
@@ -452,8 +455,11 @@ def observe_policy(spec: Mapping[str, Any], _: pathlib.Path) -> object:
 
 
 def observe_budget(spec: Mapping[str, Any], _: pathlib.Path) -> object:
-    cached = cache_.CachedBudget("ml", "team", 1, models.BudgetSpec.model_validate(spec))
-    return budgets.domain_budgets((cached,), {("ml", "team"): budgets.Spend(0, 0, 0)}, NOW)
+    """The planner's budgets and the alerts of a Budget 60 % spent (money limit 100)."""
+    parsed = models.BudgetSpec.model_validate(spec)
+    cached = cache_.CachedBudget("ml", "team", 1, parsed)
+    planned = budgets.domain_budgets((cached,), {("ml", "team"): budgets.Spend(0, 0, 0)}, NOW)
+    return planned, budgets.alerts(parsed, budgets.Spend(60, 0, 0), (), NOW)
 
 
 # Team-a's llama serves 10 requests on GPU 0 (time-sliced with team-b) and on a MIG slice.

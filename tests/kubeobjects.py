@@ -28,6 +28,8 @@ __all__ = [
     "energy_report",
     "gpu_pod",
     "gpu_pool",
+    "kueue_job",
+    "kueue_queue",
     "manifest",
     "metric",
     "metric_families",
@@ -157,6 +159,55 @@ def gpu_pool(
         **spec,
     }  # fmt: skip
     return resource("GpuPool", name, body)
+
+
+KUEUE_API_VERSION = "kueue.x-k8s.io/v1beta2"
+
+
+def kueue_queue(
+    name: str,
+    namespace: str,
+    flavors: Mapping[str, Mapping[str, str]],
+    *,
+    gpus: int,
+    check: str | None = None,
+) -> list[Obj]:
+    """Kueue's ResourceFlavors (name -> nodeLabels), a ClusterQueue ``name`` of ``gpus`` GPUs
+    in each, in that order, behind the AdmissionCheck ``check``, and a LocalQueue ``name``."""
+    quotas = [
+        {"name": flavor, "resources": [{"name": "cpu", "nominalQuota": 64},
+                                       {"name": "nvidia.com/gpu", "nominalQuota": gpus}]}
+        for flavor in flavors
+    ]  # fmt: skip
+    spec: Obj = {
+        "namespaceSelector": {},
+        "resourceGroups": [{"coveredResources": ["cpu", "nvidia.com/gpu"], "flavors": quotas}],
+    }
+    if check:
+        spec["admissionChecksStrategy"] = {"admissionChecks": [{"name": check}]}
+    return [
+        *({"apiVersion": KUEUE_API_VERSION, "kind": "ResourceFlavor", "metadata": {"name": f},
+           "spec": {"nodeLabels": dict(labels)} if labels else {}}
+          for f, labels in flavors.items()),
+        {"apiVersion": KUEUE_API_VERSION, "kind": "ClusterQueue", "metadata": {"name": name},
+         "spec": spec},
+        {"apiVersion": KUEUE_API_VERSION, "kind": "LocalQueue",
+         "metadata": {"name": name, "namespace": namespace}, "spec": {"clusterQueue": name}},
+    ]  # fmt: skip
+
+
+def kueue_job(namespace: str, name: str, local_queue: str, gpus: int = 1) -> Obj:
+    """A batch/Job of one pod asking for ``gpus`` GPUs, sent to the LocalQueue ``local_queue``."""
+    container = {"name": "train", "image": "example.invalid/train:1",
+                 "resources": {"requests": {"cpu": "1", "nvidia.com/gpu": str(gpus)},
+                               "limits": {"nvidia.com/gpu": str(gpus)}}}  # fmt: skip
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"kueue.x-k8s.io/queue-name": local_queue}},
+        "spec": {"completions": 1, "template": {"spec": {"restartPolicy": "Never",
+                                                         "containers": [container]}}},
+    }  # fmt: skip
 
 
 def energy_report(namespace: str, name: str, **spec: Any) -> Obj:

@@ -1,4 +1,11 @@
-"""The read-outs of ``greenplace pools|budgets|reports|why`` from status and annotations."""
+"""The read-outs of ``greenplace pools|budgets|reports|why`` from status and annotations.
+
+Kueue Workloads (``placements``' second table, ``why workload/...``) are read from bodies the
+real Kueue v0.17 and the operator wrote (``data/kueue_workloads.json``, recorded on 2026-12-02
+from the cases of ``tests/integration/test_kueue_cli.py`` and a queue whose check nobody
+answers yet, managedFields dropped): Ready with greenplace's signed record, Rejected then
+deactivated, waiting for greenplace's answer, and one on a queue without greenplace's check.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,18 @@ import http.server
 import json
 import pathlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from greenplace.cli import main, placements, views
 from greenplace.controller import podspec
+
+WORKLOADS: dict[str, dict[str, Any]] = json.loads(
+    (pathlib.Path(__file__).parent / "data" / "kueue_workloads.json").read_text()
+)
+OURS = frozenset({"greenplace", "greenplace-cli"})  # the checks of the recording runs
 
 
 def test_pool_rows_show_free_gpus_and_the_carbon_source() -> None:
@@ -97,9 +109,25 @@ class _Answer(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def _serve(objects: Mapping[str, Any], tmp_path: pathlib.Path) -> tuple[_ApiServer, str]:
+    """An API server answering from ``objects``, and a kubeconfig naming it."""
+    server = _ApiServer(dict(objects))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "test", "cluster": {
+            "server": f"http://127.0.0.1:{server.server_address[1]}"}}],
+        "users": [{"name": "test", "user": {"token": "t"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
+    }))  # fmt: skip
+    return server, str(kubeconfig)
+
+
 @pytest.fixture
 def api(tmp_path: pathlib.Path) -> Iterator[tuple[_ApiServer, str]]:
-    """An API server holding one object of each kind the commands read, and a kubeconfig."""
+    """An API server holding one object of each kind the commands read (no Kueue), and a
+    kubeconfig."""
     crds = "/apis/greenplace.dev/v1alpha1"
     held = pod(annotations={podspec.HOLD_ANNOTATION: "NoPolicy: no policy"})
     held["spec"] = {"schedulingGates": [{"name": podspec.GATE}], "containers": [
@@ -114,22 +142,13 @@ def api(tmp_path: pathlib.Path) -> Iterator[tuple[_ApiServer, str]]:
         "/api/v1/namespaces/ml/pods/p": held,
         "/api/v1/pods": {"kind": "PodList", "apiVersion": "v1", "items": [held]},
     }  # fmt: skip
-    server = _ApiServer(objects)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "test", "cluster": {
-            "server": f"http://127.0.0.1:{server.server_address[1]}"}}],
-        "users": [{"name": "test", "user": {"token": "t"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
-    }))  # fmt: skip
-    yield server, str(kubeconfig)
+    server, kubeconfig = _serve(objects, tmp_path)
+    yield server, kubeconfig
     server.shutdown()
     server.server_close()
 
 
-# argv, the one path it reads, its output (columns split on blanks: ``table`` aligns them).
+# argv, the paths it reads, its output (columns split on blanks: ``table`` aligns them).
 COMMANDS = [
     (["pools"], "/apis/greenplace.dev/v1alpha1/gpupools",
      ["POOL COUNTRY GPU FREE/TOTAL gCO2/kWh SOURCE", "ovh FR ? ?/? - -"]),
@@ -139,7 +158,8 @@ COMMANDS = [
      ["REPORT MODEL POOL Wh/req gCO2e/req COST/req GRADES", "ml/r llama None - - - ?/?"]),
     (["why", "ml/p"], "/api/v1/namespaces/ml/pods/p",
      ["ml/p waits (gated): NoPolicy: no policy"]),
-    (["placements"], "/api/v1/pods",
+    # Kueue is not installed (its AdmissionChecks are not found): no second table, no error.
+    (["placements"], ["/api/v1/pods", "/apis/kueue.x-k8s.io/v1beta2/admissionchecks"],
      ["POD GPUS DECISION POOL NODE gCO2/kWh REASON", "ml/p 2 Held (NoPolicy) - - - no policy"]),
 ]  # fmt: skip
 
@@ -149,15 +169,133 @@ def test_each_subcommand_reads_its_objects_and_prints_them(
     api: tuple[_ApiServer, str],
     capsys: pytest.CaptureFixture[str],
     argv: list[str],
-    path: str,
+    path: str | list[str],
     output: list[str],
 ) -> None:
     server, kubeconfig = api
     assert main.main([*argv, f"--kubeconfig={kubeconfig}"]) == 0
-    assert server.asked == [path]
+    assert server.asked == (path if isinstance(path, list) else [path])
     printed = capsys.readouterr().out.splitlines()
     assert [" ".join(line.split()) for line in printed] == output
 
 
 def test_a_table_aligns_every_column_but_the_last() -> None:
     assert placements.table(("A", "B"), [("x", "long message")]) == "A  B\nx  long message"
+
+
+def test_workload_rows_show_greenplaces_check_its_pool_and_why() -> None:
+    others = json.loads(json.dumps(WORKLOADS["alone"]))
+    others["status"]["admissionChecks"] = [{"name": "other", "state": "Ready", "message": "x"}]
+    rows = placements.workload_rows([*WORKLOADS.values(), others], OURS)
+    by_name = {row[0]: row for row in rows}
+    ready = by_name.pop(_name("ready"))
+    assert ready[1:5] == ("1", "Ready (LowestCarbon)", "ovh-gra-h100", "71")
+    assert ready[5].endswith("lowest carbon among 1 compliant pool under t-d3db3274/p"), ready
+    rejected = by_name.pop(_name("rejected"))
+    assert rejected[1:5] == ("1", "Deactivated", "-", "-"), "Kueue reset the check to Pending"
+    assert rejected[5].endswith("Previously: Rejected"), rejected
+    waiting = by_name.pop(_name("pending"))
+    assert waiting[1:] == ("2", "Pending", "-", "-", "waiting for greenplace's answer")
+    assert not by_name, "a Workload without greenplace's checks is not greenplace's to show"
+
+
+def test_workload_rows_survive_bodies_a_tenant_or_a_bug_could_write() -> None:
+    broken = json.loads(json.dumps(WORKLOADS["ready"]))
+    broken["spec"]["podSets"][0]["count"] = -1
+    (state,) = broken["status"]["admissionChecks"]
+    state["podSetUpdates"][0]["annotations"]["greenplace.dev/kueue-placement"] = "{oops"
+    ((_, gpus, check, pool, carbon, reason),) = placements.workload_rows([broken], OURS)
+    assert (gpus, check, pool, carbon) == ("?", "Ready (LowestCarbon)", "-", "-")
+    assert "count -1" in reason
+    bare = {"metadata": {"name": "w", "namespace": "t"},
+            "status": {"admissionChecks": [{"name": "greenplace"}, "junk"]}}  # fmt: skip
+    assert placements.workload_rows([bare], OURS) == [
+        ("t/w", "?", "?", "-", "-", "spec.podSets is empty")
+    ]
+
+
+def test_why_workload_prints_the_check_the_record_and_the_last_event() -> None:
+    text = views.why_workload(WORKLOADS["ready"], OURS)
+    first, record = text.splitlines()
+    assert first.startswith(f"{_name('ready')} (Kueue Workload): check greenplace-cli is Ready: "
+                            "LowestCarbon: t-d3db3274/kueue:")  # fmt: skip
+    assert record.startswith("  record (unverified here): pool ovh-gra-h100, country FR, 70.6 "
+                             "gCO2/kWh, policies t-d3db3274/p, budgets -, at 2026-")  # fmt: skip
+    events = [
+        {"type": "Warning", "reason": "NoCompliantPool", "message": "country FR not in allowed CH",
+         "lastTimestamp": "2026-12-02T19:30:02Z"},
+        {"type": "Warning", "reason": "Old", "message": "older",
+         "lastTimestamp": "2026-12-02T19:00:00Z"},
+    ]  # fmt: skip
+    text = views.why_workload(WORKLOADS["rejected"], OURS, events)
+    assert "deactivated by Kueue" in text
+    assert text.endswith("Warning NoCompliantPool: country FR not in allowed CH"), text
+    assert "carries no greenplace check" in views.why_workload(WORKLOADS["alone"], OURS)
+    assert views.why_workload(WORKLOADS["pending"], OURS).endswith("is Pending: no answer yet")
+
+
+def _name(case: str) -> str:
+    meta = WORKLOADS[case]["metadata"]
+    return f"{meta['namespace']}/{meta['name']}"
+
+
+@pytest.fixture
+def kueue_api(tmp_path: pathlib.Path) -> Iterator[tuple[_ApiServer, str]]:
+    """An API server with Kueue: greenplace's AdmissionCheck, another, and the Workloads."""
+    kueue = "/apis/kueue.x-k8s.io/v1beta2"
+    ready = WORKLOADS["ready"]
+    namespace = ready["metadata"]["namespace"]
+    checks = [*({"metadata": {"name": name}, "spec": {"controllerName": "greenplace.dev/placement"}}
+                for name in sorted(OURS)),
+              {"metadata": {"name": "other"},
+               "spec": {"controllerName": "example.com/x"}}]  # fmt: skip
+    objects = {
+        "/api/v1/pods": {"kind": "PodList", "apiVersion": "v1", "items": []},
+        f"{kueue}/admissionchecks": {"items": checks},
+        f"{kueue}/workloads": {"items": list(WORKLOADS.values())},
+        f"{kueue}/namespaces/{namespace}/workloads": {"items": list(WORKLOADS.values())},
+        f"/api/v1/namespaces/{namespace}/events": {"kind": "EventList", "apiVersion": "v1",
+                                                   "items": []},
+    }  # fmt: skip
+    server, kubeconfig = _serve(objects, tmp_path)
+    yield server, kubeconfig
+    server.shutdown()
+    server.server_close()
+
+
+def test_placements_lists_greenplaces_workloads_after_the_pods(
+    kueue_api: tuple[_ApiServer, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, kubeconfig = kueue_api
+    assert main.main(["placements", f"--kubeconfig={kubeconfig}"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    blank = printed.index("")
+    assert printed[blank + 1].split() == ["WORKLOAD", "GPUS", "CHECK", "POOL", "gCO2/kWh",
+                                          "REASON"]  # fmt: skip
+    workloads = printed[blank + 2 :]
+    assert len(workloads) == 3, workloads
+    assert any(line.startswith(_name("ready")) and "ovh-gra-h100" in line for line in workloads)
+    assert server.asked[-1] == "/apis/kueue.x-k8s.io/v1beta2/workloads"
+
+
+@pytest.mark.parametrize("target", ["workload/{ns}/{workload}", "job/{ns}/{job}"])
+def test_why_names_a_workload_or_its_job_like_kubectl(
+    kueue_api: tuple[_ApiServer, str], capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    _, kubeconfig = kueue_api
+    meta = WORKLOADS["ready"]["metadata"]
+    (owner,) = meta["ownerReferences"]
+    argv = ["why", target.format(ns=meta["namespace"], workload=meta["name"], job=owner["name"])]
+    assert main.main([*argv, f"--kubeconfig={kubeconfig}"]) == 0
+    assert capsys.readouterr().out.startswith(f"{_name('ready')} (Kueue Workload): check ")
+
+
+def test_why_says_plainly_when_there_is_no_such_workload(
+    api: tuple[_ApiServer, str], kueue_api: tuple[_ApiServer, str]
+) -> None:
+    namespace = WORKLOADS["ready"]["metadata"]["namespace"]
+    for _, kubeconfig in (api, kueue_api):
+        with pytest.raises(SystemExit, match=f"no Kueue Workload for job {namespace}/nope"):
+            main.main(["why", f"job/{namespace}/nope", f"--kubeconfig={kubeconfig}"])
+    with pytest.raises(SystemExit, match="workload/NAMESPACE/NAME"):
+        main.main(["why", "workload/just-a-name"])

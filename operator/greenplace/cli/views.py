@@ -5,6 +5,12 @@ Why this module exists: a platform engineer asks four questions besides "where d
 what does a request cost per model, and why does this one pod wait. The answers are in the status
 the operator writes and in the pod's annotations; these commands print them. Installed as
 ``greenplace`` and as the kubectl plugin ``kubectl-greenplace``.
+
+``why`` names its object as kubectl does: ``NAMESPACE/NAME`` or ``pod/NAMESPACE/NAME`` for a pod,
+``workload/NAMESPACE/NAME`` for a Kueue Workload, ``job/NAMESPACE/NAME`` for the Workload of a
+Kueue-managed Job. For a Workload it prints greenplace's check state and message, the placement
+record of a Ready check, and greenplace's last Event on it (which keeps the reason after Kueue
+resets a rejected check to Pending with its own words).
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from kubernetes import client
 
 from greenplace.api import models
 from greenplace.cli import placements
-from greenplace.controller import kube, podspec
+from greenplace.controller import kube, kueue, podspec
 
-__all__ = ["budget_rows", "pool_rows", "register", "report_rows", "why"]
+__all__ = ["budget_rows", "pool_rows", "register", "report_rows", "why", "why_workload"]
 
 Obj = Mapping[str, Any]
 
@@ -34,8 +40,15 @@ def register(subparsers: Any) -> None:
         parser = subparsers.add_parser(name, help=help_text)
         parser.add_argument("--kubeconfig")
         parser.set_defaults(func=func)
-    parser = subparsers.add_parser("why", help="why a pod was placed where it is, or waits")
-    parser.add_argument("pod", help="NAMESPACE/NAME")
+    parser = subparsers.add_parser(
+        "why", help="why a pod or Kueue Workload was placed where it is, or waits"
+    )
+    parser.add_argument(
+        "pod",
+        metavar="[pod/|workload/|job/]NAMESPACE/NAME",
+        help="a pod (no prefix or pod/), a Kueue Workload (workload/), or a Kueue Job's "
+        "Workload (job/)",
+    )
     parser.add_argument("--kubeconfig")
     parser.set_defaults(func=_why)
 
@@ -102,6 +115,42 @@ def why(pod: Obj) -> str:
     return f"{name} placed in {record.get('pool')} (node {node}): {record.get('message', '')}"
 
 
+def why_workload(workload: Obj, ours: frozenset[str], events: Sequence[Obj] = ()) -> str:
+    """greenplace's answer on a Kueue Workload: its check, its record, its last Event."""
+    name = _key(workload)
+    state = placements.our_check(workload, ours)
+    if state is None:
+        checks = ", ".join(sorted(ours)) or "none in this cluster"
+        return (
+            f"{name} (Kueue Workload) carries no greenplace check (greenplace's AdmissionChecks: "
+            f"{checks}); its ClusterQueue may not list one, or Kueue has not reserved quota yet"
+        )
+    lines = [
+        f"{name} (Kueue Workload): check {state.get('name')} is {state.get('state', '?')}: "
+        f"{state.get('message') or 'no answer yet'}"
+    ]
+    if (workload.get("spec") or {}).get("active") is False:
+        lines.append("  deactivated by Kueue: it is not tried again until spec.active is true")
+    parsed = kueue.parse_workload(workload)
+    if isinstance(parsed, str):
+        lines.append(f"  unreadable for greenplace: {parsed}")
+    elif (record := kueue.recorded(parsed)) is not None:
+        lines.append(
+            f"  record (unverified here): pool {record.get('pool')}, country "
+            f"{record.get('country')}, {_number(record.get('gco2PerKwh'))} gCO2/kWh, policies "
+            f"{', '.join(record.get('policies') or []) or '-'}, budgets "
+            f"{', '.join(record.get('budgets') or []) or '-'}, at {record.get('at')}"
+        )
+    ordered = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
+    if ordered:
+        last = ordered[-1]
+        lines.append(
+            f"  last greenplace Event ({last.get('lastTimestamp')}): {last.get('type')} "
+            f"{last.get('reason')}: {last.get('message')}"
+        )
+    return "\n".join(lines)
+
+
 def _pools(args: argparse.Namespace) -> int:
     header = ("POOL", "COUNTRY", "GPU", "FREE/TOTAL", "gCO2/kWh", "SOURCE")
     print(placements.table(header, pool_rows(_list(args, "gpupools"))))
@@ -121,15 +170,60 @@ def _reports(args: argparse.Namespace) -> int:
 
 
 def _why(args: argparse.Namespace) -> int:
+    kind, _, rest = args.pod.partition("/")
+    if kind in ("workload", "workloads", "job", "jobs"):
+        return _why_kueue(args, kind.rstrip("s"), rest)
+    if kind in ("pod", "pods"):
+        args.pod = rest
     namespace, _, name = args.pod.partition("/")
-    if not name:
-        raise SystemExit("greenplace why: give the pod as NAMESPACE/NAME")
+    if not name or "/" in name:
+        raise SystemExit(
+            "greenplace why: give NAMESPACE/NAME (a pod), workload/NAMESPACE/NAME or "
+            "job/NAMESPACE/NAME"
+        )
     core = client.CoreV1Api(kube.api_client(args.kubeconfig))
     try:
         pod = core.api_client.sanitize_for_serialization(core.read_namespaced_pod(name, namespace))
     except client.ApiException as error:
         raise SystemExit(f"greenplace why: pod {args.pod}: {error.reason}") from error
     print(why(pod))
+    return 0
+
+
+def _why_kueue(args: argparse.Namespace, kind: str, target: str) -> int:
+    """``why workload/NS/NAME`` or ``why job/NS/NAME`` (the Workload the Job owns)."""
+    namespace, _, name = target.partition("/")
+    if not name or "/" in name:
+        raise SystemExit(f"greenplace why: give the {kind} as {kind}/NAMESPACE/NAME")
+    api = kube.api_client(args.kubeconfig)
+    workloads, ours = placements.kueue_objects(api, namespace)
+    if kind == "job":
+        owned = [
+            w for w in workloads
+            if any(o.get("kind") == "Job" and o.get("name") == name
+                   for o in w["metadata"].get("ownerReferences") or [])
+        ]  # fmt: skip
+    else:
+        owned = [w for w in workloads if w["metadata"]["name"] == name]
+    if not owned:
+        where = "Kueue is not installed or " if not ours else ""
+        raise SystemExit(
+            f"greenplace why: no Kueue Workload for {kind} {namespace}/{name} ({where}no "
+            "greenplace AdmissionCheck exists, or Kueue has not made its Workload yet)"
+        )
+    core = client.CoreV1Api(api)
+    for workload in owned:
+        events = core.list_namespaced_event(
+            namespace,
+            field_selector="involvedObject.kind=Workload,"
+            f"involvedObject.name={workload['metadata']['name']}",
+        )
+        ours_only = [
+            e for e in api.sanitize_for_serialization(events.items)
+            if (e.get("source") or {}).get("component") == "greenplace"
+            or e.get("reportingComponent") == "greenplace"
+        ]  # fmt: skip
+        print(why_workload(workload, ours, ours_only))
     return 0
 
 

@@ -70,4 +70,4 @@ def test_a_deferral_names_the_end_of_the_budgets_period(
     held = writer.pods["ml/w"]["metadata"]["annotations"][podspec.HOLD_ANNOTATION]
     assert f"deferred until {end:%Y-%m-%dT%H:%M}" in held, held
     day = datetime.timedelta(days=1).total_seconds()
-    assert report.seconds_until_next_wake(limit=200 * day) == (end - NOW).total_seconds()
+    assert report.seconds_until_next_wake(200 * day, NOW) == (end - NOW).total_seconds()

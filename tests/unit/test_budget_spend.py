@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from greenplace.api import convert
-from greenplace.controller import budgets, cycle, podspec, records, snapshot, status
 from greenplace.controller import cache as cache_
+from greenplace.controller import cycle, podspec, records, snapshot, status
 from greenplace.domain import model
 from greenplace.engine import planner
 from tests import fakes
@@ -83,7 +83,7 @@ def test_a_placed_pod_is_charged_what_the_planner_projected(
     # placement record says null; both sides must count it the same way.
     cache = cache_with(fallback, {"money": 1000, "kgCO2e": 100, "kWh": 500})
     writer = fakes.RecordingWriter()
-    hours = {budgets.DURATION_ANNOTATION: "3"}
+    hours = {convert.DURATION_ANNOTATION: "3"}
     cache.put_pod(writer.add(pod("train", 2, annotations=hours, gated=True)))
     state = cycle.LoopState()
     report = asyncio.run(cycle.run_cycle(cache, writer, NOW, state=state))

@@ -12,8 +12,9 @@ import datetime
 
 import pytest
 
-from greenplace.controller import budgets, cycle, podspec, records, status
+from greenplace.api import convert
 from greenplace.controller import cache as cache_
+from greenplace.controller import cycle, podspec, records, status
 from greenplace.domain import model
 from greenplace.engine import planner
 from tests import fakes
@@ -66,7 +67,7 @@ def test_a_refused_placement_says_why_on_the_pod_once() -> None:
 def test_a_warning_about_a_pod_value_is_posted_once() -> None:
     writer = fakes.RecordingWriter()
     cache = cache_with_pods(writer)
-    hostile = fakes.pod("w", fakes.gpus(1), annotations={budgets.DURATION_ANNOTATION: "1e308"})
+    hostile = fakes.pod("w", fakes.gpus(1), annotations={convert.DURATION_ANNOTATION: "1e308"})
     hostile["spec"]["nodeSelector"] = {"nowhere": "true"}  # stays held: it is seen every cycle
     cache.put_pod(writer.add(hostile))
     state = cycle.LoopState()

@@ -129,3 +129,19 @@ def test_every_config_field_is_a_flag_or_said_not_to_be() -> None:
     dests = {a.dest for a in operate_parser()._actions}
     fields = {f.name for f in dataclasses.fields(config_.OperatorConfig)}
     assert fields - not_flags <= dests, fields - not_flags - dests
+
+
+def test_every_flag_reaches_the_config() -> None:
+    """A flag parsed and then dropped by ``config_from`` is a setting accepted and ignored."""
+    args = operate_parser().parse_args([])
+    fields = {f.name for f in dataclasses.fields(config_.OperatorConfig)}
+    transformed = {"webhook_certs", "accelerators"}  # built from other flags (tested above)
+    for dest in sorted((fields & set(vars(args))) - transformed):
+        marker = object()
+        changed = argparse.Namespace(**{**vars(args), dest: marker})
+        try:
+            got = getattr(operate.config_from(changed), dest)
+        except TypeError:  # a tuple field: config_from copies the list the flag collected
+            changed = argparse.Namespace(**{**vars(args), dest: [marker]})
+            got = getattr(operate.config_from(changed), dest)[0]
+        assert got is marker, f"--{dest.replace('_', '-')} does not reach OperatorConfig.{dest}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from greenplace.domain import model
@@ -507,9 +509,19 @@ def test_the_improvement_never_downgrades_a_class_whose_budget_does_not(
             1.5,
         ),
         (
+            # Held, and planned again at its latest start, when the ceiling yields.
             "no slot under the ceiling in the window",
             b.forecast(300, 300, 300, 300, 300, 100),
             b.policy(ceiling=200),
+            b.workload("w", max_delay_h=2),
+            OUT.HELD,
+            R.NO_COMPLIANT_POOL,
+            2,
+        ),
+        (
+            "no slot in the window, and a ceiling that never yields",
+            b.forecast(300, 300, 300, 300, 300, 100),
+            dataclasses.replace(b.policy(ceiling=200), carbon_ceiling_yields_at_deadline=False),
             b.workload("w", max_delay_h=2),
             OUT.HELD,
             R.NO_COMPLIANT_POOL,
@@ -538,9 +550,8 @@ def test_deferral_may_move_to_another_zone_later() -> None:
     forecasts = {"FR": b.forecast(300, 300, 300, 300), "DE": b.forecast(400, 400, 20, 20)}
     decision = decide(pools, [b.policy()], b.workload("w", max_delay_h=3), forecasts=forecasts)
     assert (decision.outcome, decision.reason) == (OUT.DEFERRED, R.DEFERRED_FOR_CLEANER_SLOT)
-    assert "running then in de is forecast to emit 0.01 kgCO2e instead of 0.21" in (
-        decision.message
-    )
+    assert "forecast 20 gCO2e/kWh in de then vs 300 gCO2e/kWh in fr now" in decision.message
+    assert "running then is forecast to emit 0.01 kgCO2e instead of 0.21" in decision.message
 
 
 def test_deferred_workloads_do_not_consume_capacity() -> None:

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from greenplace.controller import budgets, cycle, podspec, records, snapshot
+from greenplace.api import convert
 from greenplace.controller import cache as cache_
+from greenplace.controller import cycle, podspec, records, snapshot
 from greenplace.domain import model
 from greenplace.engine import planner
 from tests import fakes
@@ -166,10 +167,14 @@ def test_the_loop_wakes_when_the_earliest_deferral_ends() -> None:
         plan = model.Plan(at=at, decisions=tuple(decision(m) for m in minutes))
         return cycle.CycleReport(at=at, plan=plan)
 
-    assert report(None).seconds_until_next_wake(30) == 30
-    assert report(None, 0.25, 2).seconds_until_next_wake(30) == 15
-    assert report(10).seconds_until_next_wake(30) == 30
-    assert report(-5).seconds_until_next_wake(30) == 0.5  # overdue: soon, never a busy loop
+    assert report(None).seconds_until_next_wake(30, at) == 30
+    assert report(None, 0.25, 2).seconds_until_next_wake(30, at) == 15
+    assert report(10).seconds_until_next_wake(30, at) == 30
+    overdue = report(-5).seconds_until_next_wake(30, at)
+    assert overdue == cycle.MIN_SLEEP_SECONDS  # overdue: soon, never a busy loop
+    # Measured from when the loop goes to sleep, not from when the cycle began.
+    later = at + datetime.timedelta(seconds=4)
+    assert report(0.25).seconds_until_next_wake(30, later) == 11
 
 
 def test_a_released_pod_left_unbound_stops_holding_its_gpus() -> None:
@@ -267,7 +272,7 @@ def test_a_workload_only_fits_pools_with_a_node_its_pods_admit() -> None:
 def test_a_hostile_duration_falls_back_to_an_hour_and_is_reported(value: str) -> None:
     cache = filled_cache()
     cache.put_policy(fakes.policy("any-pool", namespace="ns"))
-    cache.put_pod(gated("w", annotations={budgets.DURATION_ANNOTATION: value}))
+    cache.put_pod(gated("w", annotations={convert.DURATION_ANNOTATION: value}))
     built = snapshot.build(snapshot.gather(cache), NOW)
     (workload,) = built.snapshot.workloads
     assert workload.duration_hours == 1.0

@@ -8,19 +8,29 @@ carbon intensity) are arguments, because they come from the cluster or a signal,
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import math
 import re
+from collections.abc import Mapping
 
-from greenplace.api import models
+from greenplace.api import models, timestamps
 from greenplace.domain import model
 
 __all__ = [
     "CARBON_FIRST_PRICE_PER_TONNE",
+    "DEADLINE_ANNOTATION",
+    "DEFAULT_EXPECTED_HOURS",
+    "DURATION_ANNOTATION",
+    "MAX_DELAY_ANNOTATION",
+    "MAX_EXPECTED_HOURS",
+    "Timing",
     "budget_to_domain",
     "duration",
     "period_bounds",
     "policy_to_domain",
     "pool_to_domain",
+    "timing",
 ]
 
 # Without an objective a policy ranks carbon first: a carbon price this high (1,000 per kg)
@@ -115,7 +125,104 @@ def policy_to_domain(namespace: str, name: str, spec: models.PlacementPolicySpec
             else CARBON_FIRST_PRICE_PER_TONNE
         ),
         budget=spec.budget_ref.name if spec.budget_ref else None,
+        max_delay=(
+            duration(spec.deferral.max_delay)
+            if spec.deferral and spec.deferral.max_delay is not None
+            else None
+        ),
+        deferral_min_saving_fraction=(
+            spec.deferral.min_saving
+            if spec.deferral and spec.deferral.min_saving is not None
+            else model.DEFAULT_MIN_SAVING_FRACTION
+        ),
     )
+
+
+# ---------------------------------------------------------------- time a workload declares
+
+# Annotations on a pod, or on a Job's pod template (its pods and its Kueue Workload carry them).
+DURATION_ANNOTATION = "greenplace.dev/expected-duration-hours"
+DEADLINE_ANNOTATION = "greenplace.dev/deadline"
+MAX_DELAY_ANNOTATION = "greenplace.dev/max-delay"
+# A year: longer runs are not planned as one (certificates, budgets and prices move first).
+MAX_EXPECTED_HOURS = 8760.0
+DEFAULT_EXPECTED_HOURS = 1.0
+# The same range as a policy's spec.deferral.maxDelay (``models.MaxDelay``).
+_MAX_DELAY_RANGE = models.MAX_DELAY_RANGE
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """What one pod declares about time, each value bounded; ``problems`` says which values
+    were unreadable and which fallback replaced them (the operator posts them as Events)."""
+
+    duration_hours: float = DEFAULT_EXPECTED_HOURS
+    deadline: datetime.datetime | None = None
+    max_delay: datetime.timedelta | None = None
+    problems: tuple[str, ...] = ()
+
+
+def timing(annotations: Mapping[str, object]) -> Timing:
+    """The expected duration, deadline and maximum delay ``annotations`` declare.
+
+    Fallbacks: an unreadable duration is 1 h; an unreadable deadline or maximum delay is
+    ignored, so the window of the governing policies (``spec.deferral.maxDelay``) applies. A
+    bad value can only shorten how long the workload waits, never let it skip a rule.
+    """
+    problems: list[str] = []
+    hours = DEFAULT_EXPECTED_HOURS
+    raw = annotations.get(DURATION_ANNOTATION)
+    if raw is not None:
+        text = str(raw)[:40]
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and 0 < value <= MAX_EXPECTED_HOURS:
+            hours = value
+        else:
+            problems.append(
+                f"{DURATION_ANNOTATION}={text!r} is not a number of hours in "
+                f"(0, {MAX_EXPECTED_HOURS:g}]; {DEFAULT_EXPECTED_HOURS:g} h is assumed"
+            )
+    deadline = None
+    raw = annotations.get(DEADLINE_ANNOTATION)
+    if raw is not None:
+        text = str(raw)[:64]
+        deadline = _instant(text)
+        if deadline is None:
+            problems.append(
+                f"{DEADLINE_ANNOTATION}={text!r} is not an RFC 3339 time with its offset, such "
+                "as 2026-12-03T06:00:00Z; ignored, the policy's deferral window applies"
+            )
+    max_delay = None
+    raw = annotations.get(MAX_DELAY_ANNOTATION)
+    if raw is not None:
+        text = str(raw)[:40]
+        max_delay = _bounded_duration(text, *_MAX_DELAY_RANGE)
+        if max_delay is None:
+            problems.append(
+                f"{MAX_DELAY_ANNOTATION}={text!r} "
+                f"{models.duration_range_message(*_MAX_DELAY_RANGE)}; ignored, the policy's "
+                "deferral window applies"
+            )
+    return Timing(hours, deadline, max_delay, tuple(problems))
+
+
+def _instant(text: str) -> datetime.datetime | None:
+    """An RFC 3339 time that names its offset (``Z`` or ``+02:00``), else None."""
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+(Z|[+-][0-9]{2}:[0-9]{2})", text):
+        return None
+    return timestamps.parse_rfc3339(text)
+
+
+def _bounded_duration(text: str, low: str, high: str) -> datetime.timedelta | None:
+    """``text`` as a duration when the API would accept it in ``[low, high]``, else None."""
+    try:
+        models.check_duration(text, low, high)
+    except ValueError:
+        return None
+    return duration(text)
 
 
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")

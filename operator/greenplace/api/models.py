@@ -34,7 +34,7 @@ import pydantic
 from pydantic import alias_generators
 
 from greenplace.api import timestamps
-from greenplace.domain import countries
+from greenplace.domain import countries, model
 
 __all__ = [
     "GROUP",
@@ -414,6 +414,29 @@ class Objective(Model):
     )
 
 
+class Deferral(Model):
+    """How long the selected pods may wait for a cleaner hour. Absent from the spec: a pod waits
+    only within the window it declares itself (annotations greenplace.dev/max-delay,
+    greenplace.dev/deadline)."""
+
+    max_delay: MaxDelay | None = pydantic.Field(
+        None,
+        description="How long after its creation a selected pod may wait for a forecast "
+        "cleaner slot (or for the carbon ceiling to be met) when it declares no "
+        "greenplace.dev/max-delay itself; 0s to 168h (the planner looks 7 days ahead). A pod's "
+        "greenplace.dev/deadline (minus its expected duration) shortens the window further.",
+    )
+    min_saving: float | None = pydantic.Field(
+        None,
+        ge=0,
+        le=1,
+        description="The least CO2e saving worth waiting for, as a fraction of running now "
+        f"(default {model.DEFAULT_MIN_SAVING_FRACTION:g}, i.e. "
+        f"{model.DEFAULT_MIN_SAVING_FRACTION:.0%}); 0 waits for any forecast saving. With "
+        "several policies, the largest applies.",
+    )
+
+
 class BudgetRef(Model):
     """A ``Budget`` of the policy's namespace."""
 
@@ -429,6 +452,7 @@ class PlacementPolicySpec(Model):
     sovereignty: Sovereignty | None = None
     carbon: Carbon | None = None
     objective: Objective | None = None
+    deferral: Deferral | None = None
     budget_ref: BudgetRef | None = pydantic.Field(
         None,
         description="The Budget charged for the pods this policy places; while it is exhausted "
@@ -523,16 +547,20 @@ def _duration_schema(low: str, high: str) -> Any:
     return pydantic.Field(json_schema_extra={"x-kubernetes-validations": [cel(rule, message)]})
 
 
+def check_duration(text: str, low: str, high: str) -> str:
+    """``text`` when the API server accepts it as a duration in ``[low, high]``, else ValueError
+    (also used for durations tenants write in annotations)."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{text!r} is not a duration such as 90s, 10m or 1h30m")
+    in_range = _milliseconds(low) <= _milliseconds(text) <= _milliseconds(high)
+    if not (re.fullmatch(_CANONICAL_DURATION, text) and in_range):
+        raise ValueError(duration_range_message(low, high))
+    return text
+
+
 def _duration_check(low: str, high: str) -> Any:
     """The same check in Python, so the operator refuses what the API server would."""
-
-    def check(text: str) -> str:
-        in_range = _milliseconds(low) <= _milliseconds(text) <= _milliseconds(high)
-        if not (re.fullmatch(_CANONICAL_DURATION, text) and in_range):
-            raise ValueError(duration_range_message(low, high))
-        return text
-
-    return pydantic.AfterValidator(check)
+    return pydantic.AfterValidator(lambda text: check_duration(text, low, high))
 
 
 # Accounting windows: 1m holds two scrapes at the usual 30 s interval; a leap year is the longest
@@ -543,6 +571,11 @@ Ttl = Annotated[Duration, _duration_schema("1s", "8784h"), _duration_check("1s",
 # Network timeouts: below 100 ms even a local server misses; a slower answer would stall every
 # signal refresh behind it.
 Timeout = Annotated[Duration, _duration_schema("100ms", "60s"), _duration_check("100ms", "60s")]
+# Deferral windows: the planner looks at most 7 days ahead (``engine.deferral.MAX_DEFERRAL``).
+MAX_DELAY_RANGE = ("0s", "168h")
+MaxDelay = Annotated[
+    Duration, _duration_schema(*MAX_DELAY_RANGE), _duration_check(*MAX_DELAY_RANGE)
+]
 # Trace shifts: replay traces recorded up to a century ago (876000h is 99.9 years).
 Shift = Annotated[Duration, _duration_schema("0s", "876000h"), _duration_check("0s", "876000h")]
 Url = Annotated[

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
 import logging
 import os
 import pathlib
@@ -24,11 +25,14 @@ from typing import Any
 
 import kopf
 
+from greenplace.api import convert, models
 from greenplace.controller import config as config_
 from greenplace.controller import handlers, records, resources, webhook
 from greenplace.signals import egress, tracefile
 
 __all__ = ["register"]
+
+DEFERRAL_STEP_RANGE = ("1s", "1h")
 
 
 def register(subparsers: Any) -> None:
@@ -196,6 +200,14 @@ def register(subparsers: Any) -> None:
         help="answer Kueue's AdmissionChecks of controllerName greenplace.dev/placement "
         "(needs Kueue's CRDs; default: off)",
     )
+    parser.add_argument(
+        "--deferral-step",
+        type=_deferral_step,
+        default=_config_default("deferral_step"),
+        metavar="DURATION",
+        help="how far apart the later starts are that a deferral weighs, from 1s to 1h "
+        f"(default: {_duration_text(_config_default('deferral_step'))})",
+    )
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain")
     parser.add_argument("--verbose", "-v", action="store_true")
     parser.set_defaults(func=run)
@@ -258,6 +270,8 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
             tuple(args.accelerator_prefix or governed.prefixes),
         ),
         record_key_file=args.record_key_file,
+        kueue=args.kueue,
+        deferral_step=args.deferral_step,
         **({"identity": args.identity} if args.identity else {}),
     )
 
@@ -268,6 +282,18 @@ def _config_default(name: str) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return field.default
+
+
+def _deferral_step(text: str) -> datetime.timedelta:
+    try:
+        return convert.duration(models.check_duration(text, *DEFERRAL_STEP_RANGE))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _duration_text(step: datetime.timedelta) -> str:
+    minutes, seconds = divmod(int(step.total_seconds()), 60)
+    return f"{minutes}m" if not seconds else f"{minutes}m{seconds}s" if minutes else f"{seconds}s"
 
 
 def _shown(values: Any) -> str:

@@ -27,9 +27,9 @@ Warning Event per threshold. Which thresholds were announced is kept where a res
 reads it back, the Budget's ``status.alertedThresholds`` (valid for ``status.periodStart``), so
 neither a new cycle nor a restart announces a threshold twice, and a new period starts afresh.
 
-Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours`` (at most
-``MAX_EXPECTED_HOURS``), else 1 h. Actual run time is not measured: the EnergyReport gives
-measured figures.
+Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours``, read by
+``api.convert.timing`` as the planner reads it (at most a year), else 1 h. Actual run time is not
+measured: the EnergyReport gives measured figures.
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ from greenplace.domain import model
 from greenplace.engine import objective
 
 __all__ = [
-    "DURATION_ANNOTATION",
-    "MAX_EXPECTED_HOURS",
     "Account",
     "Alerts",
     "Ledger",
@@ -56,14 +54,8 @@ __all__ = [
     "alerts",
     "charge",
     "domain_budgets",
-    "duration_problem",
-    "expected_hours",
     "status",
 ]
-
-DURATION_ANNOTATION = "greenplace.dev/expected-duration-hours"
-# A year: longer runs are not planned as one (certificates, budgets and prices move first).
-MAX_EXPECTED_HOURS = 8760.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,38 +66,6 @@ class Spend:
 
     def __add__(self, other: Spend) -> Spend:
         return Spend(self.money + other.money, self.kg_co2e + other.kg_co2e, self.kwh + other.kwh)
-
-
-def expected_hours(body: Mapping[str, object]) -> float:
-    """The pod's expected run time; 1 h when absent or unreadable (``duration_problem``)."""
-    hours = _declared_hours(body)
-    return hours if isinstance(hours, float) else 1.0
-
-
-def duration_problem(body: Mapping[str, object]) -> str | None:
-    """Why the pod's expected-duration annotation was not used, or None when it is fine or
-    absent (the fallback is 1 h; the operator reports it with a Warning Event)."""
-    hours = _declared_hours(body)
-    return hours if isinstance(hours, str) else None
-
-
-def _declared_hours(body: Mapping[str, object]) -> float | str | None:
-    meta = body.get("metadata")
-    annotations = (meta.get("annotations") if isinstance(meta, dict) else None) or {}
-    raw = annotations.get(DURATION_ANNOTATION)
-    if raw is None:
-        return None
-    text = str(raw)[:40]
-    try:
-        hours = float(text)
-    except ValueError:
-        return f"{DURATION_ANNOTATION}={text!r} is not a number of hours; 1 h is assumed"
-    if not (math.isfinite(hours) and 0 < hours <= MAX_EXPECTED_HOURS):
-        return (
-            f"{DURATION_ANNOTATION}={text!r} is outside (0, {MAX_EXPECTED_HOURS:g}] hours; "
-            "1 h is assumed"
-        )
-    return hours
 
 
 @dataclasses.dataclass
@@ -224,7 +184,9 @@ def charge(pod: cache_.CachedPod, pool: model.Pool, effective_gco2_per_kwh: floa
         if effective_gco2_per_kwh is None or pool.pue <= 0
         else effective_gco2_per_kwh / pool.pue
     )
-    estimate = objective.estimate(rate, pod.gpus * expected_hours(pod.body), grid)
+    estimate = objective.estimate(
+        rate, pod.gpus * convert.timing(pod.annotations).duration_hours, grid
+    )
     return Spend(estimate.cost, estimate.kgco2e, estimate.kwh)
 
 

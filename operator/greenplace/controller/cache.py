@@ -146,6 +146,10 @@ class CachedPod:
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
+    @property
+    def annotations(self) -> Mapping[str, Any]:
+        return (self.body.get("metadata") or {}).get("annotations") or {}
+
 
 @dataclasses.dataclass(frozen=True)
 class CachedKueueWorkload:

@@ -21,11 +21,13 @@ the same way:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import pathlib
 import socket
 import uuid
 
 from greenplace.controller import resources, webhook
+from greenplace.domain import model
 
 __all__ = ["FALLBACK_LEASE_NAMESPACE", "OperatorConfig"]
 
@@ -79,6 +81,9 @@ class OperatorConfig:
     # Answer Kueue's AdmissionChecks whose controllerName is greenplace.dev/placement (needs
     # Kueue's CRDs; controller.kueue).
     kueue: bool = False
+    # How far apart the later starts are that a deferral weighs (finer for short jobs or 5- to
+    # 15-minute grid forecasts; coarser searches a week faster).
+    deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP
 
     @property
     def lease_namespace_in_use(self) -> str:

@@ -38,6 +38,8 @@ __all__ = ["CycleReport", "LoopState", "run_cycle"]
 
 logger = logging.getLogger("greenplace.cycle")
 APPLY_CONCURRENCY = 16
+# The shortest sleep between cycles when a re-plan is due (a guard against spinning).
+MIN_SLEEP_SECONDS = 0.1
 
 
 @dataclasses.dataclass
@@ -84,16 +86,18 @@ class CycleReport:
         finally:
             self.phase_seconds[name] = time.perf_counter() - started
 
-    def seconds_until_next_wake(self, limit: float) -> float:
-        """How long the loop may sleep: until the earliest deferral ends, at most ``limit``.
+    def seconds_until_next_wake(self, limit: float, now: datetime.datetime) -> float:
+        """How long the loop may sleep from ``now``: until the earliest ``not_before`` of the
+        plan, at most ``limit``.
 
         A deferred workload is re-planned when its ``not_before`` comes (a cleaner slot, the
-        next budget period), not up to one resync later.
+        next budget period), and one held by a carbon ceiling at its latest start, when the
+        ceiling yields: not up to one resync later.
         """
         ends = [d.not_before for d in (self.plan.decisions if self.plan else ()) if d.not_before]
         if not ends:
             return limit
-        return min(limit, max(0.5, (min(ends) - self.at).total_seconds()))
+        return min(limit, max(MIN_SLEEP_SECONDS, (min(ends) - now).total_seconds()))
 
     def summary(self) -> str:
         phases = " ".join(f"{k}={v * 1000:.1f}ms" for k, v in self.phase_seconds.items())
@@ -111,6 +115,7 @@ async def run_cycle(
     signal_feeds: feeds.Feeds | None = None,
     *,
     state: LoopState | None = None,
+    deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP,
 ) -> CycleReport:
     state = state or LoopState()
     report = CycleReport(at=now)
@@ -121,7 +126,7 @@ async def run_cycle(
             observed = await asyncio.to_thread(signal_feeds.read, sources, now)
         gathered = snapshot.gather(cache, observed)
     with report.phase("2-snapshot"):
-        built = snapshot.build(gathered, now, state.ledger)
+        built = snapshot.build(gathered, now, state.ledger, deferral_step)
         snap = built.snapshot
         report.pools = snap.pools
     with report.phase("3-plan"):
@@ -288,7 +293,9 @@ async def _apply(
             ops_or_none = podspec.hold_patch(pod.body, decision.reason.value, decision.message)
             if ops_or_none is not None:
                 cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops_or_none))
-                await writer.pod_event(pod.body, "Warning", decision.reason.value, decision.message)
+                # Waiting on purpose for a cleaner hour is no problem to warn about.
+                kind = "Normal" if decision.outcome is model.Outcome.DEFERRED else "Warning"
+                await writer.pod_event(pod.body, kind, decision.reason.value, decision.message)
     except kube.WriteConflictError as conflict:
         report.conflicts += 1
         logger.info("re-planning later: %s", conflict)

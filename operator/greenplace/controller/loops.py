@@ -243,12 +243,20 @@ class Loops:
                         logger.info("listing found %d objects deleted while unwatched", gone)
                 led = True
                 report = await cycle.run_cycle(
-                    cache, writer, now, recorder, signal_feeds, state=self.cycle_state
+                    cache,
+                    writer,
+                    now,
+                    recorder,
+                    signal_feeds,
+                    state=self.cycle_state,
+                    deferral_step=config.deferral_step,
                 )
                 self.planned_pools = report.pools
                 self.loop_turned_at = time.monotonic()
                 self.placement_metrics.observe(report)
-                sleep_s = report.seconds_until_next_wake(config.resync_seconds)
+                sleep_s = report.seconds_until_next_wake(
+                    config.resync_seconds, datetime.datetime.now(datetime.UTC)
+                )
             except asyncio.CancelledError:
                 raise
             except Exception:  # never let one bad cycle stop placement for good

@@ -147,8 +147,10 @@ def build(
     gathered: Gathered,
     now: datetime.datetime | None = None,
     ledger: budgets_.Ledger | None = None,
+    deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP,
 ) -> Built:
-    """The snapshot at ``now`` (budget periods; default: the current instant).
+    """The snapshot at ``now`` (budget periods; default: the current instant), whose deferrals
+    weigh later starts ``deferral_step`` apart.
 
     ``ledger`` holds what each Budget was charged (the placement loop keeps one); without it,
     spending is read from the Budgets' status and signed records, as after a restart.
@@ -204,7 +206,7 @@ def build(
     workloads += tuple(_kueue_workload(entry, fitting, gathered) for entry in waiting.values())
     for pods in (*members.values(), *incomplete.values()):
         for pod in pods:
-            problems = [budgets_.duration_problem(pod.body), _gang_size_problem(pod)]
+            problems = [*convert.timing(pod.annotations).problems, _gang_size_problem(pod)]
             warnings.extend(Warning(pod, "InvalidAnnotation", p) for p in problems if p)
             residency = _residency_problem(pod)
             if residency is not None:
@@ -216,6 +218,7 @@ def build(
             workloads=workloads,
             budgets=budgets_.domain_budgets(gathered.budgets, spent, now),
             forecasts=dict(gathered.observed.forecasts),
+            deferral_step=deferral_step,
         ),
         members=members,
         incomplete=incomplete,
@@ -285,7 +288,7 @@ class _Fitting:
 
 
 def _gang_size_problem(pod: cache_.CachedPod) -> str | None:
-    raw = (pod.body.get("metadata", {}).get("annotations") or {}).get(GANG_SIZE_ANNOTATION)
+    raw = pod.annotations.get(GANG_SIZE_ANNOTATION)
     if raw is None or _declared(raw) is not None:
         return None
     return (
@@ -345,7 +348,7 @@ def _gang(pod: cache_.CachedPod) -> str | None:
 
 def _declared_size(pods: tuple[cache_.CachedPod, ...]) -> int:
     for pod in pods:
-        raw = (pod.body.get("metadata", {}).get("annotations") or {}).get(GANG_SIZE_ANNOTATION)
+        raw = pod.annotations.get(GANG_SIZE_ANNOTATION)
         if raw is not None:
             return _declared(raw) or 0  # unreadable: "whatever is there" (a Warning says so)
     return 0
@@ -393,6 +396,10 @@ def _workload(key: str, pods: tuple[cache_.CachedPod, ...], fitting: _Fitting) -
     for pod in pods[1:]:
         shared_labels = {k: v for k, v in shared_labels.items() if pod.labels.get(k) == v}
     differ = any(pod.labels != pods[0].labels for pod in pods[1:])
+    # A gang runs as long as its longest member, and waits no longer than its most urgent one.
+    timings = [convert.timing(p.annotations) for p in pods]
+    deadlines = [t.deadline for t in timings if t.deadline is not None]
+    delays = [t.max_delay for t in timings if t.max_delay is not None]
     return model.Workload(
         namespace=namespace,
         name=name,
@@ -401,7 +408,9 @@ def _workload(key: str, pods: tuple[cache_.CachedPod, ...], fitting: _Fitting) -
         labels=shared_labels,
         pods=tuple(p.name for p in pods),
         gpus_per_pod=tuple(p.gpus for p in pods),
-        duration_hours=max(budgets_.expected_hours(p.body) for p in pods),
+        duration_hours=max(t.duration_hours for t in timings),
+        deadline=min(deadlines, default=None),
+        max_delay=min(delays, default=None),
         member_labels=tuple(dict(p.labels) for p in pods) if differ else (),
         fits_pools=fitting.of(pods),
     )

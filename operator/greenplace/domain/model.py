@@ -21,6 +21,8 @@ from greenplace.domain import series
 
 __all__ = [
     "DATA_RESIDENCY_LABEL",
+    "DEFAULT_DEFERRAL_STEP",
+    "DEFAULT_MIN_SAVING_FRACTION",
     "EXTRATERRITORIAL_LAWS",
     "REGIMES",
     "Budget",
@@ -231,6 +233,14 @@ class Pool:
         return None if self.gco2_per_kwh is None else self.gco2_per_kwh * self.pue
 
 
+# Later starts a deferral considers are this far apart (grid forecasts come in 5 to 60 minute
+# steps; 30 minutes keeps a week's search small).
+DEFAULT_DEFERRAL_STEP = datetime.timedelta(minutes=30)
+# The least CO2e saving worth waiting for when a policy does not say (2%: below, forecast
+# error is larger than the saving).
+DEFAULT_MIN_SAVING_FRACTION = 0.02
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Policy:
     """The rules of one `PlacementPolicy` for the workloads it selects in its namespace."""
@@ -254,8 +264,9 @@ class Policy:
     carbon_price_per_tco2e: float = 100.0
     # Deferral window for the workloads it governs unless they set their own.
     max_delay: datetime.timedelta | None = None
-    # Defer only when a later slot lowers the objective by at least this fraction.
-    deferral_min_saving_fraction: float = 0.02
+    # Defer only when a later slot emits at least this fraction less CO2e than running now
+    # (and has a lower objective at all).
+    deferral_min_saving_fraction: float = DEFAULT_MIN_SAVING_FRACTION
     # Name of the ``Budget`` (same namespace) charged for the workloads it governs.
     budget: str | None = None
     # The carbon ceiling holds a workload only while it can wait: once its latest start has come
@@ -398,6 +409,8 @@ class Snapshot:
     budgets: tuple[Budget, ...] = ()
     # Forecast grid intensity (gCO2e/kWh, before PUE) per grid zone, for deferral decisions.
     forecasts: Mapping[str, series.TimeSeries] = dataclasses.field(default_factory=dict)
+    # The granularity of the later starts a deferral considers.
+    deferral_step: datetime.timedelta = DEFAULT_DEFERRAL_STEP
 
 
 class Outcome(enum.StrEnum):
@@ -479,7 +492,8 @@ class Decision:
     # The most telling rejected pools, with why (bounded on large fleets; ``rejected_by_reason``
     # counts every pool, and ``greenplace explain`` can say why any one pool lost).
     alternatives: tuple[Rejection, ...] = ()
-    # Deferred: re-plan at this instant (cleaner slot, next budget period).
+    # Deferred: re-plan at this instant (cleaner slot, next budget period). Held by a carbon
+    # ceiling that yields at the latest start: that latest start, when the ceiling is waived.
     not_before: datetime.datetime | None = None
     # Placed: projection for the whole expected run in the chosen pool.
     cost: float | None = None

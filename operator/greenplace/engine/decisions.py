@@ -164,6 +164,10 @@ class Explainer:
                 "no allowed pool has room" if reason is R.NO_POOL_WITH_ROOM else "no pool satisfies"
             )
             message = f"{workload.key} held: {what} {keys} ({summary})"
+            if verdict.latest_start is not None:
+                message += (
+                    f"; its carbon ceiling yields at its latest start {_at(verdict.latest_start)}"
+                )
         return model.Decision(
             workload=workload.key,
             outcome=verdict.outcome,
@@ -193,7 +197,9 @@ class Explainer:
             workload=workload.key,
             outcome=verdict.outcome,
             reason=verdict.reason,
-            message=f"{workload.key} deferred until {_at(start)}: running then in {later.name} "
+            message=f"{workload.key} deferred until {_at(start)}: forecast "
+            f"{slot.later_gco2_per_kwh:.0f} gCO2e/kWh in {later.name} then vs "
+            f"{_intensity(slot.now_gco2_per_kwh)} in {here.name} now; running then "
             f"is forecast to emit {gpu_hours * slot.later_gco2 / 1000:.2f} kgCO2e instead of "
             f"{gpu_hours * slot.now_gco2 / 1000:.2f} in {here.name} now ({saving:.0%} less; "
             f"objective {gpu_hours * slot.later_objective:.2f} vs "
@@ -273,12 +279,15 @@ class Explainer:
 
 
 def _carbon(pool: model.Pool) -> str:
-    intensity = pool.effective_gco2_per_kwh
-    return "carbon unknown" if intensity is None else f"{intensity:.0f} gCO2e/kWh"
+    return _intensity(pool.effective_gco2_per_kwh)
+
+
+def _intensity(gco2_per_kwh: float | None) -> str:
+    return "carbon unknown" if gco2_per_kwh is None else f"{gco2_per_kwh:.0f} gCO2e/kWh"
 
 
 def _at(when: datetime.datetime) -> str:
-    return when.isoformat(timespec="minutes")
+    return when.isoformat(timespec="seconds")
 
 
 def _left(cls: classes.Class, walk: walking.Walk, pos: int) -> str:

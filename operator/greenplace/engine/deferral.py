@@ -26,8 +26,9 @@ __all__ = [
     "latest_start",
 ]
 
-# Granularity of the later start times the planner considers when deferring.
-DEFERRAL_STEP = datetime.timedelta(minutes=30)
+# Granularity of the later start times the planner considers when deferring, unless the
+# snapshot sets another (``model.Snapshot.deferral_step``).
+DEFERRAL_STEP = model.DEFAULT_DEFERRAL_STEP
 # The furthest ahead a deferral looks, whatever the window says.
 MAX_DEFERRAL = datetime.timedelta(days=7)
 
@@ -68,6 +69,10 @@ class CleanerSlot:
     later_objective: float
     now_gco2: float
     later_gco2: float
+    # Effective intensity (PUE included), gCO2e/kWh: here now, and there then (forecast means
+    # over the run).
+    now_gco2_per_kwh: float | None
+    later_gco2_per_kwh: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class Deferral:
         self.pools = context.pools
         self.forecasts = context.forecasts
         self.now = context.now
+        self.step = context.deferral_step
         self.state = state
         self.cumulative = {z: series.Cumulative(s) for z, s in sorted(self.forecasts.items())}
         self.means: dict[tuple[str, int, float], float | None] = {}
@@ -103,9 +109,10 @@ class Deferral:
         if steps < 1:
             return None
         here = self.pools[cls.ranked[pos]]
-        # Forecast means are taken over the run rounded to the half hour (an estimate to decide
+        # Forecast means are taken over the run rounded to the step (an estimate to decide
         # whether to wait; the placement itself is planned again when the time comes).
-        hours = max(0.5, round(workload.duration_hours * 2) / 2)
+        step_hours = self.step.total_seconds() / 3600
+        hours = max(step_hours, round(workload.duration_hours / step_hours) * step_hours)
         now_mean = self._mean(here.location.grid_zone, 0, hours)
         now_intensity = here.gco2_per_kwh if now_mean is None else now_mean
         now_rate = cls.rates[pos]
@@ -131,12 +138,14 @@ class Deferral:
         return CleanerSlot(
             here=here,
             later=later,
-            start=self.now + step * DEFERRAL_STEP,
+            start=self.now + step * self.step,
             saving=saving,
             now_objective=now_objective,
             later_objective=later_objective,
             now_gco2=now_gco2,
             later_gco2=later_gco2,
+            now_gco2_per_kwh=None if now_intensity is None else now_intensity * here.pue,
+            later_gco2_per_kwh=intensity * later.pue,
         )
 
     def first_slot_under_ceiling(
@@ -150,23 +159,23 @@ class Deferral:
                     if self._fits(entry.index, workload) and self._allowed_at(
                         cls, entry.index, entry.window, step, workload.duration_hours
                     ):
-                        return CeilingSlot(self.now + step * DEFERRAL_STEP, self.pools[entry.index])
+                        return CeilingSlot(self.now + step * self.step, self.pools[entry.index])
         return None
 
     def _steps(self, cls: classes.Class, workload: model.Workload) -> int:
-        """How many ``DEFERRAL_STEP`` the workload may still wait (at most ``MAX_DEFERRAL``
+        """How many deferral steps the workload may still wait (at most ``MAX_DEFERRAL``
         after its creation, and ahead of now)."""
         latest = latest_start(cls, workload, longest_delay=MAX_DEFERRAL)
         if latest is None or latest <= self.now:
             return 0
-        return min(latest - self.now, MAX_DEFERRAL) // DEFERRAL_STEP
+        return min(latest - self.now, MAX_DEFERRAL) // self.step
 
     def _mean(self, zone: str, step: int, hours: float) -> float | None:
         """Forecast mean grid intensity of ``zone`` over a run starting ``step`` steps ahead."""
         key = (zone, step, hours)
         if key not in self.means:
             forecast = self.cumulative.get(zone)
-            start = self.now + step * DEFERRAL_STEP
+            start = self.now + step * self.step
             self.means[key] = (
                 None
                 if forecast is None
@@ -247,7 +256,7 @@ class Deferral:
         """Certifications cover a run starting ``step`` steps ahead, under every ceiling."""
         if window is None and not cls.ceiling:
             return True
-        start = self.now + step * DEFERRAL_STEP
+        start = self.now + step * self.step
         end = start + datetime.timedelta(hours=hours)
         if window is not None and not window.covers(start, end):
             return False

@@ -35,6 +35,8 @@ class Context:
     # Forecast grid intensity per grid zone, for the deferral search.
     forecasts: Mapping[str, series.TimeSeries]
     now: datetime.datetime
+    # How far apart the later starts of a deferral are (``model.Snapshot.deferral_step``).
+    deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP
 
     @classmethod
     def of(cls, snapshot: model.Snapshot, now: datetime.datetime) -> Context:
@@ -43,6 +45,7 @@ class Context:
             budgets={b.key: b for b in sorted(snapshot.budgets, key=lambda b: b.key)},
             forecasts=snapshot.forecasts,
             now=now,
+            deferral_step=snapshot.deferral_step,
         )
 
     def run_end(self, workload: model.Workload) -> datetime.datetime:

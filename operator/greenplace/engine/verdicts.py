@@ -42,7 +42,8 @@ class Verdict:
     # Placed: the chosen pool. Deferred to a slot: the pool forecast to be cleaner, or under the
     # carbon ceiling, then. Otherwise None.
     pool: model.Pool | None = None
-    # Deferred: when to plan it again (the slot, or the end of the budget's period).
+    # Deferred: when to plan it again (the slot, or the end of the budget's period); held by a
+    # carbon ceiling that yields at its latest start: that latest start.
     not_before: datetime.datetime | None = None
     # The class and walk that led here (None when no policy governs the workload, or its
     # budget is missing), and how many rejected pools of each kind the message details.
@@ -53,7 +54,8 @@ class Verdict:
     over_budget: walking.OverBudget | None = None
     # DeferredForCleanerSlot: the slot, with the figures that justify waiting.
     cleaner: deferral.CleanerSlot | None = None
-    # CeilingWaivedAtDeadline: the latest start that has come.
+    # CeilingWaivedAtDeadline: the latest start that has come. Held by a ceiling that yields:
+    # the latest start to come, when it is planned again (also its ``not_before``).
     latest_start: datetime.datetime | None = None
 
 
@@ -151,6 +153,14 @@ def not_placed(
         outcome, reason = OUT.HELD, R.NO_POOL_WITH_ROOM
     else:
         outcome, reason = OUT.HELD, R.NO_COMPLIANT_POOL
+    latest = None
+    if outcome is OUT.HELD and cls.waivable:
+        # Its ceiling yields at its latest start: plan it again exactly then.
+        latest = deferral.latest_start(cls, workload)
+        if latest is not None and latest > later.now:
+            not_before = latest
+        else:
+            latest = None
     return Verdict(
         workload,
         outcome,
@@ -161,6 +171,7 @@ def not_placed(
         walk=walk,
         limit=limit,
         over_budget=over,
+        latest_start=latest,
     )
 
 

@@ -68,8 +68,6 @@ ABSENT = object()  # as a probe's other value: the field left out (its default a
 # the models. Must be empty when issue 12 is resolved.
 BEING_WIRED = frozenset(
     {
-        "PlacementPolicy.spec.deferral.maxDelay",
-        "PlacementPolicy.spec.deferral.minSaving",
         "GpuPool.spec.price.spotPerGpuHour",
     }
 )

@@ -47,6 +47,10 @@ class FakeProvider(http.server.ThreadingHTTPServer):
         self.em_tokens: dict[str, float] = {"em-token": 42.0}  # token -> intensity answered
         self.wt_password = "secret"  # WattTime's account is user:<this>
         self.live = False
+        # Electricity Maps' intensity as a schedule of (from, value), sorted: the latest value is
+        # the one in force on the wall clock, the forecast is the whole schedule. None: the
+        # fixed answers of ``em_tokens``.
+        self.schedule: list[tuple[datetime.datetime, float]] | None = None
 
     @property
     def url(self) -> str:
@@ -88,6 +92,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             value = self.server.em_tokens.get(self.headers.get("auth-token") or "")
             if value is None:
                 return None
+            if self.server.schedule is not None:
+                return self._scheduled(path, query["zone"], self.server.schedule)
             if path.endswith("/latest"):
                 return {"zone": query["zone"], "carbonIntensity": value, "datetime": iso(observed)}
             hours = [now + datetime.timedelta(hours=h) for h in range(4)]
@@ -128,6 +134,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "meta": {"units": "percentile"},
             }
         return {}
+
+    @staticmethod
+    def _scheduled(path: str, zone: str, schedule: list[tuple[datetime.datetime, float]]) -> Any:
+        if path.endswith("/latest"):
+            clock = datetime.datetime.now(datetime.UTC)
+            since, value = max((p for p in schedule if p[0] <= clock), default=schedule[0])
+            return {"zone": zone, "carbonIntensity": value, "datetime": iso(since)}
+        points = [{"carbonIntensity": v, "datetime": iso(t)} for t, v in schedule]
+        return {"zone": zone, "forecast": points, "updatedAt": iso(schedule[0][0])}
 
     def _send(self, status: int, body: bytes) -> None:
         self.send_response(status)

@@ -15,8 +15,9 @@ import pydantic
 import pytest
 
 from greenplace.api import convert, models
+from greenplace.cli import placements
 from greenplace.controller import cache as cache_
-from greenplace.controller import records, snapshot
+from greenplace.controller import podspec, records, snapshot
 from greenplace.domain import model
 from greenplace.engine import planner
 from tests import fakes
@@ -180,3 +181,18 @@ def test_a_ceiling_that_never_yields_keeps_no_wake_up() -> None:
     (held,) = planner.plan(snapshot.build(snapshot.gather(cache), NOW).snapshot, NOW).decisions
     assert (held.outcome, held.not_before) == (model.Outcome.HELD, None)
     assert "yields" not in held.message
+
+
+def test_the_placements_table_tells_a_deferred_pod_from_a_held_one() -> None:
+    def gated(name: str, held: str) -> dict[str, Any]:
+        return fakes.pod(name, fakes.gpus(1), annotations={podspec.HOLD_ANNOTATION: held})
+
+    deferred = gated(
+        "d", "DeferredForCleanerSlot: ml/d deferred until 2026-03-10T14:00:00+00:00: forecast"
+    )
+    held = gated("h", "NoCompliantPool: ml/h held: no pool satisfies ml/p")
+    states = {row[0]: row[2] for row in placements.rows([deferred, held])}
+    assert states == {
+        "ml/d": "Deferred (DeferredForCleanerSlot)",
+        "ml/h": "Held (NoCompliantPool)",
+    }

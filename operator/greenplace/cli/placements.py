@@ -13,6 +13,7 @@ no check state exists). Without Kueue's CRDs there is no second table and no err
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -146,6 +147,11 @@ def _key(obj: Obj) -> str:
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
+# A held annotation whose decision waits on purpose (``engine.decisions``: "<key> deferred until
+# <time>: ..."), as opposed to one that waits for something to change.
+_DEFERRED = re.compile(r"\S+ deferred until ")
+
+
 def rows(pods: Sequence[Mapping[str, Any]]) -> list[Row]:
     """One row per pod greenplace gated or placed, sorted by namespace and name."""
     out: list[Row] = []
@@ -158,7 +164,8 @@ def rows(pods: Sequence[Mapping[str, Any]]) -> list[Row]:
         if podspec.is_gated(pod):
             held = annotations.get(podspec.HOLD_ANNOTATION, "Pending: not planned yet")
             reason, _, message = held.partition(": ")
-            out.append((name, gpus, f"Held ({reason})", "-", node, "-", message))
+            waits = "Deferred" if _DEFERRED.match(message) else "Held"
+            out.append((name, gpus, f"{waits} ({reason})", "-", node, "-", message))
         elif (record := podspec.placement_record(pod)) is not None:
             raw = annotations[podspec.PLACEMENT_ANNOTATION]
             record = record or {"message": f"unreadable placement record: {raw[:80]}"}

@@ -154,10 +154,15 @@ class Explainer:
             )
         elif reason is R.DEFERRED_UNTIL_UNDER_CEILING:
             assert verdict.pool is not None and verdict.not_before is not None
+            pool, start = verdict.pool, verdict.not_before
+            forecast = self.context.forecasts.get(pool.location.grid_zone)
+            grid = None if forecast is None else forecast.at(start)
+            then = None if grid is None else grid * pool.pue
             message = (
-                f"{workload.key} deferred until {_at(verdict.not_before)}: no pool allowed by "
-                f"{keys} is under its carbon ceiling now; {verdict.pool.name} is forecast to be "
-                f"under it then, within the deferral window ({summary})"
+                f"{workload.key} deferred until {_at(start)}: no pool allowed by {keys} is "
+                f"under its carbon ceiling now; {pool.name} is forecast under it then "
+                f"({_intensity(then)} vs {_carbon(pool)} now), within the deferral window "
+                f"({summary})"
             )
         else:
             what = (

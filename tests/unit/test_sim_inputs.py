@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from greenplace.api import convert
 from greenplace.cli import main as cli
 from greenplace.sim import loading, synthetic
 from greenplace.sim import scenario as sc
@@ -93,10 +94,14 @@ def test_cr_yaml_becomes_domain_values(files: pathlib.Path) -> None:
     assert scenario.budgets == (sc.Budget("ml", "daily", sc.Period.DAY, money_limit=20.0),)
     train, serve = scenario.jobs
     t0 = datetime.datetime(2020, 3, 2, tzinfo=datetime.UTC)
-    assert train.deadline == t0 + datetime.timedelta(hours=6)
+    assert scenario.deadline(train) == t0 + datetime.timedelta(hours=6)
+    assert dict(train.annotations) == {
+        convert.DURATION_ANNOTATION: "2.0",
+        convert.MAX_DELAY_ANNOTATION: "4h",
+    }
     assert dict(train.labels) == {"team": "a", "kind": "training"}
     assert serve.arrival.tzinfo is datetime.UTC
-    assert not serve.deferrable
+    assert scenario.latest_start(serve) == serve.arrival  # no window, no policy deferral
 
 
 def test_jsonl_reads_like_csv(files: pathlib.Path) -> None:
@@ -107,7 +112,8 @@ def test_jsonl_reads_like_csv(files: pathlib.Path) -> None:
     path = files / "jobs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     (job,) = loading.read_jobs(path)
-    assert job.latest_start == datetime.datetime(2020, 3, 2, 3, 30, tzinfo=datetime.UTC)
+    assert job.workload().deadline == datetime.datetime(2020, 3, 2, 5, tzinfo=datetime.UTC)
+    assert job.annotations[convert.DEADLINE_ANNOTATION] == "2020-03-02T05:00:00Z"
     assert dict(job.labels) == {"k": "v"}
 
 

@@ -72,8 +72,7 @@ def job(namespace: str, name: str, *, at_h: int, gpus: int, hours: int, deadline
         name=name,
         arrival=T0 + at_h * H,
         gpus=gpus,
-        duration=hours * H,
-        deadline=T0 + deadline_h * H,
+        annotations=sc.time_annotations(hours * H, deadline=T0 + deadline_h * H),
         model_name="m",
     )
 

@@ -105,7 +105,7 @@ CASES = {
 
 
 def scenario(pool: model.Pool, policy: model.Policy, labels: dict[str, str]) -> sc.Scenario:
-    job = sc.Job("ml", "train", T0, gpus=1, duration=4 * H, deadline=T0 + 4 * H, labels=labels)
+    job = sc.Job("ml", "train", T0, gpus=1, annotations=sc.time_annotations(4 * H), labels=labels)
     return sc.Scenario(
         pools=(sc.SimPool(pool),),
         policies=(policy,),
@@ -144,7 +144,7 @@ def test_every_rule_broken_is_listed_with_its_policy() -> None:
     regimes = builders.policy("regimes", namespace="ml", regimes={"EU"})
     certified = builders.policy("certified", namespace="ml", certs={SNC: ""})
     us_pool = pool(country="DE", jurisdiction=builders.CLOUD_ACT)
-    job = sc.Job("ml", "train", T0, 1, H, T0 + H, labels=RESIDENCY).workload()
+    job = sc.Job("ml", "train", T0, 1, sc.time_annotations(H), labels=RESIDENCY).workload()
     assert sc.breaches((regimes, certified), us_pool, job, T0) == (
         sc.Breach("ml/regimes", R.REGIME_NOT_ALLOWED),
         sc.Breach("ml/certified", R.CERTIFICATION_MISSING),

@@ -24,6 +24,7 @@ __all__ = [
     "CleanerSlot",
     "Deferral",
     "latest_start",
+    "window_latest_start",
 ]
 
 # Granularity of the later start times the planner considers when deferring, unless the
@@ -275,7 +276,18 @@ def latest_start(
     """When the workload must start at the latest: deadline - duration, or created + max delay
     (its own, else the tightest policy's; cut to ``longest_delay`` when given); None when it has
     neither."""
-    delay = workload.max_delay if workload.max_delay is not None else cls.max_delay
+    return window_latest_start(workload, cls.max_delay, longest_delay=longest_delay)
+
+
+def window_latest_start(
+    workload: model.Workload,
+    policy_max_delay: datetime.timedelta | None,
+    *,
+    longest_delay: datetime.timedelta | None = None,
+) -> datetime.datetime | None:
+    """``latest_start`` for a workload whose governing policies' tightest ``max_delay`` is
+    ``policy_max_delay`` (the simulator asks it of each job, so its window is the planner's)."""
+    delay = workload.max_delay if workload.max_delay is not None else policy_max_delay
     if delay is not None and longest_delay is not None:
         delay = min(delay, longest_delay)
     latest = None if delay is None else workload.created + delay

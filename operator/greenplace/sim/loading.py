@@ -11,9 +11,13 @@ Pool capacity is what the operator observes, not spec: ``status.gpusTotal`` of t
 ``capacity:`` entry of the scenario file (which wins).
 
 Workload trace columns (CSV header or JSONL keys): ``name``, ``namespace``, ``arrival`` (ISO 8601,
-UTC if no zone), ``gpus``, ``duration_hours``, then either ``deadline`` (ISO 8601, latest end) or
-``deferrable_hours`` (how long the start may wait), neither meaning "not deferrable"; optional
-``model`` and ``labels`` (``k=v;k2=v2`` in CSV, an object in JSONL). A data-residency label is
+UTC if no zone), ``gpus``, ``duration_hours``, then ``deadline`` (ISO 8601, latest end) and/or
+``deferrable_hours`` (how long the start may wait); optional ``model``, ``labels`` and
+``annotations`` (``k=v;k2=v2`` in CSV, an object in JSONL). Each job declares its time the way a
+pod does: the columns become the annotations ``greenplace.dev/expected-duration-hours``,
+``deadline`` and ``max-delay`` (or are given as such), read back by the operator's
+``convert.timing``; a job declaring no window waits as long as its policies'
+``spec.deferral.maxDelay`` lets it, and not at all without one. A data-residency label is
 checked as the admission policy checks it (``domain.countries.residency_problem``).
 
 The scenario file (YAML) names the other files, relative to itself:
@@ -86,16 +90,19 @@ def load(inputs: Inputs) -> sc.Scenario:
     carbon = {zone: read_signal(v, inputs.base_dir) for zone, v in inputs.carbon.items()}
     prices = {pool: read_signal(v, inputs.base_dir) for pool, v in inputs.prices.items()}
     start = inputs.start or _floor_day(min(j.arrival for j in jobs))
-    end = inputs.end or _ceil_day(max(j.deadline for j in jobs))
-    return sc.Scenario(
+    everything = sc.Scenario(
         pools=pools,
         policies=policies,
-        jobs=tuple(j for j in jobs if start <= j.arrival < end),
+        jobs=jobs,
         carbon=carbon,
         prices=prices,
         start=start,
-        end=end,
+        end=inputs.end or start + datetime.timedelta(days=1),
         budgets=budgets,
+    )
+    end = inputs.end or _ceil_day(max(everything.deadline(j) for j in jobs))
+    return dataclasses.replace(
+        everything, jobs=tuple(j for j in jobs if start <= j.arrival < end), end=end
     )
 
 
@@ -222,16 +229,25 @@ def read_jobs(path: pathlib.Path) -> tuple[sc.Job, ...]:
 
 
 def _job(row: Mapping[str, Any]) -> sc.Job:
+    """One row as a job declaring its time in a pod's annotations: ``duration_hours``,
+    ``deadline`` and ``deferrable_hours`` become ``greenplace.dev/expected-duration-hours``,
+    ``deadline`` and ``max-delay``, beside any the ``annotations`` column gives (a value in both
+    is refused: which one is meant?)."""
     arrival = _instant(row["arrival"])
-    duration = datetime.timedelta(hours=float(row["duration_hours"]))
-    if row.get("deadline"):
-        deadline = _instant(row["deadline"])
-    else:
-        window = float(row.get("deferrable_hours") or 0)
-        deadline = arrival + duration + datetime.timedelta(hours=window)
-    labels = row.get("labels") or {}
-    if isinstance(labels, str):
-        labels = dict(part.split("=", 1) for part in labels.split(";") if part)
+    declared = _pairs(row.get("annotations"))
+    columns = sc.time_annotations(
+        datetime.timedelta(hours=float(row["duration_hours"])),
+        deadline=_instant(row["deadline"]) if row.get("deadline") else None,
+        max_delay=(
+            datetime.timedelta(hours=float(row["deferrable_hours"]))
+            if row.get("deferrable_hours") not in (None, "")
+            else None
+        ),
+    )
+    both = sorted(set(declared) & set(columns))
+    if both:
+        raise ValueError(f"{', '.join(both)} given both as a column and in annotations")
+    labels = _pairs(row.get("labels"))
     residency = labels.get(model.DATA_RESIDENCY_LABEL)
     wrong = None if residency is None else countries.residency_problem(str(residency))
     if wrong is not None:
@@ -241,11 +257,19 @@ def _job(row: Mapping[str, Any]) -> sc.Job:
         name=str(row["name"]),
         arrival=arrival,
         gpus=int(row["gpus"]),
-        duration=duration,
-        deadline=deadline,
+        annotations={**columns, **declared},
         model_name=str(row.get("model") or ""),
         labels=labels,
     )
+
+
+def _pairs(value: str | Mapping[str, Any] | None) -> dict[str, str]:
+    """``k=v;k2=v2`` (CSV) or an object (JSONL) as a string map; empty when absent."""
+    if not value:
+        return {}
+    if isinstance(value, str):
+        return dict(part.split("=", 1) for part in value.split(";") if part)
+    return {str(k): str(v) for k, v in value.items()}
 
 
 def _instant(value: str | datetime.datetime) -> datetime.datetime:

@@ -136,7 +136,7 @@ def evaluate(
                 kgco2e=cost.kgco2e,
                 money=cost.money,
                 held_hours=_hours(run.start - job.arrival),
-                deadline_misses=int(run.end > job.deadline),
+                deadline_misses=int(run.end > scenario.deadline(job)),
                 sovereignty_violations=int(bool(breached)),
                 ceiling_breaches=int(_above_ceiling(scenario, run, pool)),
             )
@@ -146,7 +146,7 @@ def evaluate(
             Totals(
                 jobs=1,
                 held_hours=max(0.0, _hours(scenario.end - job.arrival)),
-                deadline_misses=int(job.deadline <= scenario.end),
+                deadline_misses=int(scenario.deadline(job) <= scenario.end),
                 never_started=1,
             )
         )

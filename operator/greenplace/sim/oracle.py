@@ -222,8 +222,9 @@ def _candidates(scenario: sc.Scenario, job: sc.Job, settings: Settings) -> list[
     slot_s = settings.slot_minutes * 60
     origin = scenario.start.timestamp()
     first = math.floor((job.arrival.timestamp() - origin) / slot_s) + 1
+    latest_start = scenario.latest_start(job)
     last_start = min(
-        job.latest_start + datetime.timedelta(seconds=settings.late_slots * slot_s),
+        latest_start + datetime.timedelta(seconds=settings.late_slots * slot_s),
         scenario.end - datetime.timedelta(microseconds=1),
     )
     starts = [job.arrival]
@@ -248,7 +249,7 @@ def _candidates(scenario: sc.Scenario, job: sc.Job, settings: Settings) -> list[
             cost = scenario.run_cost(job, pool, start)
             kg, money = cost.kgco2e, cost.money
             main, other = (kg, money) if settings.objective is Objective.CARBON else (money, kg)
-            late = settings.miss_penalty if start > job.latest_start else 0.0
+            late = settings.miss_penalty if start > latest_start else 0.0
             found.append(
                 _Candidate(
                     job, pool, start, main + settings.tie_break_weight * other + late, occupied

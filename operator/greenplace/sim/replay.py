@@ -140,8 +140,9 @@ class _State:
         while self.next_arrival < len(self.jobs) and self.arrivals_s[self.next_arrival] <= now_s:
             job = self.jobs[self.next_arrival]
             self.pending[job.key] = (job, job.workload())
-            if job.deferrable:
-                heapq.heappush(self.latest_starts, (job.latest_start.timestamp(), job.key))
+            latest_start = self.scenario.latest_start(job)
+            if latest_start > job.arrival:
+                heapq.heappush(self.latest_starts, (latest_start.timestamp(), job.key))
             self.next_arrival += 1
         while self.next_signal < len(self.signal_s) and self.signal_s[self.next_signal] <= now_s:
             self.next_signal += 1

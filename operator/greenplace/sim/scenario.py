@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from greenplace.accounting import energy
 from greenplace.api import convert
 from greenplace.domain import model, series
-from greenplace.engine import rules
+from greenplace.engine import deferral, rules
 from greenplace.sim import signal
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "Scenario",
     "SimPool",
     "breaches",
+    "go_duration",
+    "time_annotations",
 ]
 
 
@@ -54,36 +56,45 @@ class SimPool:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Job:
-    """One workload of the trace: placed whole (a gang of ``gpus``), runs for ``duration``."""
+    """One workload of the trace: placed whole (a gang of ``gpus``), declaring its time as a pod
+    does, in ``annotations`` (``greenplace.dev/expected-duration-hours``, ``deadline``,
+    ``max-delay``), read by the operator's own ``convert.timing``. It runs for the duration it
+    declares; its window is its own deadline or maximum delay, else the governing policies'
+    ``spec.deferral.maxDelay`` (``Scenario.latest_start``). A value the operator would replace by
+    a fallback is refused here: a simulation on a fallback would not be the one asked for."""
 
     namespace: str
     name: str
     arrival: datetime.datetime
     gpus: int
-    duration: datetime.timedelta
-    # Latest acceptable end; a non-deferrable job's deadline is arrival + duration.
-    deadline: datetime.datetime
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     model_name: str = ""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    timing: convert.Timing = dataclasses.field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        read = convert.timing(self.annotations)
+        if convert.DURATION_ANNOTATION not in self.annotations:
+            raise ValueError(f"job {self.key}: no {convert.DURATION_ANNOTATION}")
+        if read.problems:
+            raise ValueError(f"job {self.key}: {'; '.join(read.problems)}")
+        object.__setattr__(self, "timing", read)
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
 
     @property
-    def latest_start(self) -> datetime.datetime:
-        return self.deadline - self.duration
-
-    @property
-    def deferrable(self) -> bool:
-        return self.latest_start > self.arrival
+    def duration(self) -> datetime.timedelta:
+        return datetime.timedelta(hours=self.timing.duration_hours)
 
     @property
     def hours(self) -> float:
-        return self.duration.total_seconds() / 3600.0
+        return self.timing.duration_hours
 
     def workload(self) -> model.Workload:
-        """The planner's view of this job while it waits."""
+        """The planner's view of this job while it waits, as ``controller.snapshot`` builds it
+        for one pod."""
         return model.Workload(
             namespace=self.namespace,
             name=self.name,
@@ -91,9 +102,37 @@ class Job:
             created=self.arrival,
             labels=self.labels,
             pods=(self.name,),
-            duration_hours=self.hours,
-            deadline=self.deadline,
+            duration_hours=self.timing.duration_hours,
+            deadline=self.timing.deadline,
+            max_delay=self.timing.max_delay,
         )
+
+
+def time_annotations(
+    duration: datetime.timedelta,
+    *,
+    deadline: datetime.datetime | None = None,
+    max_delay: datetime.timedelta | None = None,
+) -> dict[str, str]:
+    """The annotations a pod would carry to declare this duration, deadline and maximum delay
+    (a trace's columns become these)."""
+    found = {convert.DURATION_ANNOTATION: repr(duration.total_seconds() / 3600)}
+    if deadline is not None:
+        found[convert.DEADLINE_ANNOTATION] = (
+            deadline.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
+        )
+    if max_delay is not None:
+        found[convert.MAX_DELAY_ANNOTATION] = go_duration(max_delay)
+    return found
+
+
+def go_duration(value: datetime.timedelta) -> str:
+    """``value`` (whole seconds) in the API's canonical duration form: 36h, 1h30m, 0s."""
+    seconds = round(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if n)
+    return text or "0s"
 
 
 class Period(enum.StrEnum):
@@ -242,6 +281,19 @@ class Scenario:
     def governing(self, job: Job) -> tuple[model.Policy, ...]:
         workload = job.workload()
         return tuple(p for p in self.policies if p.selects(workload))
+
+    def latest_start(self, job: Job) -> datetime.datetime:
+        """When ``job`` must start at the latest, as the planner computes it
+        (``engine.deferral``: deadline - duration, or arrival + its own maximum delay, else the
+        governing policies' tightest ``spec.deferral.maxDelay``); its arrival when it declares
+        no window and no policy gives one."""
+        delays = [p.max_delay for p in self.governing(job) if p.max_delay is not None]
+        latest = deferral.window_latest_start(job.workload(), min(delays, default=None))
+        return job.arrival if latest is None else latest
+
+    def deadline(self, job: Job) -> datetime.datetime:
+        """The latest acceptable end of ``job``: a run ending later is a deadline miss."""
+        return self.latest_start(job) + job.duration
 
 
 # The rule named when a workload's own data-residency label excludes a pool (not a policy).

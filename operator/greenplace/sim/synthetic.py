@@ -5,6 +5,9 @@ bit for bit (``examples/simulate/make_workload.py`` writes it as CSV; the year b
 in memory). Shapes are plausible, not measured: arrivals follow office hours more than nights;
 training gangs of 4-16 GPUs run 2-20 h and may wait 12-36 h; sovereign health research runs on
 1-4 GPUs and may wait a day; batch inference runs on 1-2 GPUs for under 3 h and may not wait.
+Each row's window is its own (``deferrable_hours``, a pod's ``greenplace.dev/max-delay``) except
+health research's, which declares none: its team's PlacementPolicy gives every cohort the same
+day (``spec.deferral.maxDelay: 24h`` in ``examples/simulate/policies.yaml``).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class Row:
     arrival: datetime.datetime
     gpus: int
     duration_hours: float
-    deferrable_hours: float
+    deferrable_hours: float | None  # None: the policy's spec.deferral.maxDelay applies
     model: str
     labels: str = ""
 
@@ -51,7 +54,9 @@ class Row:
             "arrival": self.arrival.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "gpus": str(self.gpus),
             "duration_hours": f"{self.duration_hours:g}",
-            "deferrable_hours": f"{self.deferrable_hours:g}",
+            "deferrable_hours": (
+                "" if self.deferrable_hours is None else f"{self.deferrable_hours:g}"
+            ),
             "model": self.model,
             "labels": self.labels,
         }
@@ -106,7 +111,7 @@ def _row(rng: random.Random, index: int, arrival: datetime.datetime) -> Row:
             arrival=arrival,
             gpus=rng.choice((1, 2, 4)),
             duration_hours=round(rng.uniform(1.0, 6.0), 2),
-            deferrable_hours=24.0,
+            deferrable_hours=None,
             model=rng.choice(("biomed-bert-ft", "radiology-vit")),
             labels="greenplace.dev/kind=training",
         )

@@ -1,8 +1,11 @@
 """The placement cycle answers greenplace's Kueue AdmissionCheck once, charging budgets once.
 
 Against ``tests.fakes.RecordingWriter``: a Workload waiting for our check is planned over the
-pools of the flavor Kueue assigned; the answer is one status write (Ready with the pool, or
-Rejected with the reason), the next cycle does not answer again, and the check is Active.
+pools of the flavor Kueue assigned; the answer is one status write (Ready with the pool, Retry
+naming another flavor that would do, or Rejected with the reason), with Events on the Workload
+and its Job and a count by outcome; the next cycle does not answer again, and the check is
+Active (Active=False when it names parameters). A Ready Workload's GPUs stay reserved until its
+pods are bound; a pod set's unreadable annotations are said on the Workload and Job.
 """
 
 from __future__ import annotations
@@ -12,21 +15,28 @@ import datetime
 import json
 from typing import Any
 
+import prometheus_client
+
 from greenplace.controller import cache as cache_
-from greenplace.controller import cycle, kueue, records
+from greenplace.controller import cycle, kueue, metrics, records, snapshot, status
 from tests import fakes, kubeobjects
 
 NOW = datetime.datetime(2026, 3, 10, 12, tzinfo=datetime.UTC)
 SIGNER = records.Signer(b"k" * 32)
 
 
-def workload(check_state: str = "Pending") -> dict[str, Any]:
+JOB = {"apiVersion": "batch/v1", "kind": "Job", "name": "train", "uid": "j", "controller": True}
+
+
+def workload(
+    check_state: str = "Pending", annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     container = {"name": "c", "resources": {"requests": {"nvidia.com/gpu": "2"}}}
+    template = {"metadata": {"annotations": annotations or {}}, "spec": {"containers": [container]}}
     return {
         "metadata": {"namespace": "ml", "name": "w", "uid": "u",
-                     "creationTimestamp": "2026-03-10T11:00:00Z"},
-        "spec": {"podSets": [{"name": "main", "count": 2,
-                              "template": {"spec": {"containers": [container]}}}]},
+                     "creationTimestamp": "2026-03-10T11:00:00Z", "ownerReferences": [JOB]},
+        "spec": {"podSets": [{"name": "main", "count": 2, "template": template}]},
         "status": {
             "admission": {"clusterQueue": "cq", "podSetAssignments": [
                 {"name": "main", "flavors": {"nvidia.com/gpu": "de-only"}}]},
@@ -35,7 +45,9 @@ def workload(check_state: str = "Pending") -> dict[str, Any]:
     }  # fmt: skip
 
 
-def cache_for(countries: list[str]) -> cache_.Cache:
+def cache_for(countries: list[str], check: dict[str, Any] | None = None) -> cache_.Cache:
+    """Pools fr and de (8 GPUs each), flavors fr-only and de-only, a ClusterQueue listing
+    ``queue_flavors`` in that order, and the Workload ``w`` reserved in de-only."""
     cache = cache_.Cache(signer=SIGNER, kueue=True)
     for name, country in (("fr", "FR"), ("de", "DE")):
         cache.put_pool(fakes.gpu_pool(name, country))
@@ -45,13 +57,21 @@ def cache_for(countries: list[str]) -> cache_.Cache:
         budgetRef={"name": "team"},
     ))  # fmt: skip
     cache.put_budget(kubeobjects.budget("ml", "team", money=1000, action="Reject"))
-    cache.put("AdmissionCheck", {"metadata": {"name": "gp"},
-                                 "spec": {"controllerName": kueue.CONTROLLER_NAME}})  # fmt: skip
-    in_de = {"nodeLabels": {"greenplace.dev/pool": "de"}}
-    cache.put("ResourceFlavor", {"metadata": {"name": "de-only"}, "spec": in_de})
-    groups = [{"flavors": [{"name": "de-only"}]}]
+    spec = {"controllerName": kueue.CONTROLLER_NAME, **(check or {})}
+    cache.put("AdmissionCheck", {"metadata": {"name": "gp"}, "spec": spec})
+    for pool in ("de", "fr"):
+        labels = {"nodeLabels": {"greenplace.dev/pool": pool}}
+        cache.put("ResourceFlavor", {"metadata": {"name": f"{pool}-only"}, "spec": labels})
+    groups = [{"flavors": [{"name": "de-only"}, {"name": "fr-only"}]}]
     cache.put("ClusterQueue", {"metadata": {"name": "cq"}, "spec": {"resourceGroups": groups}})
     cache.put("Workload", workload())
+    return cache
+
+
+def one_flavor(cache: cache_.Cache) -> cache_.Cache:
+    """``cache`` with the ClusterQueue holding the de-only flavor alone."""
+    groups = [{"flavors": [{"name": "de-only"}]}]
+    cache.put("ClusterQueue", {"metadata": {"name": "cq"}, "spec": {"resourceGroups": groups}})
     return cache
 
 
@@ -84,11 +104,134 @@ def test_ready_into_the_assigned_flavors_pool_once_with_a_signed_record() -> Non
 
 def test_rejected_when_the_only_flavor_holds_no_allowed_pool() -> None:
     writer = fakes.RecordingWriter()
-    asyncio.run(cycle.run_cycle(cache_for(["FR"]), writer, NOW))
+    report = asyncio.run(cycle.run_cycle(one_flavor(cache_for(["FR"])), writer, NOW))
     (answer,) = answers(writer)
     assert answer["state"] == "Rejected"
     assert answer["message"].startswith("NoCompliantPool")
-    assert any(e[2] == "NoCompliantPool" for e in writer.events), "the Event keeps the words"
+    events = [(e[0], e[2], e[3]) for e in writer.events]
+    assert {name for name, reason, _ in events if reason == "NoCompliantPool"} == {"w", "train"}, (
+        "the Events keep the words, on the Workload and on its Job"
+    )
+    assert all(answer["message"] == f"{r}: {m}" for _, r, m in events), "the words of why"
+    assert report.kueue_answers == {("Rejected", "NoCompliantPool"): 1}
+    registry = prometheus_client.CollectorRegistry()
+    metrics.PlacementMetrics(registry).observe(report)
+    labels = {"state": "Rejected", "reason": "NoCompliantPool"}
+    assert registry.get_sample_value("greenplace_kueue_answers_total", labels) == 1
+
+
+def test_retry_naming_the_later_flavor_whose_pool_is_compliant() -> None:
+    writer = fakes.RecordingWriter()
+    asyncio.run(cycle.run_cycle(cache_for(["FR"]), writer, NOW))
+    (answer,) = answers(writer)
+    assert answer["state"] == "Retry", "fr-only holds FR: Kueue may reserve it later"
+    assert answer["requeueAfterSeconds"] == kueue.HELD_RETRY_SECONDS
+    assert "pools of flavor fr-only may take it" in answer["message"], answer["message"]
+    assert "podSetUpdates" not in answer, "never a pool outside the assigned flavor"
+
+
+def test_rejected_when_no_flavor_of_the_queue_holds_a_compliant_pool() -> None:
+    writer = fakes.RecordingWriter()
+    asyncio.run(cycle.run_cycle(cache_for(["CH"]), writer, NOW))
+    (answer,) = answers(writer)
+    assert answer["state"] == "Rejected", answer["message"]
+    assert "may take it" not in answer["message"]
+
+
+def test_a_check_with_parameters_is_inactive_and_its_workloads_are_not_answered() -> None:
+    writer = fakes.RecordingWriter()
+    parameters = {"parameters": {"apiGroup": "x.dev", "kind": "Config", "name": "c"}}
+    cache = cache_for(["DE"], check=parameters)
+    state = cycle.LoopState()
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, state=state))
+    assert answers(writer) == [], "Kueue admits nothing through an inactive check"
+    (written,) = [s for k, _, _, s in writer.statuses if k == "AdmissionCheck"]
+    (active,) = written["conditions"]
+    assert (active["status"], active["reason"]) == ("False", "UnknownParameters")
+    assert "spec.parameters (x.dev/Config/c)" in active["message"]
+    plain = {"metadata": {"name": "gp"}, "spec": {"controllerName": kueue.CONTROLLER_NAME}}
+    cache.put("AdmissionCheck", plain)
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, state=state))
+    last = [s for k, _, _, s in writer.statuses if k == "AdmissionCheck"][-1]
+    assert last["conditions"][0]["status"] == "True", "parameters removed: Active again"
+    assert [a["state"] for a in answers(writer)] == ["Ready"]
+
+
+def test_an_unreadable_duration_on_the_template_is_said_on_the_workload_and_job() -> None:
+    writer = fakes.RecordingWriter()
+    cache = cache_for(["DE"])
+    cache.put("Workload", workload(annotations={"greenplace.dev/expected-duration-hours": "soon"}))
+    state = cycle.LoopState()
+    report = asyncio.run(cycle.run_cycle(cache, writer, NOW, state=state))
+    warned = [(e[0], e[3]) for e in writer.events if e[2] == "InvalidAnnotation"]
+    assert {name for name, _ in warned} == {"w", "train"}, warned
+    assert all("'soon'" in message for _, message in warned)
+    assert report.warnings["InvalidAnnotation"] == 1, "one pod set, counted once"
+    (answer,) = answers(writer)
+    assert answer["state"] == "Ready", "the fallback (1 h) is planned"
+    record = json.loads(answer["podSetUpdates"][0]["annotations"][kueue.RECORD_ANNOTATION])
+    fallback = json.loads(answers_for_hours(1.0)["podSetUpdates"][0]["annotations"][
+        kueue.RECORD_ANNOTATION])  # fmt: skip
+    assert record["charge"] == fallback["charge"]
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, state=state))
+    assert len([e for e in writer.events if e[2] == "InvalidAnnotation"]) == 2, "once each"
+
+
+def test_each_pod_set_with_an_unreadable_annotation_is_said_once() -> None:
+    writer = fakes.RecordingWriter()
+    cache = cache_for(["DE"])
+    body = workload(annotations={"greenplace.dev/expected-duration-hours": "soon"})
+    workers = json.loads(json.dumps(body["spec"]["podSets"][0]))
+    workers["name"] = "workers"
+    workers["template"]["metadata"]["annotations"] = {
+        "greenplace.dev/expected-duration-hours": "-1"
+    }
+    body["spec"]["podSets"].append(workers)
+    body["status"]["admission"]["podSetAssignments"].append(
+        {"name": "workers", "flavors": {"nvidia.com/gpu": "de-only"}}
+    )
+    cache.put("Workload", body)
+    report = asyncio.run(cycle.run_cycle(cache, writer, NOW))
+    assert report.warnings["InvalidAnnotation"] == 2
+    workload_events = [e[3] for e in writer.events if e[0] == "w" and e[2] == "InvalidAnnotation"]
+    assert len(workload_events) == 2 and any("'-1'" in m for m in workload_events)
+
+
+def answers_for_hours(hours: float) -> dict[str, Any]:
+    writer = fakes.RecordingWriter()
+    cache = cache_for(["DE"])
+    cache.put(
+        "Workload", workload(annotations={"greenplace.dev/expected-duration-hours": str(hours)})
+    )
+    asyncio.run(cycle.run_cycle(cache, writer, NOW))
+    (answer,) = answers(writer)
+    return answer
+
+
+def test_a_ready_workloads_gpus_stay_reserved_until_its_pods_are_bound() -> None:
+    writer = fakes.RecordingWriter()
+    cache = one_flavor(cache_for(["DE"]))
+    asyncio.run(cycle.run_cycle(cache, writer, NOW))
+    (answer,) = answers(writer)
+    ready = workload("Ready")
+    ready["status"]["admissionChecks"] = [answer]
+    cache.put("Workload", ready)
+
+    def free_in_de(at: datetime.datetime) -> int:
+        built = snapshot.build(snapshot.gather(cache), at)
+        return next(p.gpus_free for p in built.snapshot.pools if p.name == "de")
+
+    assert free_in_de(NOW) == 8 - 4, "2 pods of 2 GPUs, admitted but not bound"
+    text = answer["podSetUpdates"][0]["annotations"][kueue.RECORD_ANNOTATION]
+    for index, node in enumerate(("de-0", None)):
+        bound = {"nodeName": node} if node else {}
+        pod = kubeobjects.gpu_pod("ml", f"train-{index}", 2,
+                                  annotations={kueue.RECORD_ANNOTATION: text}, **bound)  # fmt: skip
+        pod["metadata"]["uid"] = f"pod-{index}"
+        cache.put_pod(pod)
+    assert free_in_de(NOW) == 8 - 2 - 2, "one bound (counted on its node), one still reserved"
+    later = NOW + snapshot.RELEASE_RESERVATION
+    assert free_in_de(later) == 8 - 2, "a pod never bound stops holding GPUs"
 
 
 def test_a_workload_whose_check_is_answered_is_left_alone() -> None:
@@ -97,3 +240,23 @@ def test_a_workload_whose_check_is_answered_is_left_alone() -> None:
     cache.put("Workload", workload("Ready"))
     asyncio.run(cycle.run_cycle(cache, writer, NOW))
     assert answers(writer) == []
+
+
+def test_a_pool_in_no_flavor_or_in_two_says_so_on_its_status() -> None:
+    writer = fakes.RecordingWriter()
+    cache = cache_for(["DE"])
+    cache.put_pool(fakes.gpu_pool("ch", "CH"))
+    de_too = {"nodeLabels": {"greenplace.dev/pool": "de"}}
+    cache.put("ResourceFlavor", {"metadata": {"name": "de-too"}, "spec": de_too})
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, status.StatusRecorder(writer)))
+
+    def flavor_condition(pool: str) -> tuple[str, str, str]:
+        conditions = writer.last_status("gpupools", pool)["conditions"]
+        (found,) = [c for c in conditions if c["type"] == "KueueFlavor"]
+        return found["status"], found["reason"], found["message"]
+
+    assert flavor_condition("fr") == ("True", "OneFlavor", "lies in Kueue flavor fr-only")
+    assert flavor_condition("ch")[:2] == ("False", "NoFlavor")
+    state, reason, message = flavor_condition("de")
+    assert (state, reason) == ("False", "SeveralFlavors")
+    assert "2 Kueue ResourceFlavors (de-only, de-too)" in message

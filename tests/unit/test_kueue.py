@@ -33,10 +33,12 @@ def test_pools_in_no_flavor_or_in_two_are_reported() -> None:
     flavors = kueue.Flavors.of({"h100": {"gpu": "h100"}, "all": {}}, POOLS)
     problems = kueue.flavor_problems(flavors, ["fr-h100", "us-l4"])
     assert set(problems) == {"fr-h100"}
-    assert "2 Kueue ResourceFlavors (all, h100)" in problems["fr-h100"]
+    reason, message = problems["fr-h100"]
+    assert reason == "SeveralFlavors" and "2 Kueue ResourceFlavors (all, h100)" in message
     alone = kueue.flavor_problems(kueue.Flavors.of({"h100": {"gpu": "h100"}}, POOLS), POOLS)
     assert set(alone) == {"us-l4"}
-    assert "lies in no Kueue ResourceFlavor" in alone["us-l4"]
+    assert alone["us-l4"][0] == "NoFlavor"
+    assert "lies in no Kueue ResourceFlavor" in alone["us-l4"][1]
 
 
 def test_without_flavors_nothing_is_reported() -> None:
@@ -64,6 +66,8 @@ def test_retry_says_when_and_rejected_carries_no_update() -> None:
         "2026-12-02T10:00:00Z",
     )  # fmt: skip
     assert retry["requeueAfterSeconds"] == 1, "Kueue needs a positive delay"
+    far = kueue.CheckVerdict("Retry", "Deferred", "later", requeue_after_seconds=10**12)
+    assert kueue.check_state("gp", far, ["main"], "t")["requeueAfterSeconds"] == 2**31 - 1
     assert "podSetUpdates" not in retry
     rejected = kueue.check_state(
         "gp", kueue.CheckVerdict("Rejected", "NoCompliantPool", "x" * 10_000), ["main"], "t"
@@ -120,7 +124,7 @@ def decision(outcome: model.Outcome, reason: model.Reason, **options: object) ->
 def test_each_outcome_becomes_the_check_state_kueue_acts_on() -> None:
     now = datetime.datetime(2026, 12, 2, 10, tzinfo=datetime.UTC)
 
-    def answer(d: model.Decision, other_flavors: bool = False) -> kueue.CheckVerdict:
+    def answer(d: model.Decision, other_flavors: tuple[str, ...] = ()) -> kueue.CheckVerdict:
         return kueue.verdict(
             d, node_selector={"p": "fr"}, annotations={}, now=now, other_flavors=other_flavors
         )
@@ -139,7 +143,10 @@ def test_each_outcome_becomes_the_check_state_kueue_acts_on() -> None:
         rejected_by_reason=((model.Reason.COUNTRY_NOT_ALLOWED, 3),),
     )  # fmt: skip
     assert answer(sovereignty).state == "Rejected"
-    assert answer(sovereignty, other_flavors=True).state == "Retry", "another flavor may do"
+    elsewhere = answer(sovereignty, other_flavors=("de", "ch"))
+    assert elsewhere.state == "Retry", "another flavor may do"
+    assert elsewhere.requeue_after_seconds == kueue.HELD_RETRY_SECONDS
+    assert elsewhere.message.startswith("why. Not in this flavor, but pools of flavor ch, de")
     no_room = decision(
         model.Outcome.HELD, model.Reason.NO_POOL_WITH_ROOM,
         rejected_by_reason=((model.Reason.COUNTRY_NOT_ALLOWED, 1),
@@ -147,3 +154,38 @@ def test_each_outcome_becomes_the_check_state_kueue_acts_on() -> None:
     )  # fmt: skip
     assert (answer(no_room).state, answer(no_room).requeue_after_seconds) == (
         "Retry", kueue.HELD_RETRY_SECONDS)  # fmt: skip
+    assert answer(no_room, other_flavors=("de",)).message == "why", "the flavor is not why"
+    too_large = decision(model.Outcome.REFUSED, model.Reason.GANG_TOO_LARGE)
+    assert answer(too_large).state == "Rejected"
+    assert answer(too_large, other_flavors=("big",)).state == "Retry", "larger pools elsewhere"
+    over_budget = decision(model.Outcome.REFUSED, model.Reason.BUDGET_EXCEEDED)
+    assert answer(over_budget, other_flavors=("big",)).state == "Rejected", "no flavor helps"
+
+
+def test_the_workloads_job_is_its_controlling_owner() -> None:
+    body = workload_body()
+    body["metadata"]["ownerReferences"] = [  # type: ignore[index]
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "c"},
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "job-a", "uid": "j", "controller": True},
+    ]
+    parsed = kueue.parse_workload(body)
+    assert isinstance(parsed, kueue.KueueWorkload)
+    workload_ref, job_ref = kueue.involved(parsed)
+    assert workload_ref["kind"] == "Workload" and workload_ref["metadata"]["uid"] == "u1"
+    assert job_ref == {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"namespace": "ml", "name": "job-a", "uid": "j"},
+    }  # fmt: skip
+    alone = kueue.parse_workload(workload_body())
+    assert isinstance(alone, kueue.KueueWorkload)
+    assert [i["kind"] for i in kueue.involved(alone)] == ["Workload"]
+
+
+def test_an_admission_check_with_parameters_is_refused_with_the_fix() -> None:
+    plain = {"spec": {"controllerName": kueue.CONTROLLER_NAME}}
+    assert kueue.AdmissionCheck.of(plain) == kueue.AdmissionCheck(kueue.CONTROLLER_NAME, None)
+    parameters = {"apiGroup": "example.com", "kind": "Config", "name": "fast"}
+    with_parameters = kueue.AdmissionCheck.of({"spec": {**plain["spec"], "parameters": parameters}})
+    assert with_parameters.problem is not None
+    assert "spec.parameters (example.com/Config/fast)" in with_parameters.problem
+    assert "remove spec.parameters" in with_parameters.problem

@@ -30,6 +30,7 @@ import pydantic
 
 from greenplace.api import models, timestamps
 from greenplace.controller import kueue, podspec, records, resources
+from greenplace.controller.kueue import AdmissionCheck
 
 __all__ = [
     "KINDS",
@@ -188,7 +189,7 @@ class Cache:
         # Kueue (``controller.kueue``): Workloads with their pod sets as pods to plan, the
         # AdmissionChecks' controller names, the flavors' node labels, each queue's flavors.
         self.kueue_workloads: dict[tuple[str, str], CachedKueueWorkload] = {}
-        self.admission_checks: dict[str, str] = {}
+        self.admission_checks: dict[str, AdmissionCheck] = {}
         self.flavors: dict[str, Mapping[str, str]] = {}
         self.queue_flavors: dict[str, frozenset[str]] = {}
         self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
@@ -226,7 +227,7 @@ class Cache:
             "AdmissionCheck": _Kind(
                 _name_key, self.admission_checks,
                 lambda b: self._remember(self.admission_checks, _name_key(b),
-                                         str((b.get("spec") or {}).get("controllerName", ""))),
+                                         AdmissionCheck.of(b)),
                 lambda k: self._forget(self.admission_checks, k),
             ),
             "ResourceFlavor": _Kind(

@@ -49,8 +49,8 @@ class LoopState:
     ledger: budgets.Ledger = dataclasses.field(default_factory=budgets.Ledger)
     # (pod uid, reason, message) already reported with an Event: reported once.
     warned: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
-    # Our Kueue AdmissionChecks already marked Active.
-    activated: set[str] = dataclasses.field(default_factory=set)
+    # Our Kueue AdmissionChecks' Active condition as last written: the problem, None when Active.
+    activated: dict[str, str | None] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -67,6 +67,10 @@ class CycleReport:
     refusals: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     # Pods actually placed (patch applied), by the decision's reason code.
     placed_by_reason: collections.Counter[str] = dataclasses.field(
+        default_factory=collections.Counter
+    )
+    # Kueue AdmissionCheck answers written, by (state, reason code).
+    kueue_answers: collections.Counter[tuple[str, str]] = dataclasses.field(
         default_factory=collections.Counter
     )
     plan: model.Plan | None = None
@@ -170,6 +174,7 @@ async def run_cycle(
                     decision,
                     built.kueue[decision.workload],
                     gathered=gathered,
+                    built=built,
                     pools=pools,
                     budget_of=budget_of,
                     cache=cache,
@@ -253,13 +258,17 @@ async def _warn(
     report: CycleReport,
     state: LoopState,
 ) -> None:
-    """One Warning Event per pod and problem."""
+    """One Warning Event per pod (or Kueue Workload) and problem."""
     for warning in warnings:
-        key = (warning.pod.uid, warning.reason, warning.message)
+        workload = warning.workload.workload if warning.workload else None
+        key = (workload.uid if workload else warning.pod.uid, warning.reason, warning.message)
         report.warnings[warning.reason] += 1
         if key in state.warned:
             continue
         state.warned.add(key)
+        if workload is not None:  # a Kueue pod set's template: said on the Workload and Job
+            await _workload_events(workload, "Warning", warning.reason, warning.message, writer)
+            continue
         with contextlib.suppress(client.ApiException):
             await writer.pod_event(warning.pod.body, "Warning", warning.reason, warning.message)
 
@@ -314,6 +323,7 @@ async def _answer_kueue(
     entry: cache_.CachedKueueWorkload,
     *,
     gathered: snapshot.Gathered,
+    built: snapshot.Built,
     pools: Mapping[str, model.Pool],
     budget_of: Mapping[str, str],
     cache: cache_.Cache,
@@ -339,13 +349,12 @@ async def _answer_kueue(
             at=report.at,
         )
         annotations[kueue.RECORD_ANNOTATION] = json.dumps(record, separators=(",", ":"))
-    queue = gathered.queue_flavors.get(workload.cluster_queue or "", frozenset())
     verdict = kueue.verdict(
         decision,
         node_selector=pool.node_labels if pool is not None else {},
         annotations=annotations,
         now=report.at,
-        other_flavors=bool(queue - workload.flavors),
+        other_flavors=_open_flavors(decision, entry, gathered, built, report.at),
     )
     at = timestamps.rfc3339(report.at)
     pod_sets = [p.name for p in workload.pod_sets]
@@ -373,29 +382,73 @@ async def _answer_kueue(
         report.placed_by_reason[decision.reason.value] += 1
     else:
         report.held += 1
-    # Kueue resets a rejected check to Pending with its own words: the Event keeps ours.
-    involved = {
-        "apiVersion": kueue.API_VERSION,
-        "kind": "Workload",
-        "metadata": {"namespace": workload.namespace, "name": workload.name, "uid": workload.uid},
-    }
+    report.kueue_answers[verdict.state, verdict.reason] += 1
+    # Kueue resets a rejected check to Pending with its own words: the Events keep ours, on the
+    # Workload and on its Job (where its owner looks).
     kind = "Normal" if verdict.state == "Ready" else "Warning"
-    try:
-        await writer.pod_event(involved, kind, decision.reason.value, decision.message)
-    except client.ApiException as error:
-        logger.warning("workload %s: could not post the Event: %s", workload.key, error.reason)
+    await _workload_events(workload, kind, verdict.reason, verdict.message, writer)
+
+
+async def _workload_events(
+    workload: kueue.KueueWorkload, kind: str, reason: str, message: str, writer: kube.Writer
+) -> None:
+    for involved in kueue.involved(workload):
+        try:
+            await writer.pod_event(involved, kind, reason, message)
+        except client.ApiException as error:
+            logger.warning("workload %s: could not post the Event: %s", workload.key, error.reason)
+
+
+def _open_flavors(
+    decision: model.Decision,
+    entry: cache_.CachedKueueWorkload,
+    gathered: snapshot.Gathered,
+    built: snapshot.Built,
+    at: datetime.datetime,
+) -> tuple[str, ...]:
+    """The flavors of the Workload's ClusterQueue, other than those Kueue assigned, with a pool
+    not ruled out for it for good; asked only when every pool of the assigned ones is."""
+    workload = entry.workload
+    queue = gathered.queue_flavors.get(workload.cluster_queue or "", frozenset())
+    others = sorted(queue - workload.flavors)
+    if not others or not kueue.ruled_out(decision):
+        return ()
+    flavors = kueue.Flavors.of(
+        gathered.flavors, {p.name: p.spec.node_selector for p in gathered.pools}
+    )
+    planned = next(w for w in built.snapshot.workloads if w.key == decision.workload)
+    fits = built.kueue_fits.get(decision.workload)
+    open_ = []
+    for flavor in others:
+        inside = flavors.pools_in([flavor])
+        probe = dataclasses.replace(planned, fits_pools=inside if fits is None else fits & inside)
+        only = dataclasses.replace(built.snapshot, workloads=(probe,))
+        (there,) = planner.plan(only, at).decisions
+        if inside and not kueue.ruled_out(there):
+            open_.append(flavor)
+    return tuple(open_)
 
 
 async def _activate_checks(
     gathered: snapshot.Gathered, writer: kube.Writer, at: datetime.datetime, state: LoopState
 ) -> None:
-    """Mark each AdmissionCheck greenplace answers Active, once per check (Kueue waits for it)."""
-    for name in sorted(gathered.our_checks - state.activated):
+    """Mark each AdmissionCheck greenplace answers Active, or Active=False with the reason when
+    it cannot honour it (``kueue.check_problem``: Kueue then admits nothing through it); once
+    per check and state."""
+    ours = {
+        name: check.problem
+        for name, check in gathered.admission_checks.items()
+        if check.controller == kueue.CONTROLLER_NAME
+    }
+    for name, problem in sorted(ours.items()):
+        if name in state.activated and state.activated[name] == problem:
+            continue
         condition = {
             "type": "Active",
-            "status": "True",
-            "reason": "Active",
-            "message": "greenplace answers this check (controllerName greenplace.dev/placement)",
+            "status": "True" if problem is None else "False",
+            "reason": "Active" if problem is None else "UnknownParameters",
+            "message": problem
+            or "greenplace answers this check (controllerName greenplace.dev/placement)",
             "lastTransitionTime": timestamps.rfc3339(at),
         }
         try:
@@ -403,9 +456,11 @@ async def _activate_checks(
                 "AdmissionCheck", None, name, {"conditions": [condition]}
             )
         except (kube.WriteError, client.ApiException) as error:
-            logger.warning("AdmissionCheck %s: could not mark it Active: %s", name, error)
+            logger.warning(
+                "AdmissionCheck %s: could not write its Active condition: %s", name, error
+            )
             continue
-        state.activated.add(name)
+        state.activated[name] = problem
 
 
 async def _refused(

@@ -1,7 +1,7 @@
 """Kueue's objects in greenplace's terms: flavors as sets of pools, a verdict as a check state.
 
-Why this module exists: greenplace is to plug into Kueue as an AdmissionCheck controller
-(``controllerName: greenplace.dev/placement``; not wired into the operator yet, see
+Why this module exists: greenplace plugs into Kueue as an AdmissionCheck controller
+(``controllerName: greenplace.dev/placement``, ``greenplace operate --kueue``, see
 docs/kueue.md). Kueue reserves quota in a ResourceFlavor, then
 waits for the check; greenplace plans the Workload over the pools that lie inside that flavor and
 answers Ready (with the chosen pool's node selector for every pod set), Retry (with when to try
@@ -14,6 +14,13 @@ of them to the same value): every node of the pool then carries the flavor's lab
 with no labels holds every pool. A pool in no flavor, or in several, is reported on its status
 (``flavor_problems``): Kueue could admit a Workload into a flavor whose nodes greenplace does not
 know as one pool, or count one pool's GPUs under two quotas.
+
+Kueue reserves a ClusterQueue's flavors in their listed order and takes the first with quota
+left, so a Workload whose only compliant pools lie in a later flavor is answered Retry (naming
+that flavor), not Rejected: Kueue reserves that flavor once the earlier ones are full
+(``verdict``'s ``other_flavors``). An AdmissionCheck with ``spec.parameters`` is not one
+greenplace can honour (it reads none): it is marked ``Active=False`` (``check_problem``), so
+Kueue admits nothing through it until they are removed.
 """
 
 from __future__ import annotations
@@ -33,13 +40,17 @@ __all__ = [
     "CONTROLLER_NAME",
     "FIELD_MANAGER",
     "KINDS",
+    "AdmissionCheck",
     "CheckVerdict",
     "Flavors",
     "KueueWorkload",
     "PodSet",
+    "check_problem",
     "check_state",
     "flavor_problems",
+    "involved",
     "parse_workload",
+    "ruled_out",
     "verdict",
 ]
 
@@ -61,6 +72,7 @@ KINDS = {
 MAX_MESSAGE = 4096
 
 State = Literal["Ready", "Retry", "Rejected"]
+MAX_REQUEUE_SECONDS = 2**31 - 1  # requeueAfterSeconds is an int32 in Kueue's API
 # Kueue bounds a Workload to 8 pod sets; each pod set's count is what greenplace plans.
 MAX_POD_SET_COUNT = 10_000
 
@@ -89,6 +101,8 @@ class KueueWorkload:
     flavors: frozenset[str]
     # The state of every admission check on it, by check name.
     checks: Mapping[str, Mapping[str, Any]]
+    # Its controlling owner (the Job) as an Event's involvedObject, None when it has none.
+    owner: Mapping[str, Any] | None = None
 
     @property
     def key(self) -> str:
@@ -152,6 +166,66 @@ def parse_workload(body: Mapping[str, Any]) -> KueueWorkload | str:
         cluster_queue=admission.get("clusterQueue") or None,
         flavors=flavors,
         checks={str(c["name"]): c for c in status.get("admissionChecks") or [] if c.get("name")},
+        owner=_controller(meta),
+    )
+
+
+def _controller(meta: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The controlling owner reference, as an Event's involved object (a Job's body)."""
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("controller") and owner.get("name") and owner.get("uid"):
+            return {
+                "apiVersion": str(owner.get("apiVersion", "")),
+                "kind": str(owner.get("kind", "")),
+                "metadata": {
+                    "namespace": str(meta.get("namespace", "")),
+                    "name": str(owner["name"]),
+                    "uid": str(owner["uid"]),
+                },
+            }
+    return None
+
+
+def involved(workload: KueueWorkload) -> list[dict[str, Any]]:
+    """The objects an Event about ``workload`` goes on: the Workload, and its Job."""
+    own = {
+        "apiVersion": API_VERSION,
+        "kind": "Workload",
+        "metadata": {"namespace": workload.namespace, "name": workload.name, "uid": workload.uid},
+    }
+    return [own, *([dict(workload.owner)] if workload.owner else [])]
+
+
+@dataclasses.dataclass(frozen=True)
+class AdmissionCheck:
+    """An AdmissionCheck as the cache keeps it: who answers it, and why greenplace cannot."""
+
+    controller: str
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> AdmissionCheck:
+        spec = body.get("spec") or {}
+        return cls(str(spec.get("controllerName", "")), check_problem(body))
+
+
+def check_problem(body: Mapping[str, Any]) -> str | None:
+    """Why greenplace cannot answer the AdmissionCheck ``body`` as written, or None.
+
+    greenplace reads no parameters object: a check that names one would be accepted and its
+    parameters ignored, so it is refused instead (its ``Active`` condition says so).
+    """
+    parameters = (body.get("spec") or {}).get("parameters")
+    if not parameters:
+        return None
+    named = (
+        "/".join(str(parameters.get(k, "")) for k in ("apiGroup", "kind", "name"))
+        if isinstance(parameters, dict)
+        else str(parameters)[:100]
+    )
+    return (
+        f"spec.parameters ({named}) is set, but greenplace reads no parameters: its rules come "
+        "from each namespace's PlacementPolicies and Budgets. Fix: remove spec.parameters"
     )
 
 
@@ -183,27 +257,30 @@ class Flavors:
         return frozenset().union(*(self.pools_of.get(f, frozenset()) for f in flavors))
 
 
-def flavor_problems(flavors: Flavors, pools: Iterable[str]) -> dict[str, str]:
-    """Pools that lie in no flavor or in several, with the sentence their status shows.
+def flavor_problems(flavors: Flavors, pools: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Pools that lie in no flavor or in several, with the reason and the sentence their status
+    shows (condition ``KueueFlavor``).
 
     Nothing is reported while no ResourceFlavor exists: a cluster without Kueue has no flavors.
     """
     if not flavors.pools_of:
         return {}
-    problems: dict[str, str] = {}
+    problems: dict[str, tuple[str, str]] = {}
     for pool in sorted(pools):
         inside = sorted(f for f, members in flavors.pools_of.items() if pool in members)
         if not inside:
             problems[pool] = (
+                "NoFlavor",
                 "lies in no Kueue ResourceFlavor: no flavor's nodeLabels are all set by this "
                 "pool's nodeSelector, so Kueue Workloads are never placed here; fix: add the "
-                "flavor's labels to spec.nodeSelector, or a ResourceFlavor for this pool"
+                "flavor's labels to spec.nodeSelector, or a ResourceFlavor for this pool",
             )
         elif len(inside) > 1:
             problems[pool] = (
+                "SeveralFlavors",
                 f"lies in {len(inside)} Kueue ResourceFlavors ({', '.join(inside)}): its GPUs "
                 "count under each flavor's quota; fix: give each flavor a label that only its "
-                "own pools set"
+                "own pools set",
             )
     return problems
 
@@ -240,7 +317,10 @@ PERMANENT = frozenset({
     model.Reason.GANG_TOO_LARGE, model.Reason.POD_TOO_LARGE_FOR_NODE,
     model.Reason.NODE_CONSTRAINTS_NOT_MET,
 })  # fmt: skip
-# A held Workload (no room, above a ceiling) is tried again this long after Kueue releases it.
+# A held Workload (no room, above a ceiling, another flavor) is tried again this long after.
+# Kueue v0.17 keeps a Retry Workload's quota reserved until lastTransitionTime +
+# requeueAfterSeconds, then evicts it and at once reserves again (observed on the real Kueue; its
+# API comment says the quota is released meanwhile): see docs/kueue.md, "Retry holds the quota".
 HELD_RETRY_SECONDS = 60
 
 
@@ -250,15 +330,17 @@ def verdict(
     node_selector: Mapping[str, str],
     annotations: Mapping[str, str],
     now: datetime.datetime,
-    other_flavors: bool,
+    other_flavors: Iterable[str] = (),
 ) -> CheckVerdict:
     """The check's answer for the planner's ``decision`` on a Workload.
 
-    ``node_selector``: the chosen pool's (Placed); ``other_flavors``: whether the Workload's
-    ClusterQueue has flavors Kueue did not assign this time, whose pools might take it.
-    Placed is Ready; Deferred is Retry until its ``not_before``; Refused is Rejected; Held is
-    Rejected only when every pool it could use is ruled out for good (``PERMANENT``) and no
-    other flavor is left, else Retry, so Kueue frees the quota while it waits.
+    ``node_selector``: the chosen pool's (Placed); ``other_flavors``: flavors of the Workload's
+    ClusterQueue that Kueue did not assign this time and whose pools are not ruled out for it.
+    Placed is Ready; Deferred is Retry until its ``not_before``; a Workload this flavor's pools
+    can never take (``ruled_out``: sovereignty, too large) is Rejected when no other flavor is
+    left, else Retry saying which flavor would do; other refusals (a budget under Reject) are
+    Rejected; anything else held (no room, above a ceiling) is Retry, so Kueue frees the quota
+    while it waits.
     """
     reason, message = decision.reason.value, decision.message
     if decision.outcome == model.Outcome.PLACED:
@@ -266,12 +348,29 @@ def verdict(
     if decision.outcome == model.Outcome.DEFERRED and decision.not_before is not None:
         wait = math.ceil((decision.not_before - now).total_seconds())
         return CheckVerdict("Retry", reason, message, requeue_after_seconds=wait)
-    if decision.outcome == model.Outcome.REFUSED:
-        return CheckVerdict("Rejected", reason, message)
-    ruled_out = [r for r, _ in decision.rejected_by_reason]
-    if ruled_out and set(ruled_out) <= PERMANENT and not other_flavors:
+    if ruled_out(decision):
+        others = sorted(other_flavors)
+        if not others:
+            return CheckVerdict("Rejected", reason, message)
+        message = (
+            f"{message}. Not in this flavor, but pools of flavor {', '.join(others)} may take it: "
+            "Kueue reserves a ClusterQueue's flavors in their listed order, so it is tried "
+            "again and admitted once Kueue reserves that flavor (when the flavors listed "
+            "before it have no quota left, or once it is listed first)"
+        )
+    elif decision.outcome == model.Outcome.REFUSED:
         return CheckVerdict("Rejected", reason, message)
     return CheckVerdict("Retry", reason, message, requeue_after_seconds=HELD_RETRY_SECONDS)
+
+
+def ruled_out(decision: model.Decision) -> bool:
+    """Whether ``decision`` keeps its workload out of every pool it weighed for good: held with
+    each pool ruled out (``PERMANENT``), or refused as larger than any of them. No later round
+    of the same pools can place it; pools of another flavor might."""
+    if decision.outcome == model.Outcome.REFUSED:
+        return decision.reason == model.Reason.GANG_TOO_LARGE
+    reasons = {r for r, _ in decision.rejected_by_reason}
+    return decision.outcome == model.Outcome.HELD and bool(reasons) and reasons <= PERMANENT
 
 
 def check_state(
@@ -299,7 +398,10 @@ def check_state(
             for name in pod_sets
         ]
     if verdict.requeue_after_seconds is not None:
-        state["requeueAfterSeconds"] = max(1, verdict.requeue_after_seconds)
+        # Kueue's field is an int32, counted from lastTransitionTime (this answer's time).
+        state["requeueAfterSeconds"] = min(
+            MAX_REQUEUE_SECONDS, max(1, verdict.requeue_after_seconds)
+        )
     return state
 
 

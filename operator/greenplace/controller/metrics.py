@@ -23,6 +23,8 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_pod_warnings_total{reason}``: values on pods greenplace ignored or replaced, counted
   each cycle they are seen (``InvalidAnnotation``, ``UntrustedRecord``, ``ReleasedUnbound``).
 - ``greenplace_isolated_workloads_total``: workloads held because planning them raised.
+- ``greenplace_kueue_answers_total{state,reason}``: answers written to greenplace's Kueue
+  AdmissionCheck, by check state (``Ready``, ``Retry``, ``Rejected``) and reason code.
 - ``greenplace_budget_spent_ratio{namespace,budget}``: spent / limit of each Budget this period,
   the highest over its limits (what ``alertThresholds`` compare with); 1 is exhausted.
 - ``greenplace_budget_alerts_total{namespace,budget,threshold}``: alert thresholds announced
@@ -107,6 +109,12 @@ class PlacementMetrics:
             "Workloads held because planning them raised (the others were planned).",
             registry=registry,
         )
+        self.kueue_answers = prometheus_client.Counter(
+            "greenplace_kueue_answers",
+            "Answers written to greenplace's Kueue AdmissionCheck, by state and reason code.",
+            ["state", "reason"],
+            registry=registry,
+        )
         self.budget_ratio = prometheus_client.Gauge(
             "greenplace_budget_spent_ratio",
             "Spent / limit of each Budget this period, the highest over its limits.",
@@ -137,6 +145,8 @@ class PlacementMetrics:
         self.isolated.inc(report.isolated)
         for reason, count in report.placed_by_reason.items():
             self.placements.labels(reason).inc(count)
+        for (state, reason), count in report.kueue_answers.items():
+            self.kueue_answers.labels(state, reason).inc(count)
         if report.budget_alerts is not None:
             self._observe_budgets(report.budget_alerts)
         if report.plan is None:

@@ -82,15 +82,18 @@ class Gathered:
     )
     # Kueue (``controller.kueue``), empty unless the operator answers its AdmissionChecks.
     kueue_workloads: tuple[cache_.CachedKueueWorkload, ...] = ()
-    admission_checks: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    admission_checks: Mapping[str, kueue.AdmissionCheck] = dataclasses.field(default_factory=dict)
     flavors: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     queue_flavors: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
     @property
     def our_checks(self) -> frozenset[str]:
-        """The AdmissionChecks greenplace answers (controllerName greenplace.dev/placement)."""
+        """The AdmissionChecks greenplace answers (controllerName greenplace.dev/placement),
+        less those it cannot honour (``kueue.check_problem``: marked Active=False instead)."""
         return frozenset(
-            name for name, owner in self.admission_checks.items() if owner == kueue.CONTROLLER_NAME
+            name
+            for name, check in self.admission_checks.items()
+            if check.controller == kueue.CONTROLLER_NAME and check.problem is None
         )
 
 
@@ -123,6 +126,8 @@ class Warning:
     pod: cache_.CachedPod
     reason: str  # stable: InvalidAnnotation, InvalidLabel, UntrustedRecord, ReleasedUnbound
     message: str
+    # Set when ``pod`` is a Kueue pod set's template: the Event goes on the Workload and Job.
+    workload: cache_.CachedKueueWorkload | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +143,9 @@ class Built:
     # Kueue Workloads waiting for one of our checks, by workload key (planned like gangs;
     # the cycle answers their check instead of patching pods).
     kueue: dict[str, cache_.CachedKueueWorkload] = dataclasses.field(default_factory=dict)
+    # Per Kueue workload key: the pools its pods' own constraints admit (None: every pool),
+    # before the flavor narrows them (the cycle asks what another flavor would do).
+    kueue_fits: dict[str, frozenset[str] | None] = dataclasses.field(default_factory=dict)
 
 
 FALLBACK_SOURCE = "spec.carbonIntensity.fallbackGramsPerKwh"
@@ -173,6 +181,7 @@ def build(
                 released_to_pool[pod.placed_pool] += pod.gpus
             else:
                 warnings.append(Warning(pod, "ReleasedUnbound", _unbound(pod)))
+    released_to_pool.update(_kueue_reserved(gathered, now))
 
     pools = []
     carbon_sources: dict[str, str | None] = {}
@@ -204,6 +213,11 @@ def build(
     workloads = tuple(_workload(key, pods, fitting) for key, pods in members.items())
     waiting = _kueue_waiting(gathered)
     workloads += tuple(_kueue_workload(entry, fitting, gathered) for entry in waiting.values())
+    for entry in waiting.values():
+        # One member per pod set (``uid/pod set/index``): its pods share one template.
+        for head in {m.uid.rsplit("/", 1)[0]: m for m in entry.members}.values():
+            unread = convert.timing(head.annotations).problems
+            warnings.extend(Warning(head, "InvalidAnnotation", p, entry) for p in unread)
     for pods in (*members.values(), *incomplete.values()):
         for pod in pods:
             problems = [*convert.timing(pod.annotations).problems, _gang_size_problem(pod)]
@@ -226,6 +240,7 @@ def build(
         spent=spent,
         warnings=tuple(warnings),
         kueue=waiting,
+        kueue_fits={key: fitting.of(entry.members) for key, entry in waiting.items()},
     )
 
 
@@ -375,6 +390,36 @@ def _kueue_waiting(gathered: Gathered) -> dict[str, cache_.CachedKueueWorkload]:
         for entry in sorted(gathered.kueue_workloads, key=lambda e: e.workload.key)
         if entry.members and entry.workload.pending(ours)
     }
+
+
+def _kueue_reserved(gathered: Gathered, now: datetime.datetime) -> collections.Counter[str]:
+    """GPUs of Kueue Workloads our check made Ready whose pods are not all bound yet, by pool:
+    held like released pods (``RELEASE_RESERVATION``), so the next Workload is not placed
+    into the same free GPUs. A pod arrived once it is bound or done; pods of a Workload carry
+    its signed record, which is how they are told apart."""
+    ours = gathered.our_checks
+    arrived: collections.Counter[tuple[str, str]] = collections.Counter()
+    for pod in gathered.pods:
+        text = pod.annotations.get(kueue.RECORD_ANNOTATION)
+        if isinstance(text, str) and (pod.node_name or pod.terminal):
+            arrived[pod.namespace, text] += pod.gpus
+    reserved: collections.Counter[str] = collections.Counter()
+    for entry in gathered.kueue_workloads:
+        record, workload = entry.carrier.record if entry.carrier else None, entry.workload
+        ready = [workload.checks[c] for c in sorted(ours) if c in workload.checks]
+        if record is None or not ready or ready[0].get("state") != "Ready":
+            continue
+        at = timestamps.parse_rfc3339(record.get("at"))
+        pool = record.get("pool")
+        if at is None or now - at >= RELEASE_RESERVATION or not isinstance(pool, str):
+            continue
+        texts = {
+            (update.get("annotations") or {}).get(kueue.RECORD_ANNOTATION)
+            for update in ready[0].get("podSetUpdates") or []
+        }
+        came = sum(arrived[workload.namespace, t] for t in texts if isinstance(t, str))
+        reserved[pool] += max(0, sum(m.gpus for m in entry.members) - came)
+    return reserved
 
 
 def _kueue_workload(

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from kubernetes import client
 
 from greenplace.api import models
-from greenplace.controller import budgets, kube, snapshot
+from greenplace.controller import budgets, kube, kueue, snapshot
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import rules
@@ -100,6 +100,7 @@ class StatusRecorder:
         """Write every status that changed; return each Budget's alert state."""
         carbon_sources = built.carbon_sources
         by_name = {p.name: p for p in snap.pools}
+        flavored = _flavor_conditions(gathered)
         for cached in gathered.pools:
             pool = by_name[cached.name]
             nodes = len(snapshot.pool_nodes(cached, gathered.nodes))
@@ -127,7 +128,8 @@ class StatusRecorder:
                         f"{nodes} nodes, {pool.gpus_free}/{pool.gpus_total} GPUs free"
                         if ready
                         else "no schedulable node matches spec.nodeSelector",
-                    )
+                    ),
+                    *flavored.get(cached.name, ()),
                 ],
             )
         by_policy = pods_by_policy(gathered, snap, plan, built)
@@ -315,6 +317,26 @@ def _stable(body: Any) -> Any:
     if isinstance(body, list):
         return [_stable(v) for v in body]
     return body
+
+
+def _flavor_conditions(gathered: snapshot.Gathered) -> dict[str, tuple[Condition]]:
+    """Per pool, its ``KueueFlavor`` condition: whether it lies in exactly one Kueue
+    ResourceFlavor (``kueue.flavor_problems``); none while the cluster has no flavors."""
+    if not gathered.flavors:
+        return {}
+    selectors = {p.name: p.spec.node_selector for p in gathered.pools}
+    flavors = kueue.Flavors.of(gathered.flavors, selectors)
+    problems = kueue.flavor_problems(flavors, selectors)
+    conditions: dict[str, tuple[Condition]] = {}
+    for pool in selectors:
+        if pool in problems:
+            conditions[pool] = (("KueueFlavor", False, *problems[pool]),)
+        else:
+            (flavor,) = (f for f, members in flavors.pools_of.items() if pool in members)
+            conditions[pool] = (
+                ("KueueFlavor", True, "OneFlavor", f"lies in Kueue flavor {flavor}"),
+            )
+    return conditions
 
 
 def _policy_ready(spec: models.PlacementPolicySpec, pods: PolicyPods) -> Condition:

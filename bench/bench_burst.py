@@ -32,31 +32,13 @@ import tempfile
 import time
 from typing import Any
 
-from bench import harness
-from devcluster import build, cluster, fleet
+from bench import harness, kube
+from devcluster import cluster, fleet
 
 NAME = "bench_burst"
 BURST = int(os.environ.get("GREENPLACE_BENCH_BURST", "2000"))
-POOLS, GPUS_PER_NODE = 10, 8
-NODES_PER_POOL = math.ceil(BURST * 1.04 / (POOLS * GPUS_PER_NODE))
-
-
-def _pools() -> list[fleet.FleetPool]:
-    pools = []
-    for i in range(POOLS):
-        country = "FR" if i % 2 == 0 else "DE"
-        name = f"burst-{country.lower()}-{i}"
-        spec = {
-            "nodeSelector": {"greenplace.dev/pool": name},
-            "location": {"provider": "bench", "region": f"r{i}", "country": country,
-                         "gridZone": country},
-            "gpu": {"model": "H100", "tdpWatts": 700, "idleWatts": 80},
-            "price": {"currency": "EUR", "onDemandPerGpuHour": 2.0 + i / 10},
-            "pue": 1.2,
-            "carbonIntensity": {"fallbackGramsPerKwh": 50 + 30 * i},
-        }  # fmt: skip
-        pools.append(fleet.FleetPool(name, NODES_PER_POOL, GPUS_PER_NODE, spec))
-    return pools
+POOLS = 10
+NODES_PER_POOL = math.ceil(BURST * 1.04 / (POOLS * kube.GPUS_PER_NODE))
 
 
 def _pods(namespace: str) -> str:
@@ -70,34 +52,21 @@ def _pods(namespace: str) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
 
 
-class _Kubectl:
-    def __init__(self, kubeconfig: str) -> None:
-        self.base = [str(build.ensure_built(log=False)["kubectl"]), f"--kubeconfig={kubeconfig}"]
-
-    def __call__(self, *args: str, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [*self.base, *args], input=stdin, capture_output=True, text=True, check=False
-        )
-        if result.returncode != 0:
-            raise SystemExit(f"kubectl {' '.join(args[:3])} failed: {result.stderr[-2000:]}")
-        return result.stdout
-
-
-def _policy(kubectl: _Kubectl, namespace: str) -> None:
+def _policy(kubectl: kube.Kubectl, namespace: str) -> None:
     kubectl("apply", "-f", "-", stdin=json.dumps({
         "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
         "metadata": {"name": "eu", "namespace": namespace},
         "spec": {"sovereignty": {"allowedCountries": ["FR", "DE"]}}}))  # fmt: skip
 
 
-def _namespace(kubectl: _Kubectl, namespace: str, governed: bool) -> None:
+def _namespace(kubectl: kube.Kubectl, namespace: str, governed: bool) -> None:
     labels = {"greenplace.dev/governed": "true"} if governed else {}
     kubectl("apply", "-f", "-", stdin=json.dumps(
         {"apiVersion": "v1", "kind": "Namespace",
          "metadata": {"name": namespace, "labels": labels}}))  # fmt: skip
 
 
-def _burst(kubectl: _Kubectl, namespace: str, governed: bool) -> dict[str, Any]:
+def _burst(kubectl: kube.Kubectl, namespace: str, governed: bool) -> dict[str, Any]:
     _namespace(kubectl, namespace, governed)
     if governed:
         _policy(kubectl, namespace)
@@ -113,7 +82,7 @@ def _burst(kubectl: _Kubectl, namespace: str, governed: bool) -> dict[str, Any]:
     }
 
 
-def _backlog(kubectl: _Kubectl, namespace: str) -> dict[str, Any]:
+def _backlog(kubectl: kube.Kubectl, namespace: str) -> dict[str, Any]:
     """BURST pods gated and held (no policy yet); then the policy: time to bind them all."""
     _namespace(kubectl, namespace, governed=True)
     kubectl("apply", "-f", "-", stdin=_pods(namespace))
@@ -127,7 +96,7 @@ def _backlog(kubectl: _Kubectl, namespace: str) -> dict[str, Any]:
     }
 
 
-def _until_bound(kubectl: _Kubectl, namespace: str, started: float) -> float:
+def _until_bound(kubectl: kube.Kubectl, namespace: str, started: float) -> float:
     """Seconds from ``started`` until no pod of ``namespace`` is without a node."""
     unbound = BURST
     while unbound:
@@ -144,12 +113,13 @@ def _until_bound(kubectl: _Kubectl, namespace: str, started: float) -> float:
 def main() -> None:
     with cluster.cluster_from_env() as running:
         kubeconfig = str(running.kubeconfig)
-        kubectl = _Kubectl(kubeconfig)
+        kubectl = kube.Kubectl(kubeconfig)
         kubectl("apply", "--server-side", "-f", str(harness.BENCH_DIR.parent / "crds"))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         from kubernetes import config  # noqa: PLC0415 - only once the cluster is up
 
-        fleet.apply_fleet(config.new_client_from_config(kubeconfig), _pools())
+        pools = kube.gpu_pools("burst", POOLS, NODES_PER_POOL)
+        fleet.apply_fleet(config.new_client_from_config(kubeconfig), pools)
         baseline = _burst(kubectl, "burst-plain", governed=False)
         print(f"kube-scheduler alone: {BURST} pods bound in {baseline['all_bound_seconds']} s "
               f"({baseline['pods_per_second']} pods/s)")  # fmt: skip
@@ -188,7 +158,7 @@ def main() -> None:
     )
     harness.finish(
         NAME,
-        {"burst": BURST, "gpus": POOLS * NODES_PER_POOL * GPUS_PER_NODE, "baseline": baseline,
+        {"burst": BURST, "gpus": POOLS * NODES_PER_POOL * kube.GPUS_PER_NODE, "baseline": baseline,
          "governed": governed, "backlog": backlog, "operator_log": str(log)},
         {"governed_pods_per_second": governed["pods_per_second"],
          "ratio_to_kube_scheduler_alone": round(ratio, 3),

@@ -73,11 +73,7 @@ BEING_WIRED = frozenset(
 )
 # Fields this test found accepted and ignored, with what ignores them; the fix is to wire or
 # remove each. Strict xfails: visible in every run, failing once wired without an entry.
-FOUND_IGNORED = {
-    "GpuPool.spec.gpu.idleWatts": "controller.reports.Reporter._one builds every pool's power "
-    "model with idle 0 W (serving.PowerModel(p.gpu_watts, 0.0)) and domain.model.Pool has no "
-    "idle field; only sim.loading copies it, into SimPool.idle_watts, which nothing reads",
-}
+FOUND_IGNORED: dict[str, str] = {}
 
 
 # ---------------------------------------------------------------- walking the models
@@ -266,6 +262,11 @@ USES: dict[str, Use] = {
         f"{P} -> Pool.gpu_watts: energy, carbon and kWh projections (engine.objective), the "
         "EnergyReport's modelled power",
         other=400,
+    ),
+    "GpuPool.spec.gpu.idleWatts": Use(
+        f"{P} -> Pool.gpu_idle_watts: the EnergyReport's modelled power (tdp x utilisation + "
+        "idle x (1 - utilisation)) when DCGM and Kepler give no energy",
+        other=0,
     ),
     "GpuPool.spec.price.currency": Use(
         f"{P} -> Pool.currency: a Budget with a money limit refuses pools in another currency",
@@ -684,6 +685,53 @@ def test_the_walk_reaches_nested_objects_and_list_items() -> None:
     assert "PlacementPolicy.spec.sovereignty.requiredCertifications[].minLevel" in SPEC_FIELDS
     assert "GpuPool.spec.certifications[].expires" in SPEC_FIELDS
     assert "PlacementPolicy.spec.sovereignty" not in SPEC_FIELDS  # objects are walked into
+
+
+def test_idle_watts_reach_the_energy_reports_modelled_power() -> None:
+    """A GpuPool's idleWatts, converted as the operator converts it, changes the Wh an
+    EnergyReport models from GPU utilisation (the only energy signal here): 50 % busy for 2 h."""
+    labels = {"pool": "p", "Hostname": "n1", "gpu": "0", "namespace": "team-a", "pod": "a"}
+    history = {
+        "DCGM_FI_DEV_GPU_UTIL": [promfake.S(labels, 50.0)],
+        "vllm:request_success_total": [promfake.served("team-a", "a", "llama", 10)],
+        "vllm:generation_tokens_total": [promfake.served("team-a", "a", "llama", 10)],
+    }
+
+    def modelled_wh(idle_watts: float) -> float:
+        spec = _varied(POOL, ("gpu", "idleWatts"), idle_watts)
+        pool = convert.pool_to_domain(
+            "p", models.GpuPoolSpec.model_validate(spec), gpus_total=8, gpus_free=8
+        )
+        prom = promfake.FakeProm(history)
+
+        class Querier:
+            def __init__(self, url: str, *, policy: object = None) -> None:
+                self.vector = prom
+
+        writer = promfake.StatusWriter()
+        reporter = reports.Reporter(
+            status.StatusRecorder(writer, clock=lambda: NOW),  # type: ignore[arg-type]
+            telemetry.AccountingMetrics(prometheus_client.CollectorRegistry()),
+            None,
+            querier=Querier,  # type: ignore[arg-type]
+            allow_hosts=["prom"],
+            allow_insecure_http=True,
+        )
+        cache = cache_.Cache()
+        cache.put_report(
+            {"metadata": {"namespace": "team-a", "name": "r", "generation": 1}, "spec": REPORT}
+        )
+        asyncio.run(reporter.run(cache, NOW, pools=(pool,)))
+        (written,) = writer.status.values()
+        assert written["energySource"] == "Modelled"
+        (row,) = written["rows"]
+        return float(row["gpuWh"])
+
+    assert modelled_wh(0) == 700.0  # 700 W x 0.5 x 2 h
+    assert modelled_wh(80) == 780.0  # + 80 W x 0.5 x 2 h
+    # Above the board power it is refused (the CEL rule's twin), not passed to the model.
+    with pytest.raises(pydantic.ValidationError, match=r"idleWatts 701 exceeds gpu\.tdpWatts 700"):
+        models.GpuPoolSpec.model_validate(_varied(POOL, ("gpu", "idleWatts"), 701))
 
 
 def _cases() -> list[Any]:

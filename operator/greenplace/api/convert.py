@@ -88,6 +88,7 @@ def pool_to_domain(
         ),
         spot_price_per_gpu_hour=spec.price.spot_per_gpu_hour,
         gpu_watts=spec.gpu.tdp_watts,
+        gpu_idle_watts=spec.gpu.idle_watts,
         embodied_gco2_per_gpu_hour=spec.embodied_grams_per_gpu_hour,
         gpus_per_node=gpus_per_node,
     )

@@ -198,6 +198,16 @@ class Gpu(Model):
         description="Board power when idle (W), 0 to 5000 and at most tdpWatts (same reason).",
     )
 
+    @pydantic.model_validator(mode="after")
+    def _idle_within_tdp(self) -> Gpu:
+        # The CEL rule's twin: a spec that escaped it would make the energy model raise.
+        if self.idle_watts > self.tdp_watts:
+            raise ValueError(
+                f"gpu.idleWatts {self.idle_watts:g} exceeds gpu.tdpWatts {self.tdp_watts:g}; "
+                "fix: set idleWatts to the board's idle draw, at most tdpWatts"
+            )
+        return self
+
 
 # A GPU-hour price cap that holds in any ISO 4217 currency, the weakest included (VND, IDR).
 MAX_PRICE_PER_GPU_HOUR = 1_000_000

@@ -148,7 +148,7 @@ class Reporter:
         pools = {p.name: p for p in planned}
         facts = [report.PoolFacts.from_pool(p) for p in pools.values()]
         carbon = {p.location.grid_zone: p.gco2_per_kwh for p in pools.values()}
-        power = {n: serving.PowerModel(p.gpu_watts, 0.0) for n, p in pools.items()}
+        power = {n: serving.PowerModel(p.gpu_watts, p.gpu_idle_watts) for n, p in pools.items()}
         end = spec.window_end or now
         try:
             window = convert.duration(spec.window)

@@ -222,6 +222,8 @@ class Pool:
     spot_price_per_gpu_hour: float | None = None
     # Average electrical draw of one busy GPU (board power), before PUE.
     gpu_watts: float = 700.0
+    # Draw of one idle GPU (W): the EnergyReport's modelled power at low utilisation.
+    gpu_idle_watts: float = 0.0
     # Manufacturing emissions of the hardware, amortised per GPU-hour of use.
     embodied_gco2_per_gpu_hour: float = 0.0
     # Largest number of GPUs one node offers (a pod cannot span nodes); None when unknown.

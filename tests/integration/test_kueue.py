@@ -344,8 +344,11 @@ def deactivated(kube: Kube, namespace: str, job_name: str) -> dict[str, Any]:
     """The Job's Workload once Kueue deactivated it because an admission check rejected it."""
 
     def inactive() -> dict[str, Any] | None:
+        # Kueue sets spec.active first, then the Evicted condition: wait for both.
         workload = workload_of(kube, namespace, job_name)
-        return workload if workload and workload["spec"].get("active") is False else None
+        evicted = kubeobjects.condition(workload or {}, "Evicted") or {}
+        done = workload and workload["spec"].get("active") is False and evicted
+        return workload if done else None
 
     workload: dict[str, Any] = wait_for(inactive, what="Kueue to deactivate the rejected Workload")
     evicted = kubeobjects.condition(workload, "Evicted") or {}

@@ -42,6 +42,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bench import harness, kube
@@ -114,6 +115,26 @@ def _job(namespace: str, arm: str, index: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _watch(
+    custom: Any, namespace: str, stopped: threading.Event, on_body: Callable[[dict[str, Any]], None]
+) -> None:
+    """Call ``on_body`` with each Workload of ``namespace`` the watch brings, until ``stopped``."""
+    from kubernetes import watch  # noqa: PLC0415 - once the cluster is up
+
+    version = ""
+    while not stopped.is_set():
+        stream = watch.Watch().stream(
+            custom.list_namespaced_custom_object, GROUP, VERSION, namespace, "workloads",
+            resource_version=version, timeout_seconds=30,
+        )  # fmt: skip
+        for event in stream:
+            body = event["object"]
+            version = body.get("metadata", {}).get("resourceVersion", version)
+            on_body(body)
+            if stopped.is_set():
+                break
+
+
 class _AdmittedWatch:
     """Notes, per Job name, when its Workload in ``namespace`` is first seen with quota
     reserved and first seen Admitted."""
@@ -130,20 +151,7 @@ class _AdmittedWatch:
         self.thread.start()
 
     def _run(self) -> None:
-        from kubernetes import watch  # noqa: PLC0415
-
-        version = ""
-        while not self.stopped.is_set():
-            stream = watch.Watch().stream(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                "workloads", resource_version=version, timeout_seconds=30,
-            )  # fmt: skip
-            for event in stream:
-                body = event["object"]
-                version = body.get("metadata", {}).get("resourceVersion", version)
-                self._note(body)
-                if self.stopped.is_set():
-                    break
+        _watch(self.custom, self.namespace, self.stopped, self._note)
 
     def _note(self, body: dict[str, Any]) -> None:
         seen = time.perf_counter()
@@ -194,27 +202,17 @@ class _InstantCheck:
         )  # fmt: skip
 
     def _run(self) -> None:
-        from kubernetes import watch  # noqa: PLC0415
+        _watch(self.custom, self.namespace, self.stopped, self._see)
 
-        version = ""
-        while not self.stopped.is_set():
-            stream = watch.Watch().stream(
-                self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
-                "workloads", resource_version=version, timeout_seconds=30,
-            )  # fmt: skip
-            for event in stream:
-                body = event["object"]
-                version = body.get("metadata", {}).get("resourceVersion", version)
-                name = body["metadata"]["name"]
-                states = (body.get("status") or {}).get("admissionChecks") or []
-                waiting = any(
-                    c.get("name") == INSTANT_CHECK and c.get("state") == "Pending" for c in states
-                )
-                if waiting and name not in self.answered:
-                    self.answered.add(name)
-                    self.pool.submit(self._answer, name)
-                if self.stopped.is_set():
-                    break
+    def _see(self, body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        states = (body.get("status") or {}).get("admissionChecks") or []
+        waiting = any(
+            c.get("name") == INSTANT_CHECK and c.get("state") == "Pending" for c in states
+        )
+        if waiting and name not in self.answered:
+            self.answered.add(name)
+            self.pool.submit(self._answer, name)
 
     def _answer(self, name: str) -> None:
         state = {"name": INSTANT_CHECK, "state": "Ready", "message": "bench: ready at once",

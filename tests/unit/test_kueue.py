@@ -155,6 +155,13 @@ def test_each_outcome_becomes_the_check_state_kueue_acts_on() -> None:
     assert (answer(no_room).state, answer(no_room).requeue_after_seconds) == (
         "Retry", kueue.HELD_RETRY_SECONDS)  # fmt: skip
     assert answer(no_room, other_flavors=("de",)).message == "why", "the flavor is not why"
+    # Held by a ceiling that yields at its latest start, 20 s away: tried again then.
+    yields = decision(
+        model.Outcome.HELD, model.Reason.NO_COMPLIANT_POOL,
+        not_before=now + datetime.timedelta(seconds=19.2),
+        rejected_by_reason=((model.Reason.CARBON_ABOVE_CEILING, 2),),
+    )  # fmt: skip
+    assert answer(yields).requeue_after_seconds == 20
     too_large = decision(model.Outcome.REFUSED, model.Reason.GANG_TOO_LARGE)
     assert answer(too_large).state == "Rejected"
     assert answer(too_large, other_flavors=("big",)).state == "Retry", "larger pools elsewhere"

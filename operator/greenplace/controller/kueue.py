@@ -339,8 +339,8 @@ def verdict(
     Placed is Ready; Deferred is Retry until its ``not_before``; a Workload this flavor's pools
     can never take (``ruled_out``: sovereignty, too large) is Rejected when no other flavor is
     left, else Retry saying which flavor would do; other refusals (a budget under Reject) are
-    Rejected; anything else held (no room, above a ceiling) is Retry, so Kueue frees the quota
-    while it waits.
+    Rejected; anything else held (no room, above a ceiling) is Retry after a minute, or at its
+    latest start when that comes sooner (a ceiling that yields then).
     """
     reason, message = decision.reason.value, decision.message
     if decision.outcome == model.Outcome.PLACED:
@@ -360,7 +360,10 @@ def verdict(
         )
     elif decision.outcome == model.Outcome.REFUSED:
         return CheckVerdict("Rejected", reason, message)
-    return CheckVerdict("Retry", reason, message, requeue_after_seconds=HELD_RETRY_SECONDS)
+    wait = HELD_RETRY_SECONDS
+    if decision.not_before is not None:  # held by a ceiling that yields at its latest start
+        wait = min(wait, math.ceil((decision.not_before - now).total_seconds()))
+    return CheckVerdict("Retry", reason, message, requeue_after_seconds=wait)
 
 
 def ruled_out(decision: model.Decision) -> bool:

@@ -278,3 +278,20 @@ def test_infinity_and_nan_are_refused_before_any_schema(kube: Kube, case: hostil
     resource = hostile.resource(case.kind, case.spec(hostile.PYTHON_SPECIALS))
     status, reply = _post(kube, case, resource, "application/json")
     assert status == 400 and "json parse error: invalid character" in reply, reply
+
+
+def test_a_pool_with_a_spot_price_is_refused(kube: Kube) -> None:
+    """spotPerGpuHour left the CRD (no live workload can be spot). kubectl validates strictly by
+    default (fieldValidation=Strict), so the API server refuses the unknown field by name; a
+    client that turns validation off gets the field pruned, as for any unknown field (no CRD
+    schema preserves unknown fields)."""
+    spot = {**GOOD_POOL["price"], "spotPerGpuHour": 1.0}
+    result = kube.apply(pool(price=spot))
+    assert result.returncode != 0, "a pool with a spot price was accepted"
+    assert 'unknown field "spec.price.spotPerGpuHour"' in result.stderr, result.stderr
+    result = kube.kubectl("apply", "--validate=false", "-f", "-", stdin=pool(price=spot))
+    assert result.returncode == 0, result.stderr
+    stored = kube.kubectl("get", "gpupool", "bad", "-o", "jsonpath={.spec.price}")
+    assert stored.returncode == 0 and "spot" not in stored.stdout, stored.stdout
+    assert "onDemandPerGpuHour" in stored.stdout, stored.stdout
+    assert kube.kubectl("delete", "gpupool", "bad").returncode == 0

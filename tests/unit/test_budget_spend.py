@@ -33,7 +33,7 @@ def pool_spec(fallback: float | None) -> dict[str, Any]:
         "nodeSelector": {"greenplace.dev/pool": "fr"},
         "location": {"provider": "p", "region": "r", "country": "FR", "gridZone": "FR"},
         "gpu": {"model": "H100", "tdpWatts": TDP_WATTS},
-        "price": {"currency": "EUR", "onDemandPerGpuHour": PRICE, "spotPerGpuHour": 1.0},
+        "price": {"currency": "EUR", "onDemandPerGpuHour": PRICE},
         "pue": PUE,
         "embodiedGramsPerGpuHour": EMBODIED,
     }

@@ -62,15 +62,10 @@ DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "crd-fields.md"
 NOW = providers.NOW
 ABSENT = object()  # as a probe's other value: the field left out (its default applies)
 
-# Fields other engineers are wiring right now (issue 12): the deferral fields of a policy
-# (coordinator) and the spot price (coordinator: used or removed); pod and Job time declarations
-# are annotations, not CRD fields. An entry here may lack a USES entry and may be missing from
-# the models. Must be empty when issue 12 is resolved.
-BEING_WIRED = frozenset(
-    {
-        "GpuPool.spec.price.spotPerGpuHour",
-    }
-)
+# Fields other engineers are wiring right now (issue 12; the spot price was removed from the
+# CRD, pod and Job time declarations are annotations, not CRD fields). An entry here may lack a
+# USES entry and may be missing from the models. Must be empty when issue 12 is resolved.
+BEING_WIRED: frozenset[str] = frozenset()
 # Fields this test found accepted and ignored, with what ignores them; the fix is to wire or
 # remove each. Strict xfails: visible in every run, failing once wired without an entry.
 FOUND_IGNORED: dict[str, str] = {}

@@ -86,7 +86,6 @@ def pool_to_domain(
             )
             for c in spec.certifications
         ),
-        spot_price_per_gpu_hour=spec.price.spot_per_gpu_hour,
         gpu_watts=spec.gpu.tdp_watts,
         gpu_idle_watts=spec.gpu.idle_watts,
         embodied_gco2_per_gpu_hour=spec.embodied_grams_per_gpu_hour,

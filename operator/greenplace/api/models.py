@@ -214,7 +214,11 @@ MAX_PRICE_PER_GPU_HOUR = 1_000_000
 
 
 class Price(Model):
-    """What one GPU-hour costs in this pool."""
+    """What one GPU-hour costs in this pool.
+
+    No spot price: a live workload cannot be spot (greenplace has no preemption contract, and a
+    pool's nodes are not sold as spot capacity), so such a field would be accepted and ignored.
+    """
 
     currency: str = pydantic.Field(
         pattern=r"^[A-Z]{3}$", max_length=3, description="ISO 4217 currency code, e.g. EUR."
@@ -224,12 +228,6 @@ class Price(Model):
         le=MAX_PRICE_PER_GPU_HOUR,
         description="On-demand price, 0 to 1000000: a GPU-hour at many times today's price "
         "even in the weakest currencies (VND, IDR); more is a typo.",
-    )
-    spot_per_gpu_hour: float | None = pydantic.Field(
-        None,
-        ge=0,
-        le=MAX_PRICE_PER_GPU_HOUR,
-        description="Spot price, 0 to 1000000 (same reason as onDemandPerGpuHour).",
     )
 
 

@@ -139,3 +139,42 @@ def test_liveness_reads_the_loop_age_and_the_watch_age() -> None:
             running.health()
 
     asyncio.run(scenario())
+
+
+def test_the_placement_loop_publishes_each_budgets_figures() -> None:
+    """The ``greenplace_budget_*`` gauges docs/energy.md and the dashboard advertise, read from
+    the registry the operator's /metrics serves: set each cycle from the figures the Budget's
+    status gets, one row per limit, and dropped with the Budget."""
+
+    def sample(name: str, unit: str) -> float | None:
+        labels = {"namespace": "ml", "budget": "b", "unit": unit}
+        return running.collectors.get_sample_value(f"greenplace_budget_{name}", labels)
+
+    async def scenario() -> None:
+        await until(lambda: sample("spent", "EUR") is not None, "the budget gauges")
+        assert sample("limit", "EUR") == 100.0
+        assert sample("spent", "EUR") == 2.0  # 1 GPU x the default 1 h x 2 EUR
+        assert sample("remaining", "EUR") == 98.0
+        assert sample("fraction_spent", "EUR") == 0.02
+        assert sample("forecast", "EUR") is not None
+        assert sample("spent", "kWh") == pytest.approx(0.7)  # 1 GPU-hour at 700 W
+        assert sample("limit", "kgCO2e") is None  # no such limit: no row
+        running.cache.remove("Budget", budget)
+        running.cache.changed.set()
+        await until(lambda: sample("limit", "EUR") is None, "the gone Budget's rows dropped")
+        await running.stop()
+
+    writer = fakes.RecordingWriter()
+    running = listed(writer)
+    budget = {
+        "metadata": {"namespace": "ml", "name": "b", "generation": 1},
+        "spec": {"period": "Month", "limits": {"money": 100, "kWh": 10}},
+    }
+    running.cache.put_budget(budget)
+    running.cache.put_policy(fakes.policy("any", namespace="ml", budgetRef={"name": "b"}))
+
+    async def start() -> None:
+        running.run(FakeLeader(), writer, status.StatusRecorder(writer), RecordingReporter(writer))
+        await scenario()
+
+    asyncio.run(start())

@@ -24,7 +24,7 @@ budgets: ``greenplace_budget_{limit,spent,forecast,remaining}{namespace,budget,u
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import prometheus_client
 
@@ -98,6 +98,7 @@ class AccountingMetrics:
                 ("fraction_spent", "fraction_spent", "Spent / limit."),
             )
         }
+        self._budget_rows: set[tuple[str, str, str]] = set()  # (namespace, budget, unit) set
 
     def publish(self, energy_report: report.EnergyReport, namespace: str, name: str) -> None:
         """Replace the rows of report ``namespace/name`` with those of ``energy_report``."""
@@ -142,3 +143,16 @@ class AccountingMetrics:
     ) -> None:
         for field, g in self.budget_gauges.items():
             g.labels(namespace, name, unit).set(getattr(figures, field))
+
+    def publish_budgets(
+        self, figures: Mapping[tuple[str, str], Mapping[str, budget.BudgetFigures]]
+    ) -> None:
+        """Set every Budget's figures per unit, and drop the rows of limits or Budgets gone."""
+        rows = {(ns, name, unit) for (ns, name), units in figures.items() for unit in units}
+        for labels in self._budget_rows - rows:
+            for g in self.budget_gauges.values():
+                g.remove(*labels)
+        self._budget_rows = rows
+        for (namespace, name), units in figures.items():
+            for unit, each in units.items():
+                self.publish_budget(namespace, name, unit, each)

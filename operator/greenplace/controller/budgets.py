@@ -209,6 +209,32 @@ def domain_budgets(
     )
 
 
+def _burns(
+    spec: models.BudgetSpec, spent: Spend, now: datetime.datetime
+) -> dict[str, tuple[float | None, burn.BudgetFigures]]:
+    """Per unit (``BudgetAmounts`` field): its limit (None: none set) and its linear burn this
+    period (against a limit of 1 when none is set: only the forecast then means anything)."""
+    start, end = convert.period_bounds(spec.period, now)
+    limits = spec.limits
+    return {
+        unit: (cap, burn.burn(value, cap or 1.0, start, end, now))
+        for unit, value, cap in (
+            ("money", spent.money, limits.money),
+            ("kg_co2e", spent.kg_co2e, limits.kg_co2e),
+            ("kwh", spent.kwh, limits.kwh),
+        )
+    }
+
+
+def figures(
+    spec: models.BudgetSpec, spent: Spend, now: datetime.datetime
+) -> dict[str, burn.BudgetFigures]:
+    """The figures of each limit set, unrounded, keyed by its unit (the Budget's currency,
+    kgCO2e or kWh): what the ``greenplace_budget_*`` gauges publish."""
+    units = {"money": spec.currency, "kg_co2e": "kgCO2e", "kwh": "kWh"}
+    return {units[u]: f for u, (cap, f) in _burns(spec, spent, now).items() if cap is not None}
+
+
 def status(
     cached: cache_.CachedBudget,
     spent: Spend,
@@ -219,19 +245,16 @@ def status(
     condition). Every unit is set, a limit the spec does not have as None: the body is a merge
     patch, so a limit removed from the spec loses its ``remaining`` figure."""
     start, end = convert.period_bounds(cached.spec.period, now)
-    limits = cached.spec.limits
     amounts = {"money": spent.money, "kg_co2e": spent.kg_co2e, "kwh": spent.kwh}
-    caps = {"money": limits.money, "kg_co2e": limits.kg_co2e, "kwh": limits.kwh}
     forecast: dict[str, float] = {}
     remaining: dict[str, float | None] = {}
     reached = []
-    for unit, value in amounts.items():
-        cap = caps[unit]
-        figures = burn.burn(value, cap or 1.0, start, end, now)
+    for unit, (cap, burned) in _burns(cached.spec, spent, now).items():
+        value = amounts[unit]
         # Three significant figures: the linear forecast drifts every second while spending
         # is flat; unrounded, it would rewrite the status every cycle.
-        forecast[unit] = float(f"{figures.forecast_at_end:.3g}")
-        remaining[unit] = None if cap is None else round(figures.remaining, 6)
+        forecast[unit] = float(f"{burned.forecast_at_end:.3g}")
+        remaining[unit] = None if cap is None else round(burned.remaining, 6)
         if cap is not None and value >= cap - 1e-9:
             wire = models.BudgetAmounts.model_fields[unit].alias or unit
             reached.append(f"{wire} {value:.2f} of {cap:g}")

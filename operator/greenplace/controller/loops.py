@@ -75,6 +75,8 @@ class Loops:
         self.cache = cache
         self.collectors = collectors
         self.placement_metrics = metrics.PlacementMetrics(collectors)
+        # One per registry: the reporter's report gauges and the Budgets' figures.
+        self.accounting_metrics = accounting_telemetry.AccountingMetrics(collectors)
         self.cycle_state = cycle.LoopState()  # the ledger and the Events already posted
         # Pools as the last cycle planned them (signal values applied): the EnergyReports'.
         self.planned_pools: tuple[model.Pool, ...] = ()
@@ -112,7 +114,7 @@ class Loops:
         )
         reporter = reports.Reporter(
             recorder,
-            accounting_telemetry.AccountingMetrics(self.collectors),
+            self.accounting_metrics,
             config.prometheus_url,
             own_namespace=config.namespace,
             allow_hosts=config.allow_signal_hosts,
@@ -254,6 +256,7 @@ class Loops:
                 self.planned_pools = report.pools
                 self.loop_turned_at = time.monotonic()
                 self.placement_metrics.observe(report)
+                self.accounting_metrics.publish_budgets(recorder.budget_figures)
                 sleep_s = report.seconds_until_next_wake(
                     config.resync_seconds, datetime.datetime.now(datetime.UTC)
                 )

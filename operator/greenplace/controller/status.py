@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from kubernetes import client
 
+from greenplace.accounting import budget as burn
 from greenplace.api import models
 from greenplace.controller import budgets, kube, kueue, snapshot
 from greenplace.controller import cache as cache_
@@ -58,6 +59,8 @@ class StatusRecorder:
         self._allowed: dict[tuple[str, str], tuple[list[str], dict[str, list[str]]]] = {}
         # Per object and condition type: its status and since when it has had it.
         self._since: dict[tuple[str, str | None, str, str], tuple[str, datetime.datetime]] = {}
+        # Per Budget, the figures of each limit as last recorded (the budget gauges').
+        self.budget_figures: dict[tuple[str, str], dict[str, burn.BudgetFigures]] = {}
 
     async def publish_allowed_pools(
         self, gathered: snapshot.Gathered, snap: model.Snapshot, now: datetime.datetime
@@ -202,12 +205,14 @@ class StatusRecorder:
         """Write each Budget's status; post one Warning Event per alert threshold newly
         reached, once the status recording it is written (``budgets.alerts``)."""
         found = {}
+        self.budget_figures = {}
         for cached in gathered.budgets:
             key = (cached.namespace, cached.name)
             account = None if ledger is None else ledger.account(key)
             spent = built.spent.get(key, budgets.Spend()) if account is None else account.spent
             through = None if account is None else account.charged_through
             figures, reached = budgets.status(cached, spent, now, through)
+            self.budget_figures[key] = budgets.figures(cached.spec, spent, now)
             exceeded: Condition = (
                 ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")
                 if reached

@@ -154,7 +154,7 @@ def test_waiver_says_so_and_still_explains_every_pool() -> None:
     decision = planner.plan(snapshot, b.T0, detail_for={workload.key}).decision(workload.key)
     assert decision is not None
     assert "carbon ceiling waived at the deadline" in decision.message
-    assert "latest start 2026-01-01T00:00+00:00 has come" in decision.message
+    assert "latest start 2026-01-01T00:00:00+00:00 has come" in decision.message
     assert "ceilingYieldsAtDeadline false" in decision.message
     assert dict(decision.rejected_by_reason) == {R.OUTRANKED: 1, R.COUNTRY_NOT_ALLOWED: 1}
     assert {r.pool for r in decision.alternatives} == {"de", "us"}

@@ -72,11 +72,10 @@ FULL: dict[str, dict[str, Any]] = {
         "zones": ["FR"],
         "fallbackOrder": ["static", "trace"],
         "sources": [
-            {"name": "static", "kind": "Static", "ttl": "1h", "timeout": "5s",
-             "static": {"values": {"FR": 56}}},
+            {"name": "static", "kind": "Static", "static": {"values": {"FR": 56}}},
             {"name": "trace", "kind": "Trace",
              "trace": {"files": {"FR": "/data/fr.csv"}, "shift": "52608h"}},
-            {"name": "prom", "kind": "Prometheus",
+            {"name": "prom", "kind": "Prometheus", "ttl": "1h", "timeout": "5s",
              "prometheus": {"url": "http://prom:9090", "query": "carbon"}},
             {"name": "emaps", "kind": "ElectricityMaps", "electricityMaps": {"url": "http://e"},
              "zoneMapping": {"FR": "FR"},
@@ -206,8 +205,8 @@ INTEGERS = {("EnergyReport", ("migSlicesTotal",))}
 # Every duration and time: (kind, path, below its range or None, above its range).
 DURATIONS: tuple[tuple[str, Path, str | None, str], ...] = (
     ("EnergyReport", ("window",), "30s", "8785h"),
-    ("SignalSource", ("sources", 0, "ttl"), "0s", "8784h1ms"),
-    ("SignalSource", ("sources", 0, "timeout"), "99ms", "61s"),
+    ("SignalSource", ("sources", 2, "ttl"), "0s", "8784h1ms"),
+    ("SignalSource", ("sources", 2, "timeout"), "99ms", "61s"),
     ("SignalSource", ("sources", 1, "trace", "shift"), None, "876001h"),
 )
 

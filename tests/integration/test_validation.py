@@ -295,3 +295,41 @@ def test_a_pool_with_a_spot_price_is_refused(kube: Kube) -> None:
     assert stored.returncode == 0 and "spot" not in stored.stdout, stored.stdout
     assert "onDemandPerGpuHour" in stored.stdout, stored.stdout
     assert kube.kubectl("delete", "gpupool", "bad").returncode == 0
+
+
+TRACE_FILES = {"files": {"FR": "/data/fr.csv"}}
+PROM = {"url": "http://prom:9090", "query": "carbon"}
+WATTTIME_REF = {"name": "wt", "namespace": "greenplace"}
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        pytest.param({**STATIC, "trace": TRACE_FILES}, "trace", id="static-with-trace"),
+        pytest.param(
+            {"name": "p", "kind": "Prometheus", "prometheus": PROM, "static": STATIC["static"]},
+            "static",
+            id="prometheus-with-static",
+        ),
+        pytest.param({**STATIC, "ttl": "1h"}, "ttl", id="static-with-ttl"),
+        pytest.param(
+            {"name": "t", "kind": "Trace", "trace": TRACE_FILES, "timeout": "1s"},
+            "timeout",
+            id="trace-with-timeout",
+        ),
+        pytest.param(
+            {"name": "w", "kind": "WattTime", "credentialsSecretRef": {**WATTTIME_REF, "key": "k"}},
+            "credentialsSecretRef",
+            id="watttime-with-key",
+        ),
+    ],
+)
+def test_a_source_entry_carries_only_what_its_kind_reads(
+    kube: Kube, entry: dict[str, Any], field: str
+) -> None:
+    """An entry's field its kind ignores is refused by the API server's CEL rules, at the field
+    and naming the fix (the models' twin is tests/unit/test_crd_fields.py)."""
+    result = kube.apply(custom("SignalSource", {"zones": ["FR"], "sources": [entry]}, False))
+    assert result.returncode != 0, f"accepted: {entry}"
+    assert f"spec.sources[0].{field}" in result.stderr, result.stderr
+    assert "remove" in result.stderr, result.stderr

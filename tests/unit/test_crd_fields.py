@@ -176,6 +176,7 @@ WATTTIME: dict[str, Any] = {
     "zoneMapping": {"FR": "FR-REGION"},
     "credentialsSecretRef": {"name": "wt", "namespace": "gp"},
 }
+WATTTIME_REF = WATTTIME["credentialsSecretRef"]
 OWN_NAMESPACE = "gp"  # the operator's namespace, where its Secrets are
 
 
@@ -355,9 +356,10 @@ USES: dict[str, Use] = {
         base=source(STATIC),
     ),
     "SignalSource.spec.sources[].kind": Use(
-        f"{F}: which client is built from which block",
-        other="Trace",
-        base=source({**STATIC, "ttl": "10h", "trace": TRACE["trace"]}),
+        f"{F}: which client is built (an entry carries only its kind's block, so the probe "
+        "switches between the two kinds whose block is optional: their vendors' own URLs)",
+        other="ElectricityMaps",
+        base=source({"name": "v", "kind": "WattTime", "credentialsSecretRef": WATTTIME_REF}),
     ),
     "SignalSource.spec.sources[].ttl": Use(
         f"{F} -> the source's ttl: older observations are stale (signals.chain)",
@@ -727,6 +729,28 @@ def test_idle_watts_reach_the_energy_reports_modelled_power() -> None:
     # Above the board power it is refused (the CEL rule's twin), not passed to the model.
     with pytest.raises(pydantic.ValidationError, match=r"idleWatts 701 exceeds gpu\.tdpWatts 700"):
         models.GpuPoolSpec.model_validate(_varied(POOL, ("gpu", "idleWatts"), 701))
+
+
+# Entries carrying a field their kind does not read (accepted and ignored before): the field
+# named in the refusal, and the entry.
+IGNORED_BY_KIND = {
+    "trace": {**STATIC, "trace": TRACE["trace"]},
+    "static": {**PROMETHEUS, "static": STATIC["static"]},
+    "ttl": {**STATIC, "ttl": "1h"},
+    "timeout": {**TRACE, "timeout": "1s"},
+    "credentialsSecretRef.key": {
+        **WATTTIME,
+        "credentialsSecretRef": {**WATTTIME_REF, "key": "token"},
+    },
+}
+
+
+@pytest.mark.parametrize("field", IGNORED_BY_KIND)
+def test_an_entry_may_carry_only_what_its_kind_reads(field: str) -> None:
+    """The Python twin of the entry's CEL rules (tests/integration/test_validation.py)."""
+    with pytest.raises(pydantic.ValidationError, match=rf"spec\.sources\[\]\.{field}\b"):
+        spec = _fill(source(IGNORED_BY_KIND[field]), {"PEER": "http://127.0.0.1:1"})
+        models.SignalSourceSpec.model_validate(spec)
 
 
 def _cases() -> list[Any]:

@@ -620,7 +620,7 @@ class SecretKeyRef(Model):
         None,
         max_length=253,
         description="Key of the token (Electricity Maps, default token); WattTime reads "
-        "username and password. At most 253 characters, the Secret key limit.",
+        "username and password, so refuses key. At most 253 characters, the Secret key limit.",
     )
 
 
@@ -703,6 +703,44 @@ _ENTRY_RULES: list[pydantic.JsonValue] = [  # type: ignore[assignment]
     )
 ]
 
+_NETWORK_KINDS = ("Prometheus", "ElectricityMaps", "WattTime")
+# Fields of an entry that only some kinds read (wire name -> those kinds): set on another kind,
+# it would be accepted and ignored. A static value is observed "now" (never stale, so no ttl);
+# static and trace sources make no network call (no timeout).
+_READ_ONLY_BY: dict[str, tuple[str, ...]] = {
+    **{block: (kind,) for kind, block in _SOURCE_KINDS.items()},
+    "ttl": ("Trace", *_NETWORK_KINDS),
+    "timeout": _NETWORK_KINDS,
+}
+
+
+def _only_for_message(field: str, kinds: tuple[str, ...]) -> str:
+    return (
+        f"spec.sources[].{field} is used only by a source of kind {' or '.join(kinds)}: "
+        "remove it, or set a kind that uses it"
+    )
+
+
+_WATTTIME_KEY_MESSAGE = (
+    "spec.sources[].credentialsSecretRef.key: WattTime reads the Secret keys username and "
+    "password; remove key"
+)
+_ENTRY_RULES += [
+    cel(
+        f"!has(self.{field}) || self.kind in [{', '.join(repr(k) for k in kinds)}]",
+        _only_for_message(field, kinds),
+        f".{field}",
+    )
+    for field, kinds in _READ_ONLY_BY.items()
+] + [
+    cel(
+        "self.kind != 'WattTime' || !has(self.credentialsSecretRef) || "
+        "!has(self.credentialsSecretRef.key)",
+        _WATTTIME_KEY_MESSAGE,
+        ".credentialsSecretRef",
+    )
+]
+
 
 class SignalSourceEntry(Model):
     """One link of the fallback chain."""
@@ -716,14 +754,15 @@ class SignalSourceEntry(Model):
     ttl: Ttl | None = pydantic.Field(
         None,
         description="Oldest observation still used (defaults: Prometheus 10m, Trace 1h, "
-        "ElectricityMaps 2h, WattTime 15m; Static never goes stale). 1s to 8784h: 0 would make "
-        "every reading stale, and a reading older than a year is no signal.",
+        "ElectricityMaps 2h, WattTime 15m; refused on Static, which never goes stale). 1s to "
+        "8784h: 0 would make every reading stale, and a reading older than a year is no signal.",
     )
     # No schema defaults inside list items: kubectl apply would see the defaulted list as a
     # change at every apply (JSON merge patch replaces whole lists). Defaults apply in code.
     timeout: Timeout | None = pydantic.Field(
         None,
-        description="Bound on every network call (default 5s). 100ms to 60s: below, even a "
+        description="Bound on every network call (default 5s; refused on Static and Trace, "
+        "which make none). 100ms to 60s: below, even a "
         "local server misses; above, a slow provider stalls every refresh behind it.",
     )
     static: StaticValues | None = None
@@ -738,6 +777,18 @@ class SignalSourceEntry(Model):
         f"At most 256 zones, as spec.zones; keys and values: {_NAME_BOUND}",
     )
     credentials_secret_ref: SecretKeyRef | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _only_fields_its_kind_reads(self) -> SignalSourceEntry:
+        """The CEL rules above, in Python: a field this kind ignores is refused."""
+        wire = {f.alias or name: name for name, f in type(self).model_fields.items()}
+        for field, kinds in _READ_ONLY_BY.items():
+            if getattr(self, wire[field]) is not None and self.kind not in kinds:
+                raise ValueError(_only_for_message(field, kinds))
+        ref = self.credentials_secret_ref
+        if self.kind == "WattTime" and ref is not None and ref.key is not None:
+            raise ValueError(_WATTTIME_KEY_MESSAGE)
+        return self
 
 
 _STATIC_CARBON_MESSAGE = (

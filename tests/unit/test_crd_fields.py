@@ -44,7 +44,7 @@ import threading
 import types
 import typing
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import prometheus_client
@@ -56,6 +56,7 @@ from greenplace.accounting import telemetry
 from greenplace.api import convert, crdgen, models
 from greenplace.controller import budgets, feeds, reports, status
 from greenplace.controller import cache as cache_
+from greenplace.domain import model
 from tests import builders, hostile, promfake, providers
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "crd-fields.md"
@@ -482,8 +483,16 @@ def observe_report(spec: Mapping[str, Any], _: pathlib.Path) -> object:
     """Behaviour probe: one run of the report loop; the URLs queried, the PromQL asked and the
     status written."""
     models.EnergyReportSpec.model_validate(spec)  # the cache would drop an invalid one silently
+    return run_report(spec, HISTORY, (builders.pool("p"),))
+
+
+def run_report(
+    spec: Mapping[str, Any], history: Mapping[str, list[promfake.S]], pools: Sequence[model.Pool]
+) -> tuple[list[str], list[str], dict[tuple[str, str], dict[str, Any]]]:
+    """One run of the report loop on ``history`` and the planned ``pools``: the URLs queried,
+    the PromQL asked and the status written."""
     urls: list[str] = []
-    prom = promfake.FakeProm(HISTORY)
+    prom = promfake.FakeProm(history)
 
     class Querier:
         def __init__(self, url: str, *, policy: object = None) -> None:
@@ -503,7 +512,7 @@ def observe_report(spec: Mapping[str, Any], _: pathlib.Path) -> object:
     cache.put_report(
         {"metadata": {"namespace": "team-a", "name": "r", "generation": 1}, "spec": spec}
     )
-    asyncio.run(reporter.run(cache, NOW, pools=(builders.pool("p"),)))
+    asyncio.run(reporter.run(cache, NOW, pools=pools))
     return urls, prom.asked, writer.status
 
 
@@ -699,27 +708,8 @@ def test_idle_watts_reach_the_energy_reports_modelled_power() -> None:
         pool = convert.pool_to_domain(
             "p", models.GpuPoolSpec.model_validate(spec), gpus_total=8, gpus_free=8
         )
-        prom = promfake.FakeProm(history)
-
-        class Querier:
-            def __init__(self, url: str, *, policy: object = None) -> None:
-                self.vector = prom
-
-        writer = promfake.StatusWriter()
-        reporter = reports.Reporter(
-            status.StatusRecorder(writer, clock=lambda: NOW),  # type: ignore[arg-type]
-            telemetry.AccountingMetrics(prometheus_client.CollectorRegistry()),
-            None,
-            querier=Querier,  # type: ignore[arg-type]
-            allow_hosts=["prom"],
-            allow_insecure_http=True,
-        )
-        cache = cache_.Cache()
-        cache.put_report(
-            {"metadata": {"namespace": "team-a", "name": "r", "generation": 1}, "spec": REPORT}
-        )
-        asyncio.run(reporter.run(cache, NOW, pools=(pool,)))
-        (written,) = writer.status.values()
+        _, _, written_by_report = run_report(REPORT, history, (pool,))
+        (written,) = written_by_report.values()
         assert written["energySource"] == "Modelled"
         (row,) = written["rows"]
         return float(row["gpuWh"])

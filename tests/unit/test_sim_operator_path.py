@@ -22,9 +22,9 @@ import yaml
 from greenplace.api import convert
 from greenplace.controller import cache as cache_
 from greenplace.controller import records, snapshot
-from greenplace.domain import model
+from greenplace.domain import model, series
 from greenplace.engine import planner
-from greenplace.sim import loading, replay, strategies
+from greenplace.sim import loading, replay, signal, strategies
 from greenplace.sim import scenario as sc
 from tests import fakes
 
@@ -147,3 +147,36 @@ def test_a_window_given_twice_is_refused(tmp_path: pathlib.Path) -> None:
     )
     with pytest.raises(ValueError, match="max-delay given both as a column and in annotations"):
         loading.read_jobs(path)
+
+
+def test_room_freed_in_a_cleaner_pool_reaches_a_deferred_job_at_once() -> None:
+    """The operator's cycle plans every gated pod, deferred ones included, whenever capacity
+    changes; so must the replay. fr (always 50 g) is full until 02:00; de is at 400 g until
+    05:00, then 100 g: at 01:00 the job is deferred to de at 05:00, but at 02:00 fr frees up and
+    the job runs there at once, not at 05:00."""
+    grid = series.TimeSeries((T0 - HOUR, T0 + 4 * HOUR, T0 + 24 * HOUR), (400.0, 100.0, 100.0))
+
+    def pool(name: str, country: str) -> sc.SimPool:
+        location = model.Location(provider="p", region="r", country=country, grid_zone=country)
+        return sc.SimPool(
+            model.Pool(
+                name=name, location=location, gpu_model="H100", gpus_total=4, gpus_free=4,
+                price_per_gpu_hour=2.0, currency="EUR", gpu_watts=700.0,
+            )
+        )  # fmt: skip
+
+    blocker = sc.Job("ml", "blocker", T0 - HOUR, 4, sc.time_annotations(2 * HOUR))
+    waiting = sc.Job("ml", "train", T0, 4, sc.time_annotations(HOUR, max_delay=10 * HOUR))
+    scenario = sc.Scenario(
+        pools=(pool("fr", "FR"), pool("de", "DE")),
+        policies=(model.Policy(namespace="ml", name="eu"),),
+        jobs=(blocker, waiting),
+        carbon={"FR": signal.constant(50.0), "DE": signal.from_series(grid, "test")},
+        start=T0 - HOUR,
+        end=T0 + 24 * HOUR,
+    )
+    runs = {
+        r.job.name: (r.pool, r.start)
+        for r in replay.replay(scenario, strategies.by_name("greenplace")).runs
+    }
+    assert runs == {"blocker": ("fr", T0 - HOUR), "train": ("fr", T0 + HOUR)}

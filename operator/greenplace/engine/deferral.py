@@ -96,7 +96,8 @@ class Deferral:
         self.cumulative = {z: series.Cumulative(s) for z, s in sorted(self.forecasts.items())}
         self.means: dict[tuple[str, int, float], float | None] = {}
         self.zone_slots: dict[tuple[object, ...], _ZoneSlot | None] = {}
-        self.cleanest_steps: dict[tuple[str, float, int], _CleanestStep | None] = {}
+        # Per (zone, run hours): the cleanest step among the first 1, 2, ... steps.
+        self.cleanest_steps: dict[tuple[str, float], list[_CleanestStep | None]] = {}
 
     def cleaner_slot(
         self, cls: classes.Class, workload: model.Workload, pos: int
@@ -185,16 +186,20 @@ class Deferral:
         return self.means[key]
 
     def _cleanest_step(self, zone: str, hours: float, steps: int) -> _CleanestStep | None:
-        """The later step with the lowest forecast mean intensity in ``zone`` (earliest on ties)."""
-        key = (zone, hours, steps)
-        if key not in self.cleanest_steps:
-            best: _CleanestStep | None = None
-            for step in range(1, steps + 1):
-                mean = self._mean(zone, step, hours)
-                if mean is not None and (best is None or mean < best.mean_gco2_per_kwh):
-                    best = _CleanestStep(step, mean)
-            self.cleanest_steps[key] = best
-        return self.cleanest_steps[key]
+        """The later step with the lowest forecast mean intensity in ``zone`` among the first
+        ``steps`` (earliest on ties). Kept as running minima per zone and run length, so the
+        workloads of a round, each with its own window, share one scan."""
+        if steps < 1:
+            return None
+        running = self.cleanest_steps.setdefault((zone, hours), [])
+        while len(running) < steps:
+            step = len(running) + 1
+            mean = self._mean(zone, step, hours)
+            best = running[-1] if running else None
+            if mean is not None and (best is None or mean < best.mean_gco2_per_kwh):
+                best = _CleanestStep(step, mean)
+            running.append(best)
+        return running[steps - 1]
 
     def _zone_slot(
         self,

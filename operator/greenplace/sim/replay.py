@@ -10,9 +10,9 @@ strategy; whatever it places starts now and holds its GPUs for the job's duratio
 The snapshot also carries each budget's spend so far in its current period (runs are charged
 when they start, as the operator projects them) and every zone's recorded trace over the next
 ``Scenario.forecast_horizon`` as the forecast (perfect foresight, so deferral is judged at its
-best). A workload deferred until ``not_before``
-sleeps (it is left out of snapshots, as the operator leaves it alone) and is re-planned then; a
-refused one is never started.
+best). A workload deferred until ``not_before`` sleeps and is re-planned then, or as soon as
+GPUs free up (the operator's cycle plans every gated pod whenever capacity changes, so a
+deferred pod takes room freed in a cleaner pool at once); a refused one is never started.
 
 A strategy that places a job into a pool without room is a bug, and stops the replay loudly.
 """
@@ -101,7 +101,8 @@ class _State:
         self.running: list[tuple[float, int, str, int]] = []  # (end, seq, pool, gpus)
         self.pending: dict[str, tuple[sc.Job, model.Workload]] = {}
         self.refused: list[sc.Job] = []
-        self.wake_ups: list[float] = []  # not_before of deferred workloads
+        # (not_before, key) of deferred workloads; stale once the key was planned again.
+        self.wake_ups: list[tuple[float, str]] = []
         self.asleep: dict[str, float] = {}  # deferred workload key -> not_before
         # (latest start, key) of waiting deferrable jobs: a ceiling that held them may yield then.
         self.latest_starts: list[tuple[float, str]] = []
@@ -109,6 +110,7 @@ class _State:
         self.runs: list[Run] = []
         self.next_arrival = self.next_signal = self.decisions = 0
         self.now_s = scenario.start.timestamp()
+        self.freed = False  # the last event freed GPUs
 
     def advance(self) -> float | None:
         """Jump to the next event and apply it; None when nothing can happen any more."""
@@ -120,10 +122,11 @@ class _State:
         awake = len(self.pending) > len(self.asleep)
         if awake and self.next_signal < len(self.signal_s):
             candidates.append(self.signal_s[self.next_signal])
-        while self.wake_ups and self.wake_ups[0] <= self.now_s:
-            heapq.heappop(self.wake_ups)
-        if self.wake_ups:
-            candidates.append(self.wake_ups[0])
+        wake = self.wake_ups
+        while wake and (wake[0][0] <= self.now_s or self.asleep.get(wake[0][1]) != wake[0][0]):
+            heapq.heappop(wake)
+        if wake:
+            candidates.append(wake[0][0])
         latest = self.latest_starts
         while latest and (latest[0][0] <= self.now_s or latest[0][1] not in self.pending):
             heapq.heappop(latest)
@@ -134,6 +137,7 @@ class _State:
         self.now_s = now_s = max(self.now_s, min(candidates))
         if now_s >= self.end_s:
             return None
+        self.freed = bool(self.running) and self.running[0][0] <= now_s
         while self.running and self.running[0][0] <= now_s:
             _, _, pool_name, gpus = heapq.heappop(self.running)
             self.free[pool_name] += gpus
@@ -151,7 +155,12 @@ class _State:
         return now_s
 
     def plan(self, now_s: float) -> None:
-        """Ask the strategy about every awake waiting job, and apply its answer."""
+        """Ask the strategy about every awake waiting job, and apply its answer. When GPUs
+        were freed, the deferred jobs are asked too: the operator's cycle plans every gated
+        pod, so room freed in a cleaner pool reaches a deferred pod at once (with a perfect
+        forecast, nothing else can change a deferred job's plan before its ``not_before``)."""
+        if self.freed:
+            self.asleep.clear()
         waiting = tuple(w for key, (_, w) in self.pending.items() if key not in self.asleep)
         if not waiting:
             return
@@ -171,7 +180,7 @@ class _State:
             self.refused.append(self.pending.pop(key)[0])
         for key, not_before in choice.deferred.items():
             self.asleep[key] = not_before.timestamp()
-            heapq.heappush(self.wake_ups, not_before.timestamp())
+            heapq.heappush(self.wake_ups, (not_before.timestamp(), key))
 
     def _start(self, job: sc.Job, pool_name: str, now: datetime.datetime) -> None:
         if self.free.get(pool_name, -1) < job.gpus:

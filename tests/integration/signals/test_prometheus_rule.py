@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-import time
 import urllib.request
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests import charts, metricnames
+from tests.integration.conftest import wait_for
 
 from . import prometheus_fixture
 
@@ -166,19 +166,20 @@ def test_a_real_prometheus_loads_every_rule_healthy(
         tmp_path / "tsdb", tmp_path, rule_files=(rules_file,)
     )
     server.start()
+
+    def evaluated() -> dict[str, Any] | None:
+        with urllib.request.urlopen(f"{server.url}/api/v1/rules", timeout=5) as answer:
+            found: dict[str, Any] = json.load(answer)
+        assert found["status"] == "success", found
+        rules = [r for g in found["data"]["groups"] for r in g["rules"]]
+        # "unknown" until the first evaluation (every second here).
+        return found if rules and all(r["health"] != "unknown" for r in rules) else None
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with urllib.request.urlopen(f"{server.url}/api/v1/rules", timeout=5) as answer:
-                body = json.load(answer)
-            assert body["status"] == "success", body
-            rules = [r for g in body["data"]["groups"] for r in g["rules"]]
-            health = {r["name"]: (r["health"], r.get("lastError", "")) for r in rules}
-            # "unknown" until the first evaluation (every second here).
-            if all(h != "unknown" for h, _ in health.values()) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        body = wait_for(evaluated, 30, "every rule evaluated once")
     finally:
         server.stop()
+    rules = [r for g in body["data"]["groups"] for r in g["rules"]]
+    health = {r["name"]: (r["health"], r.get("lastError", "")) for r in rules}
     assert {g["file"] for g in body["data"]["groups"]} == {str(rules_file)}
     assert health == {name: ("ok", "") for name in ALERTS}

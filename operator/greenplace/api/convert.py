@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from greenplace.api import models, timestamps
 from greenplace.domain import model
@@ -160,6 +160,19 @@ class Timing:
     deadline: datetime.datetime | None = None
     max_delay: datetime.timedelta | None = None
     problems: tuple[str, ...] = ()
+
+    @classmethod
+    def of_gang(cls, members: Iterable[Timing]) -> Timing:
+        """A gang runs as long as its longest member and waits no longer than its most urgent."""
+        timings = list(members)
+        deadlines = [t.deadline for t in timings if t.deadline is not None]
+        delays = [t.max_delay for t in timings if t.max_delay is not None]
+        return cls(
+            max((t.duration_hours for t in timings), default=DEFAULT_EXPECTED_HOURS),
+            min(deadlines, default=None),
+            min(delays, default=None),
+            tuple(p for t in timings for p in t.problems),
+        )
 
 
 def timing(annotations: Mapping[str, object]) -> Timing:

@@ -413,9 +413,7 @@ def _open_flavors(
     others = sorted(queue - workload.flavors)
     if not others or not kueue.ruled_out(decision):
         return ()
-    flavors = kueue.Flavors.of(
-        gathered.flavors, {p.name: p.spec.node_selector for p in gathered.pools}
-    )
+    flavors = gathered.flavor_pools
     planned = next(w for w in built.snapshot.workloads if w.key == decision.workload)
     fits = built.kueue_fits.get(decision.workload)
     open_ = []

@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import datetime
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -85,6 +86,11 @@ class Gathered:
     admission_checks: Mapping[str, kueue.AdmissionCheck] = dataclasses.field(default_factory=dict)
     flavors: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     queue_flavors: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+
+    @functools.cached_property
+    def flavor_pools(self) -> kueue.Flavors:
+        """The pools inside each Kueue ResourceFlavor, worked out once per cycle."""
+        return kueue.Flavors.of(self.flavors, {p.name: p.spec.node_selector for p in self.pools})
 
     @property
     def our_checks(self) -> frozenset[str]:
@@ -427,10 +433,7 @@ def _kueue_workload(
 ) -> model.Workload:
     """A Kueue Workload as one gang, placed only in pools inside the flavors Kueue assigned."""
     planned = _workload(entry.workload.key, entry.members, fitting)
-    flavors = kueue.Flavors.of(
-        gathered.flavors, {p.name: p.spec.node_selector for p in gathered.pools}
-    )
-    inside = flavors.pools_in(entry.workload.flavors)
+    inside = gathered.flavor_pools.pools_in(entry.workload.flavors)
     fits = inside if planned.fits_pools is None else planned.fits_pools & inside
     return dataclasses.replace(planned, fits_pools=fits)
 
@@ -441,10 +444,7 @@ def _workload(key: str, pods: tuple[cache_.CachedPod, ...], fitting: _Fitting) -
     for pod in pods[1:]:
         shared_labels = {k: v for k, v in shared_labels.items() if pod.labels.get(k) == v}
     differ = any(pod.labels != pods[0].labels for pod in pods[1:])
-    # A gang runs as long as its longest member, and waits no longer than its most urgent one.
-    timings = [convert.timing(p.annotations) for p in pods]
-    deadlines = [t.deadline for t in timings if t.deadline is not None]
-    delays = [t.max_delay for t in timings if t.max_delay is not None]
+    timing = convert.Timing.of_gang(convert.timing(p.annotations) for p in pods)
     return model.Workload(
         namespace=namespace,
         name=name,
@@ -453,9 +453,9 @@ def _workload(key: str, pods: tuple[cache_.CachedPod, ...], fitting: _Fitting) -
         labels=shared_labels,
         pods=tuple(p.name for p in pods),
         gpus_per_pod=tuple(p.gpus for p in pods),
-        duration_hours=max(t.duration_hours for t in timings),
-        deadline=min(deadlines, default=None),
-        max_delay=min(delays, default=None),
+        duration_hours=timing.duration_hours,
+        deadline=timing.deadline,
+        max_delay=timing.max_delay,
         member_labels=tuple(dict(p.labels) for p in pods) if differ else (),
         fits_pools=fitting.of(pods),
     )

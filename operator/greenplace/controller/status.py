@@ -329,11 +329,11 @@ def _flavor_conditions(gathered: snapshot.Gathered) -> dict[str, tuple[Condition
     ResourceFlavor (``kueue.flavor_problems``); none while the cluster has no flavors."""
     if not gathered.flavors:
         return {}
-    selectors = {p.name: p.spec.node_selector for p in gathered.pools}
-    flavors = kueue.Flavors.of(gathered.flavors, selectors)
-    problems = kueue.flavor_problems(flavors, selectors)
+    flavors = gathered.flavor_pools
+    pools = sorted(p.name for p in gathered.pools)
+    problems = kueue.flavor_problems(flavors, pools)
     conditions: dict[str, tuple[Condition]] = {}
-    for pool in selectors:
+    for pool in pools:
         if pool in problems:
             conditions[pool] = (("KueueFlavor", False, *problems[pool]),)
         else:

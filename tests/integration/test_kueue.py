@@ -686,6 +686,19 @@ spec: {{nodeLabels: {{greenplace.dev/pool: b-ch}}}}
     wait_for(lambda: flavor_condition("b-ch", "OneFlavor"), what="b-ch back in one flavor")
 
 
+def holding_a_fr(kube: Kube) -> list[str]:
+    """Pods on a-fr's node and Workloads placed in a-fr, by namespace/name."""
+    pods = get(kube, "pods", "-A", "--field-selector", "spec.nodeName=a-fr-0")["items"]
+    workloads = [
+        w for w in get(kube, "workloads.kueue.x-k8s.io", "-A")["items"]
+        if any(u.get("nodeSelector", {}).get("greenplace.dev/pool") == "a-fr"
+               for c in w.get("status", {}).get("admissionChecks", [])
+               for u in c.get("podSetUpdates") or [])
+    ]  # fmt: skip
+    return [f"{o['kind']} {o['metadata']['namespace']}/{o['metadata']['name']}"
+            for o in (*pods, *workloads)]  # fmt: skip
+
+
 def test_a_ready_workloads_gpus_are_reserved_until_its_pods_are_bound(
     kube: Kube, greenplace: RunningOperator
 ) -> None:
@@ -694,9 +707,11 @@ def test_a_ready_workloads_gpus_are_reserved_until_its_pods_are_bound(
     its pod. Its 3 GPUs of a-fr stay reserved, so the next Job goes to a-de, not into them."""
     namespace = governed_by_policy(kube, ["FR", "DE"])
     local_queue = cluster_queue(kube, namespace, {FLAVOR_A: 16}, check=CHECK)
+    wait_for(lambda: not holding_a_fr(kube), 60, "earlier tests' pods and Workloads to be gone")
     stuck = job(kube, namespace, local_queue, gpus=3, memory="4Ti")
     state = wait_for(lambda: our_check(kube, namespace, stuck), what="the first answer")
-    assert state["podSetUpdates"][0]["nodeSelector"]["greenplace.dev/pool"] == "a-fr"
+    first_pool = state["podSetUpdates"][0]["nodeSelector"]["greenplace.dev/pool"]
+    assert first_pool == "a-fr", f"a-fr taken by {holding_a_fr(kube)}"
 
     def unschedulable() -> dict[str, Any] | None:
         pods = get(kube, "pods", "-n", namespace, "-l", f"job-name={stuck}")["items"]

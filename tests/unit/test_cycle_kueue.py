@@ -233,6 +233,26 @@ def test_a_ready_workloads_gpus_stay_reserved_until_its_pods_are_bound() -> None
     later = NOW + snapshot.RELEASE_RESERVATION
     assert free_in_de(later) == 8 - 2, "a pod never bound stops holding GPUs"
 
+    for ending in (
+        {"metadata": {"deletionTimestamp": "2026-03-10T11:59:00Z"}},
+        {"status": {"conditions": [{"type": "Finished", "status": "True"}]}},
+    ):
+        ended = json.loads(json.dumps(ready))
+        for part, fields in ending.items():
+            ended[part].update(fields)
+        cache.put("Workload", ended)
+        assert free_in_de(NOW) == 8 - 2, f"{ending}: an ended Workload holds no GPUs"
+
+
+def test_an_ended_workload_is_not_answered() -> None:
+    writer = fakes.RecordingWriter()
+    cache = cache_for(["DE"])
+    deleting = workload()
+    deleting["metadata"]["deletionTimestamp"] = "2026-03-10T11:59:00Z"
+    cache.put("Workload", deleting)
+    asyncio.run(cycle.run_cycle(cache, writer, NOW))
+    assert answers(writer) == []
+
 
 def test_a_workload_whose_check_is_answered_is_left_alone() -> None:
     writer = fakes.RecordingWriter()

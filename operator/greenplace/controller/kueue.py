@@ -103,6 +103,9 @@ class KueueWorkload:
     checks: Mapping[str, Mapping[str, Any]]
     # Its controlling owner (the Job) as an Event's involvedObject, None when it has none.
     owner: Mapping[str, Any] | None = None
+    # Being deleted or Finished: its pods are gone or going, so nothing is answered for it and
+    # no GPUs are held for it (Kueue's finalizer keeps it listed a while after its Job).
+    ended: bool = False
 
     @property
     def key(self) -> str:
@@ -111,7 +114,7 @@ class KueueWorkload:
 
     def pending(self, ours: Iterable[str]) -> tuple[str, ...]:
         """Our checks on it that wait for an answer while its quota is reserved."""
-        if self.cluster_queue is None:
+        if self.cluster_queue is None or self.ended:
             return ()
         return tuple(
             sorted(c for c in ours if (self.checks.get(c) or {}).get("state") == "Pending")
@@ -167,6 +170,11 @@ def parse_workload(body: Mapping[str, Any]) -> KueueWorkload | str:
         flavors=flavors,
         checks={str(c["name"]): c for c in status.get("admissionChecks") or [] if c.get("name")},
         owner=_controller(meta),
+        ended=bool(meta.get("deletionTimestamp"))
+        or any(
+            c.get("type") == "Finished" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        ),
     )
 
 

@@ -402,7 +402,8 @@ def _kueue_reserved(gathered: Gathered, now: datetime.datetime) -> collections.C
     """GPUs of Kueue Workloads our check made Ready whose pods are not all bound yet, by pool:
     held like released pods (``RELEASE_RESERVATION``), so the next Workload is not placed
     into the same free GPUs. A pod arrived once it is bound or done; pods of a Workload carry
-    its signed record, which is how they are told apart."""
+    its signed record, which is how they are told apart. An ended Workload (deleted or
+    Finished) holds nothing."""
     ours = gathered.our_checks
     arrived: collections.Counter[tuple[str, str]] = collections.Counter()
     for pod in gathered.pods:
@@ -413,7 +414,7 @@ def _kueue_reserved(gathered: Gathered, now: datetime.datetime) -> collections.C
     for entry in gathered.kueue_workloads:
         record, workload = entry.carrier.record if entry.carrier else None, entry.workload
         ready = [workload.checks[c] for c in sorted(ours) if c in workload.checks]
-        if record is None or not ready or ready[0].get("state") != "Ready":
+        if record is None or workload.ended or not ready or ready[0].get("state") != "Ready":
             continue
         at = timestamps.parse_rfc3339(record.get("at"))
         pool = record.get("pool")

@@ -32,6 +32,7 @@ class RecordingWriter:
         default_factory=list
     )
     refuse: dict[str, str] = dataclasses.field(default_factory=dict)
+    patches: list[tuple[str, str, str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     # Kueue objects by (kind, namespace, name): server-side apply of a status merges its
     # map-type lists by their key (name, type), as the API server does.
     kueue_objects: dict[tuple[str, str | None, str], dict[str, Any]] = dataclasses.field(
@@ -81,10 +82,32 @@ class RecordingWriter:
             merged[field] = list(by_key.values())
         return copy.deepcopy(stored)
 
+    async def patch_kueue(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """A JSON merge patch (RFC 7386) of the stored object; also listed in ``patches``."""
+        self.patches.append((kind, namespace, name, json.loads(json.dumps(patch))))
+        stored = self.kueue_objects.setdefault(
+            (kind, namespace, name), {"metadata": {"namespace": namespace, "name": name}}
+        )
+        _merge(stored, patch)
+        return copy.deepcopy(stored)
+
     def last_status(self, plural: str, name: str) -> dict[str, Any]:
         found = [s for p, _, n, s in self.statuses if p == plural and n == name]
         assert found, f"no status written for {plural} {name}"
         return found[-1]
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7386: null removes a key, an object merges, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
 
 
 def pod(

@@ -544,14 +544,13 @@ def test_the_only_compliant_pool_in_the_later_flavor_retries_until_kueue_reserve
     delete_job(kube, namespace, name)
 
 
-def test_an_exhausted_budget_retries_at_the_period_end_and_kueue_keeps_its_quota(
+def test_an_exhausted_budget_parks_the_workload_until_the_period_end_and_frees_the_quota(
     kube: Kube, greenplace: RunningOperator
 ) -> None:
-    """Deferred to the Budget's period end: Retry with requeueAfterSeconds until then, the
-    Budget named on the Workload and the Job. Kueue v0.17 keeps a Retry Workload's quota
-    reserved until that time (its API comment says it is released): another Job of the same
-    ClusterQueue waits with Kueue's "insufficient unused quota". This test fails, and
-    docs/kueue.md ("Retry holds the quota") is to be updated, once Kueue releases it."""
+    """Deferred to the Budget's period end, the Workload is parked: deactivated with greenplace's
+    signed note of when it is activated again, the Budget named on the Workload and the Job.
+    Kueue evicts it and frees its quota (a Retry would hold it until then in Kueue v0.17): another
+    Job of the same ClusterQueue, whose quota is only enough for one, is admitted meanwhile."""
     namespace = governed_by_policy(kube, ["FR", "DE"], budget=0.01)
     local_queue = cluster_queue(kube, namespace, {FLAVOR_A: 2}, check=CHECK)
     name = job(kube, namespace, local_queue, gpus=2)
@@ -559,38 +558,39 @@ def test_an_exhausted_budget_retries_at_the_period_end_and_kueue_keeps_its_quota
                              what="the Workload")["name"]  # fmt: skip
     event = wait_for(
         lambda: event_with(kube, namespace, ("Workload", workload_name), "BudgetExceeded"),
-        what="greenplace's Retry naming the Budget",
+        what="greenplace's Event naming the Budget",
     )
     assert f"Budget {namespace}/team" in event["message"], event["message"]
+    assert "Parked until" in event["message"], event["message"]
     assert event_with(kube, namespace, ("Job", name), "BudgetExceeded"), "said on the Job too"
 
-    def requeued() -> dict[str, Any] | None:
+    def parked() -> dict[str, Any] | None:
         workload = workload_of(kube, namespace, name) or {}
-        at = (workload.get("status", {}).get("requeueState") or {}).get("requeueAt")
-        return workload if at else None
+        inactive = workload.get("spec", {}).get("active") is False
+        released = condition(workload, "QuotaReserved").get("status") != "True"
+        return workload if inactive and released else None
 
-    workload = wait_for(requeued, what="Kueue to take greenplace's retry time")
-    at = datetime.datetime.fromisoformat(workload["status"]["requeueState"]["requeueAt"])
+    workload = wait_for(parked, what="Kueue to evict the parked Workload and free its quota")
+    note = json.loads(workload["metadata"]["annotations"]["greenplace.dev/parked-until"])
+    at = datetime.datetime.fromisoformat(note["until"])
     now = datetime.datetime.now(datetime.UTC)
     month_end = (now.replace(day=1) + datetime.timedelta(days=32)).replace(
         day=1, hour=0, minute=0, second=0, microsecond=0
     )
-    assert abs((at - month_end).total_seconds()) < 120, (at, month_end)
+    assert at == month_end, (at, month_end)
     assert get(kube, "job", "-n", namespace, name)["spec"]["suspend"] is True
 
     other = governed_by_policy(kube, ["FR", "DE"])
     add_local_queue(kube, other, local_queue)
     free = job(kube, other, local_queue, gpus=2)
-
-    def waits_for_quota() -> dict[str, Any] | None:
-        reserved = condition(workload_of(kube, other, free), "QuotaReserved")
-        return reserved if "insufficient unused quota" in reserved.get("message", "") else None
-
-    wait_for(waits_for_quota, what="Kueue to say the other Job waits for the held quota")
-    assert condition(workload_of(kube, namespace, name), "QuotaReserved")["status"] == "True"
-    delete_job(kube, namespace, name)
-    answered = wait_for(lambda: our_check(kube, other, free), 60, "the other Job, quota freed")
+    answered = wait_for(lambda: our_check(kube, other, free), 60, "the other Job, quota free")
     assert answered["state"] == "Ready", answered
+    admitted = wait_for(
+        lambda: condition(workload_of(kube, other, free), "Admitted").get("status") == "True",
+        60, "Kueue to admit the other Job into the freed quota",
+    )  # fmt: skip
+    assert admitted
+    delete_job(kube, namespace, name)
     delete_job(kube, other, free)
 
 

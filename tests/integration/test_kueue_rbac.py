@@ -1,11 +1,12 @@
 """The chart's RBAC with ``kueue.enabled``: what the AdmissionCheck needs, as the API server says.
 
 Why this module exists: the chart value ``kueue.enabled`` grants the operator's ServiceAccount
-read access to Kueue's kinds and patch on two status subresources (``charts/greenplace/templates/
-rbac.yaml``, docs/kueue.md). ``tests/unit/test_chart.py`` reads the rendered rules; here the
-API server's own authorizer answers: the rendered ClusterRole, Role and their bindings are
-applied, Kueue's CRDs installed (the real Kueue is started), and ``kubectl auth can-i --as`` the
-ServiceAccount says yes to each call the check makes and no to every write it must not make.
+read access to Kueue's kinds, patch on two status subresources and patch on Workloads (to park
+one deferred for long: ``charts/greenplace/templates/rbac.yaml``, docs/kueue.md).
+``tests/unit/test_chart.py`` reads the rendered rules; here the API server's own authorizer
+answers: the rendered ClusterRole, Role and their bindings are applied, Kueue's CRDs installed
+(the real Kueue is started), and ``kubectl auth can-i --as`` the ServiceAccount says yes to each
+call the check makes and no to every write it must not make.
 The same ServiceAccount with the value off may not read a Workload.
 """
 
@@ -38,12 +39,13 @@ WL, AC, RF, CQ, LQ = (
 # (verb, resource, subresource): what the check does, cluster-wide.
 MUST = [
     ("get", WL, ""), ("list", WL, ""), ("watch", WL, ""), ("patch", WL, "status"),
+    ("patch", WL, ""),
     ("get", AC, ""), ("list", AC, ""), ("watch", AC, ""), ("patch", AC, "status"),
     ("list", RF, ""), ("watch", RF, ""), ("list", CQ, ""), ("watch", CQ, ""),
 ]  # fmt: skip
 # What it must never do: no spec of Kueue's, no Workload's lifecycle, no quota of its own.
 MUST_NOT = [
-    ("update", WL, ""), ("patch", WL, ""), ("delete", WL, ""), ("create", WL, ""),
+    ("update", WL, ""), ("delete", WL, ""), ("create", WL, ""),
     ("update", WL, "status"), ("patch", WL, "finalizers"),
     ("patch", AC, ""), ("create", AC, ""), ("delete", AC, ""),
     ("create", CQ, ""), ("patch", CQ, ""), ("patch", CQ, "status"),

@@ -198,5 +198,6 @@ def test_kueue_enabled_tells_the_operator_and_grants_only_what_the_check_needs()
     assert "--kueue" in args
     kueue = [r for r in rules if "kueue.x-k8s.io" in r["apiGroups"]]
     assert {v for r in kueue for v in r["verbs"]} == {"get", "list", "watch", "patch"}
-    (writes,) = [r for r in kueue if "patch" in r["verbs"]]
-    assert set(writes["resources"]) == {"workloads/status", "admissionchecks/status"}
+    writes = {res for r in kueue if "patch" in r["verbs"] for res in r["resources"]}
+    assert writes == {"workloads/status", "admissionchecks/status", "workloads"}
+    assert all(r["verbs"] == ["patch"] for r in kueue if "patch" in r["verbs"])

@@ -280,3 +280,57 @@ def test_a_pool_in_no_flavor_or_in_two_says_so_on_its_status() -> None:
     state, reason, message = flavor_condition("de")
     assert (state, reason) == ("False", "SeveralFlavors")
     assert "2 Kueue ResourceFlavors (de-only, de-too)" in message
+
+
+def test_deferred_by_a_budget_it_is_parked_until_the_period_ends_then_activated() -> None:
+    """A Retry would hold the ClusterQueue's quota until the period ends (Kueue v0.17): the
+    Workload is deactivated instead, with a note signed for its UID, and activated at that time."""
+    writer = fakes.RecordingWriter()
+    cache = one_flavor(cache_for(["DE"]))
+    cache.put_budget(kubeobjects.budget("ml", "team", money=0.000001, action="Defer"))
+    report = asyncio.run(cycle.run_cycle(cache, writer, NOW))
+    assert answers(writer) == [], "no Retry: it would keep the quota"
+    ((kind, namespace, name, patch),) = writer.patches
+    assert (kind, namespace, name, patch["spec"]) == ("Workload", "ml", "w", {"active": False})
+    note = json.loads(patch["metadata"]["annotations"][kueue.PARK_ANNOTATION])
+    period_end = datetime.datetime(2026, 4, 1, tzinfo=datetime.UTC)
+    assert SIGNER.verify("u", note) and note["until"] == "2026-04-01T00:00:00Z"
+    assert report.unpark_at == [period_end]
+    assert report.seconds_until_next_wake(10**9, NOW) == (period_end - NOW).total_seconds()
+    assert report.kueue_answers == {("Parked", "BudgetExceeded"): 1}
+    parked = [m for _, kind, reason, m in writer.events if reason == "BudgetExceeded"]
+    assert len(parked) == 2 and "Parked until 2026-04-01T00:00:00Z" in parked[0], "Workload, Job"
+
+    inactive = workload()
+    inactive["spec"]["active"] = False
+    inactive["metadata"]["annotations"] = patch["metadata"]["annotations"]
+    cache.put("Workload", inactive)
+    before = asyncio.run(cycle.run_cycle(cache, writer, period_end - datetime.timedelta(hours=1)))
+    assert len(writer.patches) == 1 and before.unpark_at == [period_end], "not yet"
+    asyncio.run(cycle.run_cycle(cache, writer, period_end))
+    assert writer.patches[-1][3] == kueue.unpark_patch(), "activated, the note removed"
+    assert writer.patches[-1][3]["metadata"]["annotations"] == {kueue.PARK_ANNOTATION: None}
+
+
+def test_a_park_note_greenplace_did_not_sign_for_this_workload_is_ignored() -> None:
+    writer = fakes.RecordingWriter()
+    cache = cache_for(["DE"])
+    forged = workload()
+    forged["spec"]["active"] = False
+    until = {"until": "2026-03-10T11:00:00Z", "reason": "BudgetExceeded"}
+    for note in ({**until, "signature": "0" * 64}, SIGNER.sign("another-uid", until), until):
+        forged["metadata"]["annotations"] = {kueue.PARK_ANNOTATION: json.dumps(note)}
+        cache.put("Workload", forged)
+        asyncio.run(cycle.run_cycle(cache, writer, NOW))
+        assert writer.patches == [], f"{note}: left as its owner left it"
+
+
+def test_a_short_deferral_stays_a_retry() -> None:
+    writer = fakes.RecordingWriter()
+    cache = one_flavor(cache_for(["DE"]))
+    cache.put_budget(kubeobjects.budget("ml", "team", money=0.000001, period="Day"))
+    late = datetime.datetime(2026, 3, 10, 23, 58, tzinfo=datetime.UTC)
+    asyncio.run(cycle.run_cycle(cache, writer, late))
+    (answer,) = answers(writer)
+    assert (answer["state"], answer["requeueAfterSeconds"]) == ("Retry", 120), answer
+    assert writer.patches == [], "two minutes of held quota: not parked"

@@ -29,7 +29,17 @@ from typing import Any
 from kubernetes import client
 
 from greenplace.api import timestamps
-from greenplace.controller import budgets, faults, feeds, kube, kueue, podspec, snapshot, status
+from greenplace.controller import (
+    budgets,
+    faults,
+    feeds,
+    kube,
+    kueue,
+    podspec,
+    records,
+    snapshot,
+    status,
+)
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import planner
@@ -81,6 +91,8 @@ class CycleReport:
     budget_alerts: dict[tuple[str, str], budgets.Alerts] | None = None
     # The pools this cycle planned with (signal values applied): the EnergyReports use them.
     pools: tuple[model.Pool, ...] = ()
+    # When parked Kueue Workloads are due to be activated again (``kueue.park_patch``).
+    unpark_at: list[datetime.datetime] = dataclasses.field(default_factory=list)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -92,13 +104,14 @@ class CycleReport:
 
     def seconds_until_next_wake(self, limit: float, now: datetime.datetime) -> float:
         """How long the loop may sleep from ``now``: until the earliest ``not_before`` of the
-        plan, at most ``limit``.
+        plan or time a parked Kueue Workload is activated again, at most ``limit``.
 
         A deferred workload is re-planned when its ``not_before`` comes (a cleaner slot, the
         next budget period), and one held by a carbon ceiling at its latest start, when the
         ceiling yields: not up to one resync later.
         """
         ends = [d.not_before for d in (self.plan.decisions if self.plan else ()) if d.not_before]
+        ends += self.unpark_at
         if not ends:
             return limit
         return min(limit, max(MIN_SLEEP_SECONDS, (min(ends) - now).total_seconds()))
@@ -186,6 +199,7 @@ async def run_cycle(
                 if decision.workload in built.kueue
             ),
             _activate_checks(gathered, writer, report.at, state),
+            _unpark_due(gathered, cache, writer, report),
         )
         await _warn(built.warnings, writer, report, state)
     with report.phase("5-record"):
@@ -356,6 +370,16 @@ async def _answer_kueue(
         now=report.at,
         other_flavors=_open_flavors(decision, entry, gathered, built, report.at),
     )
+    if (
+        decision.outcome == model.Outcome.DEFERRED
+        and decision.not_before is not None
+        and (verdict.requeue_after_seconds or 0) >= kueue.MIN_PARK_SECONDS
+        and cache.signer is not None
+    ):
+        await _park(
+            workload, decision, verdict=verdict, signer=cache.signer, writer=writer, report=report
+        )
+        return
     at = timestamps.rfc3339(report.at)
     pod_sets = [p.name for p in workload.pod_sets]
     states = [
@@ -387,6 +411,66 @@ async def _answer_kueue(
     # Workload and on its Job (where its owner looks).
     kind = "Normal" if verdict.state == "Ready" else "Warning"
     await _workload_events(workload, kind, verdict.reason, verdict.message, writer)
+
+
+async def _park(
+    workload: kueue.KueueWorkload,
+    decision: model.Decision,
+    *,
+    verdict: kueue.CheckVerdict,
+    signer: records.Signer,
+    writer: kube.Writer,
+    report: CycleReport,
+) -> None:
+    """Deactivate a Workload deferred for long, noting when it is activated again: Kueue
+    frees its quota at once, where a Retry would hold it until then (docs/kueue.md)."""
+    until = decision.not_before or report.at
+    patch = kueue.park_patch(workload, until, verdict.reason, signer)
+    try:
+        await writer.patch_kueue("Workload", workload.namespace, workload.name, patch)
+    except kube.WriteConflictError as conflict:
+        report.conflicts += 1
+        logger.info("re-planning later: %s", conflict)
+        return
+    except client.ApiException as error:
+        report.errors += 1
+        logger.warning("workload %s: API error %s %s", workload.key, error.status, error.reason)
+        return
+    report.held += 1
+    report.unpark_at.append(until)
+    report.kueue_answers["Parked", verdict.reason] += 1
+    message = (  # first: Events are cut to their first kilobyte
+        f"Parked until {timestamps.rfc3339(until)} (deactivated so its ClusterQueue's quota is "
+        f"free meanwhile; greenplace activates it again then): {verdict.message}"
+    )
+    await _workload_events(workload, "Normal", verdict.reason, message, writer)
+
+
+async def _unpark_due(
+    gathered: snapshot.Gathered, cache: cache_.Cache, writer: kube.Writer, report: CycleReport
+) -> None:
+    """Activate each Workload greenplace parked whose time has come; note when the others'
+    comes, so the loop wakes then."""
+    for entry in gathered.kueue_workloads:
+        workload = entry.workload
+        until = kueue.parked_until(workload, cache.signer)
+        if until is None:
+            continue
+        if until > report.at:
+            report.unpark_at.append(until)
+            continue
+        try:
+            stored = await writer.patch_kueue(
+                "Workload", workload.namespace, workload.name, kueue.unpark_patch()
+            )
+            if stored.get("spec"):
+                cache.put("Workload", stored)
+        except (kube.WriteError, client.ApiException) as error:
+            report.errors += 1
+            logger.warning("workload %s: could not activate it again: %s", workload.key, error)
+            continue
+        message = "activated again: its park time has come; Kueue reserves quota anew"
+        await _workload_events(workload, "Normal", "Unparked", message, writer)
 
 
 async def _workload_events(

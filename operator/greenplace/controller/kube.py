@@ -86,6 +86,14 @@ class Writer(Protocol):
         Returns the object as the API server stored it."""
         ...
 
+    async def patch_kueue(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        """JSON merge patch of a namespaced Kueue object (``kind``: a ``kueue.KINDS`` key),
+        not its status: a Workload's ``spec.active`` and greenplace's annotations on it.
+        Returns the object as the API server stored it."""
+        ...
+
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
     """A client from ``kubeconfig``, else $KUBECONFIG/~/.kube/config, else in-cluster."""
@@ -232,6 +240,28 @@ class KubeWriter:
                     stored = self._custom.patch_namespaced_custom_object_status(
                         group, version, namespace, plural, name, body, **options
                     )
+            except client.ApiException as error:
+                if error.status == 404:
+                    raise WriteConflictError(f"{kind} {namespace}/{name} is gone") from error
+                raise
+            result: Mapping[str, Any] = stored
+            return result
+
+        result: Mapping[str, Any] = await self._run(call)
+        return result
+
+    async def patch_kueue(
+        self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        plural = kueue.KINDS[kind]
+
+        def call() -> Mapping[str, Any]:
+            try:
+                stored = self._custom.patch_namespaced_custom_object(
+                    kueue.GROUP, kueue.VERSION, namespace, plural, name, dict(patch),
+                    _content_type="application/merge-patch+json",
+                    _request_timeout=REQUEST_TIMEOUT,
+                )  # fmt: skip
             except client.ApiException as error:
                 if error.status == 404:
                     raise WriteConflictError(f"{kind} {namespace}/{name} is gone") from error

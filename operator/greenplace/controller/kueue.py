@@ -5,9 +5,10 @@ Why this module exists: greenplace plugs into Kueue as an AdmissionCheck control
 docs/kueue.md). Kueue reserves quota in a ResourceFlavor, then
 waits for the check; greenplace plans the Workload over the pools that lie inside that flavor and
 answers Ready (with the chosen pool's node selector for every pod set), Retry (with when to try
-again, so Kueue releases the quota meanwhile) or Rejected. This module is the pure translation
-between Kueue's API objects and the planner's values, so the controller that reads and writes
-them stays thin and every rule of it has a unit test without a cluster.
+again) or Rejected; a Workload deferred for long is parked instead (deactivated until then, so
+Kueue frees its quota, which a Retry keeps in Kueue v0.17: ``park_patch``). This module is the
+pure translation between Kueue's API objects and the planner's values, so the controller that
+reads and writes them stays thin and every rule of it has a unit test without a cluster.
 
 A pool lies in a flavor when its node selector implies the flavor's ``nodeLabels`` (it sets each
 of them to the same value): every node of the pool then carries the flavor's labels. A flavor
@@ -33,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from greenplace.api import timestamps
+from greenplace.controller import records
 from greenplace.domain import model
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "CONTROLLER_NAME",
     "FIELD_MANAGER",
     "KINDS",
+    "PARK_ANNOTATION",
     "AdmissionCheck",
     "CheckVerdict",
     "Flavors",
@@ -49,8 +52,11 @@ __all__ = [
     "check_state",
     "flavor_problems",
     "involved",
+    "park_patch",
+    "parked_until",
     "parse_workload",
     "ruled_out",
+    "unpark_patch",
     "verdict",
 ]
 
@@ -106,6 +112,10 @@ class KueueWorkload:
     # Being deleted or Finished: its pods are gone or going, so nothing is answered for it and
     # no GPUs are held for it (Kueue's finalizer keeps it listed a while after its Job).
     ended: bool = False
+    # ``spec.active``: False once deactivated (by Kueue after a Rejected check, by its owner, or
+    # parked by greenplace); its annotations, where greenplace's park note lives.
+    active: bool = True
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -114,7 +124,7 @@ class KueueWorkload:
 
     def pending(self, ours: Iterable[str]) -> tuple[str, ...]:
         """Our checks on it that wait for an answer while its quota is reserved."""
-        if self.cluster_queue is None or self.ended:
+        if self.cluster_queue is None or self.ended or not self.active:
             return ()
         return tuple(
             sorted(c for c in ours if (self.checks.get(c) or {}).get("state") == "Pending")
@@ -170,6 +180,8 @@ def parse_workload(body: Mapping[str, Any]) -> KueueWorkload | str:
         flavors=flavors,
         checks={str(c["name"]): c for c in status.get("admissionChecks") or [] if c.get("name")},
         owner=_controller(meta),
+        active=spec.get("active") is not False,
+        annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
         ended=bool(meta.get("deletionTimestamp"))
         or any(
             c.get("type") == "Finished" and c.get("status") == "True"
@@ -330,6 +342,45 @@ PERMANENT = frozenset({
 # requeueAfterSeconds, then evicts it and at once reserves again (observed on the real Kueue; its
 # API comment says the quota is released meanwhile): see docs/kueue.md, "Retry holds the quota".
 HELD_RETRY_SECONDS = 60
+# A Workload deferred at least this long is parked instead of answered Retry: deactivated
+# (``spec.active: false``, so Kueue evicts it and frees its ClusterQueue's quota) with a note
+# signed for its UID saying when greenplace activates it again; Kueue then reserves quota anew
+# and greenplace answers its check. Shorter waits stay a Retry (a minute of held quota costs less
+# than losing the Workload's place in the queue).
+PARK_ANNOTATION = "greenplace.dev/parked-until"
+MIN_PARK_SECONDS = 300
+
+
+def park_patch(
+    workload: KueueWorkload, until: datetime.datetime, reason: str, signer: records.Signer
+) -> dict[str, Any]:
+    """The merge patch that parks ``workload`` until ``until``."""
+    note = signer.sign(workload.uid, {"until": timestamps.rfc3339(until), "reason": reason})
+    text = json.dumps(note, separators=(",", ":"))
+    return {"metadata": {"annotations": {PARK_ANNOTATION: text}}, "spec": {"active": False}}
+
+
+def unpark_patch() -> dict[str, Any]:
+    """The merge patch that activates a parked Workload again and removes the note."""
+    return {"metadata": {"annotations": {PARK_ANNOTATION: None}}, "spec": {"active": True}}
+
+
+def parked_until(
+    workload: KueueWorkload, signer: records.Signer | None
+) -> datetime.datetime | None:
+    """When greenplace activates ``workload`` again: the time of its park note, if the note
+    verifies for its UID and it is inactive; None otherwise. A note a tenant wrote or copied
+    from another Workload is ignored (the Workload stays as its owner left it)."""
+    text = workload.annotations.get(PARK_ANNOTATION)
+    if workload.active or text is None or signer is None or workload.ended:
+        return None
+    try:
+        note = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(note, dict) or not signer.verify(workload.uid, note):
+        return None
+    return timestamps.parse_rfc3339(note.get("until"))
 
 
 def verdict(

@@ -24,7 +24,8 @@ the signal and accounting collectors), never in the global default registry.
   each cycle they are seen (``InvalidAnnotation``, ``UntrustedRecord``, ``ReleasedUnbound``).
 - ``greenplace_isolated_workloads_total``: workloads held because planning them raised.
 - ``greenplace_kueue_answers_total{state,reason}``: answers written to greenplace's Kueue
-  AdmissionCheck, by check state (``Ready``, ``Retry``, ``Rejected``) and reason code.
+  AdmissionCheck, by check state (``Ready``, ``Retry``, ``Rejected``; ``Parked``: deactivated
+  until a long deferral ends) and reason code.
 - ``greenplace_budget_spent_ratio{namespace,budget}``: spent / limit of each Budget this period,
   the highest over its limits (what ``alertThresholds`` compare with); 1 is exhausted.
 - ``greenplace_budget_alerts_total{namespace,budget,threshold}``: alert thresholds announced

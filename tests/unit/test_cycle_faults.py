@@ -92,6 +92,19 @@ def test_a_policy_without_rules_says_it_allows_every_pool() -> None:
     assert reasons == {"any": "AllowsEveryPool", "fr": "Active"}
 
 
+def test_a_policy_no_pool_passes_is_not_ready_and_says_why() -> None:
+    """Argo CD and Flux read Ready: a policy that can never place a pod must not look green."""
+    writer = fakes.RecordingWriter()
+    cache = cache_with_pods(writer)
+    cache.put_policy(fakes.policy("ch", namespace="ml", sovereignty={"allowedCountries": ["CH"]}))
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, status.StatusRecorder(writer)))
+    written = writer.last_status("placementpolicies", "ch")
+    (ready,) = written["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "NoAllowedPool"), ready
+    assert "none of the" in ready["message"] and "spec.sovereignty" in ready["message"]
+    assert written["allowedPools"] == []
+
+
 def test_metrics_count_the_placements_applied_not_the_decisions() -> None:
     import prometheus_client  # noqa: PLC0415 - only this test reads metrics
 

@@ -105,6 +105,13 @@ def test_each_outcome_is_counted_once_in_metrics_and_status() -> None:
     assert waiting() == {"Held": 1, "Deferred": 1, "Refused": 1}
     assert value("greenplace_held_workloads", reason="NoCompliantPool") == 1
     assert value("greenplace_held_workloads", reason="BudgetExceeded") == 2
+    series = {"NoPolicy", *model.PLACEMENT_REASONS}
+    found = {
+        r
+        for r in series
+        if registry.get_sample_value("greenplace_held_workloads", {"reason": r}) is not None
+    }
+    assert found == {"NoPolicy"}, "a series per waiting reason (0 here), none for placing ones"
     # Gathered before this cycle's patches: nothing is placed yet, each waiting pod once.
     assert pods("ml", "any") == {"placed": 0, "held": 1, "deferred": 0, "refused": 0}
     assert pods("wait", "p") == {"placed": 0, "held": 0, "deferred": 1, "refused": 0}

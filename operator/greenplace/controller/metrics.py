@@ -159,7 +159,8 @@ class PlacementMetrics:
                 held[decision.reason.value] += 1
                 waiting[decision.outcome] += 1
         for code in model.Reason:
-            self.held.labels(code.value).set(held.get(code.value, 0))
+            if code not in model.PLACEMENT_REASONS:  # nothing waits for being placed
+                self.held.labels(code.value).set(held.get(code.value, 0))
         for outcome in model.Outcome:
             if outcome is not model.Outcome.PLACED:
                 self.waiting.labels(outcome.value).set(waiting[outcome])

@@ -151,7 +151,7 @@ class StatusRecorder:
                     pool_residency=dict(residency),
                     **dataclasses.asdict(pods),
                 ),
-                conditions=[_policy_ready(cached_policy.spec, pods)],
+                conditions=[_policy_ready(cached_policy.spec, pods, allowed, len(snap.pools))],
             )
         await self._record_signal_sources(gathered)
         return await self._record_budgets(gathered, built, now, ledger)
@@ -344,8 +344,12 @@ def _flavor_conditions(gathered: snapshot.Gathered) -> dict[str, tuple[Condition
     return conditions
 
 
-def _policy_ready(spec: models.PlacementPolicySpec, pods: PolicyPods) -> Condition:
-    """Ready, saying so when the policy sets no rule at all (``spec: {}`` allows every pool)."""
+def _policy_ready(
+    spec: models.PlacementPolicySpec, pods: PolicyPods, allowed: list[str], pools: int
+) -> Condition:
+    """Ready, saying so when the policy sets no rule at all (``spec: {}`` allows every pool);
+    not Ready when no pool passes its sovereignty rules, so a GitOps health check shows a
+    policy that can never place a pod as degraded, not green."""
     counts = pods.summary()
     if spec.sovereignty is None and spec.carbon is None and spec.budget_ref is None:
         return (
@@ -354,6 +358,16 @@ def _policy_ready(spec: models.PlacementPolicySpec, pods: PolicyPods) -> Conditi
             "AllowsEveryPool",
             f"{counts}; this policy sets no sovereignty, carbon or budget rule, so it allows every "
             "pool: set spec.sovereignty (allowedCountries, allowedRegimes, ...) to restrict it",
+        )
+    if not allowed:
+        return (
+            "Ready",
+            False,
+            "NoAllowedPool",
+            f"{counts}; none of the {pools} GpuPools passes this policy's sovereignty rules "
+            "(countries, regimes, jurisdiction, certifications valid now), so every pod it governs "
+            "waits: allow a pool's country or regime in spec.sovereignty, or add a GpuPool that "
+            "satisfies it (greenplace why names each pool's reason)",
         )
     return ("Ready", True, "Active", counts)
 

@@ -472,6 +472,13 @@ class Reason(enum.StrEnum):
     PLANNING_FAILED = "PlanningFailed"
 
 
+# The reasons a workload is placed for; every other code says why one waits (or a pool lost).
+PLACEMENT_REASONS = frozenset({
+    Reason.LOWEST_CARBON, Reason.BEST_OBJECTIVE, Reason.DOWNGRADED_FOR_BUDGET,
+    Reason.CEILING_WAIVED_AT_DEADLINE,
+})  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rejection:
     """Why one pool was not chosen for one workload."""

@@ -83,6 +83,12 @@ ONE_OF_EACH: dict[str, tuple[Mapping[str, Any], str]] = {
         {"metadata": {"name": "cq"}, "spec": {"resourceGroups": [{"flavors": [{"name": "f"}]}]}},
         "queue_flavors",
     ),
+    # MultiKueue's worker clusters (watched with --multikueue).
+    "MultiKueueCluster": (
+        {"metadata": {"name": "fr"}, "spec": {"clusterSource": {"kubeConfig": {
+            "locationType": "Secret", "location": "fr-kc"}}}},
+        "multikueue_clusters",
+    ),
 }  # fmt: skip
 
 

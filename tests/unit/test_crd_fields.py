@@ -54,7 +54,7 @@ from pydantic import alias_generators
 
 from greenplace.accounting import telemetry
 from greenplace.api import convert, crdgen, models
-from greenplace.controller import budgets, feeds, reports, status
+from greenplace.controller import budgets, feeds, reports, status, workers
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from tests import builders, hostile, promfake, providers
@@ -277,6 +277,12 @@ USES: dict[str, Use] = {
     "GpuPool.spec.embodiedGramsPerGpuHour": Use(
         f"{P} -> Pool.embodied_gco2_per_gpu_hour: carbon projections and kgCO2e budgets"
     ),
+    "GpuPool.spec.cluster": Use(
+        "controller.workers.split_pools: a remote pool of that MultiKueue worker, planned only "
+        "for Workloads greenplace dispatches (controller.dispatch), never for local pods "
+        "(controller.snapshot.gather)",
+        other="fr-secnumcloud",
+    ),
     "GpuPool.spec.carbonIntensity.fallbackGramsPerKwh": Use(
         f"{P} -> Pool.gco2_per_kwh when no SignalSource answers for the grid zone",
         at=("carbonIntensity",),  # a required field of an optional block: the block goes
@@ -443,8 +449,14 @@ USES: dict[str, Use] = {
 
 
 def observe_pool(spec: Mapping[str, Any], _: pathlib.Path) -> object:
+    """The planner's pool, and whether it is local or a remote pool of which worker."""
     parsed = models.GpuPoolSpec.model_validate(spec)
-    return convert.pool_to_domain("p", parsed, gpus_total=8, gpus_free=8)
+    local, remote = workers.split_pools([cache_.CachedPool("p", 1, parsed)])
+    return (
+        convert.pool_to_domain("p", parsed, gpus_total=8, gpus_free=8),
+        [p.name for p in local],
+        {cluster: [p.name for p in pools] for cluster, pools in remote.items()},
+    )
 
 
 def observe_policy(spec: Mapping[str, Any], _: pathlib.Path) -> object:

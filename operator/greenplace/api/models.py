@@ -283,6 +283,18 @@ class GpuPoolSpec(Model):
     carbon_intensity: CarbonIntensity | None = pydantic.Field(
         None, description="Fallback grid intensity when no SignalSource answers."
     )
+    cluster: str | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The MultiKueueCluster (on this manager cluster) whose worker holds this "
+        "pool's nodes: the nodes of that worker matching nodeSelector. Set, the pool is a "
+        "remote pool: only Workloads greenplace dispatches through MultiKueue "
+        "(greenplace operate --multikueue) are planned onto it, never this cluster's own pods. "
+        "Unset: the pool's nodes are this cluster's. A Kubernetes object name (lower case, "
+        "digits, '-' and '.'; 1 to 253 characters).",
+    )
 
 
 class Condition(Model):

@@ -201,6 +201,46 @@ def register(subparsers: Any) -> None:
         "(needs Kueue's CRDs; default: off)",
     )
     parser.add_argument(
+        "--multikueue",
+        action=argparse.BooleanOptionalAction,
+        default=_config_default("multikueue"),
+        help="be the manager Kueue's MultiKueue dispatcher (multiKueue.dispatcherName "
+        "greenplace.dev/dispatcher): nominate one compliant worker cluster per Workload, "
+        "planned over GpuPools with spec.cluster (default: off)",
+    )
+    parser.add_argument(
+        "--kueue-namespace",
+        default=_config_default("kueue_namespace"),
+        help="Kueue's namespace, where the MultiKueueClusters' kubeconfig Secrets are "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--worker-poll",
+        dest="worker_poll_seconds",
+        type=float,
+        default=_config_default("worker_poll_seconds"),
+        metavar="SECONDS",
+        help="read each worker's nodes and pods this often (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--worker-ttl",
+        dest="worker_ttl_seconds",
+        type=float,
+        default=_config_default("worker_ttl_seconds"),
+        metavar="SECONDS",
+        help="a worker read longer ago is stale: its pools count 0 free GPUs "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "--nomination-timeout",
+        dest="nomination_timeout_seconds",
+        type=float,
+        default=_config_default("nomination_timeout_seconds"),
+        metavar="SECONDS",
+        help="nominate the next best cluster when Kueue has not admitted a Workload in its "
+        "nominated one after this long (default: %(default)g)",
+    )
+    parser.add_argument(
         "--deferral-step",
         type=_deferral_step,
         default=_config_default("deferral_step"),
@@ -271,6 +311,11 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         ),
         record_key_file=args.record_key_file,
         kueue=args.kueue,
+        multikueue=args.multikueue,
+        kueue_namespace=args.kueue_namespace,
+        worker_poll_seconds=args.worker_poll_seconds,
+        worker_ttl_seconds=args.worker_ttl_seconds,
+        nomination_timeout_seconds=args.nomination_timeout_seconds,
         deferral_step=args.deferral_step,
         **({"identity": args.identity} if args.identity else {}),
     )

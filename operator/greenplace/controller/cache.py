@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -38,6 +39,7 @@ __all__ = [
     "WATCHED",
     "Cache",
     "CachedBudget",
+    "CachedMultiKueueCluster",
     "CachedNode",
     "CachedPod",
     "CachedPolicy",
@@ -71,7 +73,14 @@ WATCHED = (
 KUEUE_WATCHED = tuple(
     Watched(kueue.GROUP, kueue.VERSION, plural, kind) for kind, plural in kueue.KINDS.items()
 )
-KINDS = tuple(watched.kind for watched in (*WATCHED, *KUEUE_WATCHED))
+# MultiKueue's worker clusters, watched when the operator dispatches for MultiKueue
+# (``--multikueue``, ``dispatch``).
+MULTIKUEUE_WATCHED = (
+    Watched(kueue.GROUP, kueue.VERSION, "multikueueclusters", "MultiKueueCluster"),
+)
+KINDS = tuple(watched.kind for watched in (*WATCHED, *KUEUE_WATCHED, *MULTIKUEUE_WATCHED))
+# On a manager Workload: greenplace's signed dispatch record (``dispatch``).
+DISPATCH_ANNOTATION = "greenplace.dev/dispatch"
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 
@@ -81,6 +90,7 @@ class CachedPool:
     name: str
     generation: int
     spec: models.GpuPoolSpec
+    uid: str = ""  # the involved object of its Events
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,9 +168,27 @@ class CachedKueueWorkload:
 
     workload: kueue.KueueWorkload
     members: tuple[CachedPod, ...]
-    # Our signed placement record on its check (Ready), as a pod the budget ledger reads
-    # (``budgets.Ledger``); None when it has none, or one greenplace did not sign.
+    # Our signed placement record on its check (Ready), or our signed dispatch record on the
+    # Workload (MultiKueue), as a pod the budget ledger reads (``budgets.Ledger``); None when
+    # it has none, or one greenplace did not sign.
     carrier: CachedPod | None = None
+    # MultiKueue (``dispatch``): ``status.clusterName``, ``status.nominatedClusterNames``, and
+    # the dispatch record when greenplace signed it for this Workload (else None).
+    cluster_name: str | None = None
+    nominated: tuple[str, ...] = ()
+    dispatch_record: Mapping[str, Any] | None = None
+    # A dispatch record is present but greenplace did not sign it (forged, copied, edited).
+    untrusted_dispatch: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedMultiKueueCluster:
+    """A MultiKueueCluster: its kubeconfig Secret (None: not a Secret) and Kueue's Active."""
+
+    name: str
+    secret: str | None
+    active: bool
+    message: str
 
 
 class Cache:
@@ -172,6 +200,7 @@ class Cache:
         signer: records.Signer | None = None,
         *,
         kueue: bool = False,
+        multikueue: bool = False,
     ) -> None:
         # What counts as an accelerator, and the key that proves a placement record is ours
         # (None: no record is trusted). Both are set before the first object arrives.
@@ -185,7 +214,10 @@ class Cache:
         self.budgets: dict[tuple[str, str], CachedBudget] = {}
         self.reports: dict[tuple[str, str], CachedReport] = {}
         # What the watches and the relisting cover: Kueue's kinds only with ``kueue``.
-        self.watched = (*WATCHED, *KUEUE_WATCHED) if kueue else WATCHED
+        self.watched = (*WATCHED, *KUEUE_WATCHED) if kueue or multikueue else WATCHED
+        if multikueue:
+            self.watched = (*self.watched, *MULTIKUEUE_WATCHED)
+        self.multikueue_clusters: dict[str, CachedMultiKueueCluster] = {}
         # Kueue (``controller.kueue``): Workloads with their pod sets as pods to plan, the
         # AdmissionChecks' controller names, the flavors' node labels, each queue's flavors.
         self.kueue_workloads: dict[tuple[str, str], CachedKueueWorkload] = {}
@@ -241,6 +273,12 @@ class Cache:
                 lambda b: self._remember(self.queue_flavors, _name_key(b), _queue_flavors(b)),
                 lambda k: self._forget(self.queue_flavors, k),
             ),
+            "MultiKueueCluster": _Kind(
+                _name_key, self.multikueue_clusters,
+                lambda b: self._remember(self.multikueue_clusters, _name_key(b),
+                                         _multikueue_cluster(b)),
+                lambda k: self._forget(self.multikueue_clusters, k),
+            ),
         }  # fmt: skip
 
     def put(self, kind: str, body: Mapping[str, Any]) -> None:
@@ -292,7 +330,8 @@ class Cache:
             self.pools.pop(name, None)
         else:
             generation = body["metadata"].get("generation", 0)
-            self.pools[name] = CachedPool(name, generation, spec)
+            uid = str(body["metadata"].get("uid", ""))
+            self.pools[name] = CachedPool(name, generation, spec, uid)
         self.changed.set()
 
     def drop_pool(self, name: str) -> None:
@@ -443,7 +482,25 @@ class Cache:
             and self.signer.verify(parsed.uid, record)
         )
         carrier = dataclasses.replace(members[0], record=record) if trusted and members else None
-        self._remember(self.kueue_workloads, key, CachedKueueWorkload(parsed, members, carrier))
+        status = body.get("status") or {}
+        dispatched = _dispatch_record(body)
+        signed = (
+            dispatched is not None
+            and self.signer is not None
+            and self.signer.verify(parsed.uid, dispatched)
+        )
+        if signed and members and carrier is None:
+            carrier = dataclasses.replace(members[0], record=dispatched)
+        entry = CachedKueueWorkload(
+            parsed,
+            members,
+            carrier,
+            cluster_name=status.get("clusterName") or None,
+            nominated=tuple(str(c) for c in status.get("nominatedClusterNames") or ()),
+            dispatch_record=dispatched if signed else None,
+            untrusted_dispatch=dispatched is not None and not signed,
+        )
+        self._remember(self.kueue_workloads, key, entry)
 
     def _members(self, parsed: kueue.KueueWorkload, pod_set: kueue.PodSet) -> list[CachedPod]:
         """The ``count`` pods of ``pod_set``, as its template will make them (one body)."""
@@ -513,6 +570,33 @@ def _queue_flavors(body: Mapping[str, Any]) -> frozenset[str]:
         for group in groups
         for flavor in group.get("flavors") or []
         if isinstance(flavor, dict) and flavor.get("name")
+    )
+
+
+def _dispatch_record(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The dispatch record annotation of a Workload (unverified), if it is a JSON object."""
+    text = ((body.get("metadata") or {}).get("annotations") or {}).get(DISPATCH_ANNOTATION)
+    if not isinstance(text, str):
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {}  # present but unreadable: untrusted
+    return record if isinstance(record, dict) else {}
+
+
+def _multikueue_cluster(body: Mapping[str, Any]) -> CachedMultiKueueCluster:
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    source = (spec.get("clusterSource") or {}).get("kubeConfig") or {}
+    secret = source.get("location") if source.get("locationType", "Secret") == "Secret" else None
+    active: Mapping[str, Any] = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Active"), {}
+    )
+    return CachedMultiKueueCluster(
+        name=_name_key(body),
+        secret=str(secret) if secret else None,
+        active=active.get("status") == "True",
+        message=str(active.get("message") or "Kueue has not reported it Active"),
     )
 
 

@@ -81,6 +81,15 @@ class OperatorConfig:
     # Answer Kueue's AdmissionChecks whose controllerName is greenplace.dev/placement (needs
     # Kueue's CRDs; controller.kueue).
     kueue: bool = False
+    # Dispatch Kueue Workloads to MultiKueue worker clusters as the manager Kueue's external
+    # dispatcher (multiKueue.dispatcherName greenplace.dev/dispatcher; controller.dispatch).
+    # Reads Kueue's objects (as ``kueue`` does) and the workers' nodes and pods.
+    multikueue: bool = False
+    kueue_namespace: str = "kueue-system"  # where Kueue reads MultiKueue kubeconfig Secrets
+    worker_poll_seconds: float = 15.0  # each worker is read this often
+    worker_ttl_seconds: float = 60.0  # a worker read longer ago than this is stale
+    # A nomination Kueue has not admitted in this long is replaced by the next best cluster.
+    nomination_timeout_seconds: float = 300.0
     # How far apart the later starts are that a deferral weighs (finer for short jobs or 5- to
     # 15-minute grid forecasts; coarser searches a week faster).
     deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP

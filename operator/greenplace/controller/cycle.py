@@ -31,6 +31,7 @@ from kubernetes import client
 from greenplace.api import timestamps
 from greenplace.controller import (
     budgets,
+    dispatch,
     faults,
     feeds,
     kube,
@@ -133,6 +134,7 @@ async def run_cycle(
     *,
     state: LoopState | None = None,
     deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP,
+    dispatcher: dispatch.Dispatcher | None = None,
 ) -> CycleReport:
     state = state or LoopState()
     report = CycleReport(at=now)
@@ -202,6 +204,11 @@ async def run_cycle(
             _unpark_due(gathered, cache, writer, report),
         )
         await _warn(built.warnings, writer, report, state)
+        if dispatcher is not None:  # MultiKueue: remote pools, charged in the same ledger
+            await dispatcher.run(
+                gathered, cache, events=writer, ledger=state.ledger, now=now,
+                recorder=recorder, deferral_step=deferral_step,
+            )  # fmt: skip
     with report.phase("5-record"):
         if recorder is not None:
             report.budget_alerts = await recorder.record(

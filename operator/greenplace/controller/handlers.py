@@ -65,7 +65,7 @@ def settings_for(config: config_.OperatorConfig) -> kopf.OperatorSettings:
 
 def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) -> cache_.Cache:
     """Register every handler of greenplace on ``registry``; return the cache they feed."""
-    cache = cache_.Cache(config.accelerators, kueue=config.kueue)
+    cache = cache_.Cache(config.accelerators, kueue=config.kueue, multikueue=config.multikueue)
     collectors = prometheus_client.CollectorRegistry()
     running = loops.Loops(config, cache, collectors)
 

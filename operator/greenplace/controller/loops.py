@@ -34,7 +34,17 @@ from greenplace import errors
 from greenplace.accounting import telemetry as accounting_telemetry
 from greenplace.controller import cache as cache_
 from greenplace.controller import config as config_
-from greenplace.controller import cycle, feeds, kube, leadership, metrics, reports, status
+from greenplace.controller import (
+    cycle,
+    dispatch,
+    feeds,
+    kube,
+    leadership,
+    metrics,
+    reports,
+    status,
+    workers,
+)
 from greenplace.domain import model
 from greenplace.signals import telemetry as signal_telemetry
 
@@ -85,6 +95,20 @@ class Loops:
         self.watch_event_at = started  # the last Lease event seen through the watch
         self.listed_at = -math.inf  # when the last full listing began
         self.elected: Leader | None = None
+        # MultiKueue's dispatcher (``--multikueue``): the workers' views and what it did.
+        self.dispatcher: dispatch.Dispatcher | None = None
+        if config.multikueue:
+            self.dispatcher = dispatch.Dispatcher(
+                workers.Workers(config.kueue_namespace, config.accelerators),
+                None,
+                dispatch.Settings(
+                    worker_ttl_seconds=config.worker_ttl_seconds,
+                    nomination_timeout=datetime.timedelta(
+                        seconds=config.nomination_timeout_seconds
+                    ),
+                ),
+                self.placement_metrics,
+            )
         self._api: client.ApiClient | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -120,6 +144,11 @@ class Loops:
             allow_hosts=config.allow_signal_hosts,
             allow_insecure_http=config.allow_insecure_signal_http,
         )
+        if self.dispatcher is not None:
+            self.dispatcher.writer = dispatch.KubeDispatchWriter(api)
+            self._tasks["workers"] = asyncio.create_task(
+                self._worker_loop(elected, self.dispatcher.workers, api)
+            )
         self.run(elected, writer, recorder, reporter, signal_feeds)
 
     def run(
@@ -252,6 +281,7 @@ class Loops:
                     signal_feeds,
                     state=self.cycle_state,
                     deferral_step=config.deferral_step,
+                    dispatcher=self.dispatcher,
                 )
                 self.planned_pools = report.pools
                 self.loop_turned_at = time.monotonic()
@@ -292,6 +322,22 @@ class Loops:
                 )
             except TimeoutError:
                 return  # quiet
+
+    # --- the worker loop (MultiKueue) -------------------------------------------------
+    async def _worker_loop(
+        self, elected: Leader, views: workers.Workers, api: client.ApiClient
+    ) -> None:
+        """Read every worker a GpuPool names each ``worker_poll_seconds`` (the leader only);
+        each round wakes the placement loop, which dispatches with the fresh views."""
+        while True:
+            try:
+                if elected.leading:
+                    await views.poll(self.cache, api, datetime.datetime.now(datetime.UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one bad reading stop the readings for good
+                logger.exception("reading the MultiKueue workers failed; retrying")
+            await asyncio.sleep(self.config.worker_poll_seconds)
 
     # --- the report loop --------------------------------------------------------------
     async def _report_loop(self, elected: Leader, reporter: reports.Reporter) -> None:

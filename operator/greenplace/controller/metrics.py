@@ -16,6 +16,11 @@ the signal and accounting collectors), never in the global default registry.
 - ``greenplace_write_conflicts_total``: patches refused because the object changed (re-planned).
 - ``greenplace_leader``: 1 on the replica holding the Lease (the one placing), 0 on standbys.
 - ``greenplace_relists_total``: full listings that reconciled the cache with the API server.
+- ``greenplace_worker_staleness_seconds{cluster}``: age of the last reading of each MultiKueue
+  worker a GpuPool names (``--multikueue``; ``+Inf`` until first read).
+- ``greenplace_dispatch_nominations_total{cluster}``: Workloads greenplace nominated to a worker.
+- ``greenplace_dispatch_admissions_total{cluster}``: nominated Workloads Kueue admitted there
+  (``status.clusterName`` set), counted once each.
 - ``greenplace_cycle_failures_total``: cycles that raised (logged with the traceback); the loop
   retries at the next change or resync, so a rising count with held pods is worth an alert.
 - ``greenplace_write_refusals_total{reason}``: greenplace's own pod writes the API server refused
@@ -131,6 +136,25 @@ class PlacementMetrics:
         self.relisted = prometheus_client.Counter(
             "greenplace_relists",
             "Full listings that reconciled the cache with the API server.",
+            registry=registry,
+        )
+        # MultiKueue dispatch (``dispatch``, ``--multikueue``).
+        self.worker_staleness = prometheus_client.Gauge(
+            "greenplace_worker_staleness_seconds",
+            "Seconds since each MultiKueue worker a GpuPool names was last read.",
+            ["cluster"],
+            registry=registry,
+        )
+        self.nominations = prometheus_client.Counter(
+            "greenplace_dispatch_nominations",
+            "Workloads greenplace nominated to a MultiKueue worker cluster.",
+            ["cluster"],
+            registry=registry,
+        )
+        self.admissions = prometheus_client.Counter(
+            "greenplace_dispatch_admissions",
+            "Workloads greenplace nominated that Kueue admitted in a worker (clusterName set).",
+            ["cluster"],
             registry=registry,
         )
         self._budgets: set[tuple[str, str]] = set()  # the Budgets with a ratio row

@@ -86,6 +86,11 @@ class Gathered:
     admission_checks: Mapping[str, kueue.AdmissionCheck] = dataclasses.field(default_factory=dict)
     flavors: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
     queue_flavors: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)
+    # Whose checks the Kueue Workloads are planned for: greenplace's own AdmissionCheck; or,
+    # in a remote snapshot (``dispatch``), MultiKueue's, over worker pools that lie in no
+    # flavor of this cluster (``remote``: Kueue's flavors do not narrow them).
+    controller: str = kueue.CONTROLLER_NAME
+    remote: bool = False
 
     @functools.cached_property
     def flavor_pools(self) -> kueue.Flavors:
@@ -99,14 +104,15 @@ class Gathered:
         return frozenset(
             name
             for name, check in self.admission_checks.items()
-            if check.controller == kueue.CONTROLLER_NAME and check.problem is None
+            if check.controller == self.controller and (check.problem is None or self.remote)
         )
 
 
 def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathered:
     return Gathered(
         budget_status=dict(cache.budget_status),
-        pools=tuple(cache.pools.values()),
+        # Remote pools (``spec.cluster``) hold a worker's nodes: never this cluster's pods.
+        pools=tuple(p for p in cache.pools.values() if p.spec.cluster is None),
         policies=tuple(cache.policies.values()),
         nodes=tuple(cache.nodes.values()),
         pods=tuple(cache.pods.values()),
@@ -434,6 +440,8 @@ def _kueue_workload(
 ) -> model.Workload:
     """A Kueue Workload as one gang, placed only in pools inside the flavors Kueue assigned."""
     planned = _workload(entry.workload.key, entry.members, fitting)
+    if gathered.remote:
+        return planned
     inside = gathered.flavor_pools.pools_in(entry.workload.flavors)
     fits = inside if planned.fits_pools is None else planned.fits_pools & inside
     return dataclasses.replace(planned, fits_pools=fits)

@@ -17,9 +17,17 @@ from typing import Any
 
 import prometheus_client
 
-from greenplace.controller import budgets, dispatch, kube, kueue, metrics, records, snapshot
+from greenplace.controller import (
+    budgets,
+    dispatch,
+    kube,
+    kueue,
+    metrics,
+    records,
+    snapshot,
+    workers,
+)
 from greenplace.controller import cache as cache_
-from greenplace.controller import workers
 from tests import fakes, kubeobjects
 
 NOW = datetime.datetime(2026, 3, 10, 12, tzinfo=datetime.UTC)
@@ -116,6 +124,11 @@ def view(
     )
 
 
+def copied(body: Mapping[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = json.loads(json.dumps(body))
+    return found
+
+
 class FakeDispatch:
     """The manager's Workloads as the dispatcher reads and writes them."""
 
@@ -124,7 +137,7 @@ class FakeDispatch:
         self.applied: list[dict[str, Any]] = []
 
     async def get_workload(self, namespace: str, name: str) -> Mapping[str, Any]:
-        return json.loads(json.dumps(self.workloads[name]))
+        return copied(self.workloads[name])
 
     async def apply_status(
         self, namespace: str, name: str, body: Mapping[str, Any]
@@ -135,14 +148,14 @@ class FakeDispatch:
         self.applied.append(dict(body))
         stored["status"]["nominatedClusterNames"] = body["status"]["nominatedClusterNames"]
         stored["metadata"]["resourceVersion"] += "1"
-        return json.loads(json.dumps(stored))
+        return copied(stored)
 
     async def annotate(
         self, namespace: str, name: str, annotations: Mapping[str, str]
     ) -> Mapping[str, Any]:
         self.workloads[name]["metadata"]["annotations"].update(annotations)
         self.workloads[name]["metadata"]["resourceVersion"] += "1"
-        return json.loads(json.dumps(self.workloads[name]))
+        return copied(self.workloads[name])
 
 
 def dispatcher(
@@ -248,7 +261,8 @@ def test_no_compliant_cluster_holds_with_the_reason() -> None:
     (action,) = run(dispatcher([view("us")], writer), cache, events)
     assert nominated(writer) == []
     assert action.decision.reason.value == "NoCompliantPool"
-    assert "cluster us" in action.decision.message and "IE not in allowed" in action.decision.message
+    message = action.decision.message
+    assert "cluster us" in message and "IE not in allowed" in message
     assert {e[2] for e in events.events} == {"NoCompliantPool"}
 
 
@@ -292,9 +306,11 @@ def test_a_restarted_dispatcher_keeps_the_nomination_and_recovers_its_charge() -
     run(dispatcher([view("fr"), view("de"), view("us")], writer), cache, ledger=ledger)
     assert nominated(writer) == [], "its own nomination, still valid: nothing written"
     spent = ledger.spent(
-        tuple(cache.budgets.values()), {}, tuple(snapshot.gather(cache).pods) + tuple(
-            e.carrier for e in cache.kueue_workloads.values() if e.carrier
-        ), NOW
+        tuple(cache.budgets.values()),
+        {},
+        tuple(snapshot.gather(cache).pods)
+        + tuple(e.carrier for e in cache.kueue_workloads.values() if e.carrier),
+        NOW,
     )
     assert spent[("ml", "team")].money == 5.0, "the record's charge, read back once"
 

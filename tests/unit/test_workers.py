@@ -96,13 +96,13 @@ def test_local_and_remote_pools_are_split_by_spec_cluster() -> None:
 
 def test_an_absent_or_inactive_cluster_is_not_read() -> None:
     missing = workers.read_worker(
-        None,  # type: ignore[arg-type]  # never called: nothing to read
+        None,  # never called: nothing to read
         "nowhere", known=None, namespace="kueue-system",
         accelerators=resources.Accelerators(), now=NOW,
     )  # fmt: skip
     assert missing.problem is not None and missing.problem[0] == "ClusterNotFound"
     inactive = workers.read_worker(
-        None,  # type: ignore[arg-type]
+        None,
         "off", known=KNOWN["off"], namespace="kueue-system",
         accelerators=resources.Accelerators(), now=NOW,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from typing import Any
 
 import prometheus_client
 
+from greenplace.cli import views
 from greenplace.controller import (
     budgets,
     dispatch,
@@ -341,3 +342,23 @@ def test_local_pods_never_plan_onto_remote_pools() -> None:
     cache = manager()
     cache.put_pool(fakes.gpu_pool("local", "FR"))
     assert [p.name for p in snapshot.gather(cache).pools] == ["local"]
+
+
+def test_why_and_pools_say_what_the_dispatcher_did() -> None:
+    cache, writer = manager(), FakeDispatch(workload())
+    run(dispatcher([view("fr"), view("de"), view("us")], writer), cache)
+    text = views.why_dispatch(writer.workloads["w"])
+    assert text.startswith("ml/w (Kueue Workload, MultiKueue): nominated to worker cluster fr")
+    assert "pool fr-a" in text and "to ml/team" in text
+    held = views.why_dispatch(workload(), [{"type": "Warning", "reason": "NoPoolWithRoom",
+                                            "message": "m", "lastTimestamp": "t"}])  # fmt: skip
+    assert "no worker cluster nominated" in held and "Warning NoPoolWithRoom: m" in held
+    stale = {"type": "Worker", "reason": "Stale", "message": "last read 90s ago"}
+    pool = {
+        "metadata": {"name": "fr-a"},
+        "spec": {"cluster": "fr", "location": {"country": "FR"}},
+        "status": {"gpusFree": 6, "gpusTotal": 8, "conditions": [stale]},
+    }
+    assert views.worker_pool_rows([pool]) == [
+        ("fr-a", "fr", "FR", "6/8", "Stale", "last read 90s ago")
+    ]

@@ -10,12 +10,16 @@ the operator writes and in the pod's annotations; these commands print them. Ins
 ``workload/NAMESPACE/NAME`` for a Kueue Workload, ``job/NAMESPACE/NAME`` for the Workload of a
 Kueue-managed Job. For a Workload it prints greenplace's check state and message, the placement
 record of a Ready check, and greenplace's last Event on it (which keeps the reason after Kueue
-resets a rejected check to Pending with its own words).
+resets a rejected check to Pending with its own words). A manager Workload that waits on a
+MultiKueue check shows what greenplace's dispatcher did instead (``why_dispatch``): the worker
+cluster nominated or admitted in, the signed record, and the last Event (why it waits).
+``pools`` lists remote pools (``spec.cluster``) apart, with their worker and its freshness.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +27,7 @@ from kubernetes import client
 
 from greenplace.api import models
 from greenplace.cli import placements
+from greenplace.controller import cache as cache_
 from greenplace.controller import kube, kueue, podspec
 
 __all__ = ["budget_rows", "pool_rows", "register", "report_rows", "why", "why_workload"]
@@ -65,6 +70,60 @@ def pool_rows(pools: Sequence[Obj]) -> list[tuple[str, ...]]:
             _number(status.get("carbonGramsPerKwh")), str(status.get("carbonSource") or "-"),
         ))  # fmt: skip
     return out
+
+
+def worker_pool_rows(pools: Sequence[Obj]) -> list[tuple[str, ...]]:
+    """Remote pools (``spec.cluster``): their MultiKueue worker and how fresh its reading is
+    (the ``Worker`` condition the dispatcher writes)."""
+    out: list[tuple[str, ...]] = []
+    for pool in sorted(pools, key=lambda p: p["metadata"]["name"]):
+        spec, status = pool.get("spec", {}), pool.get("status") or {}
+        worker: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Worker"), {})
+        out.append((
+            pool["metadata"]["name"], str(spec.get("cluster")),
+            str(spec.get("location", {}).get("country", "?")),
+            f"{status.get('gpusFree', '?')}/{status.get('gpusTotal', '?')}",
+            str(worker.get("reason") or "NotRead"), str(worker.get("message") or "-"),
+        ))  # fmt: skip
+    return out
+
+
+def why_dispatch(workload: Obj, events: Sequence[Obj] = ()) -> str:
+    """What greenplace's MultiKueue dispatcher did with a manager Workload: the cluster it
+    nominated (or Kueue admitted it in), its record, and its last Event (why it waits)."""
+    name, status = _key(workload), workload.get("status") or {}
+    nominated = status.get("nominatedClusterNames") or []
+    if status.get("clusterName"):
+        state = f"admitted in worker cluster {status['clusterName']}"
+    elif nominated:
+        state = f"nominated to worker cluster {', '.join(nominated)}, not admitted yet"
+    else:
+        state = "no worker cluster nominated"
+    lines = [f"{name} (Kueue Workload, MultiKueue): {state}"]
+    text = ((workload.get("metadata") or {}).get("annotations") or {}).get(
+        cache_.DISPATCH_ANNOTATION
+    )
+    if isinstance(text, str):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            lines.append(
+                f"  record (unverified here): cluster {record.get('nominated')}, pool "
+                f"{record.get('nominatedPool')}, nominated at {record.get('nominatedAt')}; "
+                f"charged at {record.get('at')} to {', '.join(record.get('budgets') or []) or '-'}"
+            )
+        else:
+            lines.append(f"  unreadable dispatch record {text[:200]!r}")
+    ordered = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
+    if ordered:
+        last = ordered[-1]
+        lines.append(
+            f"  last greenplace Event ({last.get('lastTimestamp')}): {last.get('type')} "
+            f"{last.get('reason')}: {last.get('message')}"
+        )
+    return "\n".join(lines)
 
 
 def budget_rows(budgets: Sequence[Obj]) -> list[tuple[str, ...]]:
@@ -153,7 +212,14 @@ def why_workload(workload: Obj, ours: frozenset[str], events: Sequence[Obj] = ()
 
 def _pools(args: argparse.Namespace) -> int:
     header = ("POOL", "COUNTRY", "GPU", "FREE/TOTAL", "gCO2/kWh", "SOURCE")
-    print(placements.table(header, pool_rows(_list(args, "gpupools"))))
+    every = _list(args, "gpupools")
+    remote = [p for p in every if (p.get("spec") or {}).get("cluster")]
+    local = [p for p in every if p not in remote]
+    print(placements.table(header, pool_rows(local)))
+    if remote:
+        header = ("WORKER POOL", "CLUSTER", "COUNTRY", "FREE/TOTAL", "WORKER", "MESSAGE")
+        print()
+        print(placements.table(header, worker_pool_rows(remote)))
     return 0
 
 
@@ -206,6 +272,10 @@ def _why_kueue(args: argparse.Namespace, kind: str, target: str) -> int:
     else:
         owned = [w for w in workloads if w["metadata"]["name"] == name]
     if not owned:
+        dispatched = _dispatched(api, kind, namespace, name)
+        if dispatched:
+            print("\n".join(dispatched))
+            return 0
         where = "Kueue is not installed or " if not ours else ""
         raise SystemExit(
             f"greenplace why: no Kueue Workload for {kind} {namespace}/{name} ({where}no "
@@ -225,6 +295,38 @@ def _why_kueue(args: argparse.Namespace, kind: str, target: str) -> int:
         ]  # fmt: skip
         print(why_workload(workload, ours, ours_only))
     return 0
+
+
+def _dispatched(api: client.ApiClient, kind: str, namespace: str, name: str) -> list[str]:
+    """``why_dispatch`` of the Workloads of ``kind`` ``namespace/name`` that wait on a
+    MultiKueue check (none when there is no such Workload)."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        found = custom.list_namespaced_custom_object(
+            kueue.GROUP, kueue.VERSION, namespace, kueue.KINDS["Workload"]
+        )
+    except client.ApiException:
+        return []
+    owned = [
+        w for w in found.get("items") or []
+        if (kind == "workload" and w["metadata"]["name"] == name)
+        or (kind == "job" and any(o.get("kind") == "Job" and o.get("name") == name
+                                  for o in w["metadata"].get("ownerReferences") or []))
+    ]  # fmt: skip
+    core = client.CoreV1Api(api)
+    out = []
+    for workload in owned:
+        events = core.list_namespaced_event(
+            namespace,
+            field_selector="involvedObject.kind=Workload,"
+            f"involvedObject.name={workload['metadata']['name']}",
+        )
+        ours = [
+            e for e in api.sanitize_for_serialization(events.items)
+            if (e.get("source") or {}).get("component") == "greenplace"
+        ]  # fmt: skip
+        out.append(why_dispatch(workload, ours))
+    return out
 
 
 def _list(args: argparse.Namespace, plural: str) -> list[Obj]:

@@ -37,6 +37,7 @@ import yaml
 from kubernetes import client
 from kubernetes import config as kube_config
 
+from greenplace.api import timestamps
 from greenplace.controller import cache as cache_
 from greenplace.controller import resources
 
@@ -149,7 +150,10 @@ def pool_condition(
     if view is None or (view.observed_at is None and view.problem is None):
         return False, "NotRead", f"worker {cluster} not read yet"
     age = view.age(now)
-    since = "never read" if age is None else f"last read {age:.0f}s ago"
+    # The time of the reading, not its age: the status then changes once per reading, not at
+    # every cycle (a status write wakes the placement loop again).
+    at = None if view.observed_at is None else timestamps.rfc3339(view.observed_at)
+    since = "never read" if at is None else f"last read at {at}"
     if view.problem is not None and view.problem[0] != "Unreachable":
         reason, message = view.problem
         return False, reason, f"{message} ({since}); the pool is not used"
@@ -178,7 +182,7 @@ def pool_condition(
     return (
         True,
         "Fresh",
-        f"worker {cluster} read {age:.0f}s ago: {len(matching)} nodes, "
+        f"worker {cluster} read at {at}: {len(matching)} nodes, "
         f"{max(0, total - used)}/{total} GPUs free{note}",
     )
 

@@ -78,7 +78,9 @@ def worker_pool_rows(pools: Sequence[Obj]) -> list[tuple[str, ...]]:
     out: list[tuple[str, ...]] = []
     for pool in sorted(pools, key=lambda p: p["metadata"]["name"]):
         spec, status = pool.get("spec", {}), pool.get("status") or {}
-        worker: Obj = next((c for c in status.get("conditions") or [] if c.get("type") == "Worker"), {})
+        worker: Obj = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Worker"), {}
+        )
         out.append((
             pool["metadata"]["name"], str(spec.get("cluster")),
             str(spec.get("location", {}).get("country", "?")),

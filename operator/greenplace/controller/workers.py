@@ -242,7 +242,7 @@ def read_worker(
         return failed(
             "BadKubeconfig",
             f"Secret {namespace}/{known.secret} key {KUBECONFIG_KEY} is not a usable "
-            f"kubeconfig ({type(error).__name__}: {str(error)[:200]}); fix: write the worker's "
+            f"kubeconfig ({type(error).__name__}: {_short(error)}); fix: write the worker's "
             "kubeconfig there",
         )
     try:
@@ -267,8 +267,9 @@ def read_worker(
 
 
 def _short(error: Exception) -> str:
-    text = str(getattr(error, "reason", "") or error)
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    """The error on one line, at most 200 characters."""
+    text = " ".join(str(getattr(error, "reason", "") or error).split())
+    return text[:200] or type(error).__name__
 
 
 class Workers:

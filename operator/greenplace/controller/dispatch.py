@@ -182,8 +182,6 @@ class DispatchState:
     tried: dict[str, set[str]] = dataclasses.field(default_factory=dict)  # uid -> clusters
     warned: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
     admitted: set[str] = dataclasses.field(default_factory=set)  # uids counted as admitted
-    # The last answer for each Workload, for ``greenplace why`` (key -> decision).
-    decisions: dict[str, model.Decision] = dataclasses.field(default_factory=dict)
 
 
 def remote_gathered(
@@ -539,7 +537,6 @@ class Dispatcher:
             p.key: f"{p.namespace}/{p.budget}" for p in built.snapshot.policies if p.budget
         }
         for action in actions:
-            self.state.decisions[action.entry.workload.key] = action.decision
             if action.cluster is not None and action.pool is not None:
                 await self._nominate(
                     action, pools[action.pool], budget_of=budget_of, cache=cache,

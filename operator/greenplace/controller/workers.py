@@ -31,7 +31,6 @@ import dataclasses
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import yaml
 from kubernetes import client
@@ -312,12 +311,3 @@ class Workers:
             name: age if (age := view.age(now)) is not None else float("inf")
             for name, view in self.views.items()
         }
-
-
-def describe(view: WorkerView | None, now: datetime.datetime, ttl: float) -> dict[str, Any]:
-    """A worker's freshness as the CLI shows it."""
-    if view is None:
-        return {"state": "NotRead", "age": None}
-    age = view.age(now)
-    state = "Fresh" if view.usable(now, ttl) else (view.problem or ("Stale", ""))[0]
-    return {"state": state, "age": age}

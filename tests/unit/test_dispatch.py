@@ -20,12 +20,14 @@ import prometheus_client
 from greenplace.cli import views
 from greenplace.controller import (
     budgets,
+    cycle,
     dispatch,
     kube,
     kueue,
     metrics,
     records,
     snapshot,
+    status,
     workers,
 )
 from greenplace.controller import cache as cache_
@@ -362,3 +364,22 @@ def test_why_and_pools_say_what_the_dispatcher_did() -> None:
     assert views.worker_pool_rows([pool]) == [
         ("fr-a", "fr", "FR", "6/8", "Stale", "last read 90s ago")
     ]
+
+
+def test_the_placement_cycle_dispatches_records_the_charge_and_the_pools_worker() -> None:
+    cache, writer, events = manager(), FakeDispatch(workload()), fakes.RecordingWriter()
+    orphan = fakes.gpu_pool("orphan", "FR")
+    orphan["spec"]["cluster"], orphan["metadata"]["uid"] = "gone", "uid-orphan"
+    cache.put_pool(orphan)
+    state = cycle.LoopState()
+    recorder = status.StatusRecorder(events, clock=lambda: NOW)
+    chosen = dispatcher([view("fr"), view("de"), view("us")], writer)
+    asyncio.run(cycle.run_cycle(cache, events, NOW, recorder, state=state, dispatcher=chosen))
+    assert nominated(writer) == [["fr"]]
+    spent = events.last_status("budgets", "team")["spent"]
+    assert spent["money"] == record(writer)["charge"]["money"] > 0, "in the Budget's status"
+    fresh = events.last_status("gpupools", "fr-a")
+    assert (fresh["gpusFree"], fresh["conditions"][1]["reason"]) == (8, "Fresh")
+    missing = events.last_status("gpupools", "orphan")
+    assert missing["conditions"][1]["reason"] == "ClusterNotFound"
+    assert ("orphan", "Warning", "ClusterNotFound") in {e[:3] for e in events.events}

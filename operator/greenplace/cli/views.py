@@ -118,14 +118,7 @@ def why_dispatch(workload: Obj, events: Sequence[Obj] = ()) -> str:
             )
         else:
             lines.append(f"  unreadable dispatch record {text[:200]!r}")
-    ordered = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
-    if ordered:
-        last = ordered[-1]
-        lines.append(
-            f"  last greenplace Event ({last.get('lastTimestamp')}): {last.get('type')} "
-            f"{last.get('reason')}: {last.get('message')}"
-        )
-    return "\n".join(lines)
+    return "\n".join([*lines, *_last_event(events)])
 
 
 def budget_rows(budgets: Sequence[Obj]) -> list[tuple[str, ...]]:
@@ -202,14 +195,19 @@ def why_workload(workload: Obj, ours: frozenset[str], events: Sequence[Obj] = ()
             f"{', '.join(record.get('policies') or []) or '-'}, budgets "
             f"{', '.join(record.get('budgets') or []) or '-'}, at {record.get('at')}"
         )
+    return "\n".join([*lines, *_last_event(events)])
+
+
+def _last_event(events: Sequence[Obj]) -> list[str]:
+    """The line saying greenplace's latest Event among ``events`` (none without one)."""
     ordered = sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime")))
-    if ordered:
-        last = ordered[-1]
-        lines.append(
-            f"  last greenplace Event ({last.get('lastTimestamp')}): {last.get('type')} "
-            f"{last.get('reason')}: {last.get('message')}"
-        )
-    return "\n".join(lines)
+    if not ordered:
+        return []
+    last = ordered[-1]
+    return [
+        f"  last greenplace Event ({last.get('lastTimestamp')}): {last.get('type')} "
+        f"{last.get('reason')}: {last.get('message')}"
+    ]
 
 
 def _pools(args: argparse.Namespace) -> int:

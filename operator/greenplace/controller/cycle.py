@@ -24,14 +24,13 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 
 from greenplace.api import timestamps
 from greenplace.controller import (
     budgets,
-    dispatch,
     faults,
     feeds,
     kube,
@@ -45,12 +44,29 @@ from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import planner
 
-__all__ = ["CycleReport", "LoopState", "run_cycle"]
+__all__ = ["CycleReport", "Dispatching", "LoopState", "placement_record", "run_cycle"]
 
 logger = logging.getLogger("greenplace.cycle")
 APPLY_CONCURRENCY = 16
 # The shortest sleep between cycles when a re-plan is due (a guard against spinning).
 MIN_SLEEP_SECONDS = 0.1
+
+
+class Dispatching(Protocol):
+    """What the cycle asks of MultiKueue's dispatcher (``dispatch.Dispatcher``), run after the
+    local phases of apply, before the record phase writes the Budgets' status."""
+
+    async def run(
+        self,
+        gathered: snapshot.Gathered,
+        cache: cache_.Cache,
+        *,
+        events: kube.Writer,
+        ledger: budgets.Ledger,
+        now: datetime.datetime,
+        recorder: status.StatusRecorder | None = None,
+        deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP,
+    ) -> object: ...
 
 
 @dataclasses.dataclass
@@ -134,7 +150,7 @@ async def run_cycle(
     *,
     state: LoopState | None = None,
     deferral_step: datetime.timedelta = model.DEFAULT_DEFERRAL_STEP,
-    dispatcher: dispatch.Dispatcher | None = None,
+    dispatcher: Dispatching | None = None,
 ) -> CycleReport:
     state = state or LoopState()
     report = CycleReport(at=now)
@@ -603,13 +619,13 @@ def _charged_record(
     spend = budgets.Spend()
     for pod in pods:
         spend = spend + budgets.charge(pod, pool, pool.effective_gco2_per_kwh)
-    record = _placement_record(decision, pool, at, charged, spend)
+    record = placement_record(decision, pool, at, charged, spend)
     if cache.signer is not None:
         record = cache.signer.sign(uid, record)
     return charged, spend, record
 
 
-def _placement_record(
+def placement_record(
     decision: model.Decision,
     pool: model.Pool,
     at: datetime.datetime,

@@ -58,7 +58,7 @@ from typing import Any, Protocol
 from kubernetes import client
 
 from greenplace.api import models, timestamps
-from greenplace.controller import budgets, kube, kueue, records, snapshot, status, workers
+from greenplace.controller import budgets, cycle, kube, kueue, records, snapshot, status, workers
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import planner, rules
@@ -363,18 +363,7 @@ def dispatch_record(
     if previous:
         kept = {k: v for k, v in previous.items() if k != records.SIGNATURE}
         return {**kept, **nominated, "message": decision.message}
-    return {
-        "pool": pool.name,
-        "country": pool.location.country,
-        "reason": decision.reason.value,
-        "policies": list(decision.policies),
-        "gco2PerKwh": pool.effective_gco2_per_kwh,
-        "at": timestamps.rfc3339(at, microseconds=True),
-        "message": decision.message,
-        "budgets": charged,
-        "charge": {"money": spend.money, "kgCO2e": spend.kg_co2e, "kWh": spend.kwh},
-        **nominated,
-    }
+    return {**cycle.placement_record(decision, pool, at, charged, spend), **nominated}
 
 
 # ---------------------------------------------------------------- writes
@@ -401,51 +390,47 @@ class KubeDispatchWriter:
         self._custom = client.CustomObjectsApi(api)
 
     async def get_workload(self, namespace: str, name: str) -> Mapping[str, Any]:
-        def call() -> Mapping[str, Any]:
-            try:
-                found: Mapping[str, Any] = self._custom.get_namespaced_custom_object(
-                    kueue.GROUP, kueue.VERSION, namespace, "workloads", name,
-                    _request_timeout=kube.REQUEST_TIMEOUT,
-                )  # fmt: skip
-            except client.ApiException as error:
-                raise _conflict(error, namespace, name) from error
-            return found
-
-        return await asyncio.to_thread(call)
+        return await self._call(namespace, name, self._custom.get_namespaced_custom_object, {})
 
     async def apply_status(
         self, namespace: str, name: str, body: Mapping[str, Any]
     ) -> Mapping[str, Any]:
-        def call() -> Mapping[str, Any]:
-            try:
-                stored: Mapping[str, Any] = self._custom.patch_namespaced_custom_object_status(
-                    kueue.GROUP, kueue.VERSION, namespace, "workloads", name, dict(body),
-                    field_manager=FIELD_MANAGER, force=True,
-                    _content_type="application/apply-patch+yaml",
-                    _request_timeout=kube.REQUEST_TIMEOUT,
-                )  # fmt: skip
-            except client.ApiException as error:
-                raise _conflict(error, namespace, name) from error
-            return stored
-
-        return await asyncio.to_thread(call)
+        options = {"field_manager": FIELD_MANAGER, "force": True,
+                   "_content_type": "application/apply-patch+yaml"}  # fmt: skip
+        return await self._call(
+            namespace, name, self._custom.patch_namespaced_custom_object_status, options,
+            dict(body),
+        )  # fmt: skip
 
     async def annotate(
         self, namespace: str, name: str, annotations: Mapping[str, str]
     ) -> Mapping[str, Any]:
         patch = {"metadata": {"annotations": dict(annotations)}}
+        options = {"field_manager": ANNOTATION_MANAGER,
+                   "_content_type": "application/merge-patch+json"}  # fmt: skip
+        return await self._call(
+            namespace, name, self._custom.patch_namespaced_custom_object, options, patch
+        )
+
+    async def _call(
+        self,
+        namespace: str,
+        name: str,
+        method: Any,
+        options: Mapping[str, Any],
+        *body: Any,
+    ) -> Mapping[str, Any]:
+        """One call on the Workload ``namespace/name``; 404 and 409 are conflicts."""
 
         def call() -> Mapping[str, Any]:
             try:
-                stored: Mapping[str, Any] = self._custom.patch_namespaced_custom_object(
-                    kueue.GROUP, kueue.VERSION, namespace, "workloads", name, patch,
-                    field_manager=ANNOTATION_MANAGER,
-                    _content_type="application/merge-patch+json",
-                    _request_timeout=kube.REQUEST_TIMEOUT,
+                found: Mapping[str, Any] = method(
+                    kueue.GROUP, kueue.VERSION, namespace, "workloads", name, *body,
+                    _request_timeout=kube.REQUEST_TIMEOUT, **options,
                 )  # fmt: skip
             except client.ApiException as error:
                 raise _conflict(error, namespace, name) from error
-            return stored
+            return found
 
         return await asyncio.to_thread(call)
 

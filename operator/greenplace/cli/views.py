@@ -281,20 +281,23 @@ def _why_kueue(args: argparse.Namespace, kind: str, target: str) -> int:
             f"greenplace why: no Kueue Workload for {kind} {namespace}/{name} ({where}no "
             "greenplace AdmissionCheck exists, or Kueue has not made its Workload yet)"
         )
-    core = client.CoreV1Api(api)
     for workload in owned:
-        events = core.list_namespaced_event(
-            namespace,
-            field_selector="involvedObject.kind=Workload,"
-            f"involvedObject.name={workload['metadata']['name']}",
-        )
-        ours_only = [
-            e for e in api.sanitize_for_serialization(events.items)
-            if (e.get("source") or {}).get("component") == "greenplace"
-            or e.get("reportingComponent") == "greenplace"
-        ]  # fmt: skip
-        print(why_workload(workload, ours, ours_only))
+        print(why_workload(workload, ours, _events(api, workload)))
     return 0
+
+
+def _events(api: client.ApiClient, workload: Obj) -> list[Obj]:
+    """greenplace's Events on the Workload ``workload``."""
+    meta = workload["metadata"]
+    events = client.CoreV1Api(api).list_namespaced_event(
+        meta["namespace"],
+        field_selector=f"involvedObject.kind=Workload,involvedObject.name={meta['name']}",
+    )
+    return [
+        e for e in api.sanitize_for_serialization(events.items)
+        if (e.get("source") or {}).get("component") == "greenplace"
+        or e.get("reportingComponent") == "greenplace"
+    ]  # fmt: skip
 
 
 def _dispatched(api: client.ApiClient, kind: str, namespace: str, name: str) -> list[str]:
@@ -313,20 +316,7 @@ def _dispatched(api: client.ApiClient, kind: str, namespace: str, name: str) -> 
         or (kind == "job" and any(o.get("kind") == "Job" and o.get("name") == name
                                   for o in w["metadata"].get("ownerReferences") or []))
     ]  # fmt: skip
-    core = client.CoreV1Api(api)
-    out = []
-    for workload in owned:
-        events = core.list_namespaced_event(
-            namespace,
-            field_selector="involvedObject.kind=Workload,"
-            f"involvedObject.name={workload['metadata']['name']}",
-        )
-        ours = [
-            e for e in api.sanitize_for_serialization(events.items)
-            if (e.get("source") or {}).get("component") == "greenplace"
-        ]  # fmt: skip
-        out.append(why_dispatch(workload, ours))
-    return out
+    return [why_dispatch(workload, _events(api, workload)) for workload in owned]
 
 
 def _list(args: argparse.Namespace, plural: str) -> list[Obj]:

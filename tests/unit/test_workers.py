@@ -86,9 +86,7 @@ def test_a_remote_pool_counts_only_its_own_workers_nodes() -> None:
 
 
 def test_local_and_remote_pools_are_split_by_spec_cluster() -> None:
-    local = cache_.CachedPool(
-        "l", 1, models.GpuPoolSpec.model_validate(fakes.pool_spec("l", "FR"))
-    )
+    local = cache_.CachedPool("l", 1, models.GpuPoolSpec.model_validate(fakes.pool_spec("l", "FR")))
     mine, remote = workers.split_pools([pool("a", "fr"), local, pool("b", "fr")])
     assert [p.name for p in mine] == ["l"]
     assert {c: [p.name for p in ps] for c, ps in remote.items()} == {"fr": ["a", "b"]}

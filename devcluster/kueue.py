@@ -26,6 +26,7 @@ import ssl
 import string
 import subprocess
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -66,10 +67,12 @@ class Kueue:
             return False
 
 
-def start(local: cluster.LocalCluster) -> Kueue:
+def start(local: cluster.LocalCluster, multikueue: Mapping[str, str] | None = None) -> Kueue:
     """Install Kueue's CRDs and webhooks into ``local`` and start its manager; wait until ready.
 
-    The manager is one of ``local``'s processes: ``local.stop()`` stops it too.
+    ``multikueue``: the configuration's ``multiKueue`` settings (``dispatcherName``, ``origin``)
+    for a MultiKueue manager (``devcluster.multi``). The manager is one of ``local``'s
+    processes: ``local.stop()`` stops it too.
     """
     binaries = build.ensure_built(extra=("kueue",))
     assets = binaries["kueue-assets"]
@@ -96,6 +99,7 @@ def start(local: cluster.LocalCluster) -> Kueue:
             webhook_port=webhook_port,
             cert_dir=cert_dir,
         )
+        + (yaml.safe_dump({"multiKueue": dict(multikueue)}) if multikueue else "")
     )
     process = local.processes.start("kueue", [
         str(binaries["kueue"]), f"--config={config}", f"--kubeconfig={local.kubeconfig}",

@@ -208,6 +208,8 @@ def run_operator(kube: Kube, **config: Any) -> Iterator[RunningOperator]:
         **{
             "kubeconfig": str(kube.kubeconfig),
             "manage_webhook_configuration": True,  # out of cluster: the webhook is this process
+            # These modules prove the webhook path; test_gate_policy*.py the policy path.
+            "gate": "webhook",
             # Every module's operator is the same operator restarted: one Lease, one record key
             # (even when a module gives it an own namespace that does not exist yet).
             "lease_namespace": "default",
@@ -261,6 +263,7 @@ class OperatorProcess:
                 [sys.executable, "-m", "greenplace.cli.main", "operate",
                  f"--kubeconfig={kubeconfig or self.kube.kubeconfig}", "--out-of-cluster",
                  f"--webhook-port={self.port}", f"--metrics-port={self.metrics_port}",
+                 "--gate=webhook",  # the modules' subject; a later --gate in args wins
                  # Like a pod restarted under the same name: it takes its own Lease back at once.
                  "--identity=operator-process", *args],
                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env},

@@ -51,6 +51,14 @@ def register(subparsers: Any) -> None:
         "MutatingWebhookConfiguration at it (default: the Helm chart owns it)",
     )
     parser.add_argument(
+        "--gate",
+        choices=config_.GATE_MODES,
+        default=_config_default("gate"),
+        help="with --out-of-cluster, how pods are gated: a MutatingAdmissionPolicy inside the "
+        "API server (policy), the webhook, or auto: policy when the server is 1.36 or newer "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--webhook-host",
         default=_config_default("webhook_host"),
         help="the address the API server calls the webhook at (default: %(default)s)",
@@ -293,6 +301,7 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         webhook_port=args.webhook_port,
         webhook_certs=certs,
         manage_webhook_configuration=args.manage_webhook_configuration,
+        gate=args.gate,
         metrics_port=args.metrics_port,
         prometheus_url=args.prometheus_url,
         report_seconds=args.report_seconds,

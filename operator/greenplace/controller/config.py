@@ -29,10 +29,12 @@ import uuid
 from greenplace.controller import resources, webhook
 from greenplace.domain import model
 
-__all__ = ["FALLBACK_LEASE_NAMESPACE", "OperatorConfig"]
+__all__ = ["FALLBACK_LEASE_NAMESPACE", "GATE_MODES", "OperatorConfig"]
 
 # Where the Lease lives when neither lease_namespace nor the operator's namespace is known.
 FALLBACK_LEASE_NAMESPACE = "default"
+# What --gate accepts (the chart's gate.mode has no "auto": helm cannot know the server then).
+GATE_MODES = ("auto", "policy", "webhook")
 
 
 def _new_identity() -> str:
@@ -51,6 +53,9 @@ class OperatorConfig:
     # Point the MutatingWebhookConfiguration at this process (the CLI's --out-of-cluster, the
     # integration tests); by default the Helm chart owns it.
     manage_webhook_configuration: bool = False
+    # How an out-of-cluster operator gates pods: "policy" (a MutatingAdmissionPolicy inside the
+    # API server, controller.gatepolicy), "webhook", or "auto": policy on Kubernetes 1.36+.
+    gate: str = "auto"
     metrics_port: int | None = None  # serve /metrics on 0.0.0.0:PORT when set
     resync_seconds: float = 30.0  # the placement loop runs at least this often
     debounce_seconds: float = 0.2  # a burst has settled once this long passes without a change

@@ -36,7 +36,7 @@ from kubernetes import client
 
 from greenplace.controller import cache as cache_
 from greenplace.controller import config as config_
-from greenplace.controller import kube, leadership, loops, podspec, records, webhook
+from greenplace.controller import gatepolicy, kube, leadership, loops, records, webhook
 
 __all__ = ["OperatorConfig", "register", "settings_for"]
 
@@ -95,7 +95,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
         cache.signer = await _record_signer(config, api)  # before any pod is cached
         if config.manage_webhook_configuration:
             url = f"https://{config.webhook_host}:{config.webhook_port}"
-            await webhook.ensure_configuration(api, url, files.ca)
+            await _install_gate(config, api, url, files.ca)
         if config.metrics_port is not None:
             prometheus_client.start_http_server(config.metrics_port, registry=collectors)
         await running.start(api)
@@ -113,19 +113,14 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
 
     @kopf.on.mutate("pods", id=webhook.HANDLER_ID, operations={"CREATE"}, registry=registry)
     async def gate(body: kopf.Body, patch: kopf.Patch, warnings: list[str], **_: Any) -> None:
-        refused = podspec.refusal(body, config.accelerators)
-        if refused is not None:
-            raise kopf.AdmissionError(refused, code=403)
-        gates = podspec.gates_with_ours(body, config.accelerators)
-        if gates is None:
-            return
         workloads = (entry.workload for entry in cache.kueue_workloads.values())
-        placed = webhook.kueue_placement(body, workloads, cache.signer)
-        if placed is not None and placed.trusted:
-            return  # Kueue admitted it through greenplace's check: its pool is chosen
-        if placed is not None:
-            warnings.append(placed.message)
-        patch.spec["schedulingGates"] = gates
+        decision = webhook.decide(body, config.accelerators, workloads, cache.signer)
+        if decision.refused is not None:
+            raise kopf.AdmissionError(decision.refused, code=403)
+        if decision.warning is not None:
+            warnings.append(decision.warning)
+        if decision.gates is not None:
+            patch.spec["schedulingGates"] = decision.gates
 
     @kopf.on.event(
         "coordination.k8s.io", "v1", "leases", labels={leadership.LEASE_LABEL: "true"},
@@ -145,6 +140,28 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
             cache.remove(_kind, body) if type == "DELETED" else cache.put(_kind, body)
 
     return cache
+
+
+async def _install_gate(
+    config: config_.OperatorConfig, api: client.ApiClient, url: str, ca: pathlib.Path
+) -> None:
+    """Out of cluster: gate with the policy (1.36+, or --gate=policy) or the webhook, and remove
+    the other, the new one in place first so no pod is created ungated meanwhile. With --kueue
+    the policy leaves pods carrying a Kueue record to the webhook (``gatepolicy``)."""
+    mode = config.gate
+    if mode == "auto":
+        version = await asyncio.to_thread(client.VersionApi(api).get_code)
+        mode = "policy" if gatepolicy.supported(version.major, version.minor) else "webhook"
+    if mode == "policy":
+        await gatepolicy.ensure(api, config.accelerators, kueue_records=config.kueue)
+        if config.kueue:
+            await webhook.ensure_configuration(api, url, ca, records_only=True)
+        else:
+            await webhook.remove_configuration(api)
+    else:
+        await webhook.ensure_configuration(api, url, ca)
+        await gatepolicy.remove(api)
+    logging.getLogger(__name__).info("gating pods with the %s", mode)
 
 
 async def _record_signer(config: config_.OperatorConfig, api: client.ApiClient) -> records.Signer:

@@ -37,17 +37,20 @@ from typing import Any
 from kubernetes import client
 
 from greenplace import pki
-from greenplace.controller import kueue, podspec, records
+from greenplace.controller import kueue, podspec, records, resources
 
 __all__ = [
     "CONFIGURATION_NAME",
     "GOVERNED_LABEL",
     "HANDLER_ID",
+    "Decision",
     "KueuePlacement",
     "ServingFiles",
     "configuration",
+    "decide",
     "ensure_configuration",
     "kueue_placement",
+    "remove_configuration",
     "self_signed",
 ]
 
@@ -69,6 +72,35 @@ class KueuePlacement:
 
     trusted: bool  # True: Kueue admitted it through greenplace's check; leave it ungated
     message: str  # the Workload that placed it, or why the record is not trusted
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What the webhook answers for one pod created in a governed namespace."""
+
+    refused: str | None = None  # the message the creation is refused with
+    gates: list[dict[str, Any]] | None = None  # the pod's new schedulingGates; None: unchanged
+    warning: str | None = None  # shown to the client (an untrusted Kueue record)
+
+
+def decide(
+    pod: Mapping[str, Any],
+    accelerators: resources.Accelerators,
+    workloads: Iterable[kueue.KueueWorkload] = (),
+    signer: records.Signer | None = None,
+) -> Decision:
+    """The webhook's whole answer for ``pod`` (the kopf handler only carries it out), kept pure
+    so the MutatingAdmissionPolicy can be compared with it (``gatepolicy``)."""
+    refused = podspec.refusal(pod, accelerators)
+    if refused is not None:
+        return Decision(refused=refused)
+    gates = podspec.gates_with_ours(pod, accelerators)
+    if gates is None:
+        return Decision()
+    placed = kueue_placement(pod, workloads, signer)
+    if placed is not None and placed.trusted:
+        return Decision()  # Kueue admitted it through greenplace's check: its pool is chosen
+    return Decision(gates=gates, warning=None if placed is None else placed.message)
 
 
 def kueue_placement(
@@ -143,9 +175,20 @@ def self_signed(directory: pathlib.Path, host: str) -> ServingFiles:
     return ServingFiles(serving.cert, serving.key, authority.files.cert)
 
 
-def configuration(url: str, ca_bundle: bytes) -> dict[str, Any]:
-    """The MutatingWebhookConfiguration for a webhook served at ``url``."""
-    return {
+# With the gate in the API server (``gatepolicy``, the operator answering Kueue's checks), the
+# webhook is still called for the pods only it can judge: those carrying a Kueue record, whose
+# HMAC signature CEL cannot verify.
+RECORDS_ONLY = {
+    "name": "kueue-record",
+    "expression": "has(object.metadata.annotations) && "
+    f"'{kueue.RECORD_ANNOTATION}' in object.metadata.annotations",
+}
+
+
+def configuration(url: str, ca_bundle: bytes, records_only: bool = False) -> dict[str, Any]:
+    """The MutatingWebhookConfiguration for a webhook served at ``url``; ``records_only``:
+    called only for pods carrying a Kueue record (the gate policy gates the others)."""
+    body: dict[str, Any] = {
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": CONFIGURATION_NAME},
@@ -171,14 +214,18 @@ def configuration(url: str, ca_bundle: bytes) -> dict[str, Any]:
                 "admissionReviewVersions": ["v1"],
                 "timeoutSeconds": 10,
                 "reinvocationPolicy": "IfNeeded",
+                **({"matchConditions": [RECORDS_ONLY]} if records_only else {}),
             }
         ],
     }
+    return body
 
 
-async def ensure_configuration(api: client.ApiClient, url: str, ca: pathlib.Path) -> None:
+async def ensure_configuration(
+    api: client.ApiClient, url: str, ca: pathlib.Path, records_only: bool = False
+) -> None:
     """Create or update the webhook configuration to point at ``url`` (out-of-cluster runs)."""
-    body = configuration(url, ca.read_bytes())
+    body = configuration(url, ca.read_bytes(), records_only)
     registration = client.AdmissionregistrationV1Api(api)
 
     def call() -> None:
@@ -188,5 +235,19 @@ async def ensure_configuration(api: client.ApiClient, url: str, ca: pathlib.Path
             if error.status != 409:
                 raise
             registration.patch_mutating_webhook_configuration(CONFIGURATION_NAME, body)
+
+    await asyncio.to_thread(call)
+
+
+async def remove_configuration(api: client.ApiClient) -> None:
+    """Delete the webhook configuration if present (an operator switched to the gate policy)."""
+    registration = client.AdmissionregistrationV1Api(api)
+
+    def call() -> None:
+        try:
+            registration.delete_mutating_webhook_configuration(CONFIGURATION_NAME)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
 
     await asyncio.to_thread(call)

@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv build-devcluster test-deps lint unit test run stop bench crds
+.PHONY: help venv build-devcluster test-deps lint unit test run run-multi stop bench crds
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,7 +50,10 @@ test: $(STAMP) build-devcluster test-deps lint ## Every test: lint, unit, integr
 run: $(STAMP) build-devcluster ## Start the local control plane, the operator and the examples; print placements
 	$(PY) -m devcluster demo
 
-stop: $(STAMP) ## Stop what `make run` left running
+run-multi: $(STAMP) build-devcluster ## Three worker clusters, two managers: greenplace vs Kueue's AllAtOnce on one sovereign Job
+	$(PY) -m devcluster multi
+
+stop: $(STAMP) ## Stop what `make run` or `make run-multi` left running
 	$(PY) -m devcluster down
 
 bench: $(STAMP) ## Run every benchmark; JSON results go to bench/results/

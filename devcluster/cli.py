@@ -5,6 +5,9 @@ also call by hand. ``demo`` is the main job: a local control plane with a real K
 ``GREENPLACE_KUEUE=0``; or your cluster, with ``GREENPLACE_KUBECONFIG``), the example fleet, the
 CRDs, the operator, the example policies and workloads, and the table of placements with the
 reason for each. It leaves everything running and prints how to reach it; ``down`` stops it.
+``multi`` is the multi-cluster demo (``make run-multi``, ``devcluster.multi``): three workers,
+greenplace dispatching for one manager and Kueue's AllAtOnce for another, the same sovereign
+Job on both, and which workers each one reached.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ import sys
 import time
 from collections.abc import Sequence
 
-from devcluster import admission, build, cluster, fleet, kueue
+from devcluster import admission, build, cluster, fleet, kueue, multi
 
 __all__ = ["main"]
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RUN_DIR = ROOT / ".run" / "cluster"
+MULTI_DIR = ROOT / ".run" / "multi"
 EXAMPLES = ROOT / "examples"
 
 
@@ -35,6 +39,7 @@ def main(argv: Sequence[str]) -> int:
     sub.add_parser("up", help="start a local control plane with the example fleet and CRDs")
     sub.add_parser("down", help="stop what `up` or `demo` started")
     sub.add_parser("demo", help="up + operator + examples, then print the placements")
+    sub.add_parser("multi", help="a MultiKueue fleet: greenplace vs AllAtOnce on one Job")
     args = parser.parse_args(argv)
     if args.command == "build":
         extra = ("all",) if kueue_wanted() else ()
@@ -43,6 +48,8 @@ def main(argv: Sequence[str]) -> int:
         return 0
     if args.command == "down":
         return down()
+    if args.command == "multi":
+        return multi_demo()
     kubeconfig = up()
     if args.command == "demo":
         return demo(kubeconfig)
@@ -95,6 +102,8 @@ def kueue_wanted() -> bool:
 
 def down(quiet: bool = False) -> int:
     stopped = cluster.stop_recorded(RUN_DIR)
+    for workdir in (MULTI_DIR, *sorted(MULTI_DIR.glob("*"))):
+        stopped += cluster.stop_recorded(workdir)
     if not quiet:
         print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return 0
@@ -178,3 +187,73 @@ def _wait_for_decisions(kubeconfig: pathlib.Path, timeout_s: float = 60) -> None
             return
         time.sleep(0.5)
     print("warning: some pods are still undecided after 60s", file=sys.stderr)
+
+
+SOVEREIGN = {"allowedCountries": ["FR"], "requiredCertifications": [{"name": "SecNumCloud"}]}
+
+
+def multi_demo() -> int:
+    """Three workers, two managers (greenplace's dispatcher, Kueue's AllAtOnce), one Job each
+    under a France-only + SecNumCloud policy; print where each reached and was admitted."""
+    down(quiet=True)
+    shutil.rmtree(MULTI_DIR, ignore_errors=True)
+    managers = {"greenplace": multi.GREENPLACE, "all-at-once": multi.ALL_AT_ONCE}
+    labels = {"greenplace": "greenplace", "all-at-once": "Kueue AllAtOnce"}
+    print(f"starting {len(multi.WORKERS)} workers and {len(managers)} managers, "
+          "each a control plane with its own Kueue ...", flush=True)  # fmt: skip
+    fleet_ = multi.MultiFleet(managers, workdir=MULTI_DIR, keep=True, log=print)
+    fleet_.start()
+    print(f"fleet ready in {fleet_.start_seconds:.0f}s, {fleet_.memory_mib():.0f} MiB resident "
+          f"({len(fleet_.pids())} processes)")  # fmt: skip
+    manager = fleet_.kubeconfig("greenplace")
+    log = MULTI_DIR / "operator.log"
+    port, metrics_port = cluster.free_ports(2)
+    with log.open("ab") as out:
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "greenplace.cli.main", "operate", f"--kubeconfig={manager}",
+             "--out-of-cluster", "--multikueue", f"--webhook-port={port}",
+             f"--metrics-port={metrics_port}"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    cluster.record_pid(MULTI_DIR, "greenplace-operator", operator.pid)
+    _wait_for_webhook(port, operator, log)
+    namespace = "sovereign"
+    fleet_.namespace(namespace)
+    fleet_.apply("greenplace", {
+        "apiVersion": "greenplace.dev/v1alpha1", "kind": "PlacementPolicy",
+        "metadata": {"name": "france-secnumcloud", "namespace": namespace},
+        "spec": {"sovereignty": SOVEREIGN},
+    })  # fmt: skip
+    with multi.watching(fleet_, namespace) as copies:
+        for name in managers:
+            fleet_.apply(name, multi.job(namespace, "train"))
+        admitted = {name: _admitted(fleet_, name, namespace) for name in managers}
+    print(f"\nThe same Job on each manager, its namespace's policy France only + SecNumCloud "
+          f"(greenplace's; Kueue's dispatchers do not read it):\n\n"
+          f"{'DISPATCHER':<18}{'ADMITTED IN':<18}WORKERS THAT RECEIVED ITS WORKLOAD")  # fmt: skip
+    for name, (workload, where) in admitted.items():
+        reached = sorted(w for w, seen in copies.seen.items() if f"Workload/{workload}" in seen)
+        print(f"{labels[name]:<18}{where:<18}{', '.join(reached)}")
+    print(f"\nWhy (greenplace why job/{namespace}/train):")
+    why = subprocess.run(
+        [sys.executable, "-m", "greenplace.cli.main", "why", f"--kubeconfig={manager}",
+         f"job/{namespace}/train"], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    print(why.stdout or why.stderr)
+    print(f"Still running. Try:\n  export KUBECONFIG={manager}\n"
+          "  kubectl get multikueueclusters,gpupools\n"
+          f"  .venv/bin/greenplace pools --kubeconfig={manager}\n"
+          f"Operator log: {log}\nStop everything with: make stop")  # fmt: skip
+    return 0
+
+
+def _admitted(fleet_: multi.MultiFleet, manager: str, namespace: str) -> tuple[str, str]:
+    """The Job's Workload on ``manager`` and the worker it was admitted in, once it is."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for workload in fleet_.workloads(manager, namespace):
+            where = (workload.get("status") or {}).get("clusterName")
+            if where:
+                return str(workload["metadata"]["name"]), str(where)
+        time.sleep(0.5)
+    raise SystemExit(f"{manager}: the Job was not admitted in a worker within 120s")

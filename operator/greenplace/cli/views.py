@@ -111,10 +111,12 @@ def why_dispatch(workload: Obj, events: Sequence[Obj] = ()) -> str:
         except ValueError:
             record = None
         if isinstance(record, dict):
+            budgets = ", ".join(record.get("budgets") or [])
+            charged = f"charged at {record.get('at')} to {budgets}" if budgets else "no Budget"
             lines.append(
                 f"  record (unverified here): cluster {record.get('nominated')}, pool "
                 f"{record.get('nominatedPool')}, nominated at {record.get('nominatedAt')}; "
-                f"charged at {record.get('at')} to {', '.join(record.get('budgets') or []) or '-'}"
+                f"{charged}"
             )
         else:
             lines.append(f"  unreadable dispatch record {text[:200]!r}")
@@ -215,10 +217,10 @@ def _pools(args: argparse.Namespace) -> int:
     every = _list(args, "gpupools")
     remote = [p for p in every if (p.get("spec") or {}).get("cluster")]
     local = [p for p in every if p not in remote]
-    print(placements.table(header, pool_rows(local)))
+    if local or not remote:  # a manager with only remote pools prints no empty table
+        print(placements.table(header, pool_rows(local)) + ("\n" if remote else ""))
     if remote:
         header = ("WORKER POOL", "CLUSTER", "COUNTRY", "FREE/TOTAL", "WORKER", "MESSAGE")
-        print()
         print(placements.table(header, worker_pool_rows(remote)))
     return 0
 

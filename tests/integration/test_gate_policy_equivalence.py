@@ -47,8 +47,10 @@ def gpu(n: str = "1") -> dict[str, str]:
 ROWS: dict[str, dict[str, Any]] = {
     "one-gpu": {"containers": [container(**gpu())]},
     "gpu-in-second-container": {"containers": [container(), container("b", **gpu("2"))]},
-    "gpu-in-init-container": {"initContainers": [container("init", **gpu())],
-                              "containers": [container()]},  # fmt: skip
+    "gpu-in-init-container": {
+        "initContainers": [container("init", **gpu())],
+        "containers": [container()],
+    },
     "gpu-in-sidecar": {
         "initContainers": [{**container("side", **gpu()), "restartPolicy": "Always"}],
         "containers": [container()],
@@ -58,8 +60,10 @@ ROWS: dict[str, dict[str, Any]] = {
         "containers": [container()],
     },
     "no-gpu": {"containers": [container(cpu="100m", memory="16Mi")]},
-    "zero-gpus": {"containers": [container(**gpu("0"))],
-                  "initContainers": [container("init", **gpu("0"))]},  # fmt: skip
+    "zero-gpus": {
+        "containers": [container(**gpu("0"))],
+        "initContainers": [container("init", **gpu("0"))],
+    },
     "other-extended-resource": {"containers": [container(**{"example.com/widget": "1"})]},
     "huge-count": {"containers": [container(**gpu("100000"))]},
     "huge-count-suffix": {"containers": [container(**gpu("1k"))]},
@@ -68,32 +72,39 @@ ROWS: dict[str, dict[str, Any]] = {
     "amd": {"containers": [container(**{"amd.com/gpu": "1"})]},
     "intel-i915": {"containers": [container(**{"gpu.intel.com/i915": "1"})]},
     "intel-xe": {"containers": [container(**{"gpu.intel.com/xe": "1"})]},
-    "requests-and-limits": {"containers": [{**container(), "resources": {
-        "requests": gpu("2"), "limits": gpu("2")}}]},  # fmt: skip
+    "requests-and-limits": {
+        "containers": [{**container(), "resources": {"requests": gpu("2"), "limits": gpu("2")}}]
+    },
     "fractional-gpu": {"containers": [container(**gpu("500m"))]},
     "dra-claim": {
         "resourceClaims": [{"name": "gpu", "resourceClaimName": "absent"}],
         "containers": [{**container(), "resources": {"claims": [{"name": "gpu"}]}}],
     },
     "bound": {"nodeName": "nowhere", "containers": [container(**gpu())]},
-    "already-gated": {"schedulingGates": [OTHER_GATE, {"name": podspec.GATE}],
-                      "containers": [container(**gpu())]},  # fmt: skip
+    "already-gated": {
+        "schedulingGates": [OTHER_GATE, {"name": podspec.GATE}],
+        "containers": [container(**gpu())],
+    },
     "other-gate-only": {"schedulingGates": [OTHER_GATE], "containers": [container(**gpu())]},
     "ungoverned-namespace": {"containers": [container(**gpu())]},
 }
 # A tenant-written Kueue record: the webhook without --kueue trusts none, so gates the pod.
 RECORD = {kueue.RECORD_ANNOTATION: json.dumps({"pool": "ovh-gra-h100"})}
-ANNOTATED = {"forged-kueue-record": ({"annotations": RECORD},
-                                     {"containers": [container(**gpu())],
-                                      "nodeSelector": {podspec.POOL_LABEL: "ovh-gra-h100"}})}  # fmt: skip
+ANNOTATED = {
+    "forged-kueue-record": (
+        {"annotations": RECORD},
+        {"containers": [container(**gpu())], "nodeSelector": {podspec.POOL_LABEL: "ovh-gra-h100"}},
+    )
+}
 
 
 @pytest.fixture(scope="module")
 def gate(kube: Kube) -> Iterator[tuple[str, str]]:
     """The gate policy alone (no webhook configuration); a governed and an ungoverned namespace."""
     manifest = [gatepolicy.policy(ACCELERATORS), gatepolicy.binding()]
-    result = kube.kubectl("apply", "--server-side", "-f", "-",
-                          stdin="\n---\n".join(json.dumps(d) for d in manifest))  # fmt: skip
+    result = kube.kubectl(
+        "apply", "--server-side", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in manifest)
+    )
     assert result.returncode == 0, result.stderr
     webhooks = client.AdmissionregistrationV1Api(kube.api).list_mutating_webhook_configuration()
     assert webhooks.items == []
@@ -111,8 +122,9 @@ def _probe_gated(kube: Kube, namespace: str) -> bool:
     return bool(created.spec.scheduling_gates)
 
 
-def through_api_server(kube: Kube, namespace: str, name: str, metadata: dict[str, Any],
-                       spec: dict[str, Any]) -> Any:  # fmt: skip
+def through_api_server(
+    kube: Kube, namespace: str, name: str, metadata: dict[str, Any], spec: dict[str, Any]
+) -> Any:
     """The pod's schedulingGates as the API server stored them, or REFUSED."""
     body = {"metadata": {"name": name, **metadata}, "spec": spec}
     try:
@@ -123,8 +135,9 @@ def through_api_server(kube: Kube, namespace: str, name: str, metadata: dict[str
     return kube.pod(namespace, name)["spec"].get("schedulingGates")
 
 
-def through_webhook(namespace: str, governed: bool, metadata: dict[str, Any],
-                    spec: dict[str, Any]) -> Any:  # fmt: skip
+def through_webhook(
+    namespace: str, governed: bool, metadata: dict[str, Any], spec: dict[str, Any]
+) -> Any:
     """The schedulingGates the webhook's code leaves on the pod, or REFUSED; an ungoverned
     namespace is never sent to it (its configuration's namespaceSelector)."""
     unchanged = spec.get("schedulingGates")
@@ -153,12 +166,24 @@ def test_the_policy_gates_as_the_webhook_does(kube: Kube, gate: tuple[str, str],
 
 def test_the_table_covers_both_outcomes(kube: Kube, gate: tuple[str, str]) -> None:
     """The table is not trivially equal: the webhook gates some rows, leaves others, refuses one."""
-    gated = {n for n, (m, s) in ALL_ROWS.items()
-             if (through_webhook("x", n != "ungoverned-namespace", m, s) or []) != (
-                 s.get("schedulingGates") or []) and through_webhook("x", True, m, s) != REFUSED}  # fmt: skip
-    refused = {n for n, (m, s) in ALL_ROWS.items() if through_webhook("x", True, m, s) == REFUSED}
-    assert {"one-gpu", "gpu-in-init-container", "gpu-in-sidecar", "dra-claim", "mig-slice",
-            "other-gate-only", "forged-kueue-record"} <= gated  # fmt: skip
+
+    def gates(row: str) -> Any:
+        metadata, spec = ALL_ROWS[row]
+        return through_webhook("x", row != "ungoverned-namespace", metadata, spec)
+
+    refused = {n for n in ALL_ROWS if gates(n) == REFUSED}
+    gated = {
+        n for n in set(ALL_ROWS) - refused if gates(n) != ALL_ROWS[n][1].get("schedulingGates")
+    }
+    assert {
+        "one-gpu",
+        "gpu-in-init-container",
+        "gpu-in-sidecar",
+        "dra-claim",
+        "mig-slice",
+        "other-gate-only",
+        "forged-kueue-record",
+    } <= gated
     assert not {"bound", "already-gated", "no-gpu", "zero-gpus", "ungoverned-namespace"} & gated
     assert refused == {"fractional-gpu"}
 
@@ -167,6 +192,7 @@ def test_the_binding_selects_the_webhooks_namespaces() -> None:
     hook = webhook.configuration("https://127.0.0.1:1", b"ca")["webhooks"][0]
     selector = gatepolicy.binding()["spec"]["matchResources"]["namespaceSelector"]
     assert selector == hook["namespaceSelector"]
-    assert gatepolicy.policy(ACCELERATORS)["spec"]["matchConstraints"]["namespaceSelector"] == (
-        hook["namespaceSelector"]
+    assert (
+        gatepolicy.policy(ACCELERATORS)["spec"]["matchConstraints"]["namespaceSelector"]
+        == (hook["namespaceSelector"])
     )

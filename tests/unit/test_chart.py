@@ -105,8 +105,9 @@ def test_no_credentials_by_default() -> None:
     pod = operator_pod()
     (container,) = pod["containers"]
     assert not any(a.startswith("--credentials-dir") for a in container["args"])
-    assert [v["name"] for v in pod["volumes"]] == ["record-key", "webhook-tls", "tmp"]
-    assert [m["name"] for m in container["volumeMounts"]] == ["webhook-tls", "record-key", "tmp"]
+    # No webhook certificate: gate.mode policy (tests/unit/test_gate_policy_chart.py).
+    assert [v["name"] for v in pod["volumes"]] == ["record-key", "tmp"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["record-key", "tmp"]
 
 
 def test_the_record_key_is_mounted_and_the_operator_told() -> None:
@@ -161,7 +162,7 @@ def test_each_credentials_secret_is_mounted_read_only_and_the_operator_told(
             "mountPath": f"{CREDENTIALS_DIR}/{name}",
             "readOnly": True,
         }
-    assert len(secrets) == 4  # and the webhook certificate and the record key
+    assert len(secrets) == 3  # and the record key (no webhook certificate with gate.mode policy)
     # Pod Security "restricted" still holds: the credentials do not need a writable root.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]

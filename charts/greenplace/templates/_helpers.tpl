@@ -150,3 +150,12 @@ reused from the existing Secret on upgrade while it was issued for the same host
 {{- range . }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end }}
 {{- join ", " $quoted }}
 {{- end }}
+
+{{/*
+"true" when the operator serves the gate webhook: gate.mode webhook, or the policy with Kueue
+(the webhook then judges only pods carrying a Kueue record: the policy cannot verify its
+signature; greenplace.controller.gatepolicy). Empty otherwise: no webhook, no certificate.
+*/}}
+{{- define "greenplace.webhookServed" -}}
+{{- if or (eq .Values.gate.mode "webhook") .Values.kueue.enabled }}true{{ end }}
+{{- end }}

@@ -15,7 +15,8 @@ The webhook's rules, in CEL (each a ``matchCondition``, so a pod that fails one 
   limits) is above 0, or that has a DRA ``resourceClaim``. Counts are never negative, so that
   sum-and-max is above 0 exactly when some container (app, init or sidecar) asks for more than
   0 of a governed resource: the CEL tests that, with Kubernetes quantities
-  (``isGreaterThan(quantity('0'))``), which also reads huge counts (``1k``, ``1e6``) without overflow.
+  (``isGreaterThan(quantity('0'))``), which read huge counts (``1k``, ``1e6``) without
+  overflow.
   A count that is no quantity (the webhook refuses it) fails the CEL, and the policy fails
   closed; the API server's own validation refuses fractional extended resources first anyway.
 - **Not bound.** A pod created with ``spec.nodeName`` cannot carry a gate.

@@ -318,39 +318,46 @@ def test_bad_worker_facts_are_said_on_the_pool_and_never_used(fleet: Fleet) -> N
         manager.kubectl("delete", "multikueuecluster", "broken")
 
 
-def test_stopped_nothing_nominated_started_once_restarted_no_second_charge(
+def test_stopped_nothing_nominated_started_once_restarted_no_second_charge_or_copy(
     fleet: Fleet,
 ) -> None:
     ns = namespace(fleet, EU_NO_EXPOSURE, budget=1000)
-    fleet.operator.stop()
-    submit(fleet, ns, "patient")
-    wait_for(lambda: ((workload_of(fleet, ns, "patient") or {}).get("status") or {}).get(
-        "admission"), 30, "quota reserved on the manager")  # fmt: skip
-    found = workload_of(fleet, ns, "patient") or {}
-    assert not found["status"].get("nominatedClusterNames"), "nobody nominates without greenplace"
-    fleet.operator.start(*fleet.args)
-    assert admitted_in(fleet, ns, "patient") == "fr-secnumcloud"
-    first = json.loads((workload_of(fleet, ns, "patient") or {})["metadata"]["annotations"][
-        cache_.DISPATCH_ANNOTATION])  # fmt: skip
+    with copies(fleet, ns) as seen:
+        fleet.operator.stop()
+        submit(fleet, ns, "patient")
+        wait_for(lambda: ((workload_of(fleet, ns, "patient") or {}).get("status") or {}).get(
+            "admission"), 30, "quota reserved on the manager")  # fmt: skip
+        found = workload_of(fleet, ns, "patient") or {}
+        assert not found["status"].get("nominatedClusterNames"), (
+            "nobody nominates without greenplace"
+        )
+        fleet.operator.start(*fleet.args)
+        assert admitted_in(fleet, ns, "patient") == "fr-secnumcloud"
+        first = json.loads((workload_of(fleet, ns, "patient") or {})["metadata"]["annotations"][
+            cache_.DISPATCH_ANNOTATION])  # fmt: skip
 
-    def spent() -> float | None:
-        status = fleet.manager.custom("budget", "team", ns).get("status") or {}
-        money = (status.get("spent") or {}).get("money")
-        return float(money) if money else None
+        def spent() -> float | None:
+            status = fleet.manager.custom("budget", "team", ns).get("status") or {}
+            money = (status.get("spent") or {}).get("money")
+            return float(money) if money else None
 
-    charged = wait_for(spent, 30, "the Budget charged")
-    assert charged == pytest.approx(first["charge"]["money"])
-    fleet.operator.stop()
-    fleet.operator.start(*fleet.args)
-    cycles = kubeobjects.cycles(fleet.operator.metrics())
-    wait_for(lambda: kubeobjects.cycles(fleet.operator.metrics()) >= cycles + 3, 60, "3 cycles")
-    again = json.loads((workload_of(fleet, ns, "patient") or {})["metadata"]["annotations"][
-        cache_.DISPATCH_ANNOTATION])  # fmt: skip
-    assert again == first, "no second nomination: the record is as written the first time"
-    assert spent() == pytest.approx(charged), "charged once"
-    nominations = [line for line in fleet.operator.metrics().splitlines()
-                   if line.startswith("greenplace_dispatch_nominations_total")]  # fmt: skip
-    assert nominations == [], "the restarted operator nominated nothing"
+        charged = wait_for(spent, 30, "the Budget charged")
+        assert charged == pytest.approx(first["charge"]["money"])
+        fleet.operator.stop()
+        fleet.operator.start(*fleet.args)
+        cycles = kubeobjects.cycles(fleet.operator.metrics())
+        wait_for(lambda: kubeobjects.cycles(fleet.operator.metrics()) >= cycles + 3, 60, "3 cycles")
+        again = json.loads((workload_of(fleet, ns, "patient") or {})["metadata"]["annotations"][
+            cache_.DISPATCH_ANNOTATION])  # fmt: skip
+        assert again == first, "no second nomination: the record is as written the first time"
+        assert spent() == pytest.approx(charged), "charged once"
+        nominations = [line for line in fleet.operator.metrics().splitlines()
+                       if line.startswith("greenplace_dispatch_nominations_total")]  # fmt: skip
+        assert nominations == [], "the restarted operator nominated nothing"
+    assert sorted(e for w in seen.seen.values() for e in w if e.startswith("Job/")) == [
+        "Job/patient"
+    ], f"one copy of the Job in all the workers: {seen.seen}"
+    assert seen.count("Workload") == 1, f"one copy of its Workload: {seen.seen}"
 
 
 def test_a_lost_worker_s_waiting_workload_goes_to_the_other_compliant_one(fleet: Fleet) -> None:

@@ -59,7 +59,10 @@ def render(
 
     With ``kubeconfig``, helm's ``lookup`` reads that cluster, as on ``helm upgrade``.
     """
-    flags = [f"--set={s}" for s in sets] + ([] if tests else ["--skip-tests"])
+    # This module proves the webhook path (gate.mode=webhook, for API servers before 1.36; a
+    # later --set wins); test_chart_gate.py the default, the gate policy, and the upgrade.
+    flags = ["--set=gate.mode=webhook"] + [f"--set={s}" for s in sets]
+    flags += [] if tests else ["--skip-tests"]
     if kubeconfig:
         flags += ["--dry-run=server", f"--kubeconfig={kubeconfig}"]
     result = helm("template", RELEASE, str(CHART), f"--namespace={NAMESPACE}", *flags)

@@ -5,8 +5,9 @@ Why this module exists: every other test runs the operator as a process on this 
 nodes run nothing, so the chart's Deployment never ran. Here the image built from the
 repository's Dockerfile without Docker (``scripts/build-image.sh``) runs on one real node
 (``devcluster.realnode``: containerd, a kubelet, kube-proxy) joined to the local control plane,
-installed by ``helm install`` with the chart's defaults but for the image, a nodeSelector and
-what the credentials test needs (below).
+installed by ``helm install`` with the chart's defaults but for the image, a nodeSelector,
+``gate.mode=webhook`` (the webhook path, served in the cluster) and what the credentials test
+needs (below).
 That proves what the out-of-cluster tests cannot: the image starts as the chart runs it
 (non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp), the in-cluster
 login with the projected service-account token, the chart's RBAC for the live operator (leader
@@ -151,6 +152,9 @@ def incluster() -> Iterator[InCluster]:
             f"--kubeconfig={kube.kubeconfig}",
             f"--set=image.repository={repository}", f"--set=image.tag={tag}",
             "--set=image.pullPolicy=Never",  # only the image loaded into the node's containerd
+            # The webhook served in the cluster through the Service (the policy path needs no
+            # in-cluster serving: tests/e2e/test_chart_gate.py).
+            "--set=gate.mode=webhook",
             f"--set-string=nodeSelector.{label}=true",  # not onto a kwok node, which runs nothing
             f"--set=signalCredentials.secrets={{{CREDENTIALS}}}",
             f"--set=signals.allowHosts={ALLOW_HOSTS}", "--set=signals.allowInsecureHttp=true",

@@ -48,9 +48,15 @@ def test_budget_rows_show_each_limit_and_exceeded() -> None:
         "status": {"spent": {"money": 40}, "forecastAtPeriodEnd": {"money": 120},
                    "conditions": [{"type": "Exceeded", "status": "False"}]},
     }  # fmt: skip
-    assert views.budget_rows([budget]) == [
-        ("ml/monthly", "Month", "40/100 (forecast 120)", "False")
-    ]
+    assert views.budget_rows([budget]) == [("ml/monthly", "Month", "40/100 EUR", "-", "-", "False")]
+    budget["spec"] |= {"currency": "CHF", "limits": {"money": 90000, "kgCO2e": 500, "kWh": 2000}}
+    budget["status"] |= {"spent": {"money": 1234.5, "kgCO2e": 12.345},
+                         "forecastAtPeriodEnd": {"money": 4000, "kgCO2e": 40, "kWh": 0.5}}
+    ((record),) = views.budget_records([budget])
+    assert [c.cell(record) for c in views.BUDGET_COLUMNS] == [
+        "ml/monthly", "Month", "1,234/90,000 CHF", "12.35/500 kgCO2e", "0/2,000 kWh",
+        "4,000 CHF, 40 kgCO2e, 0.5 kWh", "-", "False",
+    ]  # fmt: skip
 
 
 def test_report_rows_one_per_model_and_pool() -> None:
@@ -72,10 +78,10 @@ def pod(**metadata: Any) -> dict[str, Any]:
 def test_why_tells_held_placed_ungoverned_and_garbage_apart() -> None:
     held = pod(annotations={podspec.HOLD_ANNOTATION: "NoPolicy: no policy"})
     held["spec"]["schedulingGates"] = [{"name": podspec.GATE}]
-    assert views.why(held) == "ml/p waits (gated): NoPolicy: no policy"
+    assert views.why(held) == "ml/p waits (gated, NoPolicy): no policy"
     placed = pod(annotations={podspec.PLACEMENT_ANNOTATION: json.dumps(
         {"pool": "ovh", "message": "lowest carbon"})})  # fmt: skip
-    assert views.why(placed) == "ml/p placed in ovh (node not bound yet): lowest carbon"
+    assert views.why(placed) == "ml/p placed in ovh, node not bound yet: lowest carbon"
     assert "not governed" in views.why(pod())
     garbage = pod(annotations={podspec.PLACEMENT_ANNOTATION: "{oops"})
     assert "unreadable placement record" in views.why(garbage)
@@ -151,16 +157,19 @@ def api(tmp_path: pathlib.Path) -> Iterator[tuple[_ApiServer, str]]:
 # argv, the paths it reads, its output (columns split on blanks: ``table`` aligns them).
 COMMANDS = [
     (["pools"], "/apis/greenplace.dev/v1alpha1/gpupools",
-     ["POOL COUNTRY GPU FREE/TOTAL gCO2/kWh SOURCE", "ovh FR ? ?/? - -"]),
+     ["POOL COUNTRY GPU FREE/TOTAL GRID-gCO2e/kWh SOURCE", "ovh FR ? ?/? - -"]),
     (["budgets"], "/apis/greenplace.dev/v1alpha1/budgets",
-     ["BUDGET PERIOD SPENT/LIMIT EXCEEDED", "ml/monthly Month ?"]),
+     ["BUDGET PERIOD MONEY(SPENT/LIMIT) CARBON(SPENT/LIMIT) ENERGY(SPENT/LIMIT) EXCEEDED",
+      "ml/monthly Month - - - ?"]),
     (["reports"], "/apis/greenplace.dev/v1alpha1/energyreports",
-     ["REPORT MODEL POOL Wh/req gCO2e/req COST/req GRADES", "ml/r llama None - - - ?/?"]),
+     ["REPORT MODEL POOL GPU-Wh/req gCO2e/req COST/req GRADES(ENERGY/CARBON)",
+      "ml/r llama - - - - ?/?"]),
     (["why", "ml/p"], "/api/v1/namespaces/ml/pods/p",
-     ["ml/p waits (gated): NoPolicy: no policy"]),
+     ["ml/p waits (gated, NoPolicy): no policy"]),
     # Kueue is not installed (its AdmissionChecks are not found): no second table, no error.
     (["placements"], ["/api/v1/pods", "/apis/kueue.x-k8s.io/v1beta2/admissionchecks"],
-     ["POD GPUS DECISION POOL NODE gCO2/kWh REASON", "ml/p 2 Held (NoPolicy) - - - no policy"]),
+     ["POD GPUS DECISION POOL NODE gCO2e/kWh(xPUE) REASON",
+      "ml/p 2 Held (NoPolicy) - - - no policy"]),
 ]  # fmt: skip
 
 
@@ -220,7 +229,7 @@ def test_why_workload_prints_the_check_the_record_and_the_last_event() -> None:
     assert first.startswith(f"{_name('ready')} (Kueue Workload): check greenplace-cli is Ready: "
                             "LowestCarbon: t-d3db3274/kueue:")  # fmt: skip
     assert record.startswith("  record (unverified here): pool ovh-gra-h100, country FR, 70.6 "
-                             "gCO2/kWh, policies t-d3db3274/p, budgets -, at 2026-")  # fmt: skip
+                             "gCO2e/kWh(xPUE), policies t-d3db3274/p, budgets -, at 2026-")  # fmt: skip
     events = [
         {"type": "Warning", "reason": "NoCompliantPool", "message": "country FR not in allowed CH",
          "lastTimestamp": "2026-12-02T19:30:02Z"},
@@ -269,10 +278,11 @@ def test_placements_lists_greenplaces_workloads_after_the_pods(
     server, kubeconfig = kueue_api
     assert main.main(["placements", f"--kubeconfig={kubeconfig}"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    blank = printed.index("")
-    assert printed[blank + 1].split() == ["WORKLOAD", "GPUS", "CHECK", "POOL", "gCO2/kWh",
-                                          "REASON"]  # fmt: skip
-    workloads = printed[blank + 2 :]
+    # No governed pod: no empty pod table, the Workloads' table alone (kubectl prints no header
+    # for nothing).
+    assert printed[0].split() == ["WORKLOAD", "GPUS", "CHECK", "POOL", "gCO2e/kWh(xPUE)",
+                                  "REASON"]  # fmt: skip
+    workloads = printed[1:]
     assert len(workloads) == 3, workloads
     assert any(line.startswith(_name("ready")) and "ovh-gra-h100" in line for line in workloads)
     assert server.asked[-1] == "/apis/kueue.x-k8s.io/v1beta2/workloads"
@@ -291,11 +301,15 @@ def test_why_names_a_workload_or_its_job_like_kubectl(
 
 
 def test_why_says_plainly_when_there_is_no_such_workload(
-    api: tuple[_ApiServer, str], kueue_api: tuple[_ApiServer, str]
+    api: tuple[_ApiServer, str],
+    kueue_api: tuple[_ApiServer, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     namespace = WORKLOADS["ready"]["metadata"]["namespace"]
     for _, kubeconfig in (api, kueue_api):
-        with pytest.raises(SystemExit, match=f"no Kueue Workload for job {namespace}/nope"):
-            main.main(["why", f"job/{namespace}/nope", f"--kubeconfig={kubeconfig}"])
-    with pytest.raises(SystemExit, match="workload/NAMESPACE/NAME"):
-        main.main(["why", "workload/just-a-name"])
+        assert main.main(["why", f"job/{namespace}/nope", f"--kubeconfig={kubeconfig}"]) == 1
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"error: no Kueue Workload for job {namespace}/nope ("), line
+    _, kubeconfig = api
+    assert main.main(["why", "workload/a/b/c", f"--kubeconfig={kubeconfig}"]) == 1
+    assert "give NAME, pod/NAME, workload/NAME or job/NAME" in capsys.readouterr().err

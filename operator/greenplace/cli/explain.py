@@ -20,20 +20,33 @@ import pathlib
 import sys
 from typing import Any
 
+from greenplace.cli import main
 from greenplace.domain import model
 from greenplace.engine import planner, snapshot_file
 
 __all__ = ["register", "render_decision", "render_plan", "run"]
 
+DESCRIPTION = """\
+Plan a snapshot file again (the state greenplace planned on, see docs/planner.md) and say
+why each workload went where it did, why it waits, or why it did not go to a given pool.
+Nothing here touches a cluster.
+
+examples:
+  greenplace explain snapshot.yaml                          # every decision, a line each
+  greenplace explain snapshot.yaml -w ml/train              # one decision, every alternative
+  greenplace explain snapshot.yaml -w ml/train --why-not aws-paris   # why not that pool?
+
+exit codes: 0 done, 1 no such workload or pool in the snapshot, 2 unreadable input."""
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, names: set[str] | None = None) -> None:
     parser = subparsers.add_parser(
         "explain",
-        help="explain placement decisions from a snapshot file (why here, why not there)",
-        description="Plan a snapshot file again and explain the decisions.",
+        help=main.help_of("explain"),
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("snapshot", type=pathlib.Path, help="snapshot file (YAML or JSON)")
     parser.add_argument(
@@ -50,21 +63,25 @@ def run(args: argparse.Namespace) -> int:
         snapshot, file_now = snapshot_file.loads(args.snapshot.read_text())
         now = _parse_time(args.at) if args.at else file_now
     except (OSError, ValueError) as error:
-        print(f"greenplace explain: {args.snapshot}: {error}", file=sys.stderr)
+        print(f"error: {args.snapshot}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if now is None:
         print(
-            f"greenplace explain: {args.snapshot} has no `now`; pass --at 2026-01-01T00:00:00Z",
+            f"error: {args.snapshot} has no `now`; pass --at 2026-01-01T00:00:00Z",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
     if args.why_not and not args.workload:
-        print("greenplace explain: --why-not needs --workload", file=sys.stderr)
+        print("error: --why-not needs --workload", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not args.workload:
         result = planner.plan(snapshot, now)
         print(json.dumps(_plan_json(result), indent=2) if args.json else render_plan(result))
         return 0
+    if args.why_not and all(p.name != args.why_not for p in snapshot.pools):
+        known = ", ".join(sorted(p.name for p in snapshot.pools)) or "none"
+        print(f"error: no pool {args.why_not} in {args.snapshot} (known: {known})", file=sys.stderr)
+        return EXIT_NOT_FOUND
     if args.why_not:
         decision, rejection = planner.why_not(snapshot, now, args.workload, args.why_not)
     else:
@@ -72,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         rejection = None
     if decision is None:
         known = ", ".join(sorted(w.key for w in snapshot.workloads)) or "none"
-        print(f"greenplace explain: no workload {args.workload} (known: {known})", file=sys.stderr)
+        print(f"error: no workload {args.workload} (known: {known})", file=sys.stderr)
         return EXIT_NOT_FOUND
     if args.json:
         document = _decision_json(decision)

@@ -35,7 +35,7 @@ __all__ = ["register"]
 DEFERRAL_STEP_RANGE = ("1s", "1h")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any, names: set[str] | None = None) -> None:
     parser = subparsers.add_parser("operate", help="run the greenplace operator")
     parser.add_argument(
         "--kubeconfig",

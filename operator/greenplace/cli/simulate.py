@@ -21,18 +21,34 @@ import sys
 import time
 from typing import Any
 
-from greenplace.sim import loading, oracle, report, run, table
+from greenplace.cli import main
+from greenplace.sim import loading, oracle, report, run, strategies, table
 
 __all__ = ["register"]
 
+EXIT_BAD_INPUT = 2
 EXIT_VIOLATION = 3
 
+DESCRIPTION = """\
+Replay a GPU fleet, its policies and budgets, a workload trace and grid signals under
+greenplace and under baseline strategies, before turning greenplace on. Prints the totals and
+per-namespace results (money, kWh, kgCO2e, savings against carbon-blind first-fit, the gap to
+the exact oracle); --json and --html write the same as data and as a self-contained report.
+Progress goes to stderr (--quiet for none).
 
-def register(subparsers: Any) -> None:
+example (from the repository root):
+  greenplace simulate examples/simulate/scenario.yaml --html sim.html --json sim.json
+
+exit codes: 0 done, 2 unreadable inputs or an unknown strategy, 3 a strategy that respects
+policies broke a sovereignty rule (a bug worth stopping a pipeline for)."""
+
+
+def register(subparsers: Any, names: set[str] | None = None) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="replay a workload trace under greenplace and baseline strategies",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        help=main.help_of("simulate"),
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "scenario", nargs="?", type=pathlib.Path, help="scenario YAML naming the other inputs"
@@ -74,13 +90,23 @@ def register(subparsers: Any) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+    try:
+        for name in names:
+            if name != "oracle":
+                strategies.by_name(name)
+    except KeyError as error:
+        print(f"error: --strategies: {error.args[0]}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not names:
+        print("error: --strategies names none", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         inputs = _inputs(args)
         scenario = loading.load(inputs)
     except (OSError, ValueError, KeyError) as error:
-        print(f"greenplace simulate: cannot read the inputs: {error}", file=sys.stderr)
-        return 2
-    names = [n.strip() for n in args.strategies.split(",") if n.strip()]
+        print(f"error: cannot read the inputs: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     started = time.perf_counter()
     comparison = run.compare(
         scenario,

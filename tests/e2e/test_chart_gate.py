@@ -4,10 +4,10 @@ upgrade from the webhook to it.
 Why this module exists: ``gate.mode=policy`` is the chart's default on Kubernetes 1.36+, and
 docs/install.md tells users with the webhook to ``helm upgrade --set gate.mode=policy``. This
 installs the chart with ``helm install`` (webhook mode, the webhook served out of cluster by the
-operator with the chart's own certificate), gates a pod through it, then upgrades to the policy
-(``helm upgrade``): the release then holds no MutatingWebhookConfiguration and no certificate Secret,
-the pod gated before keeps its gate, and with the operator stopped the API server alone gates
-new GPU pods with the chart's policy.
+operator with the chart's own certificate), gates a pod through it, then upgrades to the
+policy (``helm upgrade``): the release then holds no MutatingWebhookConfiguration and no
+certificate Secret, the pod gated before keeps its gate, and with the operator stopped the API
+server alone gates new GPU pods with the chart's policy.
 """
 
 from __future__ import annotations

@@ -50,8 +50,10 @@ def test_budget_rows_show_each_limit_and_exceeded() -> None:
     }  # fmt: skip
     assert views.budget_rows([budget]) == [("ml/monthly", "Month", "40/100 EUR", "-", "-", "False")]
     budget["spec"] |= {"currency": "CHF", "limits": {"money": 90000, "kgCO2e": 500, "kWh": 2000}}
-    budget["status"] |= {"spent": {"money": 1234.5, "kgCO2e": 12.345},
-                         "forecastAtPeriodEnd": {"money": 4000, "kgCO2e": 40, "kWh": 0.5}}
+    budget["status"] |= {
+        "spent": {"money": 1234.5, "kgCO2e": 12.345},
+        "forecastAtPeriodEnd": {"money": 4000, "kgCO2e": 40, "kWh": 0.5},
+    }
     ((record),) = views.budget_records([budget])
     assert [c.cell(record) for c in views.BUDGET_COLUMNS] == [
         "ml/monthly", "Month", "1,234/90,000 CHF", "12.35/500 kgCO2e", "0/2,000 kWh",
@@ -105,7 +107,9 @@ class _Answer(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         self.server.asked.append(path)
         found = self.server.objects.get(path)
-        body = json.dumps(found if found is not None else {"kind": "Status", "code": 404})
+        missing = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                   "reason": "NotFound", "message": f"{path} not found"}  # fmt: skip
+        body = json.dumps(found if found is not None else missing)
         self.send_response(200 if found is not None else 404)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -228,8 +232,9 @@ def test_why_workload_prints_the_check_the_record_and_the_last_event() -> None:
     first, record = text.splitlines()
     assert first.startswith(f"{_name('ready')} (Kueue Workload): check greenplace-cli is Ready: "
                             "LowestCarbon: t-d3db3274/kueue:")  # fmt: skip
-    assert record.startswith("  record (unverified here): pool ovh-gra-h100, country FR, 70.6 "
-                             "gCO2e/kWh(xPUE), policies t-d3db3274/p, budgets -, at 2026-")  # fmt: skip
+    assert record.startswith("  record (unverified here): pool ovh-gra-h100, country FR, "
+                             "70.6 gCO2e/kWh(xPUE), policies t-d3db3274/p, budgets -, "
+                             "at 2026-")  # fmt: skip
     events = [
         {"type": "Warning", "reason": "NoCompliantPool", "message": "country FR not in allowed CH",
          "lastTimestamp": "2026-12-02T19:30:02Z"},

@@ -475,8 +475,9 @@ def _why(args: argparse.Namespace) -> int:
     core = client.CoreV1Api(kubeapi.connect(args))
     body = core.read_namespaced_pod(name, namespace, _request_timeout=kubeapi.REQUEST_TIMEOUT)
     pod = core.api_client.sanitize_for_serialization(body)
-    output.emit([why_pod(pod)], args.output, [], "")
-    if args.output not in ("json", "yaml"):
+    if args.output in ("json", "yaml"):
+        output.emit([why_pod(pod)], args.output, [], "")
+    else:
         print(why(pod))
     return 0
 

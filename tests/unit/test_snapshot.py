@@ -106,7 +106,37 @@ def test_only_planning_changes_wake_the_loop() -> None:
     body["metadata"]["resourceVersion"] = "2"
     cache.put_pod(body)
     assert not cache.changed.is_set()
+    held = pod("x", 1, schedulingGates=[{"name": podspec.GATE}])
+    held["metadata"]["annotations"] = {podspec.HOLD_ANNOTATION: "greenplace's own hold reason"}
+    cache.put_pod(held)
+    assert not cache.changed.is_set(), "greenplace's own writes do not wake it"
     cache.put_pod(pod("x", 1, nodeName="n1"))
+    assert cache.changed.is_set()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+        {"tolerations": [{"operator": "Exists"}]},
+        {"nodeSelector": {"topology.kubernetes.io/region": "us-central1"}},
+    ],
+)
+def test_a_gated_pod_narrowed_by_its_tenant_wakes_the_loop(edit: dict[str, Any]) -> None:
+    cache = filled_cache()
+    cache.put_pod(pod("x", 1, schedulingGates=[{"name": podspec.GATE}]))
+    cache.changed.clear()
+    cache.put_pod(pod("x", 1, schedulingGates=[{"name": podspec.GATE}], **edit))
+    assert cache.changed.is_set()
+
+
+def test_a_new_time_declaration_wakes_the_loop() -> None:
+    cache = filled_cache()
+    cache.put_pod(pod("x", 1, schedulingGates=[{"name": podspec.GATE}]))
+    cache.changed.clear()
+    later = pod("x", 1, schedulingGates=[{"name": podspec.GATE}])
+    later["metadata"]["annotations"] = {"greenplace.dev/max-delay": "2h"}
+    cache.put_pod(later)
     assert cache.changed.is_set()
 
 

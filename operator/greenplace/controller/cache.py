@@ -609,7 +609,16 @@ def _namespaced_key(body: Mapping[str, Any]) -> tuple[str, str]:
     return (body["metadata"]["namespace"], body["metadata"]["name"])
 
 
+# Pod annotations greenplace writes itself: a change to them is its own echo, not news.
+_OWN_POD_ANNOTATIONS = frozenset({podspec.HOLD_ANNOTATION, podspec.PLACEMENT_ANNOTATION})
+# The parts of a pod's spec that decide which pools may take it (a tenant may narrow them
+# while the pod is gated: the plan must follow at once, not at the next resync).
+_CONSTRAINT_FIELDS = ("affinity", "nodeSelector", "tolerations", "resourceClaims")
+
+
 def _planning_fields(pod: CachedPod) -> tuple[Any, ...]:
+    spec = pod.body.get("spec") or {}
+    annotations = (pod.body.get("metadata") or {}).get("annotations") or {}
     return (
         pod.gpus,
         pod.node_name,
@@ -618,6 +627,8 @@ def _planning_fields(pod: CachedPod) -> tuple[Any, ...]:
         pod.placed_pool,
         pod.labels,
         pod.untrusted_record,
+        tuple(spec.get(field) for field in _CONSTRAINT_FIELDS),
+        {k: v for k, v in annotations.items() if k not in _OWN_POD_ANNOTATIONS},
     )
 
 

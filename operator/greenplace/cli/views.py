@@ -248,7 +248,8 @@ def report_records(reports: Sequence[Obj]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for report in sorted(reports, key=_key):
         meta = report["metadata"]
-        for row in (report.get("status") or {}).get("rows") or []:
+        # A report with no rows yet (no traffic, Prometheus not read yet) is listed all the same.
+        for row in (report.get("status") or {}).get("rows") or [{}]:
             out.append({
                 "kind": "EnergyReportRow", "namespace": meta.get("namespace", ""),
                 "name": meta["name"], "model": row.get("model"), "pool": row.get("pool"),

@@ -72,10 +72,10 @@ def test_pods_land_on_the_lowest_carbon_compliant_pool_with_room(
     assert not pod["spec"].get("nodeName")
 
     # What a person reads: `greenplace why` and `greenplace pools` (also `kubectl greenplace`).
-    assert views.why(kube.pod(ns, "p0")).startswith(
-        f"{ns}/p0 placed in gcp-europe-west9-a100 (node gcp-europe-west9-a100-0): "
-    )
-    assert views.why(kube.pod(ns, "p5")).startswith(f"{ns}/p5 waits (gated): NoPoolWithRoom: ")
+    placed = views.why(kube.pod(ns, "p0"))
+    assert placed.startswith(f"{ns}/p0 placed in gcp-europe-west9-a100 (FR, "), placed
+    assert ", node gcp-europe-west9-a100-0: LowestCarbon: lowest carbon among " in placed, placed
+    assert views.why(kube.pod(ns, "p5")).startswith(f"{ns}/p5 waits (gated, NoPoolWithRoom): ")
     wait_for(lambda: cli.main(["pools", f"--kubeconfig={kube.kubeconfig}"]) == 0
              and "gcp-europe-west9-a100  FR       A100-80GB  0/4" in capsys.readouterr().out,
              30, "pool status")  # fmt: skip

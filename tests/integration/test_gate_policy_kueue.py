@@ -1,0 +1,86 @@
+"""Kueue and the pod gate with the gate policy: the same proofs as test_kueue_governed.py, the
+operator gating with the MutatingAdmissionPolicy (``--gate=policy --kueue``).
+
+Why this module exists: CEL cannot verify the HMAC signature of a Kueue placement record, so
+with the policy and ``--kueue`` the policy skips pods carrying a record and the webhook is kept
+for those pods only (``gatepolicy``, webhook ``matchConditions``). Every test of
+test_kueue_governed.py runs here again on that split: the pod of a Job admitted through
+greenplace's check is not gated and is bound in the chosen pool; a forged, altered, copied or
+forbidden-pool record is gated with the webhook's warning; with the operator down, the
+sovereignty policy judges the pinned pool. The first test checks the split is the one in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from devcluster import cluster
+from devcluster import kueue as kueue_
+from greenplace.controller import gatepolicy, kueue, webhook
+from tests.integration import conftest as integration
+from tests.integration.conftest import Kube
+
+
+def test_the_policy_gates_and_the_webhook_sees_only_record_pods(
+    kube: Kube, running: integration.OperatorProcess
+) -> None:
+    api = client.AdmissionregistrationV1Api(kube.api)
+    policy = api.read_mutating_admission_policy(gatepolicy.NAME)
+    names = [c.name for c in policy.spec.match_conditions]
+    assert "no-kueue-record" in names
+    (hook,) = api.read_mutating_webhook_configuration(webhook.CONFIGURATION_NAME).webhooks
+    assert [(c.name, c.expression) for c in hook.match_conditions] == [
+        (webhook.RECORDS_ONLY["name"], webhook.RECORDS_ONLY["expression"])
+    ]
+
+
+# The same fixtures and tests (pytest collects them here too); only `running` differs.
+from tests.integration.test_kueue_governed import (  # noqa: E402
+    CHECK,
+    admitted,
+    kueue_running,
+    pytestmark,
+    tenant_ns,
+    test_a_forged_record_is_gated_with_a_warning,
+    test_a_valid_record_copied_to_another_namespace_is_gated,
+    test_a_valid_record_with_a_forbidden_pool_stays_gated_and_held,
+    test_an_altered_record_is_gated,
+    test_the_pods_of_an_admitted_job_are_not_gated_and_bound_in_the_chosen_pool,
+    test_with_the_operator_down_the_policy_judges_the_pool_node_selector,
+)
+
+__all__ = [
+    "admitted",
+    "kueue_running",
+    "pytestmark",
+    "tenant_ns",
+    "test_a_forged_record_is_gated_with_a_warning",
+    "test_a_valid_record_copied_to_another_namespace_is_gated",
+    "test_a_valid_record_with_a_forbidden_pool_stays_gated_and_held",
+    "test_an_altered_record_is_gated",
+    "test_the_pods_of_an_admitted_job_are_not_gated_and_bound_in_the_chosen_pool",
+    "test_with_the_operator_down_the_policy_judges_the_pool_node_selector",
+]
+
+
+@pytest.fixture(scope="module")
+def running(
+    kube: Kube, kueue_running: kueue_.Kueue | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[integration.OperatorProcess]:
+    """test_kueue_governed's operator, gating with the policy."""
+    kube.apply_ok(f"""
+apiVersion: kueue.x-k8s.io/v1beta2
+kind: AdmissionCheck
+metadata: {{name: {CHECK}}}
+spec: {{controllerName: {kueue.CONTROLLER_NAME}}}
+""")
+    port, metrics_port = cluster.free_ports(2)
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    process = integration.OperatorProcess(kube, log, port, metrics_port)
+    process.start("--kueue", "--gate=policy")
+    yield process
+    process.stop()
+    assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-4000:]

@@ -7,21 +7,26 @@ for those pods only (``gatepolicy``, webhook ``matchConditions``). Every test of
 test_kueue_governed.py runs here again on that split: the pod of a Job admitted through
 greenplace's check is not gated and is bound in the chosen pool; a forged, altered, copied or
 forbidden-pool record is gated with the webhook's warning; with the operator down, the
-sovereignty policy judges the pinned pool. The first test checks the split is the one in place.
+sovereignty policy judges the pinned pool of a pod the policy left ungated (one carrying a
+record), while any other GPU pod is still gated by the API server (test_kueue_governed's own
+last test assumes no gate at all, so it is replaced here). The first test checks the split.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from devcluster import cluster
 from devcluster import kueue as kueue_
-from greenplace.controller import gatepolicy, kueue, webhook
+from greenplace.controller import gatepolicy, kueue, podspec, webhook
+from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
-from tests.integration.conftest import Kube
+from tests.integration.conftest import Kube, wait_for
 
 
 def test_the_policy_gates_and_the_webhook_sees_only_record_pods(
@@ -39,7 +44,9 @@ def test_the_policy_gates_and_the_webhook_sees_only_record_pods(
 
 # The same fixtures and tests (pytest collects them here too); only `running` differs.
 from tests.integration.test_kueue_governed import (  # noqa: E402
+    AS_TENANT,
     CHECK,
+    US_POOL,
     admitted,
     kueue_running,
     pytestmark,
@@ -49,7 +56,6 @@ from tests.integration.test_kueue_governed import (  # noqa: E402
     test_a_valid_record_with_a_forbidden_pool_stays_gated_and_held,
     test_an_altered_record_is_gated,
     test_the_pods_of_an_admitted_job_are_not_gated_and_bound_in_the_chosen_pool,
-    test_with_the_operator_down_the_policy_judges_the_pool_node_selector,
 )
 
 __all__ = [
@@ -62,7 +68,6 @@ __all__ = [
     "test_a_valid_record_with_a_forbidden_pool_stays_gated_and_held",
     "test_an_altered_record_is_gated",
     "test_the_pods_of_an_admitted_job_are_not_gated_and_bound_in_the_chosen_pool",
-    "test_with_the_operator_down_the_policy_judges_the_pool_node_selector",
 ]
 
 
@@ -84,3 +89,30 @@ spec: {{controllerName: {kueue.CONTROLLER_NAME}}}
     yield process
     process.stop()
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-4000:]
+
+
+def test_with_the_operator_down_the_api_server_still_gates_and_judges_record_pods(
+    kube: Kube, tenant_ns: str, running: integration.OperatorProcess
+) -> None:
+    running.stop()
+    result = kube.kubectl("delete", "mutatingwebhookconfiguration", webhook.CONFIGURATION_NAME)
+    assert result.returncode == 0, result.stderr
+
+    def tenant_creates(body: dict[str, Any]) -> dict[str, Any] | None:
+        got = kube.kubectl("create", "-f", "-", "-o", "json", AS_TENANT, stdin=k8s.manifest(body))
+        return json.loads(got.stdout) if got.returncode == 0 else None
+
+    def record_pod(name: str, pool: str) -> dict[str, Any]:
+        record = {kueue.RECORD_ANNOTATION: json.dumps({"pool": pool})}
+        return k8s.gpu_pod(
+            tenant_ns, name, nodeSelector={podspec.POOL_LABEL: pool}, annotations=record
+        )
+
+    # Once the API server stops calling the deleted webhook, a record pod is admitted ungated.
+    wait_for(lambda: tenant_creates(record_pod("down-fr", "ovh-gra-h100")), 30,
+             "the webhook configuration deleted to take effect")  # fmt: skip
+    assert not podspec.is_gated(kube.pod(tenant_ns, "down-fr"))
+    assert tenant_creates(record_pod("down-us", US_POOL)) is None, "refused: not an allowed pool"
+    plain = tenant_creates(k8s.gpu_pod(tenant_ns, "down-plain",
+                                       nodeSelector={podspec.POOL_LABEL: US_POOL}))  # fmt: skip
+    assert plain is not None and podspec.is_gated(plain), "no record: gated by the API server"

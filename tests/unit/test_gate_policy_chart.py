@@ -6,11 +6,13 @@ which the out-of-cluster operator installs and the equivalence test proves again
 and in the chart's template (built from the chart's ``accelerators`` values). These tests render
 the chart with the real helm and fail when the two drift, for the default accelerators and for
 others; and they check that ``gate.mode=policy`` installs no webhook and no certificate unless
-Kueue needs the webhook for its signed records, and that ``webhook`` installs no policy.
+Kueue needs the webhook for its signed records (then exactly the operator's records-only
+webhook), that ``webhook`` installs no policy, and where ``--gate=auto`` draws the line.
 """
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from typing import Any
 
@@ -114,3 +116,21 @@ def test_an_unknown_mode_is_refused() -> None:
     result = subprocess.run([helm, "template", RELEASE, str(CHART), "--set=gate.mode=auto"],
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode != 0 and "gate" in result.stderr
+
+
+def test_the_charts_records_only_webhook_is_the_operators() -> None:
+    """With the policy and Kueue, the chart's webhook is webhook.configuration(records_only)."""
+    docs = render("kueue.enabled=true", "webhook.url=https://127.0.0.1:9443")
+    (configuration,) = kinds(docs, "MutatingWebhookConfiguration")
+    ca = base64.b64decode(configuration["webhooks"][0]["clientConfig"]["caBundle"])
+    expected = webhook.configuration("https://127.0.0.1:9443", ca, records_only=True)
+    assert configuration["webhooks"] == expected["webhooks"]
+
+
+@pytest.mark.parametrize(
+    ("major", "minor", "served"),
+    [("1", "35", False), ("1", "36", True), ("1", "37", True), ("1", "36+", True),
+     ("1", "30+", False), ("2", "0", True), ("1", "", False)],
+)  # fmt: skip
+def test_auto_picks_the_policy_from_kubernetes_1_36(major: str, minor: str, served: bool) -> None:
+    assert gatepolicy.supported(major, minor) is served

@@ -3,9 +3,10 @@
 Why this module exists: the container image and ``make run`` start the same operator through
 this command. Any number of replicas may run: they elect one leader through a Lease (see
 ``controller.leadership``), and all of them serve the webhook. In a cluster the Helm chart
-mounts the webhook certificate and owns the webhook configuration; outside
-(``--out-of-cluster``), a self-signed certificate is generated and the webhook configuration is
-pointed at this process.
+owns the gate (a MutatingAdmissionPolicy, or the webhook configuration and its mounted
+certificate); outside (``--out-of-cluster``), the operator installs the gate itself as
+``--gate`` says (by default the policy on Kubernetes 1.36+), and a webhook it configures is
+served with a self-signed certificate at this process.
 
 Every flag that sets an ``OperatorConfig`` field takes its default from that field
 (``controller.config``, the one place defaults are written), and its help shows it;

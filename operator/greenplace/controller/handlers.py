@@ -6,7 +6,8 @@ admission gate (``podspec``; ``webhook.kueue_placement`` spares pods Kueue admit
 greenplace's check), a Lease event and the liveness probe to the loops (``loops``), and
 the login to the service account or the kubeconfig. The startup handler wires the process: the
 webhook server (with a self-signed certificate unless one is mounted), the API client, the
-record signer, the webhook configuration (``--out-of-cluster``) and the metrics server, then
+record signer, the gate (``--out-of-cluster``: the gate policy or the webhook configuration,
+``--gate``) and the metrics server, then
 starts the loops (``loops.Loops.start``); the cleanup handler stops them. What the operator
 decides lives elsewhere (``cycle``, ``engine``), and what the loops carry between turns lives
 with them (``loops``), not in the cache.

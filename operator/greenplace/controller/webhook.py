@@ -22,6 +22,11 @@ selection lies in the allowed pools (docs/kueue.md, "Which path governs which wo
 In a cluster, the Helm chart owns the webhook configuration and points it at the Service. When
 the operator runs outside the cluster (``make run``, the tests), ``ensure_configuration`` points
 the configuration at this process's URL.
+
+On Kubernetes 1.36+ the API server adds the gate itself (``gatepolicy``, the chart's default):
+the webhook is then configured only with Kueue, for the pods carrying a Kueue record
+(``configuration(records_only=True)``), the one rule CEL cannot apply. ``decide`` is the
+webhook's whole answer as a pure function, which the policy is compared with.
 """
 
 from __future__ import annotations

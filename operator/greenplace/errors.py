@@ -7,6 +7,7 @@ Each error lives beside the code that raises it; this docstring is the map, as h
 its own (``tests/unit/test_errors.py`` fails when the tree below and the classes differ)::
 
     GreenplaceError
+    ├── cli.output.CliError: a command cannot do what was asked (one line, ``exit_code``)
     ├── controller.loops.StalledError: alive but not working (liveness fails)
     ├── engine.snapshot_file.SnapshotFileError: not a valid snapshot file (field, fix)
     ├── sim.oracle.OracleSkippedError: the exact MILP cannot run here (why, what to do)

@@ -11,8 +11,9 @@ parser that only carries their one-line help), and the read commands import the 
 only when they connect, so ``greenplace pools --help`` does not load kopf or the operator.
 ``build_parser()`` without arguments builds every subcommand (tests, shell completion).
 
-Errors a user can act on (``output.CliError``, an unreachable or refusing API server, a missing
-kubeconfig) print one line on stderr and exit 1; argparse's usage errors exit 2.
+Errors a user can act on (any ``errors.GreenplaceError``, ``output.CliError`` among them, an
+unreachable or refusing API server, a missing kubeconfig) print one line on stderr and exit
+1; argparse's usage errors exit 2.
 """
 
 # Imports inside functions on purpose: a command loads only what it runs (start-up time).
@@ -112,11 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
+        from greenplace import errors
         from greenplace.cli import kubeapi, output
 
-        if isinstance(error, output.CliError):
+        if isinstance(error, errors.GreenplaceError):  # greenplace's own refusal: its message
             print(f"error: {error}", file=sys.stderr)
-            return error.code
+            return error.exit_code if isinstance(error, output.CliError) else 1
         line = kubeapi.describe(error)
         if line is None:
             raise

@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
+from greenplace import errors
+
 __all__ = [
     "FORMATS",
     "CliError",
@@ -40,12 +42,12 @@ Record = Mapping[str, Any]
 Shown = Literal["always", "narrow", "wide"]
 
 
-class CliError(Exception):
-    """A failure the user can act on: printed as one line ``error: ...``, exit ``code``."""
+class CliError(errors.GreenplaceError):
+    """A failure the user can act on: printed as one line ``error: ...``, exit ``exit_code``."""
 
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.code = code
+        self.exit_code = exit_code
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,10 +5,11 @@ Why this module exists: on Kubernetes 1.36+ the API server adds the placement ga
 implementations of one rule drift, so every row of this table (GPU in app containers, in init
 containers, in sidecars, bound, already gated, no GPU, zero GPUs, huge counts, MIG, AMD and
 Intel, a DRA claim, an unreadable count, an ungoverned namespace) is created on the real API
-server with only the policy installed, no webhook configuration at all, and what the server
-made of ``spec.schedulingGates`` is compared with what the webhook's function answers for the
-same pod. The chart's admission policies are left out here (``ADMISSION_POLICIES``): they
-refuse bound or ungated GPU pods in governed namespaces, which would hide the gate's own rule;
+server with only the policy installed (the operator's ``gatepolicy.policy()``, then the chart's
+template as helm renders it), no webhook configuration at all, and what the server made of
+``spec.schedulingGates`` is compared with what the webhook's function answers for the same pod.
+The chart's admission policies are left out here (``ADMISSION_POLICIES``): they refuse bound or
+ungated GPU pods in governed namespaces, which would hide the gate's own rule;
 test_gate_policy_failclosed.py runs the policy with them.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devcluster import admission
 from greenplace.controller import gatepolicy, kueue, podspec, resources, webhook
 from tests.integration import conftest as integration
 from tests.integration.conftest import Kube
@@ -98,20 +100,37 @@ ANNOTATED = {
 }
 
 
-@pytest.fixture(scope="module")
-def gate(kube: Kube) -> Iterator[tuple[str, str]]:
-    """The gate policy alone (no webhook configuration); a governed and an ungoverned namespace."""
-    manifest = [gatepolicy.policy(ACCELERATORS), gatepolicy.binding()]
-    result = kube.kubectl(
-        "apply", "--server-side", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in manifest)
-    )
+def _gate_manifest(source: str, kube: Kube) -> list[dict[str, Any]]:
+    """The policy and binding the operator installs out of cluster, or the chart's."""
+    if source == "operator":
+        return [gatepolicy.policy(ACCELERATORS), gatepolicy.binding()]
+    docs = admission.render(admission.username(kube.kubeconfig), gate=True)
+    return [d for d in docs if str(d["kind"]).startswith("MutatingAdmissionPolicy")]
+
+
+@pytest.fixture(scope="module", params=["operator", "chart"])
+def gate(kube: Kube, request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    """One gate policy alone (the operator's, then the chart's; no webhook configuration); a
+    governed and an ungoverned namespace."""
+    manifest = _gate_manifest(request.param, kube)
+    assert [d["kind"] for d in manifest] == [
+        "MutatingAdmissionPolicy",
+        "MutatingAdmissionPolicyBinding",
+    ]
+    text = "\n---\n".join(json.dumps(d) for d in manifest)
+    result = kube.kubectl("apply", "--server-side", "-f", "-", stdin=text)
     assert result.returncode == 0, result.stderr
-    webhooks = client.AdmissionregistrationV1Api(kube.api).list_mutating_webhook_configuration()
-    assert webhooks.items == []
+    registration = client.AdmissionregistrationV1Api(kube.api)
+    assert registration.list_mutating_webhook_configuration().items == []
+    assert len(registration.list_mutating_admission_policy().items) == 1, "this one alone"
     governed, ungoverned = kube.namespace(), kube.namespace(governed=False)
     # The API server sees a new policy through its own informer: wait until it gates.
     integration.wait_for(lambda: _probe_gated(kube, governed), 30, "the policy to gate a pod")
     yield governed, ungoverned
+    result = kube.kubectl("delete", "-f", "-", stdin=text)
+    assert result.returncode == 0, result.stderr
+    # ... and until it no longer does, so the next source is judged alone.
+    integration.wait_for(lambda: not _probe_gated(kube, governed), 30, "the policy to be gone")
 
 
 def _probe_gated(kube: Kube, namespace: str) -> bool:

@@ -106,3 +106,28 @@ def test_an_absent_or_inactive_cluster_is_not_read() -> None:
     )  # fmt: skip
     assert inactive.problem is not None and inactive.problem[0] == "ClusterNotActive"
     assert "kubeconfig unusable" in inactive.problem[1], "Kueue's own words"
+
+
+def labelled(cluster: str, pool_name: str, **labels: str) -> workers.WorkerView:
+    parsed = cache_.Cache()
+    parsed.put_node(fakes.node("n0", pool_name, {"nvidia.com/gpu": 8}, **labels))
+    return workers.WorkerView(cluster, NOW, tuple(parsed.nodes.values()))
+
+
+def test_facts_the_worker_s_nodes_contradict_rule_the_pool_out() -> None:
+    """Region and GPU as the worker's own well-known node labels state them; only labels a
+    node carries are compared, and a contradiction only ever takes the pool away."""
+    lying = labelled("fr", "a", **{workers.REGION_LABEL: "us-east-1"})
+    ok, reason, message = condition(pool("a", "fr"), lying)
+    assert (ok, reason) == (False, "FactsContradictNodes")
+    assert "region us-east-1, spec.location.region is r" in message
+    other_gpu = labelled("fr", "a", **{workers.GPU_PRODUCT_LABEL: "NVIDIA-A100-SXM4-80GB"})
+    assert condition(pool("a", "fr"), other_gpu)[1] == "FactsContradictNodes"
+    agreeing = labelled(
+        "fr", "a", **{workers.REGION_LABEL: "r", workers.GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3"}
+    )
+    assert condition(pool("a", "fr"), agreeing)[:2] == (True, "Fresh")
+    assert condition(pool("a", "fr"), view("fr", "a"))[:2] == (True, "Fresh"), "no labels: no say"
+    views = {"fr": lying}
+    assert workers.usable_pools([pool("a", "fr")], views) == []
+    assert [p.name for p in workers.usable_pools([pool("a", "fr")], {"fr": agreeing})] == ["a"]

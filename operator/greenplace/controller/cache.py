@@ -189,6 +189,7 @@ class CachedMultiKueueCluster:
     secret: str | None
     active: bool
     message: str
+    uid: str = ""
 
 
 class Cache:
@@ -597,6 +598,7 @@ def _multikueue_cluster(body: Mapping[str, Any]) -> CachedMultiKueueCluster:
         secret=str(secret) if secret else None,
         active=active.get("status") == "True",
         message=str(active.get("message") or "Kueue has not reported it Active"),
+        uid=str((body.get("metadata") or {}).get("uid") or ""),
     )
 
 

@@ -212,7 +212,11 @@ def remote_gathered(
     )
     return dataclasses.replace(
         gathered,
-        pools=tuple(workers.remote_pool(p) for pools in remote.values() for p in pools),
+        pools=tuple(
+            workers.remote_pool(p)
+            for pools in remote.values()
+            for p in workers.usable_pools(pools, views)
+        ),
         nodes=tuple(n for view in usable for n in workers.remote_nodes(view)),
         pods=(*(p for view in usable for p in workers.remote_pods(view)), *held),
         kueue_workloads=tuple(to_plan),
@@ -635,24 +639,19 @@ class Dispatcher:
                 self.state.admitted.add(uid)
                 self.metrics.admissions.labels(entry.cluster_name).inc()
 
-    async def _pool_warning(
-        self, pool: cache_.CachedPool, reason: str, message: str, events: kube.Writer
+    async def _warn_once(
+        self, involved: Mapping[str, Any], reason: str, message: str, events: kube.Writer
     ) -> None:
-        """A Warning Event on the GpuPool, once per pool and reason (the message ages)."""
-        key = (f"GpuPool/{pool.name}", reason, "")
-        if key in self.state.warned or not pool.uid:
+        """A Warning Event on ``involved`` (``cluster_scoped``), once per object and reason."""
+        meta = involved["metadata"]
+        key = (f"{involved['kind']}/{meta['name']}", reason, "")
+        if key in self.state.warned or not meta["uid"]:
             return
         self.state.warned.add(key)
-        involved = {
-            "apiVersion": f"{models.GROUP}/{models.VERSION}",
-            "kind": "GpuPool",
-            # Events about cluster-scoped objects live in "default", as the kubelet's do.
-            "metadata": {"name": pool.name, "namespace": "default", "uid": pool.uid},
-        }
         try:
-            await events.pod_event(involved, "Warning", reason, message)
+            await events.pod_event(dict(involved), "Warning", reason, message)
         except client.ApiException as error:
-            logger.warning("GpuPool %s: no Event: %s", pool.name, error.reason)
+            logger.warning("%s: no Event: %s", key[0], error.reason)
 
     async def _record_pools(
         self,
@@ -692,7 +691,28 @@ class Dispatcher:
                     ],
                 )
                 if not ok:
-                    await self._pool_warning(pool, reason, message, events)
+                    group = f"{models.GROUP}/{models.VERSION}"
+                    involved = cluster_scoped(group, "GpuPool", pool.name, pool.uid)
+                    await self._warn_once(involved, reason, message, events)
+        for name, known in cache.multikueue_clusters.items():
+            if name not in remote:
+                await self._warn_once(
+                    cluster_scoped(kueue.API_VERSION, "MultiKueueCluster", name, known.uid),
+                    "NoFacts", f"no GpuPool names {name} in spec.cluster: greenplace knows "
+                    "nothing of this worker (location, jurisdiction, certifications) and never "
+                    "nominates it; fix: declare its pools as GpuPools with spec.cluster: "
+                    f"{name}", events,
+                )  # fmt: skip
+
+
+def cluster_scoped(api_version: str, kind: str, name: str, uid: str) -> dict[str, Any]:
+    """An Event's involved object for a cluster-scoped object: its Events live in "default",
+    as the kubelet's do."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default", "uid": uid},
+    }
 
 
 def models_status(pool: cache_.CachedPool, nodes: int, total: int, free: int) -> Any:

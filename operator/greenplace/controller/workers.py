@@ -45,10 +45,12 @@ __all__ = [
     "KUBECONFIG_KEY",
     "WorkerView",
     "Workers",
+    "contradictions",
     "pool_condition",
     "read_worker",
     "remote_pool",
     "split_pools",
+    "usable_pools",
 ]
 
 logger = logging.getLogger("greenplace.workers")
@@ -175,6 +177,14 @@ def pool_condition(
             "spec.nodeSelector: the pool is not used; fix: label the worker's nodes or "
             "correct spec.nodeSelector",
         )
+    lies = contradictions(pool, matching)
+    if lies:
+        return (
+            False,
+            "FactsContradictNodes",
+            f"the worker's nodes contradict this GpuPool: {'; '.join(lies)}: the pool is not "
+            "used; fix: correct the GpuPool's facts or the worker's node labels",
+        )
     total = sum(n.gpus for n in matching)
     used = sum(p.gpus for p in view.pods if p.node_name in {n.name for n in matching})
     note = f" (last attempt failed: {view.problem[1]})" if view.problem else ""
@@ -184,6 +194,47 @@ def pool_condition(
         f"worker {cluster} read at {at}: {len(matching)} nodes, "
         f"{max(0, total - used)}/{total} GPUs free{note}",
     )
+
+
+# Well-known node labels that state a fact a GpuPool also states: the region (Kubernetes'
+# topology label, set by every cloud provider) and the GPU (NVIDIA's GPU feature discovery).
+REGION_LABEL = "topology.kubernetes.io/region"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def contradictions(pool: cache_.CachedPool, nodes: Iterable[cache_.CachedNode]) -> list[str]:
+    """Where the worker's own nodes say otherwise than the pool's facts (only labels a node
+    carries are compared: a worker cannot make a pool compliant, only rule it out)."""
+    found: set[str] = set()
+    region, model = pool.spec.location.region, pool.spec.gpu.model
+    family = _alnum(model.split("-")[0].split(" ")[0])  # "H100-80GB" -> "h100"
+    for node in nodes:
+        seen = node.labels.get(REGION_LABEL)
+        if seen is not None and seen != region:
+            found.add(f"node {node.name} is in region {seen}, spec.location.region is {region}")
+        product = node.labels.get(GPU_PRODUCT_LABEL)
+        if product is not None and family not in _alnum(product):
+            found.add(f"node {node.name} has GPU {product}, spec.gpu.model is {model}")
+    return sorted(found)
+
+
+def _alnum(text: str) -> str:
+    return "".join(c for c in text.lower() if c.isalnum())
+
+
+def usable_pools(
+    pools: Iterable[cache_.CachedPool], views: Mapping[str, WorkerView]
+) -> list[cache_.CachedPool]:
+    """The remote pools whose worker's nodes do not contradict them (``contradictions``)."""
+    out = []
+    for pool in pools:
+        view = views.get(pool.spec.cluster or "")
+        nodes = [
+            n for n in (view.nodes if view else ()) if _matches(n.labels, pool.spec.node_selector)
+        ]
+        if not contradictions(pool, nodes):
+            out.append(pool)
+    return out
 
 
 def _matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:

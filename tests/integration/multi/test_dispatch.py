@@ -286,17 +286,31 @@ def test_bad_worker_facts_are_said_on_the_pool_and_never_used(fleet: Fleet) -> N
     empty = {**FR_SPEC, "nodeSelector": {"greenplace.dev/pool": "empty"}}
     broken = {**FR_SPEC, "cluster": "broken",
               "nodeSelector": {"greenplace.dev/pool": "broken"}}  # fmt: skip
+    # A pool that would be the cleanest in France, but the worker's node says it is in the US.
+    liar = {**FR_SPEC, "nodeSelector": {"greenplace.dev/pool": "liar"},
+            "carbonIntensity": {"fallbackGramsPerKwh": 1.0}}  # fmt: skip
+    capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", GPU: "8"}
+    _apply(fleet.workers["fr-secnumcloud"], {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "liar-0", "annotations": {"kwok.x-k8s.io/node": "fake"},
+                     "labels": {"greenplace.dev/pool": "liar", "type": "kwok",
+                                "topology.kubernetes.io/region": "us-east-1"}},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    })  # fmt: skip
     _apply(
         manager,
         multi.kubeconfig_secret("broken-kc", "this: is not [a kubeconfig"),
         multi.multikueue_cluster("broken", "broken-kc"),
+        # A real, reachable worker (de-c5's kubeconfig) that no GpuPool describes.
+        multi.multikueue_cluster("nofacts", "de-c5-kubeconfig"),
         kubeobjects.resource("GpuPool", "ghost", ghost),
         kubeobjects.resource("GpuPool", "empty", empty),
         kubeobjects.resource("GpuPool", "broken", broken),
+        kubeobjects.resource("GpuPool", "liar", liar),
     )
     try:
         expected = (("ghost", "ClusterNotFound"), ("empty", "NoMatchingNodes"),
-                    ("broken", "ClusterNotActive"))  # fmt: skip
+                    ("broken", "ClusterNotActive"), ("liar", "FactsContradictNodes"))  # fmt: skip
         for pool, reason in expected:
 
             def said(pool: str = pool, reason: str = reason) -> bool:
@@ -311,11 +325,21 @@ def test_bad_worker_facts_are_said_on_the_pool_and_never_used(fleet: Fleet) -> N
         record = json.loads((workload_of(fleet, ns, "still") or {})["metadata"]["annotations"][
             cache_.DISPATCH_ANNOTATION])  # fmt: skip
         assert record["nominatedPool"] == "fr-h100", "never a pool that is not used"
+
+        def no_facts() -> list[Any]:
+            events = manager.core.list_namespaced_event(
+                "default", field_selector="involvedObject.name=nofacts,reason=NoFacts"
+            ).items
+            return [e for e in events if e.involved_object.kind == "MultiKueueCluster"]
+
+        (event,) = wait_for(no_facts, 30, "a NoFacts Warning on MultiKueueCluster nofacts")
+        assert event.type == "Warning" and "never nominates it" in event.message
         assert fleet.operator.process is not None and fleet.operator.process.poll() is None
     finally:
-        for pool in ("ghost", "empty", "broken"):
+        for pool in ("ghost", "empty", "broken", "liar"):
             manager.kubectl("delete", "gpupool", pool)
-        manager.kubectl("delete", "multikueuecluster", "broken")
+        manager.kubectl("delete", "multikueuecluster", "broken", "nofacts")
+        fleet.workers["fr-secnumcloud"].kubectl("delete", "node", "liar-0")
 
 
 def test_stopped_nothing_nominated_started_once_restarted_no_second_charge_or_copy(

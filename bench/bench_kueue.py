@@ -34,12 +34,7 @@ import concurrent.futures
 import datetime
 import json
 import math
-import os
-import pathlib
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -311,24 +306,6 @@ def _arm(blocks: list[dict[str, Any]], arm: str) -> dict[str, Any]:
     }
 
 
-def _operator(kubeconfig: str) -> tuple[subprocess.Popen[bytes], pathlib.Path]:
-    (port, metrics_port) = cluster.free_ports(2)
-    log = pathlib.Path(tempfile.mkdtemp(prefix="greenplace-kueue-")) / "operator.log"
-    with log.open("wb") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "greenplace.cli.main", "operate", f"--kubeconfig={kubeconfig}",
-             "--out-of-cluster", f"--webhook-port={port}", f"--metrics-port={metrics_port}",
-             "--kueue"],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not cluster.port_open(port):
-        if operator.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"operator did not start; log {log}")
-        time.sleep(0.2)
-    return operator, log
-
-
 def _check_active(kubectl: kube.Kubectl) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -361,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         fleet.apply_fleet(api, kube.gpu_pools("kueue", POOLS, nodes))
         kueue_.start(running)
         kubectl("apply", "--server-side", "-f", "-", stdin=_queues(block))
-        operator, log = _operator(kubeconfig)
+        operator, log = kube.start_operator(kubeconfig, "--kueue")
         try:
             _InstantCheck.activate(api)
             _check_active(kubectl)

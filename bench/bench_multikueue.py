@@ -29,17 +29,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import math
-import os
-import pathlib
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Any
 
-from bench import harness
-from devcluster import cluster, multi
+from bench import harness, kube
+from devcluster import multi
 
 NAME = "bench_multikueue"
 CREATE_THREADS = 8
@@ -153,24 +148,6 @@ def _arm(blocks: list[dict[str, Any]], arm: str) -> dict[str, Any]:
     }
 
 
-def _operator(kubeconfig: pathlib.Path) -> tuple[subprocess.Popen[bytes], pathlib.Path]:
-    port, metrics_port = cluster.free_ports(2)
-    log = pathlib.Path(tempfile.mkdtemp(prefix="greenplace-mk-")) / "operator.log"
-    with log.open("wb") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "greenplace.cli.main", "operate", f"--kubeconfig={kubeconfig}",
-             "--out-of-cluster", "--multikueue", f"--webhook-port={port}",
-             f"--metrics-port={metrics_port}"],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not cluster.port_open(port):
-        if operator.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"operator did not start; log {log}")
-        time.sleep(0.2)
-    return operator, log
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog=NAME, description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=500, help="Jobs per arm (default 500)")
@@ -183,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{fleet.start_seconds:.0f} s, {fleet.memory_mib():.0f} MiB resident",
             flush=True,
         )
-        operator, log = _operator(fleet.kubeconfig("greenplace"))
+        operator, log = kube.start_operator(str(fleet.kubeconfig("greenplace")), "--multikueue")
         try:
             blocks = []
             for index, arm in enumerate(ORDER):

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from devcluster import cluster
 from devcluster import kueue as kueue_
 from greenplace.controller import gatepolicy, kueue, podspec, webhook
 from tests import kubeobjects as k8s
@@ -45,9 +44,9 @@ def test_the_policy_gates_and_the_webhook_sees_only_record_pods(
 # The same fixtures and tests (pytest collects them here too); only `running` differs.
 from tests.integration.test_kueue_governed import (  # noqa: E402
     AS_TENANT,
-    CHECK,
     US_POOL,
     admitted,
+    checking_operator,
     kueue_running,
     pytestmark,
     tenant_ns,
@@ -76,18 +75,9 @@ def running(
     kube: Kube, kueue_running: kueue_.Kueue | None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[integration.OperatorProcess]:
     """test_kueue_governed's operator, gating with the policy."""
-    kube.apply_ok(f"""
-apiVersion: kueue.x-k8s.io/v1beta2
-kind: AdmissionCheck
-metadata: {{name: {CHECK}}}
-spec: {{controllerName: {kueue.CONTROLLER_NAME}}}
-""")
-    port, metrics_port = cluster.free_ports(2)
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    process = integration.OperatorProcess(kube, log, port, metrics_port)
-    process.start("--kueue", "--gate=policy")
-    yield process
-    process.stop()
+    with checking_operator(kube, tmp_path_factory, "--gate=policy") as process:
+        yield process
+    log = process.log
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-4000:]
 
 

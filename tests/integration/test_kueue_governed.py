@@ -14,6 +14,7 @@ pool and refuses one that pins a forbidden pool or one outside its data residenc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import uuid
@@ -56,6 +57,15 @@ def running(
 ) -> Iterator[integration.OperatorProcess]:
     """``greenplace operate --kueue`` in its own process (the last test stops it), answering
     the AdmissionCheck ``CHECK``."""
+    with checking_operator(kube, tmp_path_factory) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def checking_operator(
+    kube: Kube, tmp_path_factory: pytest.TempPathFactory, *flags: str
+) -> Iterator[integration.OperatorProcess]:
+    """The AdmissionCheck ``CHECK`` and ``greenplace operate --kueue *flags`` answering it."""
     kube.apply_ok(f"""
 apiVersion: kueue.x-k8s.io/v1beta2
 kind: AdmissionCheck
@@ -65,7 +75,7 @@ spec: {{controllerName: {kueue.CONTROLLER_NAME}}}
     port, metrics_port = cluster.free_ports(2)
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     process = integration.OperatorProcess(kube, log, port, metrics_port)
-    process.start("--kueue")
+    process.start("--kueue", *flags)
     yield process
     process.stop()
     assert "Traceback" not in log.read_text(errors="replace"), log.read_text()[-4000:]

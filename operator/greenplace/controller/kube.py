@@ -23,7 +23,7 @@ import concurrent.futures
 import datetime
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from kubernetes import client, config
@@ -189,28 +189,16 @@ class KubeWriter:
         body = {"status": dict(status)}
         group, version = models.GROUP, models.VERSION
 
-        def call() -> None:
-            try:
-                if namespace is None:
-                    self._custom.patch_cluster_custom_object_status(
-                        group, version, plural, name, body, _request_timeout=REQUEST_TIMEOUT
-                    )
-                else:
-                    self._custom.patch_namespaced_custom_object_status(
-                        group,
-                        version,
-                        namespace,
-                        plural,
-                        name,
-                        body,
-                        _request_timeout=REQUEST_TIMEOUT,
-                    )
-            except client.ApiException as error:
-                if error.status == 404:
-                    raise WriteConflictError(f"{plural} {namespace}/{name} is gone") from error
-                raise
+        def write() -> Any:
+            if namespace is None:
+                return self._custom.patch_cluster_custom_object_status(
+                    group, version, plural, name, body, _request_timeout=REQUEST_TIMEOUT
+                )
+            return self._custom.patch_namespaced_custom_object_status(
+                group, version, namespace, plural, name, body, _request_timeout=REQUEST_TIMEOUT
+            )
 
-        await self._run(call)
+        await self._run(lambda: _unless_gone(f"{plural} {namespace}/{name}", write))
 
     async def apply_kueue_status(
         self, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
@@ -230,47 +218,47 @@ class KubeWriter:
             "_request_timeout": REQUEST_TIMEOUT,
         }
 
-        def call() -> Mapping[str, Any]:
-            try:
-                if namespace is None:
-                    stored = self._custom.patch_cluster_custom_object_status(
-                        group, version, plural, name, body, **options
-                    )
-                else:
-                    stored = self._custom.patch_namespaced_custom_object_status(
-                        group, version, namespace, plural, name, body, **options
-                    )
-            except client.ApiException as error:
-                if error.status == 404:
-                    raise WriteConflictError(f"{kind} {namespace}/{name} is gone") from error
-                raise
-            result: Mapping[str, Any] = stored
-            return result
+        def write() -> Any:
+            if namespace is None:
+                return self._custom.patch_cluster_custom_object_status(
+                    group, version, plural, name, body, **options
+                )
+            return self._custom.patch_namespaced_custom_object_status(
+                group, version, namespace, plural, name, body, **options
+            )
 
-        result: Mapping[str, Any] = await self._run(call)
-        return result
+        stored: Mapping[str, Any] = await self._run(
+            lambda: _unless_gone(f"{kind} {namespace}/{name}", write)
+        )
+        return stored
 
     async def patch_kueue(
         self, kind: str, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         plural = kueue.KINDS[kind]
 
-        def call() -> Mapping[str, Any]:
-            try:
-                stored = self._custom.patch_namespaced_custom_object(
-                    kueue.GROUP, kueue.VERSION, namespace, plural, name, dict(patch),
-                    _content_type="application/merge-patch+json",
-                    _request_timeout=REQUEST_TIMEOUT,
-                )  # fmt: skip
-            except client.ApiException as error:
-                if error.status == 404:
-                    raise WriteConflictError(f"{kind} {namespace}/{name} is gone") from error
-                raise
-            result: Mapping[str, Any] = stored
-            return result
+        def write() -> Any:
+            return self._custom.patch_namespaced_custom_object(
+                kueue.GROUP, kueue.VERSION, namespace, plural, name, dict(patch),
+                _content_type="application/merge-patch+json",
+                _request_timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
 
-        result: Mapping[str, Any] = await self._run(call)
-        return result
+        stored: Mapping[str, Any] = await self._run(
+            lambda: _unless_gone(f"{kind} {namespace}/{name}", write)
+        )
+        return stored
+
+
+def _unless_gone(what: str, write: Callable[[], Any]) -> Mapping[str, Any]:
+    """``write()``'s stored object; a 404 (the object was deleted meanwhile) is a conflict."""
+    try:
+        stored: Mapping[str, Any] = write()
+    except client.ApiException as error:
+        if error.status == 404:
+            raise WriteConflictError(f"{what} is gone") from error
+        raise
+    return stored
 
 
 def _is_conflict(error: client.ApiException) -> bool:

@@ -383,3 +383,34 @@ def test_the_placement_cycle_dispatches_records_the_charge_and_the_pools_worker(
     missing = events.last_status("gpupools", "orphan")
     assert missing["conditions"][1]["reason"] == "ClusterNotFound"
     assert ("orphan", "Warning", "ClusterNotFound") in {e[:3] for e in events.events}
+
+
+def test_a_carbon_ceiling_applies_across_clusters_as_in_one() -> None:
+    """A ceiling of 100 g under the policy: France (60 g) is nominated; with only Germany
+    (300 g) left the Workload is held naming the ceiling, nothing nominated."""
+    ceiling = {"allowedCountries": ["FR", "DE"]}
+    for fleet, expected in (
+        ({"fr": FLEET["fr"], "de": FLEET["de"]}, [["fr"]]),
+        ({"de": FLEET["de"]}, []),
+    ):
+        cache = manager(fleet)
+        cache.put_policy(fakes.policy("p", namespace="ml", sovereignty=ceiling,
+                                      carbon={"maxGramsPerKwh": 100}))  # fmt: skip
+        writer, events = FakeDispatch(workload()), fakes.RecordingWriter()
+        actions = run(dispatcher([view(c) for c in fleet], writer), cache, events)
+        assert nominated(writer) == expected
+        if not expected:
+            (action,) = actions
+            assert "maxGramsPerKwh" in action.decision.message, action.decision.message
+
+
+def test_an_exhausted_budget_holds_across_clusters_as_in_one() -> None:
+    """A Budget of 1 EUR cannot pay for the Workload anywhere: nothing nominated, the hold
+    names the Budget (under the fixture's 1,000 EUR it is nominated: the first test)."""
+    cache = manager()
+    cache.put_budget(kubeobjects.budget("ml", "team", money=1, action="Reject"))
+    writer, events = FakeDispatch(workload()), fakes.RecordingWriter()
+    (action,) = run(dispatcher([view(c) for c in FLEET], writer), cache, events)
+    assert nominated(writer) == []
+    assert action.decision.reason.value == "BudgetExceeded", action.decision
+    assert "ml/team" in action.decision.message

@@ -111,7 +111,8 @@ def down(quiet: bool = False) -> int:
 
 def demo(kubeconfig: pathlib.Path) -> int:
     log = RUN_DIR / "logs" / "operator.log"
-    (port,) = cluster.free_ports(1)
+    port, metrics_port, health_port = cluster.free_ports(3)
+    liveness = f"http://127.0.0.1:{health_port}/healthz"
     # The address the API server uses to call the webhook: loopback for the local control plane;
     # for kind, an address of this machine that its containers reach (e.g. the bridge gateway).
     webhook_host = os.environ.get("GREENPLACE_WEBHOOK_HOST", "127.0.0.1")
@@ -120,7 +121,8 @@ def demo(kubeconfig: pathlib.Path) -> int:
             [sys.executable, "-m", "greenplace.cli.main", "operate",
              f"--kubeconfig={kubeconfig}", "--out-of-cluster",
              f"--webhook-port={port}", f"--webhook-host={webhook_host}",
-             f"--webhook-listen={'127.0.0.1' if webhook_host == '127.0.0.1' else '0.0.0.0'}"],
+             f"--webhook-listen={'127.0.0.1' if webhook_host == '127.0.0.1' else '0.0.0.0'}",
+             f"--metrics-port={metrics_port}", f"--liveness={liveness}"],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     cluster.record_pid(RUN_DIR, "greenplace-operator", operator.pid)
@@ -142,7 +144,8 @@ def demo(kubeconfig: pathlib.Path) -> int:
     print(f"The cluster is still running. Try:\n  export KUBECONFIG={kubeconfig}\n"
           "  kubectl get gpupools,placementpolicies -A\n"
           "  kubectl describe pod -n ml-ch train-patient-model\n"
-          f"Operator log: {log}\nStop everything with: make stop")  # fmt: skip
+          f"Operator log: {log}\nOperator metrics: http://127.0.0.1:{metrics_port}/metrics\n"
+          f"Operator liveness: {liveness}\nStop everything with: make stop")  # fmt: skip
     return 0
 
 
@@ -243,7 +246,8 @@ def multi_demo() -> int:
     print(f"Still running. Try:\n  export KUBECONFIG={manager}\n"
           "  kubectl get multikueueclusters,gpupools\n"
           f"  .venv/bin/greenplace pools --kubeconfig={manager}\n"
-          f"Operator log: {log}\nStop everything with: make stop")  # fmt: skip
+          f"Operator log: {log}\nOperator metrics: http://127.0.0.1:{metrics_port}/metrics\n"
+          "Stop everything with: make stop")  # fmt: skip
     return 0
 
 

@@ -279,16 +279,11 @@ def _block(api: Any, kubectl: kube.Kubectl, arm: str, index: int, jobs: int) -> 
         "all_admitted_seconds": round(seconds, 2),
         "admitted_per_second": round(jobs / seconds, 1),
         "all_reserved_seconds": round(last_reserved, 2),
-        "reserved_p50_s": round(_percentile(to_reserved, 0.5), 3),
-        "reserved_to_admitted_p50_s": round(_percentile(reserved_to_admitted, 0.5), 3),
-        "reserved_to_admitted_p99_s": round(_percentile(reserved_to_admitted, 0.99), 3),
+        "reserved_p50_s": round(harness.percentile(to_reserved, 0.5), 3),
+        "reserved_to_admitted_p50_s": round(harness.percentile(reserved_to_admitted, 0.5), 3),
+        "reserved_to_admitted_p99_s": round(harness.percentile(reserved_to_admitted, 0.99), 3),
         "latencies": latencies,
     }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of sorted ``values``, nearest rank."""
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 def _arm(blocks: list[dict[str, Any]], arm: str) -> dict[str, Any]:
@@ -300,8 +295,8 @@ def _arm(blocks: list[dict[str, Any]], arm: str) -> dict[str, Any]:
         "jobs": jobs,
         "admitted_per_second": round(jobs / seconds, 1),
         "blocks_per_second": [b["admitted_per_second"] for b in mine],
-        "latency_p50_s": round(_percentile(latencies, 0.5), 3),
-        "latency_p99_s": round(_percentile(latencies, 0.99), 3),
+        "latency_p50_s": round(harness.percentile(latencies, 0.5), 3),
+        "latency_p99_s": round(harness.percentile(latencies, 0.99), 3),
         "latency_mean_s": round(statistics.fmean(latencies), 3),
     }
 
@@ -338,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         fleet.apply_fleet(api, kube.gpu_pools("kueue", POOLS, nodes))
         kueue_.start(running)
         kubectl("apply", "--server-side", "-f", "-", stdin=_queues(block))
-        operator, log = kube.start_operator(kubeconfig, "--kueue")
+        operator = kube.start_operator(kubeconfig, "--kueue")
         try:
             _InstantCheck.activate(api)
             _check_active(kubectl)
@@ -353,8 +348,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{result['reserved_to_admitted_p99_s']} s)", flush=True)  # fmt: skip
                 blocks.append(result)
         finally:
-            operator.terminate()
-            operator.wait(timeout=30)
+            operator.process.terminate()
+            operator.process.wait(timeout=30)
     alone, instant, checked = (_arm(blocks, arm) for arm in ARMS)
     ratio = checked["admitted_per_second"] / alone["admitted_per_second"]
     ratio_instant = checked["admitted_per_second"] / instant["admitted_per_second"]
@@ -374,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     harness.finish(
         NAME if args.jobs == 1000 else f"{NAME}_{args.jobs}",
         {"jobs_per_arm": 2 * block, "blocks": blocks, "alone": alone, "instant": instant,
-         "checked": checked, "operator_log": str(log)},
+         "checked": checked, "operator_log": str(operator.log)},
         {"throughput_ratio": round(ratio, 3),
          "throughput_ratio_to_instant_check": round(ratio_instant, 3),
          "checked_admitted_per_second": checked["admitted_per_second"],

@@ -88,10 +88,6 @@ class _Dispatched:
                 self.admitted.setdefault(owner["name"], time.perf_counter())
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
-
-
 def _block(fleet: multi.MultiFleet, arm: str, index: int, jobs: int) -> dict[str, Any]:
     from kubernetes import client  # noqa: PLC0415
 
@@ -142,8 +138,8 @@ def _arm(blocks: list[dict[str, Any]], arm: str) -> dict[str, Any]:
     return {
         "jobs": jobs,
         "admitted_per_second": round(jobs / sum(b["seconds"] for b in mine), 2),
-        "latency_p50_s": round(_percentile(latencies, 0.5), 3),
-        "latency_p99_s": round(_percentile(latencies, 0.99), 3),
+        "latency_p50_s": round(harness.percentile(latencies, 0.5), 3),
+        "latency_p99_s": round(harness.percentile(latencies, 0.99), 3),
         "remote_workloads_per_job": round(sum(b["remote_workloads"] for b in mine) / jobs, 3),
     }
 
@@ -160,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{fleet.start_seconds:.0f} s, {fleet.memory_mib():.0f} MiB resident",
             flush=True,
         )
-        operator, log = kube.start_operator(str(fleet.kubeconfig("greenplace")), "--multikueue")
+        running = kube.start_operator(str(fleet.kubeconfig("greenplace")), "--multikueue")
         try:
             blocks = []
             for index, arm in enumerate(ORDER):
@@ -171,8 +167,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{result['jobs_per_worker']}", flush=True)  # fmt: skip
                 blocks.append(result)
         finally:
-            operator.terminate()
-            operator.wait(timeout=30)
+            running.process.terminate()
+            running.process.wait(timeout=30)
     arms = {arm: _arm(blocks, arm) for arm in ARMS}
     for arm, figures in arms.items():
         print(f"{arm}: {figures['admitted_per_second']} Jobs/s, dispatch p50 "
@@ -186,7 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         del entry["latencies"]
     harness.finish(
         NAME if args.jobs == 500 else f"{NAME}_{args.jobs}",
-        {"jobs_per_arm": 2 * block, "blocks": blocks, "arms": arms, "operator_log": str(log)},
+        {"jobs_per_arm": 2 * block, "blocks": blocks, "arms": arms,
+         "operator_log": str(running.log)},
         {"throughput_ratio_to_all_at_once": round(to_all, 3),
          "throughput_ratio_to_incremental": round(to_incremental, 3),
          "greenplace_remote_workloads_per_job": arms["greenplace"]["remote_workloads_per_job"],

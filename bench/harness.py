@@ -9,15 +9,21 @@ threshold sits next to the value measured when it was set and the margin allowed
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 THRESHOLDS_FILE = BENCH_DIR / "thresholds.json"
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of sorted ``values``, nearest rank."""
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
 
 
 def write_results(name: str, figures: Mapping[str, Any]) -> pathlib.Path:

@@ -7,14 +7,11 @@ carbon and price; one module holds that, so the two fleets stay alike.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
-import sys
 import tempfile
-import time
 
-from devcluster import build, cluster, fleet
+from devcluster import build, fleet, operator
 
 __all__ = ["GPUS_PER_NODE", "Kubectl", "gpu_pools", "start_operator"]
 
@@ -36,24 +33,10 @@ class Kubectl:
         return result.stdout
 
 
-def start_operator(kubeconfig: str, *flags: str) -> tuple[subprocess.Popen[bytes], pathlib.Path]:
-    """``greenplace operate --out-of-cluster *flags`` in its own process, as ``make run``
-    starts it; return it and its log once it serves (the benchmark ends if it does not)."""
-    port, metrics_port = cluster.free_ports(2)
+def start_operator(kubeconfig: str, *flags: str) -> operator.RunningOperator:
+    """``devcluster.operator.start`` with its log in a fresh temporary directory."""
     log = pathlib.Path(tempfile.mkdtemp(prefix="greenplace-bench-")) / "operator.log"
-    with log.open("wb") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "greenplace.cli.main", "operate", f"--kubeconfig={kubeconfig}",
-             "--out-of-cluster", f"--webhook-port={port}", f"--metrics-port={metrics_port}",
-             *flags],
-            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ),
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not cluster.port_open(port):
-        if operator.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"operator did not start; log {log}")
-        time.sleep(0.2)
-    return operator, log
+    return operator.start(kubeconfig, log, *flags)
 
 
 def gpu_pools(prefix: str, pools: int, nodes_per_pool: int) -> list[fleet.FleetPool]:

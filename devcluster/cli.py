@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from devcluster import admission, build, cluster, fleet, kueue, multi
+from devcluster import admission, build, cluster, fleet, kueue, multi, operator
 
 __all__ = ["main"]
 
@@ -111,22 +111,14 @@ def down(quiet: bool = False) -> int:
 
 def demo(kubeconfig: pathlib.Path) -> int:
     log = RUN_DIR / "logs" / "operator.log"
-    port, metrics_port, health_port = cluster.free_ports(3)
-    liveness = f"http://127.0.0.1:{health_port}/healthz"
     # The address the API server uses to call the webhook: loopback for the local control plane;
     # for kind, an address of this machine that its containers reach (e.g. the bridge gateway).
     webhook_host = os.environ.get("GREENPLACE_WEBHOOK_HOST", "127.0.0.1")
-    with log.open("ab") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "greenplace.cli.main", "operate",
-             f"--kubeconfig={kubeconfig}", "--out-of-cluster",
-             f"--webhook-port={port}", f"--webhook-host={webhook_host}",
-             f"--webhook-listen={'127.0.0.1' if webhook_host == '127.0.0.1' else '0.0.0.0'}",
-             f"--metrics-port={metrics_port}", f"--liveness={liveness}"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    cluster.record_pid(RUN_DIR, "greenplace-operator", operator.pid)
-    _wait_for_webhook(port, operator, log)
+    listen = "127.0.0.1" if webhook_host == "127.0.0.1" else "0.0.0.0"
+    running = operator.start(
+        kubeconfig, log, f"--webhook-host={webhook_host}", f"--webhook-listen={listen}"
+    )
+    cluster.record_pid(RUN_DIR, "greenplace-operator", running.process.pid)
     # The chart's admission policies, as in a cluster: the safety is on in the demo too.
     installed = admission.install(kubeconfig, admission.username(kubeconfig))
     print(f"admission policies: {', '.join(installed)}")
@@ -144,8 +136,9 @@ def demo(kubeconfig: pathlib.Path) -> int:
     print(f"The cluster is still running. Try:\n  export KUBECONFIG={kubeconfig}\n"
           "  kubectl get gpupools,placementpolicies -A\n"
           "  kubectl describe pod -n ml-ch train-patient-model\n"
-          f"Operator log: {log}\nOperator metrics: http://127.0.0.1:{metrics_port}/metrics\n"
-          f"Operator liveness: {liveness}\nStop everything with: make stop")  # fmt: skip
+          f"Operator log: {log}\nOperator metrics: {running.metrics_url}\n"
+          f"Operator liveness: {running.liveness_url}\n"
+          "Stop everything with: make stop")  # fmt: skip
     return 0
 
 
@@ -162,17 +155,6 @@ def _apply_once_admitted(kubeconfig: pathlib.Path, manifest: pathlib.Path) -> No
         if "no params found" not in result.stderr or time.monotonic() > deadline:
             raise SystemExit(f"kubectl apply -f {manifest} failed:\n{result.stderr}")
         time.sleep(0.5)
-
-
-def _wait_for_webhook(port: int, operator: subprocess.Popen[bytes], log: pathlib.Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if operator.poll() is not None:
-            raise SystemExit(f"the operator exited; see {log}:\n{log.read_text()[-3000:]}")
-        if cluster.port_open(port):
-            return
-        time.sleep(0.3)
-    raise SystemExit(f"the operator did not register its webhook within 60s; see {log}")
 
 
 def _wait_for_decisions(kubeconfig: pathlib.Path, timeout_s: float = 60) -> None:
@@ -210,16 +192,8 @@ def multi_demo() -> int:
           f"({len(fleet_.pids())} processes)")  # fmt: skip
     manager = fleet_.kubeconfig("greenplace")
     log = MULTI_DIR / "operator.log"
-    port, metrics_port = cluster.free_ports(2)
-    with log.open("ab") as out:
-        operator = subprocess.Popen(
-            [sys.executable, "-m", "greenplace.cli.main", "operate", f"--kubeconfig={manager}",
-             "--out-of-cluster", "--multikueue", f"--webhook-port={port}",
-             f"--metrics-port={metrics_port}"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    cluster.record_pid(MULTI_DIR, "greenplace-operator", operator.pid)
-    _wait_for_webhook(port, operator, log)
+    running = operator.start(manager, log, "--multikueue")
+    cluster.record_pid(MULTI_DIR, "greenplace-operator", running.process.pid)
     namespace = "sovereign"
     fleet_.namespace(namespace)
     fleet_.apply("greenplace", {
@@ -246,7 +220,7 @@ def multi_demo() -> int:
     print(f"Still running. Try:\n  export KUBECONFIG={manager}\n"
           "  kubectl get multikueueclusters,gpupools\n"
           f"  .venv/bin/greenplace pools --kubeconfig={manager}\n"
-          f"Operator log: {log}\nOperator metrics: http://127.0.0.1:{metrics_port}/metrics\n"
+          f"Operator log: {log}\nOperator metrics: {running.metrics_url}\n"
           "Stop everything with: make stop")  # fmt: skip
     return 0
 

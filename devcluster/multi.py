@@ -150,7 +150,6 @@ class MultiFleet:
         self._log = log
         self.workers: dict[str, cluster.LocalCluster] = {}
         self.managers: dict[str, cluster.LocalCluster] = {}
-        self.kueues: dict[str, kueue.Kueue] = {}
         self.start_seconds = 0.0
 
     def __enter__(self) -> Self:
@@ -169,13 +168,13 @@ class MultiFleet:
         try:
             for name in self.facts:
                 self.workers[name] = self._cluster(name)
-                self.kueues[name] = kueue.start(self.workers[name])
+                kueue.start(self.workers[name])
                 self.apply(name, *self._nodes(self.facts[name]), *queues(self.gpus_per_worker))
                 self._log(f"worker {name}: ready")
             for name, dispatcher in self.dispatchers.items():
                 self.managers[name] = self._cluster(name)
                 settings = {"dispatcherName": dispatcher, "origin": name}
-                self.kueues[name] = kueue.start(self.managers[name], multikueue=settings)
+                kueue.start(self.managers[name], multikueue=settings)
                 self._wire(name, dispatcher)
                 self._log(f"manager {name} ({dispatcher}): ready")
             for name in self.managers:
@@ -351,11 +350,10 @@ class Copies:
     """Every Workload and Job created in ``namespace`` in each worker while it is entered:
     a list then a watch from that list's resourceVersion on each worker's API server (two
     threads per worker), so nothing created in between is missed. ``seen`` maps a worker to
-    ``Kind/name`` entries; ``first`` keeps when each was first seen (``time.monotonic()``)."""
+    ``Kind/name`` entries."""
 
     def __init__(self, workers: Mapping[str, client.ApiClient], namespace: str) -> None:
         self.seen: dict[str, set[str]] = {name: set() for name in workers}
-        self.first: dict[tuple[str, str], float] = {}
         self._namespace = namespace
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -402,7 +400,6 @@ class Copies:
         entry = f"{kind}/{item['metadata']['name']}"
         with self._lock:
             self.seen[name].add(entry)
-            self.first.setdefault((name, entry), time.monotonic())
 
     def __enter__(self) -> Self:
         for thread in self._threads:

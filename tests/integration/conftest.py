@@ -90,6 +90,12 @@ class Kube:
         result = self.apply(manifest)
         assert result.returncode == 0, result.stderr
 
+    def grant_edit(self, namespace: str, user: str) -> None:
+        """Give ``user`` Kubernetes' ``edit`` role in ``namespace``: a tenant, as tests play one."""
+        result = self.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
+                              f"--user={user}", "-n", namespace)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
         pod = self.core.read_namespaced_pod(name, namespace)
         result: dict[str, Any] = self.api.sanitize_for_serialization(pod)

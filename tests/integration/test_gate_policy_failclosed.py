@@ -57,9 +57,7 @@ def running(
 def tenant_ns(kube: Kube) -> str:
     ns = kube.namespace()
     kube.apply_ok(k8s.policy(ns, "fr-only", ["FR"]))
-    result = kube.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
-                          f"--user={TENANT}", "-n", ns)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    kube.grant_edit(ns, TENANT)
     return ns
 
 

@@ -85,9 +85,7 @@ def tenant_namespace(kube: Kube) -> str:
     """A governed namespace where the tenant has ``edit``, France only."""
     ns = kube.namespace()
     kube.apply_ok(k8s.policy(ns, "fr-only", ["FR"]))
-    result = kube.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
-                          f"--user={TENANT}", "-n", ns)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    kube.grant_edit(ns, TENANT)
     wait_for(lambda: allowed(kube, ns) == sorted(FR_POOLS), 30, "allowed pools")
     probe = k8s.gpu_pod(ns, "probe", gated=True)
     wait_for(lambda: create(kube, probe, "--dry-run=server").returncode == 0, 30,

@@ -64,9 +64,7 @@ def tenant_ns(secured: Kube, running: integration.OperatorProcess) -> str:
     secured.apply_ok(k8s.policy(ns, "fr-only", ["FR"]))
     secured.apply_ok(k8s.policy(ns, "secret-fr", ["FR"], select={"data": "secret"},
                                 sovereignty={"forbidExtraterritorialExposure": True}))  # fmt: skip
-    result = secured.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
-                             f"--user={TENANT}", "-n", ns)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    secured.grant_edit(ns, TENANT)
     wait_for(lambda: allowed(secured, ns, "fr-only") == sorted(FR_POOLS), 30, "allowed pools")
     wait_for(lambda: allowed(secured, ns, "secret-fr") == ["ovh-gra-h100"], 30, "allowed pools")
     probe = k8s.pod(ns, "probe", {"nvidia.com/gpu": 1}, gated=True)
@@ -209,9 +207,7 @@ def gpus_free(kube: Kube, pool: str) -> int:
 
 def test_forged_records_elsewhere_zero_no_capacity(secured: Kube, tenant_ns: str) -> None:
     free_ns = secured.namespace(governed=False)
-    result = secured.kubectl("create", "rolebinding", "tenant-edit", "--clusterrole=edit",
-                             f"--user={TENANT}", "-n", free_ns)  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    secured.grant_edit(free_ns, TENANT)
     before = gpus_free(secured, "stackit-eu01-h100")
     for index in range(3):  # never schedulable, claiming the whole German pool
         squatter = k8s.pod(free_ns, f"squat-{index}", {"nvidia.com/gpu": 8},

@@ -138,14 +138,21 @@ def short_reason(message: str, limit: int = _SHORT) -> str:
     return text
 
 
-def number(value: object, digits: int = 3) -> str:
-    """A measurement to ``digits`` significant digits, never in exponent form; "-" for none."""
+def _plain(value: object) -> str | None:
+    """How ``number`` and ``amount`` write what is not a non-zero number: "-" for none, "0",
+    anything else as text; None for a number they format."""
     if value is None:
         return "-"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return str(value)
-    if value == 0:
-        return "0"
+    return "0" if value == 0 else None
+
+
+def number(value: object, digits: int = 3) -> str:
+    """A measurement to ``digits`` significant digits, never in exponent form; "-" for none."""
+    plain = _plain(value)
+    if plain is not None or not isinstance(value, int | float):
+        return plain or str(value)
     text = f"{value:.{digits}g}"
     if "e" in text:  # large or tiny: write it out
         text = f"{value:,.0f}" if abs(value) >= 1 else f"{value:.{digits + 6}f}".rstrip("0")
@@ -154,12 +161,9 @@ def number(value: object, digits: int = 3) -> str:
 
 def amount(value: object) -> str:
     """Money, kgCO2e or kWh: thousands separated, two decimals below 100, "-" for none."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return str(value)
-    if value == 0:
-        return "0"
+    plain = _plain(value)
+    if plain is not None or not isinstance(value, int | float):
+        return plain or str(value)
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.2f}".rstrip("0").rstrip(".")

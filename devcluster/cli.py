@@ -66,14 +66,14 @@ def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> str:
 
 def up() -> pathlib.Path:
     """Start (after stopping any previous run) and prepare the cluster; return its kubeconfig."""
+    existing = cluster.existing_kubeconfig()  # a missing file stops here, before `down`
     down(quiet=True)
     shutil.rmtree(RUN_DIR, ignore_errors=True)  # a fresh etcd each time: no state from before
     RUN_DIR.mkdir(parents=True, exist_ok=True)
-    existing = os.environ.get("GREENPLACE_KUBECONFIG")
     started = time.monotonic()
     c: cluster.LocalCluster | cluster.ExistingCluster
     if existing:
-        c = cluster.ExistingCluster(pathlib.Path(existing), workdir=RUN_DIR, keep=True)
+        c = cluster.ExistingCluster(existing, workdir=RUN_DIR, keep=True)
     else:
         c = cluster.LocalCluster(workdir=RUN_DIR, keep=True)
     c.start()

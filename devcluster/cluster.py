@@ -439,12 +439,27 @@ def _write_kubeconfig(
     path.write_text(json.dumps(config, indent=2))
 
 
+def existing_kubeconfig() -> pathlib.Path | None:
+    """The kubeconfig ``GREENPLACE_KUBECONFIG`` names, None when unset; a one-line error
+    (SystemExit) when it names no file, before anything is stopped or started."""
+    existing = os.environ.get("GREENPLACE_KUBECONFIG")
+    if not existing:
+        return None
+    path = pathlib.Path(existing).expanduser()
+    if not path.is_file():
+        raise SystemExit(
+            f"GREENPLACE_KUBECONFIG={existing}: no such file; point it at your cluster's "
+            "kubeconfig, or unset it to use the local control plane"
+        )
+    return path
+
+
 @contextlib.contextmanager
 def cluster_from_env() -> Iterator[LocalCluster | ExistingCluster]:
     """``GREENPLACE_KUBECONFIG`` selects an existing cluster; otherwise start a local one."""
-    existing = os.environ.get("GREENPLACE_KUBECONFIG")
+    existing = existing_kubeconfig()
     cluster: LocalCluster | ExistingCluster = (
-        ExistingCluster(pathlib.Path(existing)) if existing else LocalCluster()
+        ExistingCluster(existing) if existing else LocalCluster()
     )
     with cluster:
         yield cluster

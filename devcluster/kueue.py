@@ -110,6 +110,10 @@ def start(local: cluster.LocalCluster, multikueue: Mapping[str, str] | None = No
     running = Kueue(webhook_port, health_port, metrics_port, process.log)
     local.processes.wait_healthy("kueue", running.ready)
     local.processes.wait_healthy("kueue webhooks", lambda: _serves_tls(webhook_port))
+    # The API server learns of new webhook configurations through an informer, a moment after
+    # they are created: until it calls Kueue's, a Job would be created unsuspended.
+    calling = "the API server calling Kueue's webhooks"
+    local.processes.wait_healthy(calling, lambda: _suspends(kubectl))
     cluster.record_pid(local.workdir, "kueue", process.popen.pid)
     return running
 
@@ -197,6 +201,22 @@ def _serves_tls(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _suspends(kubectl: list[str]) -> bool:
+    """Whether Kueue's Job webhook suspends a queued Job now (a server-side dry run)."""
+    probe = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "kueue-webhook-probe", "namespace": "default",
+                     "labels": {"kueue.x-k8s.io/queue-name": "probe"}},
+        "spec": {"suspend": False, "template": {"spec": {"restartPolicy": "Never",
+                 "containers": [{"name": "probe", "image": "registry.k8s.io/pause:3.10"}]}}},
+    }  # fmt: skip
+    result = subprocess.run(
+        [*kubectl, "create", "--dry-run=server", "-o", "json", "-f", "-"],
+        input=yaml.safe_dump(probe), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.returncode == 0 and yaml.safe_load(result.stdout)["spec"].get("suspend") is True
 
 
 def _run(command: list[str]) -> None:

@@ -35,12 +35,15 @@ def test_chart_crds_match_the_models(kind: crdgen.Kind) -> None:
 def test_chart_crds_are_crds_kept_on_uninstall() -> None:
     for kind in crdgen.KINDS:
         text = crdgen.render_chart(kind)
-        assert text.count("{{") == 2, "only the crds.install guard may be template syntax"
-        body = yaml.safe_load("\n".join(text.splitlines()[2:-1]))
+        assert text.count("{{") == 3, "only the crds.install guard and the labels are template"
+        include = '    {{- include "greenplace.labels" . | nindent 4 }}'
+        assert include in text.splitlines()
+        body = yaml.safe_load("\n".join(x for x in text.splitlines()[2:-1] if x != include))
         assert body == {
             **crdgen.crd(kind),
             "metadata": {
                 "name": kind.crd_name,
+                "labels": {"app.kubernetes.io/component": "crds"},
                 "annotations": {"helm.sh/resource-policy": "keep"},
             },
         }
@@ -188,7 +191,8 @@ def test_kueue_enabled_tells_the_operator_and_grants_only_what_the_check_needs()
         result = helm_template(*sets)
         assert result.returncode == 0, result.stderr
         docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-        (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
+        (role,) = [d for d in docs if d["kind"] == "ClusterRole"
+                   and d["metadata"]["name"] == "gp-greenplace"]  # fmt: skip
         (container,) = operator_pod(*sets)["containers"]
         return container["args"], role["rules"]
 

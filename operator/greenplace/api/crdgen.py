@@ -12,6 +12,10 @@ Run ``python -m greenplace.api.crdgen crds`` (``make crds``) after changing a mo
 writes the Helm chart's copies (``charts/greenplace/templates/crds/``, beside ``crds/``): the same
 CRDs, annotated ``helm.sh/resource-policy: keep`` so ``helm uninstall`` never deletes them, and
 installed unless ``crds.install`` is false.
+
+Every CRD carries the recommended ``app.kubernetes.io`` labels (``CRD_LABELS``, as
+cert-manager's and Kueue's do), so ``kubectl get crd -l app.kubernetes.io/part-of=greenplace``
+finds all five; the chart's copies add the release's labels (``greenplace.labels``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,16 @@ import yaml
 
 from greenplace.api import models
 
-__all__ = ["CHART_CRDS", "KINDS", "Kind", "crd", "main", "render_chart", "structural_schema"]
+__all__ = [
+    "CHART_CRDS",
+    "CRD_LABELS",
+    "KINDS",
+    "Kind",
+    "crd",
+    "main",
+    "render_chart",
+    "structural_schema",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +58,13 @@ class Kind:
     def crd_name(self) -> str:
         return f"{self.plural}.{models.GROUP}"
 
+
+# The labels of every CRD (crds/ and the chart's copies).
+CRD_LABELS = {
+    "app.kubernetes.io/name": "greenplace",
+    "app.kubernetes.io/part-of": "greenplace",
+    "app.kubernetes.io/component": "crds",
+}
 
 _READY = {
     "name": "Ready",
@@ -227,7 +247,7 @@ def crd(kind: Kind) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": kind.crd_name},
+        "metadata": {"name": kind.crd_name, "labels": dict(CRD_LABELS)},
         "spec": {
             "group": models.GROUP,
             "names": {
@@ -284,13 +304,18 @@ def render(kind: Kind) -> str:
 def render_chart(kind: Kind) -> str:
     """The chart's copy of ``render(kind)``: kept on uninstall, behind ``crds.install``."""
     body = crd(kind)
+    # The release's labels (greenplace.labels: name, instance, version, managed-by, part-of,
+    # helm.sh/chart) and the component; helm renders the include in place of the marker.
+    body["metadata"]["labels"] = {_RELEASE_LABELS: "", "app.kubernetes.io/component": "crds"}
     body["metadata"]["annotations"] = {"helm.sh/resource-policy": "keep"}
-    return (
-        _HEADER
-        + "{{- if .Values.crds.install }}\n"
-        + yaml.safe_dump(body, sort_keys=False, width=100)
-        + "{{- end }}\n"
-    )
+    text = yaml.safe_dump(body, sort_keys=False, width=100)
+    marker = f"    {_RELEASE_LABELS}: ''\n"
+    assert text.count(marker) == 1, "the labels marker must appear once"
+    text = text.replace(marker, '    {{- include "greenplace.labels" . | nindent 4 }}\n')
+    return _HEADER + "{{- if .Values.crds.install }}\n" + text + "{{- end }}\n"
+
+
+_RELEASE_LABELS = "__greenplace_labels__"
 
 
 # The chart's copies, relative to the directory holding crds/ (the repository root).

@@ -39,6 +39,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("explain", "explain", "explain decisions from a snapshot file (why here, why not there)"),
     ("simulate", "simulate", "replay a workload trace under greenplace and baseline strategies"),
     ("operate", "operate", "run the greenplace operator"),
+    ("audit", "audit", "the signed placement ledger: verify it, export it, report for auditors"),
     ("completion", "completion", "print a bash or zsh completion script"),
 )
 

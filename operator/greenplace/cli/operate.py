@@ -203,6 +203,30 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         "missing)",
     )
     parser.add_argument(
+        "--ledger",
+        action=argparse.BooleanOptionalAction,
+        default=_config_default("ledger"),
+        help="append every decision to the signed placement ledger (ConfigMaps "
+        "greenplace-ledger-* of the Lease's namespace; docs/audit.md) (default: on)",
+    )
+    parser.add_argument(
+        "--ledger-key-file",
+        type=pathlib.Path,
+        default=_config_default("ledger_key_file"),
+        help="file with the Ed25519 PEM key that signs the ledger (in-cluster: the mounted "
+        "Secret; default: the Secret greenplace-ledger-key of the Lease's namespace, created "
+        "if missing)",
+    )
+    parser.add_argument(
+        "--ledger-retention",
+        dest="ledger_retention_segments",
+        type=_at_least_one,
+        default=_config_default("ledger_retention_segments"),
+        metavar="SEGMENTS",
+        help="keep at most this many ledger segments of 512 KiB; older ones are deleted "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--kueue",
         action=argparse.BooleanOptionalAction,
         default=_config_default("kueue"),
@@ -320,6 +344,9 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
             tuple(args.accelerator_prefix or governed.prefixes),
         ),
         record_key_file=args.record_key_file,
+        ledger=args.ledger,
+        ledger_key_file=args.ledger_key_file,
+        ledger_retention_segments=args.ledger_retention_segments,
         kueue=args.kueue,
         multikueue=args.multikueue,
         kueue_namespace=args.kueue_namespace,
@@ -337,6 +364,16 @@ def _config_default(name: str) -> Any:
     if field.default_factory is not dataclasses.MISSING:
         return field.default_factory()
     return field.default
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a whole number of segments, 1 or more")
+    return value
 
 
 def _deferral_step(text: str) -> datetime.timedelta:

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import pathlib
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from greenplace.cli import main
-from greenplace.sim import loading, oracle, report, run, strategies, table
+from greenplace.sim import loading, oracle, run, strategies, table
 
 __all__ = ["register"]
 
@@ -102,17 +104,25 @@ def _main(args: argparse.Namespace) -> int:
         print("error: --strategies names none", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
+        # Only a report needs matplotlib (the sim extra); it is checked before a long run.
+        report = importlib.import_module("greenplace.sim.report") if args.html else None
+    except ModuleNotFoundError as error:
+        print(f"error: --html needs {error.name}: pip install 'greenplace[sim]'", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
         inputs = _inputs(args)
         scenario = loading.load(inputs)
     except (OSError, ValueError, KeyError) as error:
         print(f"error: cannot read the inputs: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
+    progress = None if args.quiet else Progress()
     comparison = run.compare(
         scenario,
         names,
         _oracle_settings(args, inputs.oracle),
-        None if args.quiet else _Progress(),
+        progress,
+        None if progress is None else progress.oracle,
     )
     record = run.record(comparison)
     record["wall_s"] = round(time.perf_counter() - started, 3)
@@ -120,7 +130,7 @@ def _main(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {args.json}")
-    if args.html:
+    if args.html and report is not None:
         args.html.write_text(report.render(comparison, record))
         print(f"wrote {args.html}")
     return EXIT_VIOLATION if comparison.policy_violations else 0
@@ -179,14 +189,57 @@ def _oracle_settings(args: argparse.Namespace, from_file: dict[str, Any] | Any) 
     )
 
 
-class _Progress:
-    """Prints each strategy's progress through simulated time every 5%, to stderr."""
+class Progress:
+    """Each strategy's progress with an estimate of the time left, on stderr.
 
-    def __init__(self) -> None:
+    A replay reports the fraction of simulated time done, every 5 %; the time left is the time
+    spent so far scaled by the fraction to go. The oracle reports HiGHS's seconds and its proven
+    gap, every 10 % of its time limit; it ends at the time limit at the latest (earlier once the
+    gap is closed), so the time left is given as an upper bound.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        write: Callable[[str], object] = lambda line: print(line, file=sys.stderr),
+    ) -> None:
+        self._clock = clock
+        self._write = write
         self._shown: dict[str, int] = {}
+        self._started: dict[str, float] = {}
 
     def __call__(self, strategy: str, fraction: float) -> None:
+        now = self._clock()
+        started = self._started.setdefault(strategy, now)
         step = int(fraction * 20)
-        if self._shown.get(strategy, -1) < step:
-            self._shown[strategy] = step
-            print(f"  {strategy}: {fraction * 100:3.0f}% of simulated time", file=sys.stderr)
+        if self._shown.get(strategy, -1) >= step:
+            return
+        self._shown[strategy] = step
+        left = ""
+        if 0 < fraction < 1 and now > started:
+            left = f", about {_duration((now - started) * (1 - fraction) / fraction)} left"
+        self._write(f"  {strategy}: {fraction * 100:3.0f}% of simulated time{left}")
+
+    def oracle(self, elapsed_s: float, limit_s: float, gap: float | None, done: bool) -> None:
+        step = 10 if done else min(9, int(elapsed_s / limit_s * 10)) if limit_s > 0 else 0
+        if self._shown.get("oracle", -1) >= step:
+            return
+        self._shown["oracle"] = step
+        proven = "no solution yet" if gap is None else f"proven gap {gap * 100:.3g}%"
+        if done:
+            self._write(f"  oracle: done in {_duration(elapsed_s)}, {proven}")
+        else:
+            self._write(
+                f"  oracle: {_duration(elapsed_s)} of at most {_duration(limit_s)} (time limit), "
+                f"{proven}, at most {_duration(max(0.0, limit_s - elapsed_s))} left"
+            )
+
+
+def _duration(seconds: float) -> str:
+    """``7 s``, ``2 min 05 s``, ``1 h 03 min``."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"

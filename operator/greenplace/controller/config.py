@@ -9,7 +9,8 @@ twice lets them drift, so each is written once, here; a unit test checks the fla
 Rules that combine settings live here too, as properties, so that every caller applies them
 the same way:
 
-- The leader-election Lease (and the Secret holding the record-signing key) lives in
+- The leader-election Lease (and the Secret holding the record-signing key, and the placement
+  ledger with its key) lives in
   ``lease_namespace`` when it is given, else in the operator's own ``namespace``, else in
   ``default``. The operator's own namespace is where the chart's Role lets it write Leases and
   Secrets, and where nobody but the platform team creates objects; ``default`` only serves an
@@ -83,6 +84,13 @@ class OperatorConfig:
     # File holding the key that signs placement records (the chart mounts a Secret); None:
     # read or create the Secret records.KEY_SECRET in lease_namespace_in_use through the API.
     record_key_file: pathlib.Path | None = None
+    # The signed placement ledger (docs/audit.md): segments ConfigMaps greenplace-ledger-* in
+    # lease_namespace_in_use, at most ledger_retention_segments of them (512 KiB each), signed
+    # by the Ed25519 key in ledger_key_file (the chart mounts a Secret); None: read or create
+    # the Secret greenplace-ledger-key there through the API.
+    ledger: bool = True
+    ledger_key_file: pathlib.Path | None = None
+    ledger_retention_segments: int = 100
     # Answer Kueue's AdmissionChecks whose controllerName is greenplace.dev/placement (needs
     # Kueue's CRDs; controller.kueue).
     kueue: bool = False

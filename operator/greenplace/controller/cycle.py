@@ -41,6 +41,7 @@ from greenplace.controller import (
     status,
 )
 from greenplace.controller import cache as cache_
+from greenplace.controller import ledger as audit  # the placement ledger (docs/audit.md)
 from greenplace.domain import model
 from greenplace.engine import planner
 
@@ -78,6 +79,8 @@ class LoopState:
     warned: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
     # Our Kueue AdmissionChecks' Active condition as last written: the problem, None when Active.
     activated: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    # The signed placement ledger (None: off), appended once the cycle's writes are done.
+    audit: audit.Ledger | None = None
 
 
 @dataclasses.dataclass
@@ -230,6 +233,8 @@ async def run_cycle(
             report.budget_alerts = await recorder.record(
                 gathered, snap, plan, built=built, now=now, ledger=state.ledger
             )
+        if state.audit is not None:  # every write of the cycle is done: its decisions are final
+            await state.audit.record(gathered, built, plan, cache, now)
     return report
 
 

@@ -37,7 +37,15 @@ from kubernetes import client
 
 from greenplace.controller import cache as cache_
 from greenplace.controller import config as config_
-from greenplace.controller import gatepolicy, kube, leadership, loops, records, webhook
+from greenplace.controller import (
+    gatepolicy,
+    kube,
+    leadership,
+    ledger,
+    loops,
+    records,
+    webhook,
+)
 
 __all__ = ["OperatorConfig", "register", "settings_for"]
 
@@ -94,6 +102,8 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
         )
         api = kube.api_client(config.kubeconfig)
         cache.signer = await _record_signer(config, api)  # before any pod is cached
+        if config.ledger:  # before the loops start: the first cycle appends (docs/audit.md)
+            running.cycle_state.audit = await ledger.open_ledger(config, api)
         if config.manage_webhook_configuration:
             url = f"https://{config.webhook_host}:{config.webhook_port}"
             await _install_gate(config, api, url, files.ca)

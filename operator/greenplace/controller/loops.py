@@ -110,6 +110,7 @@ class Loops:
                 self.placement_metrics,
             )
         self._api: client.ApiClient | None = None
+        self._writer: kube.KubeWriter | None = None  # its queued Events are posted at stop
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     # --- start, stop ------------------------------------------------------------------
@@ -125,7 +126,7 @@ class Loops:
         )
         elected = leadership.Leadership(api, lease, on_change=self._leadership_changed)
         self._tasks["election"] = asyncio.create_task(elected.run())
-        writer = kube.KubeWriter(api, instance=config.identity)
+        writer = self._writer = kube.KubeWriter(api, instance=config.identity)
         recorder = status.StatusRecorder(writer)
         signal_feeds = feeds.Feeds(
             signal_telemetry.SignalMetrics(self.collectors),
@@ -173,6 +174,8 @@ class Loops:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         if self.elected is not None:
             await self.elected.release()
+        if self._writer is not None:  # a standby may lead already: these Events are ours
+            await self._writer.close()
 
     def _leadership_changed(self, leading: bool) -> None:
         self.placement_metrics.leader.set(1 if leading else 0)

@@ -31,9 +31,9 @@ __all__ = [
     "PolicyPods",
     "StatusModel",
     "StatusRecorder",
-    "allowed_pools",
     "patch_body",
     "pods_by_policy",
+    "pool_rejection",
     "residency_codes",
 ]
 
@@ -57,6 +57,8 @@ class StatusRecorder:
         self._written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         # Per policy: the allowed pools and their residency codes, as last published.
         self._allowed: dict[tuple[str, str], tuple[list[str], dict[str, list[str]]]] = {}
+        # Per policy: why each other pool is not allowed (its Ready condition names them).
+        self._excluded: dict[tuple[str, str], list[model.Rejection]] = {}
         # Per object and condition type: its status and since when it has had it.
         self._since: dict[tuple[str, str | None, str, str], tuple[str, datetime.datetime]] = {}
         # Per Budget, the figures of each limit as last recorded (the budget gauges').
@@ -73,7 +75,9 @@ class StatusRecorder:
         by_name = {p.name: p for p in snap.pools}
         for policy in snap.policies:
             key = (policy.namespace, policy.name)
-            allowed = allowed_pools(policy, snap.pools, now)
+            verdicts = {pool.name: pool_rejection(policy, pool, now) for pool in snap.pools}
+            allowed = sorted(name for name, rejected in verdicts.items() if rejected is None)
+            self._excluded[key] = [r for _, r in sorted(verdicts.items()) if r is not None]
             residency = {name: residency_codes(by_name[name]) for name in allowed}
             if self._allowed.get(key) == (allowed, residency):
                 continue
@@ -151,7 +155,14 @@ class StatusRecorder:
                     pool_residency=dict(residency),
                     **dataclasses.asdict(pods),
                 ),
-                conditions=[_policy_ready(cached_policy.spec, pods, allowed, len(snap.pools))],
+                conditions=[
+                    _policy_ready(
+                        cached_policy.spec,
+                        pods,
+                        allowed,
+                        self._excluded.get((cached_policy.namespace, cached_policy.name), []),
+                    )
+                ],
             )
         await self._record_signal_sources(gathered)
         return await self._record_budgets(gathered, built, now, ledger)
@@ -344,12 +355,20 @@ def _flavor_conditions(gathered: snapshot.Gathered) -> dict[str, tuple[Condition
     return conditions
 
 
+# How many excluded pools a NoAllowedPool condition names (each with its reason code).
+_NAMED_POOLS = 8
+
+
 def _policy_ready(
-    spec: models.PlacementPolicySpec, pods: PolicyPods, allowed: list[str], pools: int
+    spec: models.PlacementPolicySpec,
+    pods: PolicyPods,
+    allowed: list[str],
+    excluded: list[model.Rejection],
 ) -> Condition:
     """Ready, saying so when the policy sets no rule at all (``spec: {}`` allows every pool);
     not Ready when no pool passes its sovereignty rules, so a GitOps health check shows a
-    policy that can never place a pod as degraded, not green."""
+    policy that can never place a pod as degraded, not green. That condition names each pool's
+    reason code and, in full, why the first is excluded and the fix."""
     counts = pods.summary()
     if spec.sovereignty is None and spec.carbon is None and spec.budget_ref is None:
         return (
@@ -360,14 +379,21 @@ def _policy_ready(
             "pool: set spec.sovereignty (allowedCountries, allowedRegimes, ...) to restrict it",
         )
     if not allowed:
+        if not excluded:
+            why = "there is no GpuPool: add one (kubectl get gpupools)"
+        else:
+            named = ", ".join(f"{r.pool} ({r.reason.value})" for r in excluded[:_NAMED_POOLS])
+            more = len(excluded) - _NAMED_POOLS
+            named += f" and {more} more" if more > 0 else ""
+            why = f"{named}; {excluded[0].pool}: {excluded[0].message}"
         return (
             "Ready",
             False,
             "NoAllowedPool",
-            f"{counts}; none of the {pools} GpuPools passes this policy's sovereignty rules "
-            "(countries, regimes, jurisdiction, certifications valid now), so every pod it governs "
-            "waits: allow a pool's country or regime in spec.sovereignty, or add a GpuPool that "
-            "satisfies it (greenplace why names each pool's reason)",
+            f"{counts}; none of the {len(excluded)} GpuPools passes this policy's sovereignty "
+            f"rules, so every pod it governs waits: {why}. To place them, allow a pool's "
+            "country, regime or jurisdiction in spec.sovereignty, or add a GpuPool that "
+            "satisfies it",
         )
     return ("Ready", True, "Active", counts)
 
@@ -404,16 +430,16 @@ def residency_codes(pool: model.Pool) -> list[str]:
     return [country, *sorted(r for r, members in model.REGIMES.items() if country in members)]
 
 
-def allowed_pools(
-    policy: model.Policy, pools: tuple[model.Pool, ...], now: datetime.datetime
-) -> list[str]:
-    """Pools passing ``policy``'s hard sovereignty rules (certifications valid ``now``)."""
-    return sorted(
-        pool.name
-        for pool in pools
-        if rules.sovereignty_violation(pool, [policy], None) is None
-        and isinstance(rules.certificate_window(pool, [policy], now), rules.CertificateWindow)
-    )
+def pool_rejection(
+    policy: model.Policy, pool: model.Pool, now: datetime.datetime
+) -> model.Rejection | None:
+    """Why ``pool`` breaks ``policy``'s hard sovereignty rules ``now`` (certifications with
+    their dates), None when it passes: the pools passing are the policy's ``allowedPools``."""
+    violation = rules.sovereignty_violation(pool, [policy], None)
+    if violation is not None:
+        return violation
+    window = rules.certificate_window(pool, [policy], now)
+    return None if isinstance(window, rules.CertificateWindow) else window
 
 
 @dataclasses.dataclass

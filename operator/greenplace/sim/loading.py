@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import datetime
 import json
+import os
 import pathlib
 import string
 from collections.abc import Iterator, Mapping
@@ -116,7 +117,23 @@ def read_signal(value: str | float, base_dir: pathlib.Path) -> signal.Signal:
     except ValueError:
         shared = {tracefile.SHARED_DATA_ENV: str(tracefile.reference_data_dir())}
         path = base_dir / string.Template(value).safe_substitute(shared)
+    if not path.is_file() and f"${{{tracefile.SHARED_DATA_ENV}}}" in value:
+        raise ValueError(_no_shared_data(value, path))
     return signal.from_series(tracefile.load_csv(path), str(path))
+
+
+def _no_shared_data(value: str, path: pathlib.Path) -> str:
+    """Why a trace under ``${GREENPLACE_SHARED_DATA}`` is missing, and how to point at it."""
+    name = tracefile.SHARED_DATA_ENV
+    where = (
+        f"{name}={os.environ[name]}"
+        if os.environ.get(name)
+        else f"{name} is unset, so it is {tracefile.reference_data_dir()}"
+    )
+    return (
+        f"{value}: no file {path} ({where}); set {name} to the folder that holds the "
+        "reference data (carbon-intensity/*.csv)"
+    )
 
 
 def _documents(path: pathlib.Path) -> Iterator[dict[str, Any]]:

@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from greenplace import errors
@@ -39,10 +39,17 @@ __all__ = [
     "OracleSkippedError",
     "OracleTooLargeError",
     "OracleUnavailableError",
+    "Progress",
     "Settings",
     "Solution",
     "solve",
 ]
+
+
+# Called with the seconds HiGHS has spent, its time limit, the proven relative gap (None before a
+# first solution) and whether the solve is over: at the start, about once a second during the
+# branch and bound (HiGHS's MIP interrupt callback), and once at the end.
+Progress = Callable[[float, float, float | None, bool], None]
 
 
 class Objective(enum.StrEnum):
@@ -102,7 +109,9 @@ class _Candidate:
     slots: range
 
 
-def solve(scenario: sc.Scenario, settings: Settings | None = None) -> Solution:
+def solve(
+    scenario: sc.Scenario, settings: Settings | None = None, progress: Progress | None = None
+) -> Solution:
     settings = settings or Settings()
     if len(scenario.jobs) > settings.max_jobs:
         raise OracleTooLargeError(
@@ -146,7 +155,10 @@ def solve(scenario: sc.Scenario, settings: Settings | None = None) -> Solution:
         matrix.a_value,
         matrix.integrality,
     )
+    failures = _report_progress(highs, settings.time_limit_s, progress)
     highs.run()
+    if failures:
+        raise failures[0]
     status = highs.modelStatusToString(highs.getModelStatus())
     values = highs.getSolution().col_value
     if len(values) != num_cols:
@@ -164,6 +176,8 @@ def solve(scenario: sc.Scenario, settings: Settings | None = None) -> Solution:
         decisions=1,
         wall_s=time.perf_counter() - started,
     )
+    if progress is not None:
+        progress(highs.getRunTime(), settings.time_limit_s, _gap(highs.getInfo().mip_gap), True)
     return Solution(
         schedule=schedule,
         status=status,
@@ -172,6 +186,30 @@ def solve(scenario: sc.Scenario, settings: Settings | None = None) -> Solution:
         constraints=num_rows,
         solve_s=schedule.wall_s,
     )
+
+
+def _report_progress(highs: Any, limit_s: float, progress: Progress | None) -> list[Exception]:
+    """Subscribes ``progress`` to HiGHS's MIP interrupt callback; returns where a failure of
+    ``progress`` is kept (an exception raised inside a callback makes HiGHS end in a solve
+    error, so it is caught there and raised again after the run)."""
+    failures: list[Exception] = []
+    if progress is None:
+        return failures
+    progress(0.0, limit_s, None, False)
+
+    def report(event: Any) -> None:
+        try:
+            progress(event.data_out.running_time, limit_s, _gap(event.data_out.mip_gap), False)
+        except Exception as error:  # raised again after highs.run()
+            failures.append(error)
+            event.interrupt()
+
+    highs.cbMipInterrupt.subscribe(report)
+    return failures
+
+
+def _gap(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 @dataclasses.dataclass(slots=True)

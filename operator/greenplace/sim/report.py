@@ -3,7 +3,9 @@
 Why this module exists: a platform team decides from a page it can open, mail and archive. The
 page needs nothing but itself (no scripts, fonts or images from anywhere): grid intensity per
 zone over time with greenplace's placements on it, then cumulative CO2e and cumulative cost per
-strategy, then the totals and per-namespace tables of the JSON record.
+strategy, all three on the same time axis (the scenario's window, see ``svg``), then the totals
+and per-namespace tables of the JSON record, under column names with their units and currency.
+The charts are drawn once per report, after the replay, so they add little to a long run.
 """
 
 from __future__ import annotations
@@ -29,24 +31,28 @@ MAX_MARKERS = 2500
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 1100px; }
-table { border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }
-th, td { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: right; }
+table { border-collapse: collapse; margin: 8px 0 20px; font-size: 12.5px; }
+th, td { border-bottom: 1px solid #ddd; padding: 3px 6px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-.chart { display: block; margin: 12px 0; background: #fff; }
-.chart-title { font-size: 14px; font-weight: 600; }
-.tick, .legend, .axis-label { font-size: 11px; fill: #444; }
-.grid { stroke: #eee; } .frame { stroke: #999; }
+th { vertical-align: bottom; font-weight: 600; }
+td:first-child { white-space: nowrap; }
+.chart { display: block; margin: 12px 0; background: #fff; max-width: 100%; height: auto; }
 .note { color: #555; font-size: 13px; }
 """
 
 
 def render(comparison: run.Comparison, record: Mapping[str, Any], featured: str = "") -> str:
     featured = featured or ("greenplace" if comparison.outcome("greenplace") else "")
+    currency = _currency(comparison)
+    window = (comparison.scenario.start.timestamp(), comparison.scenario.end.timestamp())
     charts = [
-        _carbon_chart(comparison, comparison.outcome(featured)),
-        _cumulative_chart(comparison, "co2e", "Cumulative CO2e per strategy", "kgCO2e"),
-        _cumulative_chart(comparison, "money", "Cumulative cost per strategy", "money"),
+        _carbon_chart(comparison, comparison.outcome(featured), window),
+        _cumulative_chart(comparison, "co2e", "Cumulative CO2e per strategy", "kgCO2e", window),
+        _cumulative_chart(
+            comparison, "money", "Cumulative cost per strategy", currency or "cost", window
+        ),
     ]
+    columns = _columns(currency)
     scenario = record["scenario"]
     parts = [
         "<!DOCTYPE html>",
@@ -60,20 +66,24 @@ def render(comparison: run.Comparison, record: Mapping[str, Any], featured: str 
         f"against {html.escape(record['baseline'])}; gaps are above the oracle's optimum.</p>",
         *charts,
         "<h2>Totals</h2>",
-        _totals_table(record["strategies"]),
+        _totals_table(record["strategies"], columns),
     ]
     for entry in record["strategies"]:
         parts.append(f"<h3>{html.escape(entry['strategy'])} per namespace</h3>")
-        parts.append(_table(["namespace", *_FIELDS], _namespace_rows(entry["by_namespace"])))
+        parts.append(
+            _table(["namespace", *columns[: len(_FIELDS)]], _namespace_rows(entry["by_namespace"]))
+        )
     for name, why in record["skipped"].items():
         parts.append(f'<p class="note">{html.escape(name)}: {html.escape(why)}</p>')
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _carbon_chart(comparison: run.Comparison, featured: metrics.Outcome | None) -> str:
+def _carbon_chart(
+    comparison: run.Comparison, featured: metrics.Outcome | None, window: tuple[float, float]
+) -> str:
     scenario = comparison.scenario
-    start, end = scenario.start.timestamp(), scenario.end.timestamp()
+    start, end = window
     zones = sorted({p.pool.location.grid_zone for p in scenario.pools})
     colors = dict(zip(zones, _PALETTE, strict=False))
     lines = []
@@ -100,16 +110,17 @@ def _carbon_chart(comparison: run.Comparison, featured: metrics.Outcome | None) 
                     at.timestamp(),
                     scenario.grid_gco2_at(pools[cost.run.pool], at) or 0.0,
                     colors.get(zone, "#000"),
-                    f"{cost.run.job.key} -> {cost.run.pool} at {at:%Y-%m-%d %H:%M}",
                 )
             )
     title = "Grid carbon intensity by zone" + (
         f", with {featured.strategy}'s placements (dots, start time)" if featured else ""
     )
-    return svg.line_chart("carbon", title, "gCO2e/kWh", lines, markers=markers)
+    return svg.line_chart("carbon", title, "gCO2e/kWh", lines, x_range=window, markers=markers)
 
 
-def _cumulative_chart(comparison: run.Comparison, axis: str, title: str, unit: str) -> str:
+def _cumulative_chart(
+    comparison: run.Comparison, axis: str, title: str, unit: str, window: tuple[float, float]
+) -> str:
     lines = []
     for outcome in comparison.outcomes:
         xs, ys, running = [], [], 0.0
@@ -119,7 +130,7 @@ def _cumulative_chart(comparison: run.Comparison, axis: str, title: str, unit: s
             ys.append(running)
         color = _STRATEGY_COLORS.get(outcome.strategy, "#333")
         lines.append(svg.Series(outcome.strategy, color, xs, ys))
-    return svg.line_chart(f"cumulative-{axis}", title, unit, lines)
+    return svg.line_chart(f"cumulative-{axis}", title, unit, lines, x_range=window)
 
 
 _FIELDS = (
@@ -136,7 +147,33 @@ _FIELDS = (
 )
 
 
-def _totals_table(entries: Sequence[Mapping[str, Any]]) -> str:
+def _currency(comparison: run.Comparison) -> str:
+    """The pools' currency, several joined by ``/`` (the totals then add unlike money)."""
+    return "/".join(sorted({p.pool.currency for p in comparison.scenario.pools if p.pool.currency}))
+
+
+def _columns(currency: str) -> list[str]:
+    """Column titles, in ``_FIELDS`` order then the comparisons, each with its unit (savings
+    are against the baseline the page's opening note names)."""
+    return [
+        f"cost ({currency})" if currency else "cost",
+        "energy (kWh)",
+        "CO2e (kg)",
+        "GPU-hours",
+        "deadline misses",
+        "never started",
+        "held (hours)",
+        "budget overruns",
+        "sovereignty violations",
+        "carbon ceiling breaches",
+        "CO2e saved (%)",
+        "cost saved (%)",
+        "CO2e above oracle (%)",
+        "replay time (s)",
+    ]
+
+
+def _totals_table(entries: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     rows = []
     for entry in entries:
         saved = entry["savings_vs_baseline_pct"] or {}
@@ -147,8 +184,7 @@ def _totals_table(entries: Sequence[Mapping[str, Any]]) -> str:
             + [_number(saved.get("kgco2e")), _number(saved.get("money"))]
             + [_number(gap.get("kgco2e")), _number(entry["wall_s"])]
         )
-    header = ["strategy", *_FIELDS, "CO2e saved %", "money saved %", "CO2e gap %", "wall s"]
-    return _table(header, rows)
+    return _table(["strategy", *columns], rows)
 
 
 def _namespace_rows(by_namespace: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
@@ -159,7 +195,8 @@ def _number(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.1f}"
+        text = f"{value:,.1f}"
+        return "0.0" if text == "-0.0" else text  # a saving rounded to nothing has no sign
     return f"{value:,}"
 
 

@@ -42,13 +42,14 @@ def compare(
     names: Sequence[str] = DEFAULT_STRATEGIES,
     oracle_settings: oracle.Settings = DEFAULT_ORACLE,
     progress: replay.Progress | None = None,
+    oracle_progress: oracle.Progress | None = None,
 ) -> Comparison:
     outcomes: list[metrics.Outcome] = []
     skipped: dict[str, str] = {}
     for name in names:
         if name == "oracle":
             try:
-                solution = oracle.solve(scenario, oracle_settings)
+                solution = oracle.solve(scenario, oracle_settings, oracle_progress)
             except oracle.OracleSkippedError as error:
                 skipped[name] = str(error)
                 continue

@@ -178,3 +178,41 @@ def test_the_placement_loop_publishes_each_budgets_figures() -> None:
         await scenario()
 
     asyncio.run(start())
+
+
+def test_the_settle_wait_counts_from_the_oldest_change_not_yet_planned() -> None:
+    """A pod created while the previous cycle ran is planned without a fresh settle wait, and a
+    steady stream of changes is cut at settle_max from its first change (issue 15 latency)."""
+    config = dataclasses.replace(FAST, debounce_seconds=0.2, settle_max_seconds=0.3)
+    running = loops.Loops(
+        config, fleet(fakes.RecordingWriter()), prometheus_client.CollectorRegistry()
+    )
+    changed = running.cache.changed
+
+    async def settle_seconds(first_change_ago: float, stream: bool) -> float:
+        changed.clear()
+        changed.set()
+        changed.since = time.monotonic() - first_change_ago
+
+        async def keep_changing() -> None:  # a change every 50 ms: never quiet for 0.2 s
+            while True:
+                await asyncio.sleep(0.05)
+                changed.set()
+
+        feeder = asyncio.create_task(keep_changing()) if stream else None
+        started_at = time.monotonic()
+        await running._settle()
+        if feeder is not None:
+            feeder.cancel()
+        return time.monotonic() - started_at
+
+    async def scenario() -> tuple[float, float]:
+        # The first change came 0.5 s ago (during the last cycle): past settle_max, no wait.
+        stale = await settle_seconds(0.5, stream=True)
+        # A fresh stream: cut at settle_max (0.3 s) from its first change, though never quiet.
+        fresh = await settle_seconds(0.0, stream=True)
+        return stale, fresh
+
+    stale, fresh = asyncio.run(scenario())
+    assert stale < 0.05, f"waited {stale:.3f} s for changes older than settle_max"
+    assert 0.25 < fresh < 0.6, f"a steady stream settled after {fresh:.3f} s, not ~0.3 s"

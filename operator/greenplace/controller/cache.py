@@ -50,6 +50,28 @@ __all__ = [
 ]
 
 
+class Changes(asyncio.Event):
+    """Set by every change that matters to planning, remembering when it was first set.
+
+    ``since`` is the monotonic time of the oldest change not yet cleared: the placement loop's
+    settle wait counts from it, so a pod that arrived while a cycle ran waits at most
+    ``settle_max_seconds`` in all, not a whole cycle plus a fresh wait after it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.since: float | None = None
+
+    def set(self) -> None:
+        if not self.is_set():
+            self.since = time.monotonic()
+        super().set()
+
+    def clear(self) -> None:
+        super().clear()
+        self.since = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Watched:
     """One kind of object the operator watches and caches, and where the API serves it."""
@@ -226,7 +248,7 @@ class Cache:
         self.flavors: dict[str, Mapping[str, str]] = {}
         self.queue_flavors: dict[str, frozenset[str]] = {}
         self.invalid: dict[str, str] = {}  # "Kind ns/name" -> parse error
-        self.changed = asyncio.Event()  # set by every change that matters to planning
+        self.changed = Changes()  # set by every change that matters to planning
         # Budget status as last seen (the ledger's starting point after a restart); our own
         # status writes come back here without waking the loop.
         self.budget_status: dict[tuple[str, str], Mapping[str, Any]] = {}

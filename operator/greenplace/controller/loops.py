@@ -312,11 +312,12 @@ class Loops:
 
         Pods created one after another (``kubectl apply`` of a list, a Job's pods) are then
         planned in one cycle, which can leave room for the last of them, instead of being placed
-        greedily as they trickle in. Bounded by ``settle_max_seconds`` so a steady stream still
-        gets cycles.
+        greedily as they trickle in. Bounded by ``settle_max_seconds`` counted from the oldest
+        change not yet planned, so a steady stream still gets cycles and a pod created while the
+        previous cycle ran is not kept waiting for a whole new settle after it.
         """
         changed, config = self.cache.changed, self.config
-        deadline = time.monotonic() + config.settle_max_seconds
+        deadline = (changed.since or time.monotonic()) + config.settle_max_seconds
         while (remaining := deadline - time.monotonic()) > 0:
             changed.clear()
             try:

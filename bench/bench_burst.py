@@ -34,6 +34,10 @@ STEADY_RATE (20/s) in the governed namespace. Per pod, from the moment its creat
 bench's monotonic clock; a pod's creationTimestamp has whole-second resolution, too coarse for
 sub-second latencies) to the watch showing it released by greenplace's patch (the gate-to-
 release latency, greenplace's part) and bound (plus kube-scheduler and kwok): p50 and p99.
+
+The signed placement ledger is on, as by default (issue 17): its cost is the time the governed
+run's cycles spent in their ``6-ledger`` phase (the operator's
+``greenplace_cycle_phase_seconds`` histogram, read before and after), as a share of the run.
 """
 
 from __future__ import annotations
@@ -44,8 +48,11 @@ import math
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+from prometheus_client import parser
 
 from bench import harness, kube
 from greenplace.controller import podspec
@@ -64,6 +71,19 @@ STEADY_RATE = 20.0  # pods per second
 POOLS = 10
 NODES_PER_POOL = math.ceil(BURST * 1.04 / (POOLS * kube.GPUS_PER_NODE))
 TIMEOUT_S = 1800.0
+
+
+def phase_seconds(metrics_url: str, phase: str) -> float:
+    """Seconds the operator's cycles have spent in ``phase`` so far."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as page:
+        families = parser.text_string_to_metric_families(page.read().decode())
+        return sum(
+            sample.value
+            for family in families
+            if family.name == "greenplace_cycle_phase_seconds"
+            for sample in family.samples
+            if sample.name.endswith("_sum") and sample.labels.get("phase") == phase
+        )
 
 
 def _pod(namespace: str, name: str) -> dict[str, Any]:
@@ -277,7 +297,11 @@ def main() -> None:
         bench.delete("burst-plain")
         operator = kube.start_operator(kubeconfig, "--gate=policy")
         try:
+            ledger_before = phase_seconds(operator.metrics_url, "6-ledger")
             governed = bench.burst("burst-governed", governed=True)
+            ledger_s = phase_seconds(operator.metrics_url, "6-ledger") - ledger_before
+            governed["ledger_seconds"] = round(ledger_s, 2)
+            governed["ledger_share"] = round(ledger_s / governed["all_bound_seconds"], 3)
             print(f"governed: {governed}", flush=True)
             bench.delete("burst-governed")
             backlog = bench.backlog("burst-backlog")
@@ -300,6 +324,10 @@ def main() -> None:
         f"x{drain:.2f} of kube-scheduler alone"
     )
     print(
+        f"signed ledger: {governed['ledger_seconds']} s of the governed run's "
+        f"{governed['all_bound_seconds']} s ({governed['ledger_share']:.1%})"
+    )
+    print(
         f"steady {STEADY_RATE:.0f}/s: create to release p50 {steady['release_p50_seconds']} s, "
         f"p99 {steady['release_p99_seconds']} s; to binding p99 {steady['bound_p99_seconds']} s"
     )
@@ -313,7 +341,8 @@ def main() -> None:
          "ratio_to_kube_scheduler_alone": round(ratio, 3),
          "backlog_pods_per_second": backlog["pods_per_second"],
          "backlog_ratio_to_kube_scheduler_alone": round(drain, 3),
-         "steady_release_p99_seconds": steady["release_p99_seconds"]},
+         "steady_release_p99_seconds": steady["release_p99_seconds"],
+         "ledger_share_of_governed_run": governed["ledger_share"]},
     )  # fmt: skip
 
 

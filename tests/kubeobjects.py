@@ -281,7 +281,7 @@ def metric(metrics: str, series: str) -> float | None:
 
 
 # The last phase of a placement cycle: its count is the number of cycles that completed.
-_LAST_PHASE = 'greenplace_cycle_phase_seconds_count{phase="5-record"}'
+_LAST_PHASE = 'greenplace_cycle_phase_seconds_count{phase="6-ledger"}'
 
 
 def cycles(metrics: str) -> int:

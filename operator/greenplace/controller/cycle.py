@@ -1,4 +1,4 @@
-"""One placement cycle in five numbered, timed phases: gather → snapshot → plan → apply → record.
+"""One placement cycle in six numbered, timed phases: gather, snapshot, plan, apply, record, ledger.
 
 Why this module exists: it is the only place where the planner's decisions become writes. Each
 phase is timed (the report goes to the log and to metrics), and the phases never interleave, so
@@ -233,6 +233,7 @@ async def run_cycle(
             report.budget_alerts = await recorder.record(
                 gathered, snap, plan, built=built, now=now, ledger=state.ledger
             )
+    with report.phase("6-ledger"):  # its own phase: bench_burst reports the ledger's cost
         if state.audit is not None:  # every write of the cycle is done: its decisions are final
             await state.audit.record(gathered, built, plan, cache, now)
     return report

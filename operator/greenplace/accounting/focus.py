@@ -48,7 +48,7 @@ import gzip
 import hashlib
 import json
 import pathlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -463,7 +463,8 @@ def read_export(paths: Sequence[pathlib.Path]) -> Export:
 
 
 def _records(path: pathlib.Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
-    """The column names and the rows of ``path``, streamed in record batches."""
+    """The column names and the rows of ``path``, streamed in record batches (a CSV's rows
+    are only parsed once its header has the required columns)."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -474,44 +475,43 @@ def _records(path: pathlib.Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
         ) from error
     if not path.is_file():
         raise FocusError(f"{path}: no such file")
-    try:
-        if path.name.endswith(".parquet"):
+    if path.name.endswith(".parquet"):
+        try:
             parquet = pq.ParquetFile(path)
-            names = list(parquet.schema_arrow.names)
-            batches: Iterator[Any] = parquet.iter_batches()
-        else:
-            names = _csv_header(path)
-            batches = iter(
-                pacsv.open_csv(
-                    path,
-                    convert_options=pacsv.ConvertOptions(
-                        column_types=dict.fromkeys(names, pa.string()),
-                        null_values=list(_NULLS),
-                        strings_can_be_null=True,
-                        quoted_strings_can_be_null=False,
-                    ),
-                )
-            )
-    except (pa.ArrowException, OSError, csv.Error, UnicodeDecodeError) as error:
-        raise FocusError(f"{path}: not a readable FOCUS CSV or Parquet file: {error}") from error
-    return names, _rows(path, batches)
+        except (pa.ArrowException, OSError) as error:
+            raise FocusError(f"{path}: not a readable Parquet file: {_first_line(error)}") from None
+        return list(parquet.schema_arrow.names), _rows(path, parquet.iter_batches)
+    names = _csv_header(path)
+    options = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()),  # every amount read as text: exact
+        null_values=list(_NULLS),
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    return names, _rows(path, lambda: pacsv.open_csv(path, convert_options=options))
 
 
-def _rows(path: pathlib.Path, batches: Iterator[Any]) -> Iterator[dict[str, Any]]:
+def _rows(path: pathlib.Path, batches: Callable[[], Iterable[Any]]) -> Iterator[dict[str, Any]]:
     import pyarrow as pa
 
     try:
-        for batch in batches:
+        for batch in batches():
             yield from batch.to_pylist()
-    except (pa.ArrowException, OSError) as error:
-        message = str(error).splitlines()[0]
-        raise FocusError(f"{path}: malformed: {message}; fix: re-export the file") from error
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as error:
+        raise FocusError(f"{path}: malformed: {_first_line(error)}; fix: re-export it") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _csv_header(path: pathlib.Path) -> list[str]:
     opener: Any = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
-        header = next(csv.reader(text), None)
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as text:
+            header = next(csv.reader(text), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise FocusError(f"{path}: not a readable CSV file: {_first_line(error)}") from None
     if not header:
         raise FocusError(f"{path}: empty; fix: give a FOCUS export with its header row")
     if len(set(header)) != len(header):

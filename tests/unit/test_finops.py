@@ -344,3 +344,12 @@ def test_a_pools_file_with_an_invalid_rule_is_refused(
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}: GpuPool paris-h100: spec.billing.match: ")
     assert "set at least one of resourceIds" in err and err.count("\n") == 1
+
+
+def test_the_docs_example_is_what_the_command_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/finops.md shows the command's table on the example fleet: it must stay true."""
+    doc = (DATA.parents[2] / "docs" / "finops.md").read_text()
+    command = f"$ greenplace finops reconcile --file {EXPORT.relative_to(DATA.parents[2])}"
+    shown = doc.split(command, 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    assert cli.main(["finops", "reconcile", "--file", str(EXPORT), "--pools", str(POOLS)]) == 0
+    assert capsys.readouterr().out == shown

@@ -25,6 +25,8 @@ import pytest
 from greenplace.accounting import focus
 from greenplace.cli import finops
 from greenplace.cli import main as cli
+from greenplace.controller import billing
+from greenplace.controller import cache as cache_
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "focus"
 EXPORT = DATA / "example-fleet.csv"
@@ -353,3 +355,57 @@ def test_the_docs_example_is_what_the_command_prints(capsys: pytest.CaptureFixtu
     shown = doc.split(command, 1)[1].split("\n", 1)[1].split("```", 1)[0]
     assert cli.main(["finops", "reconcile", "--file", str(EXPORT), "--pools", str(POOLS)]) == 0
     assert capsys.readouterr().out == shown
+
+
+# ---------------------------------------------------------------- the operator's prices
+
+
+def _cached_pools() -> tuple[cache_.CachedPool, ...]:
+    return tuple(cache_.CachedPool(name, 1, spec) for name, spec in finops._pools_file(POOLS))
+
+
+def test_the_operator_prices_each_claiming_pool_from_the_newest_period() -> None:
+    priced = billing.BillingPrices([EXPORT]).prices(_cached_pools())
+    assert set(priced) == {"paris-h100", "frankfurt-l40s"}  # lab-a100 has no spec.billing
+    paris = priced["paris-h100"]
+    assert paris.reason == "Reconciled" and paris.status is not None
+    assert str(paris.status.period_start.date()) == "2026-12-01"  # the newest of the two
+    # December's two rows: (180.00 + 312.00) / ((10 + 24) x 8), to a millionth.
+    assert paris.status.effective_per_gpu_hour == round((180.00 + 312.00) / 272, 6)
+    assert paris.status.list_per_gpu_hour == round((200.00 + 480.00) / 272, 6)
+    assert paris.message == "2 charges of 2026-12-01/2027-01-01: 1.8088 EUR per GPU-hour effective"
+
+
+def test_the_operator_reads_an_export_again_when_it_changes(tmp_path: pathlib.Path) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(EXPORT.read_text())
+    prices = billing.BillingPrices([export])
+    before = prices.prices(_cached_pools())["frankfurt-l40s"].status
+    rows = _rows()
+    december = [
+        r for r in rows if r["ResourceId"] != "i-fra-1" or "2026-12" not in r["ChargePeriodStart"]
+    ]
+    _write(export, december, list(rows[0]))
+    after = prices.prices(_cached_pools())["frankfurt-l40s"].status
+    assert before is not None and after is not None
+    assert (str(before.period_start.date()), str(after.period_start.date())) == (
+        "2026-12-01",
+        "2026-11-01",  # December's only L40S row is gone: November is the newest
+    )
+
+
+@pytest.mark.parametrize("case", ["two currencies", "a file missing"])
+def test_a_refused_export_is_a_reason_on_each_pool_not_a_crash(
+    case: str, tmp_path: pathlib.Path
+) -> None:
+    rows = _rows()
+    rows[5]["BillingCurrency"] = "USD" if case == "two currencies" else "EUR"
+    _write(export := tmp_path / "export.csv", rows, list(rows[0]))
+    exports = [export] if case == "two currencies" else [export, tmp_path / "missing.csv"]
+    priced = billing.BillingPrices(exports).prices(_cached_pools())
+    assert set(priced) == {"paris-h100", "frankfurt-l40s"}
+    for found in priced.values():
+        assert (found.status, found.reason) == (None, "ExportRefused")
+        assert found.message.startswith(
+            "two billing currencies" if case == "two currencies" else f"{exports[-1]}: no such"
+        )

@@ -407,6 +407,26 @@ class Condition(Model):
     observed_generation: int | None = None
 
 
+class PoolBillingStatus(Model):
+    """The pool's prices per GPU-hour in the newest billing period of the operator's FOCUS
+    exports (``greenplace operate --focus-export``; docs/finops.md)."""
+
+    period_start: Timestamp = pydantic.Field(description="BillingPeriodStart of that period.")
+    period_end: Timestamp = pydantic.Field(description="BillingPeriodEnd, excluded.")
+    currency: str = pydantic.Field(max_length=3, description="The export's BillingCurrency.")
+    gpu_hours: float = pydantic.Field(description="GPU-hours of the pool's usage charges.")
+    effective_cost: float = pydantic.Field(
+        description="EffectiveCost of the charges the pool claims (commitments amortised)."
+    )
+    billed_cost: float = pydantic.Field(description="BilledCost of those charges.")
+    effective_per_gpu_hour: float | None = pydantic.Field(
+        None, description="The effective price: effectiveCost / gpuHours (none: no GPU-hour)."
+    )
+    list_per_gpu_hour: float | None = pydantic.Field(
+        None, description="ListCost / gpuHours: the providers' public price."
+    )
+
+
 class GpuPoolStatus(Model):
     """What the operator observes about the pool."""
 
@@ -418,6 +438,9 @@ class GpuPoolStatus(Model):
         None, description="Grid intensity used for the last plan."
     )
     carbon_source: str | None = pydantic.Field(None, description="Where that value came from.")
+    billing: PoolBillingStatus | None = pydantic.Field(
+        None, description="Effective price per GPU-hour from the FOCUS exports (Billed condition)."
+    )
     conditions: list[Condition] = pydantic.Field(default_factory=list)
 
 

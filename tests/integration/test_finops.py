@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from greenplace.cli import main as cli
 from tests import kubeobjects as k8s
 from tests.integration.conftest import (
     Kube,
@@ -56,7 +57,10 @@ def _billing(kube: Kube) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
 
 
 def test_the_pools_status_carries_its_effective_price(
-    kube: Kube, operator: RunningOperator, export: pathlib.Path
+    kube: Kube,
+    operator: RunningOperator,
+    export: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert _patch(kube, RULE).returncode == 0
     try:
@@ -74,6 +78,16 @@ def test_the_pools_status_carries_its_effective_price(
         assert billed["periodStart"] == "2026-12-01T00:00:00Z" and billed["currency"] == "EUR"
         assert billed["gpuHours"] == 272 and billed["billedCost"] == 180.0
         assert condition["status"] == "True" and condition["reason"] == "Reconciled"
+        # The command reads the same rules from the cluster when no --pools file is given.
+        code = cli.main(["finops", "reconcile", "--file", str(export),
+                         f"--kubeconfig={kube.kubeconfig}", "-o", "json"])  # fmt: skip
+        assert code == 0
+        (december_doc,) = [
+            p for p in json.loads(capsys.readouterr().out)["periods"]
+            if p["start"].startswith("2026-12")
+        ]  # fmt: skip
+        assert [p["pool"] for p in december_doc["pools"]] == [POOL]
+        assert round(float(december_doc["pools"][0]["effectivePerGpuHour"]), 6) == december
         # A re-issued export: the commitment's December share is 400.00, not 312.00.
         export.write_text(export.read_text().replace(",312.00,", ",400.00,"))
         reissued = round((180.00 + 400.00) / 272, 6)

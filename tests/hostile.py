@@ -52,6 +52,13 @@ FULL: dict[str, dict[str, Any]] = {
         "pue": 1.2,
         "embodiedGramsPerGpuHour": 20,
         "carbonIntensity": {"fallbackGramsPerKwh": 56},
+        "billing": {
+            "match": {
+                "resourceIds": ["i-1"], "tags": {"pool": NAME}, "regionIds": ["r"],
+                "skuIds": ["sku"], "subAccountIds": ["sub"],
+            },
+            "gpusPerConsumedHour": 8,
+        },
     },
     "PlacementPolicy": {
         "podSelector": {"matchLabels": {"app": "llm"}},
@@ -189,6 +196,7 @@ NUMBERS: tuple[tuple[str, Path], ...] = (
     ("GpuPool", ("pue",)),
     ("GpuPool", ("embodiedGramsPerGpuHour",)),
     ("GpuPool", ("carbonIntensity", "fallbackGramsPerKwh")),
+    ("GpuPool", ("billing", "gpusPerConsumedHour")),
     ("PlacementPolicy", ("carbon", "maxGramsPerKwh")),
     ("PlacementPolicy", ("objective", "carbonPricePerTonne")),
     ("SignalSource", ("sources", 0, "static", "values", "FR")),

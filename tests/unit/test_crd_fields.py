@@ -45,6 +45,7 @@ import types
 import typing
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
 import prometheus_client
@@ -52,7 +53,7 @@ import pydantic
 import pytest
 from pydantic import alias_generators
 
-from greenplace.accounting import telemetry
+from greenplace.accounting import focus, telemetry
 from greenplace.api import convert, crdgen, models
 from greenplace.controller import budgets, feeds, reports, status, workers
 from greenplace.controller import cache as cache_
@@ -206,6 +207,7 @@ POL = "api.convert.policy_to_domain"
 B = "controller.budgets.domain_budgets -> api.convert.budget_to_domain"
 F = "controller.feeds.Feeds._build"
 R = "controller.reports.Reporter._one"
+FO = "accounting.focus.PoolClaim.claims (greenplace finops reconcile)"
 
 USES: dict[str, Use] = {
     # GpuPool
@@ -286,6 +288,25 @@ USES: dict[str, Use] = {
     "GpuPool.spec.carbonIntensity.fallbackGramsPerKwh": Use(
         f"{P} -> Pool.gco2_per_kwh when no SignalSource answers for the grid zone",
         at=("carbonIntensity",),  # a required field of an optional block: the block goes
+    ),
+    "GpuPool.spec.billing.match.resourceIds": Use(
+        f"{FO}: a charge is the pool's only if its ResourceId is one of these"
+    ),
+    "GpuPool.spec.billing.match.tags": Use(
+        f"{FO}: a charge is the pool's only if it carries every one of these Tags"
+    ),
+    "GpuPool.spec.billing.match.regionIds": Use(
+        f"{FO}: a charge is the pool's only if its RegionId is one of these"
+    ),
+    "GpuPool.spec.billing.match.skuIds": Use(
+        f"{FO}: a charge is the pool's only if its SkuId is one of these"
+    ),
+    "GpuPool.spec.billing.match.subAccountIds": Use(
+        f"{FO}: a charge is the pool's only if its SubAccountId is one of these"
+    ),
+    "GpuPool.spec.billing.gpusPerConsumedHour": Use(
+        "accounting.focus.PoolClaim.gpu_hours: GPU-hours of a usage charge in hours, the "
+        "denominator of the effective price per GPU-hour"
     ),
     # PlacementPolicy
     "PlacementPolicy.spec.podSelector.matchLabels": Use(
@@ -448,15 +469,62 @@ USES: dict[str, Use] = {
 # ---------------------------------------------------------------- observing the operator
 
 
+def _billed(**columns: Any) -> focus.Charge:
+    """A GPU usage charge of 2 instance-hours matching the full spec's billing rule, but for
+    ``columns``."""
+    fields: dict[str, Any] = {
+        "where": f"probe {sorted(columns.items())}", "identity": repr(sorted(columns.items())),
+        "billed": Decimal("10"), "effective": Decimal("8"), "listed": Decimal("12"),
+        "currency": "EUR", "account": "acct", "period": focus.Period(
+            datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC),
+            datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC),
+        ),
+        "category": "Usage", "charge_class": None, "service_name": "Compute",
+        "service_subcategory": None, "commitment_id": None, "commitment_status": None,
+        "consumed_quantity": Decimal(2), "consumed_unit": "Hours",
+        "resource_id": "i-1", "region_id": "r", "sku_id": "sku", "sub_account_id": "sub",
+        "tags": {"pool": hostile.NAME},
+    }  # fmt: skip
+    return focus.Charge(**(fields | columns))
+
+
+# One charge the full rule claims, and one beside it for each criterion, differing there only.
+BILL = focus.Export(
+    charges=(
+        _billed(),
+        _billed(resource_id="i-2"),
+        _billed(tags={"pool": "other"}),
+        _billed(region_id="r2"),
+        _billed(sku_id="sku2"),
+        _billed(sub_account_id="sub2"),
+    ),
+    columns=frozenset(focus.REQUIRED_COLUMNS) | {"ResourceId", "Tags", "RegionId", "SkuId",
+                                                 "SubAccountId"},
+    duplicates=0,
+    files=("probe",),
+)  # fmt: skip
+
+
 def observe_pool(spec: Mapping[str, Any], _: pathlib.Path) -> object:
-    """The planner's pool, and whether it is local or a remote pool of which worker."""
+    """The planner's pool, whether it is local or a remote pool of which worker, and what it
+    claims of a FOCUS bill (``BILL``) at which price per GPU-hour."""
     parsed = models.GpuPoolSpec.model_validate(spec)
     local, remote = workers.split_pools([cache_.CachedPool("p", 1, parsed)])
     return (
         convert.pool_to_domain("p", parsed, gpus_total=8, gpus_free=8),
         [p.name for p in local],
         {cluster: [p.name for p in pools] for cluster, pools in remote.items()},
+        _claimed(parsed),
     )
+
+
+def _claimed(pool: models.GpuPoolSpec) -> object:
+    """The pool's share of ``BILL``, or why the reconcile refuses it (a currency unlike the
+    bill's)."""
+    try:
+        return focus.reconcile(BILL, focus.claims_of([("p", pool)])).pools
+    except focus.FocusError as refused:
+        return str(refused)
 
 
 def observe_policy(spec: Mapping[str, Any], _: pathlib.Path) -> object:

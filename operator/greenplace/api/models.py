@@ -39,6 +39,8 @@ from greenplace.domain import countries, model
 __all__ = [
     "GROUP",
     "VERSION",
+    "Billing",
+    "BillingMatch",
     "BudgetSpec",
     "BudgetStatus",
     "Condition",
@@ -246,6 +248,98 @@ class CarbonIntensity(Model):
     )
 
 
+# A billing rule's bounds: a provider's resource id (an ARN, an Azure resource path) stays under
+# 2048 characters, as do SKU and account ids; no pool needs more values than these caps.
+BillingId = Annotated[str, pydantic.Field(min_length=1, max_length=2048)]
+MAX_BILLING_VALUES = 256
+_BILLING_KEYS = ("resourceIds", "tags", "regionIds", "skuIds", "subAccountIds")
+
+
+class BillingMatch(Model):
+    """Which charges of a FOCUS billing export are this pool's (``greenplace finops``).
+
+    A charge is the pool's when every criterion set here holds (a list holds when the charge's
+    column equals one of its values; ``tags`` when the charge carries every key with that
+    value). At least one criterion: an empty rule would claim the whole bill.
+    """
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    " || ".join(f"has(self.{key})" for key in _BILLING_KEYS),
+                    "set at least one of " + ", ".join(_BILLING_KEYS) + ": an empty rule "
+                    "would claim every charge of the bill",
+                )
+            ]
+        }
+    )
+
+    resource_ids: list[BillingId] | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=MAX_BILLING_VALUES,
+        description="FOCUS ResourceId values (an instance ARN, an Azure resource path), "
+        "compared exactly; 1 to 256 ids of up to 2048 characters.",
+    )
+    tags: (
+        dict[
+            Annotated[str, pydantic.Field(min_length=1, max_length=256)],
+            Annotated[str, pydantic.Field(max_length=256)],
+        ]
+        | None
+    ) = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="FOCUS Tags the charge must all carry, key to value (a node pool's label, "
+        "say); 1 to 32 tags, keys and values up to 256 characters (the providers' tag limit).",
+    )
+    region_ids: list[BillingId] | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=32,
+        description="FOCUS RegionId values, e.g. eu-west-3; 1 to 32.",
+    )
+    sku_ids: list[BillingId] | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=MAX_BILLING_VALUES,
+        description="FOCUS SkuId values (the GPU instance type's SKU); 1 to 256.",
+    )
+    sub_account_ids: list[BillingId] | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=MAX_BILLING_VALUES,
+        description="FOCUS SubAccountId values (an AWS account, an Azure subscription, a GCP "
+        "project); 1 to 256.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _claims_something(self) -> BillingMatch:
+        # The CEL rule's twin: an object stored before the rule must not claim the whole bill.
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError(
+                "billing.match sets no criterion; fix: set at least one of "
+                + ", ".join(_BILLING_KEYS)
+                + " (an empty rule would claim every charge of the bill)"
+            )
+        return self
+
+
+class Billing(Model):
+    """How this pool's charges are found in FOCUS billing exports, and counted in GPU-hours."""
+
+    match: BillingMatch
+    gpus_per_consumed_hour: int = pydantic.Field(
+        1,
+        ge=1,
+        le=64,
+        description="GPUs in one hour of a matched usage charge (ConsumedUnit Hours): 8 when "
+        "the provider bills 8-GPU instances by the instance-hour; 1 to 64 (no node has more).",
+    )
+
+
 class GpuPoolSpec(Model):
     """A set of GPU nodes sharing location, jurisdiction, hardware and price."""
 
@@ -295,6 +389,11 @@ class GpuPoolSpec(Model):
         "Unset: the pool's nodes are this cluster's. A Kubernetes object name (lower case, "
         "digits, '-' and '.'; 1 to 253 characters).",
     )
+    billing: Billing | None = pydantic.Field(
+        None,
+        description="Which charges of a FOCUS billing export are this pool's, for its effective "
+        "price per GPU-hour (greenplace finops reconcile). Unset: the pool claims none.",
+    )
 
 
 class Condition(Model):
@@ -308,6 +407,26 @@ class Condition(Model):
     observed_generation: int | None = None
 
 
+class PoolBillingStatus(Model):
+    """The pool's prices per GPU-hour in the newest billing period of the operator's FOCUS
+    exports (``greenplace operate --focus-export``; docs/finops.md)."""
+
+    period_start: Timestamp = pydantic.Field(description="BillingPeriodStart of that period.")
+    period_end: Timestamp = pydantic.Field(description="BillingPeriodEnd, excluded.")
+    currency: str = pydantic.Field(max_length=3, description="The export's BillingCurrency.")
+    gpu_hours: float = pydantic.Field(description="GPU-hours of the pool's usage charges.")
+    effective_cost: float = pydantic.Field(
+        description="EffectiveCost of the charges the pool claims (commitments amortised)."
+    )
+    billed_cost: float = pydantic.Field(description="BilledCost of those charges.")
+    effective_per_gpu_hour: float | None = pydantic.Field(
+        None, description="The effective price: effectiveCost / gpuHours (none: no GPU-hour)."
+    )
+    list_per_gpu_hour: float | None = pydantic.Field(
+        None, description="ListCost / gpuHours: the providers' public price."
+    )
+
+
 class GpuPoolStatus(Model):
     """What the operator observes about the pool."""
 
@@ -319,6 +438,9 @@ class GpuPoolStatus(Model):
         None, description="Grid intensity used for the last plan."
     )
     carbon_source: str | None = pydantic.Field(None, description="Where that value came from.")
+    billing: PoolBillingStatus | None = pydantic.Field(
+        None, description="Effective price per GPU-hour from the FOCUS exports (Billed condition)."
+    )
     conditions: list[Condition] = pydantic.Field(default_factory=list)
 
 

@@ -40,6 +40,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("simulate", "simulate", "replay a workload trace under greenplace and baseline strategies"),
     ("operate", "operate", "run the greenplace operator"),
     ("audit", "audit", "the signed placement ledger: verify it, export it, report for auditors"),
+    ("finops", "finops", "reconcile FOCUS billing exports: pools' effective price per GPU-hour"),
     ("completion", "completion", "print a bash or zsh completion script"),
 )
 

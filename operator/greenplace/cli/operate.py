@@ -123,6 +123,17 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         f"(default: {_shown(_config_default('trace_directories'))}: trace sources are refused)",
     )
     parser.add_argument(
+        "--focus-export",
+        dest="focus_exports",
+        action="append",
+        type=pathlib.Path,
+        default=list(_config_default("focus_exports")),
+        metavar="FILE",
+        help="a FOCUS billing export (CSV or Parquet, e.g. on a mounted volume) whose newest "
+        "period prices each GpuPool's GPU-hour in its status.billing (repeat; read again when "
+        "it changes; default: none, no pool gets a billed price)",
+    )
+    parser.add_argument(
         egress.ALLOW_HOSTS_FLAG,
         dest="allow_signal_hosts",
         action="extend",
@@ -332,6 +343,7 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         report_seconds=args.report_seconds,
         credentials_dir=args.credentials_dir,
         trace_directories=tuple(args.trace_directories),
+        focus_exports=tuple(args.focus_exports),
         allow_signal_hosts=tuple(args.allow_signal_hosts),
         allow_insecure_signal_http=args.allow_insecure_signal_http,
         namespace=args.namespace,

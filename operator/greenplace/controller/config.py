@@ -68,6 +68,8 @@ class OperatorConfig:
     signal_memory_seconds: float = 30.0  # each SignalSource subject is read at most this often
     # Trace SignalSources read files only inside these directories; none: trace sources refused.
     trace_directories: tuple[pathlib.Path, ...] = ()
+    # FOCUS billing exports (a mounted volume) the pools' effective prices are read from.
+    focus_exports: tuple[pathlib.Path, ...] = ()
     # What HTTP SignalSources may reach besides https to public addresses: CIDRs, addresses,
     # hostnames or *.domain (signals.egress); loopback, private and link-local need an entry.
     allow_signal_hosts: tuple[str, ...] = ()

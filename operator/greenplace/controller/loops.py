@@ -32,9 +32,8 @@ from kubernetes import client
 
 from greenplace import errors
 from greenplace.accounting import telemetry as accounting_telemetry
-from greenplace.controller import cache as cache_
-from greenplace.controller import config as config_
 from greenplace.controller import (
+    billing,
     cycle,
     dispatch,
     feeds,
@@ -45,6 +44,8 @@ from greenplace.controller import (
     status,
     workers,
 )
+from greenplace.controller import cache as cache_
+from greenplace.controller import config as config_
 from greenplace.domain import model
 from greenplace.signals import telemetry as signal_telemetry
 
@@ -127,7 +128,10 @@ class Loops:
         elected = leadership.Leadership(api, lease, on_change=self._leadership_changed)
         self._tasks["election"] = asyncio.create_task(elected.run())
         writer = self._writer = kube.KubeWriter(api, instance=config.identity)
-        recorder = status.StatusRecorder(writer)
+        recorder = status.StatusRecorder(
+            writer,
+            billing=billing.BillingPrices(config.focus_exports) if config.focus_exports else None,
+        )
         signal_feeds = feeds.Feeds(
             signal_telemetry.SignalMetrics(self.collectors),
             memory=datetime.timedelta(seconds=config.signal_memory_seconds),

@@ -10,6 +10,7 @@ from, so what is written cannot drift from the schema the API server enforces.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
@@ -20,6 +21,7 @@ from kubernetes import client
 
 from greenplace.accounting import budget as burn
 from greenplace.api import models
+from greenplace.controller import billing as billing_
 from greenplace.controller import budgets, kube, kueue, snapshot
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
@@ -50,9 +52,13 @@ class StatusRecorder:
     reporter, EnergyReports) when (and only when) it changed."""
 
     def __init__(
-        self, writer: kube.Writer, clock: Callable[[], datetime.datetime] | None = None
+        self,
+        writer: kube.Writer,
+        clock: Callable[[], datetime.datetime] | None = None,
+        billing: billing_.BillingPrices | None = None,
     ) -> None:
         self._writer = writer
+        self._billing = billing  # the FOCUS exports the pools' status.billing comes from
         self._clock = clock or (lambda: datetime.datetime.now(datetime.UTC))
         self._written: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         # Per policy: the allowed pools and their residency codes, as last published.
@@ -108,10 +114,18 @@ class StatusRecorder:
         carbon_sources = built.carbon_sources
         by_name = {p.name: p for p in snap.pools}
         flavored = _flavor_conditions(gathered)
+        priced = (
+            None
+            if self._billing is None  # an export is a large file: read off the event loop
+            else await asyncio.to_thread(self._billing.prices, gathered.pools)
+        )
         for cached in gathered.pools:
             pool = by_name[cached.name]
             nodes = len(snapshot.pool_nodes(cached, gathered.nodes))
             ready = nodes > 0
+            billed = None if priced is None else priced.get(cached.name)
+            # Set only when exports are configured; None then deletes a price gone stale.
+            billing = {} if priced is None else {"billing": billed and billed.status}
             await self.write(
                 "gpupools",
                 None,
@@ -126,6 +140,7 @@ class StatusRecorder:
                         cached.name,
                         snapshot.FALLBACK_SOURCE if pool.gco2_per_kwh is not None else None,
                     ),
+                    **billing,
                 ),
                 conditions=[
                     (
@@ -137,6 +152,11 @@ class StatusRecorder:
                         else "no schedulable node matches spec.nodeSelector",
                     ),
                     *flavored.get(cached.name, ()),
+                    *(
+                        ()
+                        if billed is None
+                        else (("Billed", billed.status is not None, billed.reason, billed.message),)
+                    ),
                 ],
             )
         by_policy = pods_by_policy(gathered, snap, plan, built)

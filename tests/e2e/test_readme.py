@@ -77,8 +77,8 @@ class Ran:
     block: Block
     stdout: str
     stderr: str
-    after: Block | None  # the output block that follows it, if any
-    session: Session  # to look at the cluster after the block, as the reader would
+    after: Block | None  # the output block shown after it (blocks not run here skipped), if any
+    session: Session = dataclasses.field(repr=False)  # to look at the cluster, as a reader would
 
 
 def blocks(markdown: str) -> list[Block]:
@@ -225,8 +225,8 @@ class Session:
             f"{block.text}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n"
             f"{result.stderr[-4000:]}"
         )
-        position = found.index(block)
-        after = found[position + 1] if position + 1 < len(found) else None
+        following = [b for b in found[found.index(block) + 1 :] if b.head not in NOT_RUN]
+        after = following[0] if following and following[0].info == OUTPUT else None
         return Ran(block, result.stdout, result.stderr, after, self)
 
     def shell(self, command: str) -> str:

@@ -145,7 +145,8 @@ def check_try_policy(ran: Ran) -> None:
 
 
 def check_make_stop(ran: Ran) -> None:
-    assert ran.stdout.startswith("stopped: "), ran.stdout
+    (stopped,) = [line for line in ran.stdout.splitlines() if line.startswith("stopped: ")]
+    assert {"kube-apiserver", "greenplace-operator"} <= set(stopped[9:].split(", ")), stopped
 
 
 CHECKS: dict[str, Callable[[Ran], None]] = {

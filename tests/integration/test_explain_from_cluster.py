@@ -154,3 +154,26 @@ def test_errors_are_one_line(
     code = cli.main(["explain", "--from-cluster", f"--kubeconfig={nowhere}"])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "cannot reach the API server" in err, err
+
+
+def test_the_operators_key_and_accelerators_are_the_ones_given(
+    kube: Kube, spaces: tuple[str, str], capsys: pytest.CaptureFixture[str], tmp_path: pathlib.Path
+) -> None:
+    """A key the operator did not sign with trusts none of its records, so the placed pod is
+    not greenplace's; accelerators that leave out nvidia.com/gpu leave the pod ungoverned; a
+    key too short is refused in one line."""
+    fr, _ = spaces
+
+    def placed(*flags: str) -> set[str]:
+        out, _ = explain(capsys, kube, "-n", fr, "-o", "json", *flags)
+        return {c["workload"] for c in json.loads(out)["placed"]}
+
+    assert placed() == {f"{fr}/trainer"}
+    other = tmp_path / "other.key"
+    other.write_bytes(b"not the operator's key, 32 bytes")
+    assert placed(f"--record-key-file={other}") == set()
+    assert placed("--accelerator-resource=example.com/tpu") == set()
+    short = tmp_path / "short.key"
+    short.write_bytes(b"short")
+    _, err = explain(capsys, kube, f"--record-key-file={short}", code=2)
+    assert err.count("\n") == 1 and "at least 16 bytes" in err, err

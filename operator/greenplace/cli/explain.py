@@ -95,6 +95,25 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         f"(default: {DEFAULT_OPERATOR_NAMESPACE}, as `make run`; the chart's release namespace)",
     )
     parser.add_argument(
+        "--record-key-file",
+        type=pathlib.Path,
+        help="with --from-cluster: the operator's record key file, when it runs with "
+        "`greenplace operate --record-key-file` (then no Secret is read)",
+    )
+    parser.add_argument(
+        "--accelerator-resource",
+        action="append",
+        metavar="NAME",
+        help="with --from-cluster: as `greenplace operate --accelerator-resource`, when the "
+        "operator runs with it (repeat; default: the operator's default)",
+    )
+    parser.add_argument(
+        "--accelerator-prefix",
+        action="append",
+        metavar="PREFIX",
+        help="with --from-cluster: as `greenplace operate --accelerator-prefix` (repeat)",
+    )
+    parser.add_argument(
         "--at", help="plan at this ISO 8601 time (default: the file's `now`)", default=None
     )
     parser.add_argument("--workload", "-w", help="namespace/name of one workload to explain")
@@ -187,11 +206,23 @@ def _explain_one(
 
 def _from_cluster(args: argparse.Namespace, now: datetime.datetime) -> live.Live:
     from greenplace.cli import live
+    from greenplace.controller import resources
 
     namespace = None if args.all_namespaces else args.namespace
     policies = [body for path in args.filename for body in live.read_policies(path, namespace)]
+    try:
+        key = args.record_key_file.read_bytes().strip() if args.record_key_file else None
+    except OSError as error:
+        raise output.CliError(f"--record-key-file: {error.strerror or error}", 2) from error
     found = live.read(
-        kubeapi.connect(args), now, key_namespace=args.operator_namespace, policies=policies
+        kubeapi.connect(args),
+        now,
+        key_namespace=args.operator_namespace,
+        key=key,
+        accelerators=resources.Accelerators.given(
+            args.accelerator_resource, args.accelerator_prefix
+        ),
+        policies=policies,
     )
     for note in found.notes:
         print(f"warning: {note}", file=sys.stderr)

@@ -38,7 +38,7 @@ from kubernetes import client
 from greenplace.api import models
 from greenplace.cli import output
 from greenplace.controller import cache as cache_
-from greenplace.controller import feeds, kube, podspec, records, snapshot
+from greenplace.controller import feeds, kube, podspec, records, resources, snapshot
 from greenplace.domain import model
 
 __all__ = ["Live", "read", "read_policies"]
@@ -103,12 +103,18 @@ def read(
     now: datetime.datetime,
     *,
     key_namespace: str,
+    key: bytes | None = None,
+    accelerators: resources.Accelerators | None = None,
     policies: Sequence[Mapping[str, Any]] = (),
 ) -> Live:
-    """List the cluster, apply ``policies`` on top, and build both snapshots at ``now``."""
+    """List the cluster, apply ``policies`` on top, and build both snapshots at ``now``,
+    with the operator's record ``key`` (None: its Secret in ``key_namespace``) and governed
+    ``accelerators``."""
     notes = []
     try:
-        key = records.read_key(api, key_namespace)
+        key = key or records.read_key(api, key_namespace)
+    except ValueError as error:  # the Secret holds no key
+        raise output.CliError(str(error)) from error
     except client.ApiException as error:
         key = None
         notes.append(
@@ -122,7 +128,11 @@ def read(
                 f"no Secret {key_namespace}/{records.KEY_SECRET} (is the operator's namespace "
                 "--operator-namespace?): placement records are not verified"
             )
-    cache = cache_.Cache(signer=None if key is None else records.Signer(key), kueue=True)
+    try:
+        signer = None if key is None else records.Signer(key)
+    except ValueError as error:
+        raise output.CliError(f"the record key: {error}", 2) from error
+    cache = cache_.Cache(accelerators, signer, kueue=True)
     signal_bodies: list[Mapping[str, Any]] = []
     for watched in cache.watched:
         try:

@@ -329,7 +329,6 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
     if args.webhook_cert_dir:
         d = args.webhook_cert_dir
         certs = webhook.ServingFiles(d / "tls.crt", d / "tls.key", d / "ca.crt")
-    governed: resources.Accelerators = _config_default("accelerators")
     return config_.OperatorConfig(
         kubeconfig=args.kubeconfig,
         webhook_host=args.webhook_host,
@@ -351,9 +350,8 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         lease_seconds=args.lease_seconds,
         watch_inactivity_seconds=args.watch_inactivity_seconds,
         relist_seconds=args.relist_seconds,
-        accelerators=resources.Accelerators(
-            tuple(args.accelerator_resource or governed.resources),
-            tuple(args.accelerator_prefix or governed.prefixes),
+        accelerators=resources.Accelerators.given(
+            args.accelerator_resource, args.accelerator_prefix
         ),
         record_key_file=args.record_key_file,
         ledger=args.ledger,

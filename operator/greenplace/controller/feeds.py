@@ -40,7 +40,9 @@ import functools
 import logging
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import pydantic
 
 from greenplace.api import convert, models
 from greenplace.controller import cache as cache_
@@ -58,7 +60,7 @@ from greenplace.signals import (
     watttime,
 )
 
-__all__ = ["CHART_VALUE", "Feeds", "Observed", "SecretFile"]
+__all__ = ["CHART_VALUE", "Feeds", "Observed", "SecretFile", "recorded"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +96,53 @@ class Observed:
     @classmethod
     def empty(cls) -> Observed:
         return cls({}, {}, {}, {}, {}, frozenset())
+
+
+def recorded(bodies: Sequence[Mapping[str, Any]]) -> Observed:
+    """What the operator last read, from the SignalSources' ``status.readings`` (the values it
+    planned with, each with its source and reason), keyed as ``Feeds.read`` keys them (first
+    SignalSource by name wins a key).
+
+    ``greenplace explain --from-cluster`` plans with these instead of reading the feeds
+    itself: the feeds' credentials and egress rules are the operator's. Forecasts are not
+    written to status, so there are none: a deferral the operator would weigh against a
+    forecast is planned as if no forecast were known.
+    """
+    carbon: dict[str, contract.Reading] = {}
+    prices: dict[str, contract.Reading] = {}
+    by_source: dict[str, tuple[contract.Reading, ...]] = {}
+    owner: dict[contract.SignalKey, str] = {}
+    statics: set[tuple[str, str]] = set()
+    known = {str(r) for r in contract.SignalReason}
+    for body in sorted(bodies, key=lambda b: str(b["metadata"]["name"])):
+        name = str(body["metadata"]["name"])
+        try:
+            spec = models.SignalSourceSpec.model_validate(body.get("spec") or {})
+            status = models.SignalSourceStatus.model_validate(body.get("status") or {})
+        except pydantic.ValidationError:
+            continue  # the operator ignores it too (``cache.Cache.invalid``)
+        kind = _KINDS[spec.signal]
+        statics.update((name, s.name) for s in spec.sources if s.kind == "Static")
+        readings = []
+        for row in status.readings:
+            reason = contract.SignalReason(row.reason if row.reason in known else "Unavailable")
+            reading = contract.Reading(
+                key=contract.SignalKey(kind, row.subject),
+                value=row.value,
+                source=row.source,
+                observed_at=row.observed_at,
+                age_s=row.age_seconds,
+                status=contract.SignalStatus(reason, row.message),
+            )
+            readings.append(reading)
+            if reading.key in owner:
+                continue
+            owner[reading.key] = name
+            (carbon if kind is contract.SignalKind.CARBON_INTENSITY else prices)[row.subject] = (
+                reading
+            )
+        by_source[name] = tuple(readings)
+    return Observed(carbon, prices, {}, by_source, owner, frozenset(statics))
 
 
 @dataclasses.dataclass(frozen=True)

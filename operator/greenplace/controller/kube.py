@@ -37,13 +37,16 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kubernetes import client, config
 
 from greenplace import errors
 from greenplace.api import models, timestamps
 from greenplace.controller import kueue
+
+if TYPE_CHECKING:
+    from greenplace.controller import cache as cache_
 
 __all__ = [
     "AdmissionRefusedError",
@@ -52,6 +55,7 @@ __all__ = [
     "WriteError",
     "Writer",
     "api_client",
+    "list_watched",
 ]
 
 logger = logging.getLogger("greenplace.operator")
@@ -341,6 +345,26 @@ class KubeWriter:
             lambda: _unless_gone(f"{kind} {namespace}/{name}", write)
         )
         return stored
+
+
+def list_watched(
+    api: client.ApiClient,
+    watched: cache_.Watched,
+    timeout: tuple[float, float] = (5, 60),
+) -> list[Any]:
+    """Every object of one watched kind, across namespaces, as JSON bodies: what the operator's
+    relisting reconciles its cache with, and what ``greenplace explain --from-cluster`` fills
+    a cache from (one listing code for both)."""
+    if watched.plural == "nodes":
+        nodes = client.CoreV1Api(api).list_node(_request_timeout=timeout)
+        return [api.sanitize_for_serialization(n) for n in nodes.items]
+    if watched.plural == "pods":
+        pods = client.CoreV1Api(api).list_pod_for_all_namespaces(_request_timeout=timeout)
+        return [api.sanitize_for_serialization(p) for p in pods.items]
+    found: dict[str, Any] = client.CustomObjectsApi(api).list_cluster_custom_object(
+        watched.group, watched.version, watched.plural, _request_timeout=timeout
+    )
+    return list(found["items"])
 
 
 def _unless_gone(what: str, write: Callable[[], Any]) -> Mapping[str, Any]:

@@ -221,25 +221,11 @@ class Loops:
         api = self._api
         if api is None:
             raise RuntimeError("Loops.relist() before Loops.start()")
-        core = client.CoreV1Api(api)
-        custom = client.CustomObjectsApi(api)
-        serialize = api.sanitize_for_serialization
-        timeout = (5, 60)
-
-        def listing(watched: cache_.Watched) -> list[Any]:
-            if watched.plural == "nodes":
-                return [serialize(n) for n in core.list_node(_request_timeout=timeout).items]
-            if watched.plural == "pods":
-                pods = core.list_pod_for_all_namespaces(_request_timeout=timeout)
-                return [serialize(p) for p in pods.items]
-            found: dict[str, Any] = custom.list_cluster_custom_object(
-                watched.group, watched.version, watched.plural, _request_timeout=timeout
-            )
-            return list(found["items"])
-
         listed_at = self.listed_at = time.monotonic()
         watched_kinds = self.cache.watched
-        listings = await asyncio.to_thread(lambda: [listing(w) for w in watched_kinds])
+        listings = await asyncio.to_thread(
+            lambda: [kube.list_watched(api, w) for w in watched_kinds]
+        )
         return sum(
             self.cache.reconcile(watched.kind, bodies, listed_at)
             for watched, bodies in zip(watched_kinds, listings, strict=True)

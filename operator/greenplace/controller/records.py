@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes import client
 
-__all__ = ["KEY_SECRET", "SIGNATURE", "Signer", "load_key"]
+__all__ = ["KEY_SECRET", "SIGNATURE", "Signer", "load_key", "read_key"]
 
 logger = logging.getLogger("greenplace.records")
 
@@ -69,17 +69,9 @@ def load_key(api: client.ApiClient, namespace: str) -> bytes:
     """
     core = client.CoreV1Api(api)
     for _ in range(3):
-        try:
-            found = core.read_namespaced_secret(KEY_SECRET, namespace, _request_timeout=(5, 15))
-            return base64.b64decode((found.data or {})[_KEY_FIELD])
-        except client.ApiException as error:
-            if error.status != 404:
-                raise
-        except KeyError:
-            raise ValueError(
-                f"Secret {namespace}/{KEY_SECRET} has no key {_KEY_FIELD!r}: delete it and "
-                "restart the operator to create a new one"
-            ) from None
+        found = read_key(api, namespace)
+        if found is not None:
+            return found
         body = {
             "metadata": {
                 "name": KEY_SECRET,
@@ -95,3 +87,24 @@ def load_key(api: client.ApiClient, namespace: str) -> bytes:
             if error.status != 409:
                 raise
     raise RuntimeError(f"could not read or create Secret {namespace}/{KEY_SECRET}")
+
+
+def read_key(api: client.ApiClient, namespace: str) -> bytes | None:
+    """The record key from the Secret ``KEY_SECRET`` of ``namespace``, None when there is none;
+    never creates it (``greenplace explain --from-cluster`` reads it to trust what the
+    operator signed, as the operator does)."""
+    try:
+        found = client.CoreV1Api(api).read_namespaced_secret(
+            KEY_SECRET, namespace, _request_timeout=(5, 15)
+        )
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+        return None
+    try:
+        return base64.b64decode((found.data or {})[_KEY_FIELD])
+    except KeyError:
+        raise ValueError(
+            f"Secret {namespace}/{KEY_SECRET} has no key {_KEY_FIELD!r}: delete it and "
+            "restart the operator to create a new one"
+        ) from None

@@ -91,6 +91,14 @@ class Accelerators:
     resources: tuple[str, ...] = DEFAULT_RESOURCES
     prefixes: tuple[str, ...] = DEFAULT_PREFIXES
 
+    @classmethod
+    def given(
+        cls, resources: Iterable[str] | None = None, prefixes: Iterable[str] | None = None
+    ) -> Accelerators:
+        """The accelerators flags name (``--accelerator-resource``, ``--accelerator-prefix``
+        of ``greenplace operate`` and ``explain --from-cluster``); the defaults for none."""
+        return cls(tuple(resources or DEFAULT_RESOURCES), tuple(prefixes or DEFAULT_PREFIXES))
+
     def is_governed(self, resource: str) -> bool:
         return resource in self.resources or resource.startswith(self.prefixes)
 

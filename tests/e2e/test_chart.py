@@ -83,6 +83,13 @@ def test_helm_lint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_helm_show_readme_prints_the_chart_readme() -> None:
+    shown = helm("show", "readme", str(CHART))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == (CHART / "README.md").read_text().strip()
+    assert "## Argo CD health" in shown.stdout
+
+
 def test_values_schema_refuses_unknown_and_invalid_values() -> None:
     for bad in ("imagee.tag=x", "webhook.certManager.enabeld=true", "webhook.timeoutSeconds=99"):
         result = helm("template", RELEASE, str(CHART), f"--set={bad}")
@@ -454,12 +461,18 @@ def tenant_can(kube: integration.Kube, user: str, verb: str, resource: str, *whe
 
 
 def tenant_rights(kube: integration.Kube, user: str, *where: str) -> set[str]:
-    """Every ``verb resource[/status]`` on greenplace's kinds ``user`` may do ``where``."""
+    """Every ``verb resource[/status]`` on greenplace's kinds ``user`` may do ``where``; the
+    cluster-scoped kinds are asked without the namespace (``can-i -n`` would check a namespaced
+    request no API call makes)."""
+
+    def asked(resource: str) -> tuple[str, ...]:
+        return () if resource in CLUSTER_SCOPED else where
+
     resources = [*NAMESPACED, *CLUSTER_SCOPED]
     return {f"{verb} {resource}" for resource in resources for verb in (*READ, *WRITE)
-            if tenant_can(kube, user, verb, resource, *where)} | {
+            if tenant_can(kube, user, verb, resource, *asked(resource))} | {
         f"{verb} {resource}/status" for resource in resources for verb in ("update", "patch")
-        if tenant_can(kube, user, verb, resource, *where, "--subresource=status")
+        if tenant_can(kube, user, verb, resource, *asked(resource), "--subresource=status")
     }  # fmt: skip
 
 
@@ -499,7 +512,7 @@ def test_tenants_read_their_namespaces_governance_and_write_only_energy_reports(
     # A RoleBinding stops at its namespace: nothing elsewhere, nothing cluster-scoped.
     for role in ("view", "edit", "admin"):
         assert tenant_rights(kube, f"{role}-user", "-n", "default") == set(), role
-        assert tenant_rights(kube, f"{role}-user") == set(), role
+        assert tenant_rights(kube, f"{role}-user", ALL) == set(), role
 
 
 def test_view_bound_cluster_wide_reads_pools_and_sources_too(
@@ -507,8 +520,10 @@ def test_view_bound_cluster_wide_reads_pools_and_sources_too(
 ) -> None:
     reads = {f"{verb} {resource}" for resource in (*NAMESPACED, *CLUSTER_SCOPED)
              for verb in READ}  # fmt: skip
-    assert tenant_rights(kube, "cluster-viewer") == reads
+    assert tenant_rights(kube, "cluster-viewer", ALL) == reads
     assert tenant_rights(kube, "cluster-viewer", "-n", tenants) == reads
+    listed = kube.kubectl("get", "gpupools,signalsources", "--as=cluster-viewer", "-o", "name")
+    assert listed.returncode == 0 and "gpupool.greenplace.dev/" in listed.stdout, listed.stderr
 
 
 def test_a_tenant_with_edit_really_is_refused_a_policy_and_allowed_a_report(
@@ -532,6 +547,8 @@ def test_a_tenant_with_edit_really_is_refused_a_policy_and_allowed_a_report(
     assert created.returncode == 0, created.stderr
     listed = as_tenant("get", "energyreports,placementpolicies,budgets", "-o", "name")
     assert listed.returncode == 0 and "energyreport.greenplace.dev/mine" in listed.stdout, listed
+    pools = kube.kubectl("get", "gpupools", "--as=edit-user")  # cluster-scoped: no RoleBinding
+    assert pools.returncode != 0 and "forbidden" in pools.stderr, pools.stderr
     patched = as_tenant("patch", "energyreport", "mine", "--subresource=status", "--type=merge",
                         "-p", '{"status": {"rows": []}}')  # fmt: skip
     assert patched.returncode != 0 and "forbidden" in patched.stderr, patched.stderr

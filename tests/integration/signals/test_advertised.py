@@ -31,6 +31,7 @@ from typing import Any
 import lupa.lua51 as lua
 import pytest
 
+from greenplace.domain import model
 from tests import kubeobjects as k8s
 from tests.integration.conftest import LOCAL_FEEDS, Kube, run_operator, wait_for
 
@@ -289,6 +290,13 @@ def test_every_dashboard_query_returns_data_after_a_cycle(
         fraction = [s for s in found["panel 9 (Budget spent (fraction)) A"]
                     if s["metric"].get("namespace") == ns]  # fmt: skip
         assert [float(s["value"][1]) for s in fraction] == [pytest.approx(0.068)], fraction
+        # The pod was placed (LowestCarbon) in the cycles scraped: held_workloads carries a
+        # series for each reason a workload waits for, none for a placement reason.
+        placed = instant(server, 'greenplace_placements_total{reason="LowestCarbon"}')
+        assert [float(s["value"][1]) for s in placed] == [1.0], placed
+        held = {s["metric"]["reason"] for s in instant(server, "greenplace_held_workloads")}
+        placing = {str(r) for r in model.PLACEMENT_REASONS}
+        assert "NoPolicy" in held and not held & placing, held
         unattributed = found["panel 7 (Unattributed GPU energy (idle GPUs, free MIG slices)) A"]
         # de-h100's free MIG slice: 1/7 of 700 Wh (prometheus_fixture).
         assert [(s["metric"]["pool"], float(s["value"][1])) for s in unattributed] == [

@@ -63,7 +63,10 @@ from greenplace.controller import podspec
 from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
 
-pytestmark = pytest.mark.cluster
+# The first test's setup builds the image when its cache is cold: about 6 minutes on a busy
+# 2-core machine, before the cluster, the install and the 180 s rollout wait (pyproject's 600 s
+# per test would cut a cold run short, in the middle of the teardown).
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 # The chart installs its own admission policies (naming its ServiceAccount).
 ADMISSION_POLICIES = False
 

@@ -83,6 +83,13 @@ def test_helm_lint_passes() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_helm_show_readme_prints_the_chart_readme() -> None:
+    shown = helm("show", "readme", str(CHART))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == (CHART / "README.md").read_text().strip()
+    assert "## Argo CD health" in shown.stdout
+
+
 def test_values_schema_refuses_unknown_and_invalid_values() -> None:
     for bad in ("imagee.tag=x", "webhook.certManager.enabeld=true", "webhook.timeoutSeconds=99"):
         result = helm("template", RELEASE, str(CHART), f"--set={bad}")
@@ -433,6 +440,118 @@ def test_the_service_account_is_no_broader(kube: integration.Kube, release: Rele
         "leases.coordination.k8s.io [] [] [list watch create]",
         "leases.coordination.k8s.io [] [greenplace-placement] [get update]",
     }
+
+
+# -- tenants: Kubernetes' view, edit and admin roles, aggregated (aggregate-roles.yaml) --------
+
+GP = "greenplace.dev"
+READ = ("get", "list", "watch")
+WRITE = ("create", "update", "patch", "delete", "deletecollection")
+NAMESPACED = ("placementpolicies", "budgets", "energyreports")
+CLUSTER_SCOPED = ("gpupools", "signalsources")
+# What a tenant may write: its own EnergyReports (edit, admin). Never its governance
+# (PlacementPolicies, Budgets), the cluster's facts (GpuPools, SignalSources) or any status.
+TENANT_WRITES = {"energyreports"}
+
+
+def tenant_can(kube: integration.Kube, user: str, verb: str, resource: str, *where: str) -> bool:
+    result = kube.kubectl("auth", "can-i", verb, f"{resource}.{GP}", f"--as={user}", *where)
+    assert result.stdout.strip() in ("yes", "no"), result.stderr
+    return result.stdout.strip() == "yes"
+
+
+def tenant_rights(kube: integration.Kube, user: str, *where: str) -> set[str]:
+    """Every ``verb resource[/status]`` on greenplace's kinds ``user`` may do ``where``; the
+    cluster-scoped kinds are asked without the namespace (``can-i -n`` would check a namespaced
+    request no API call makes)."""
+
+    def asked(resource: str) -> tuple[str, ...]:
+        return () if resource in CLUSTER_SCOPED else where
+
+    resources = [*NAMESPACED, *CLUSTER_SCOPED]
+    return {f"{verb} {resource}" for resource in resources for verb in (*READ, *WRITE)
+            if tenant_can(kube, user, verb, resource, *asked(resource))} | {
+        f"{verb} {resource}/status" for resource in resources for verb in ("update", "patch")
+        if tenant_can(kube, user, verb, resource, *asked(resource), "--subresource=status")
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tenants(kube: integration.Kube, release: Release) -> str:
+    """A namespace where user view-user has ``view``, edit-user ``edit``, admin-user ``admin``
+    (RoleBindings, as a platform team hands namespaces out); cluster-viewer has ``view``
+    cluster-wide (a ClusterRoleBinding)."""
+    ns = kube.namespace(governed=False)
+    for role in ("view", "edit", "admin"):
+        bound = kube.kubectl("create", "rolebinding", f"tenant-{role}", f"--clusterrole={role}",
+                             f"--user={role}-user", "-n", ns)  # fmt: skip
+        assert bound.returncode == 0, bound.stderr
+    bound = kube.kubectl("create", "clusterrolebinding", "cluster-viewer", "--clusterrole=view",
+                         "--user=cluster-viewer")  # fmt: skip
+    assert bound.returncode == 0, bound.stderr
+    # The controller-manager aggregates the chart's rules into view, edit and admin a moment
+    # after the ClusterRoles exist.
+    integration.wait_for(
+        lambda: all(tenant_can(kube, f"{role}-user", "list", "budgets", "-n", ns)
+                    for role in ("view", "edit", "admin"))
+        and tenant_can(kube, "edit-user", "create", "energyreports", "-n", ns)
+        and tenant_can(kube, "admin-user", "create", "energyreports", "-n", ns),
+        30, "the chart's rules aggregated into view, edit and admin",
+    )  # fmt: skip
+    return ns
+
+
+def test_tenants_read_their_namespaces_governance_and_write_only_energy_reports(
+    kube: integration.Kube, tenants: str
+) -> None:
+    reads = {f"{verb} {resource}" for resource in NAMESPACED for verb in READ}
+    writes = {f"{verb} {resource}" for resource in TENANT_WRITES for verb in WRITE}
+    assert tenant_rights(kube, "view-user", "-n", tenants) == reads
+    assert tenant_rights(kube, "edit-user", "-n", tenants) == reads | writes
+    assert tenant_rights(kube, "admin-user", "-n", tenants) == reads | writes
+    # A RoleBinding stops at its namespace: nothing elsewhere, nothing cluster-scoped.
+    for role in ("view", "edit", "admin"):
+        assert tenant_rights(kube, f"{role}-user", "-n", "default") == set(), role
+        assert tenant_rights(kube, f"{role}-user", ALL) == set(), role
+
+
+def test_view_bound_cluster_wide_reads_pools_and_sources_too(
+    kube: integration.Kube, tenants: str
+) -> None:
+    reads = {f"{verb} {resource}" for resource in (*NAMESPACED, *CLUSTER_SCOPED)
+             for verb in READ}  # fmt: skip
+    assert tenant_rights(kube, "cluster-viewer", ALL) == reads
+    assert tenant_rights(kube, "cluster-viewer", "-n", tenants) == reads
+    listed = kube.kubectl("get", "gpupools,signalsources", "--as=cluster-viewer", "-o", "name")
+    assert listed.returncode == 0 and "gpupool.greenplace.dev/" in listed.stdout, listed.stderr
+
+
+def test_a_tenant_with_edit_really_is_refused_a_policy_and_allowed_a_report(
+    kube: integration.Kube, tenants: str
+) -> None:
+    """What can-i says, the API server does: requests as edit-user, by impersonation."""
+
+    def as_tenant(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return kube.kubectl(*args, "--as=edit-user", "-n", tenants, stdin=stdin)
+
+    policy = k8s.manifest(k8s.policy(tenants, "lift-my-rules", ["US"]))
+    refused = as_tenant("create", "-f", "-", stdin=policy)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr, refused.stderr
+    budget = k8s.manifest(k8s.budget(tenants, "no-limit", money=1e9))
+    refused = as_tenant("create", "-f", "-", stdin=budget)
+    assert refused.returncode != 0 and "forbidden" in refused.stderr, refused.stderr
+    report = k8s.manifest(k8s.energy_report(tenants, "mine", window="1h",
+                                            prometheus={"url": "https://prometheus.example"},
+                                            serving="vLLM"))  # fmt: skip
+    created = as_tenant("create", "-f", "-", stdin=report)
+    assert created.returncode == 0, created.stderr
+    listed = as_tenant("get", "energyreports,placementpolicies,budgets", "-o", "name")
+    assert listed.returncode == 0 and "energyreport.greenplace.dev/mine" in listed.stdout, listed
+    pools = kube.kubectl("get", "gpupools", "--as=edit-user")  # cluster-scoped: no RoleBinding
+    assert pools.returncode != 0 and "forbidden" in pools.stderr, pools.stderr
+    patched = as_tenant("patch", "energyreport", "mine", "--subresource=status", "--type=merge",
+                        "-p", '{"status": {"rows": []}}')  # fmt: skip
+    assert patched.returncode != 0 and "forbidden" in patched.stderr, patched.stderr
 
 
 # -- fail-closed sovereignty: the ValidatingAdmissionPolicies, operator stopped ----------------

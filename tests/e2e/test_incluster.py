@@ -5,14 +5,27 @@ Why this module exists: every other test runs the operator as a process on this 
 nodes run nothing, so the chart's Deployment never ran. Here the image built from the
 repository's Dockerfile without Docker (``scripts/build-image.sh``) runs on one real node
 (``devcluster.realnode``: containerd, a kubelet, kube-proxy) joined to the local control plane,
-installed by ``helm install`` with the chart's defaults but for the image, a nodeSelector,
-``gate.mode=webhook`` (the webhook path, served in the cluster) and what the credentials test
-needs (below).
+installed by ``helm install`` with the chart's defaults but for the image and what the
+credentials test needs (below): no nodeSelector, and the default gate (``gate.mode=policy``,
+the MutatingAdmissionPolicy).
+
+The cluster is the one a user moving to Helm has: greenplace's CRDs applied with ``kubectl apply
+--server-side -f crds/`` and the example fleet (its GpuPools and their fake GPU nodes, run by
+kwok) exist before the install; the CRDs are adopted with the loop docs/install.md prints
+("Moving from kubectl apply -f crds/"), run verbatim. So the chart's default affinity
+(``avoidNodeLabels``) is what keeps the operator off the fake GPU nodes, where it would never run
+while ``rollout status`` says success.
+
 That proves what the out-of-cluster tests cannot: the image starts as the chart runs it
-(non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp), the in-cluster
-login with the projected service-account token, the chart's RBAC for the live operator (leader
-election included), the mounted webhook certificate, and the API server calling the webhook
-through the chart's Service (failurePolicy Fail: the GPU pod could not be created otherwise).
+(non-root, read-only root filesystem, no capabilities, RuntimeDefault seccomp) on the real node
+and not on a GPU node, the in-cluster login with the projected service-account token, the
+chart's RBAC for the live operator (leader election included), and the API server gating the
+GPU pod with the chart's MutatingAdmissionPolicy, which names the chart's ServiceAccount (the
+ValidatingAdmissionPolicies refuse the gate's removal by anyone else, so the pod binds only
+because the in-cluster operator placed it). The last test upgrades the release to
+``gate.mode=webhook`` and places a second pod through the webhook served in the cluster (the API
+server calling the operator's pod through the chart's Service, failurePolicy Fail) and the
+mounted webhook certificate.
 It also proves ``signalCredentials.secrets`` on a real kubelet: a Secret created before the
 install is mounted under the chart's restricted security context (read-only, mode 0440, readable
 through the pod's fsGroup) and the operator reads its token there (the Electricity Maps fetch then
@@ -29,13 +42,14 @@ gets no credentials: that source is SourceNotAllowed, naming the value to set.
 The module skips only when the machine cannot run a real node at all (not root, no overlayfs,
 no memory cgroup, missing capabilities); missing Debian packages are installed with
 ``scripts/ensure-realnode.sh``. Cold: about 3 minutes more than the control plane (debootstrap,
-the image, the kubelet build); warm: about 40 s.
+the image, the kubelet build); warm: about 2 minutes (4 tests, the upgrade included).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import stat
 import subprocess
@@ -49,20 +63,25 @@ from greenplace.controller import podspec
 from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
 
-pytestmark = pytest.mark.cluster
+# The first test's setup builds the image when its cache is cold: about 6 minutes on a busy
+# 2-core machine, before the cluster, the install and the 180 s rollout wait (pyproject's 600 s
+# per test would cut a cold run short, in the middle of the teardown).
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 # The chart installs its own admission policies (naming its ServiceAccount).
 ADMISSION_POLICIES = False
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "greenplace"
-RELEASE = "gp"
+# The release docs/install.md's adoption loop names (its full name is the release name).
+RELEASE = "greenplace"
 NAMESPACE = "greenplace-system"
-FULLNAME = f"{RELEASE}-greenplace"
+FULLNAME = RELEASE
 LEASE = "greenplace-placement"
 # What a 4-GPU pod under an FR/DE policy gets on the example fleet: the lowest-carbon compliant
 # pool with room (examples/fleet.yaml).
 FR_DE_POOLS = ["gcp-europe-west9-a100", "ovh-gra-h100", "stackit-eu01-h100"]
 EXPECTED_POOL = "gcp-europe-west9-a100"
+SECOND_POOL = "ovh-gra-h100"  # the next, once the first pod fills EXPECTED_POOL's 4 GPUs
 # The Secret the chart mounts (signalCredentials.secrets), created before the install, and
 # where the kubelet mounts it in the operator's container.
 CREDENTIALS = "emaps"
@@ -130,9 +149,46 @@ def build_image() -> tuple[str, pathlib.Path]:
     return reference, pathlib.Path(archive)
 
 
+def adoption_loop() -> str:
+    """The shell loop docs/install.md gives for moving CRDs applied by kubectl to Helm."""
+    text = (ROOT / "docs" / "install.md").read_text()
+    after = text.split("**Moving from `kubectl apply -f crds/` (or `make run`) to Helm**", 1)[1]
+    block = after.split("```sh\n", 1)[1].split("```", 1)[0]
+    return "\n".join(line.strip() for line in block.splitlines())
+
+
+def adopt_crds(kube: integration.Kube) -> None:
+    """Run the documented loop verbatim, with the built kubectl first on PATH."""
+    kubectl = build.ensure_built(log=False)["kubectl"]
+    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig),
+           "PATH": f"{kubectl.parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
+    ran = subprocess.run(["bash", "-euo", "pipefail", "-c", adoption_loop()], env=env,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    crds = {p.stem for p in (ROOT / "crds").glob("*.yaml")}
+    assert len(crds) == 5 and all(crd in ran.stdout for crd in crds), ran.stdout
+
+
+def install(kube: integration.Kube, reference: str, *overrides: str) -> None:
+    """``helm install`` (or, with ``--set`` overrides, ``helm upgrade``) with the chart's
+    defaults but for the image and what the credentials test needs."""
+    repository, tag = reference.rsplit(":", 1)
+    verb = ["upgrade", "--reuse-values"] if overrides else ["install"]
+    result = helm(
+        *verb, RELEASE, str(CHART), f"--namespace={NAMESPACE}", f"--kubeconfig={kube.kubeconfig}",
+        f"--set=image.repository={repository}", f"--set=image.tag={tag}",
+        "--set=image.pullPolicy=Never",  # only the image loaded into the node's containerd
+        f"--set=signalCredentials.secrets={{{CREDENTIALS}}}",
+        f"--set=signals.allowHosts={ALLOW_HOSTS}", "--set=signals.allowInsecureHttp=true",
+        *overrides,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 @pytest.fixture(scope="module")
 def incluster() -> Iterator[InCluster]:
-    """The chart installed by helm on a control plane with one real node; the example fleet."""
+    """The chart installed by helm on a control plane with one real node, over the example
+    fleet and CRDs applied before (as ``make run`` leaves a cluster)."""
     require_real_node()
     reference, archive = build_image()
     control_plane = cluster.LocalCluster(service_account_tokens=True)
@@ -140,33 +196,23 @@ def incluster() -> Iterator[InCluster]:
         node.load_image(archive)
         kube = integration.Kube(control_plane.kubeconfig, control_plane)
         running = InCluster(kube, node, reference)
-        repository, tag = reference.rsplit(":", 1)
-        label = realnode.NODE_LABEL.replace(".", r"\.")
+        # The cluster before Helm: CRDs, GpuPools and their fake GPU nodes (which run nothing).
+        applied = kube.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        assert applied.returncode == 0, applied.stderr
+        established = kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                                   "crd", "--all")  # fmt: skip
+        assert established.returncode == 0, established.stderr
+        fleet.apply_fleet(kube.api, fleet.load_fleet(ROOT / "examples" / "fleet.yaml"))
+        adopt_crds(kube)
         # The SignalSource credentials exist before the install, as docs/install.md says.
         assert kube.kubectl("create", "namespace", NAMESPACE).returncode == 0
         secret = kube.kubectl("create", "secret", "generic", CREDENTIALS, "-n", NAMESPACE,
                               "--from-literal=token=in-cluster-token")  # fmt: skip
         assert secret.returncode == 0, secret.stderr
-        result = helm(
-            "install", RELEASE, str(CHART), f"--namespace={NAMESPACE}", "--create-namespace",
-            f"--kubeconfig={kube.kubeconfig}",
-            f"--set=image.repository={repository}", f"--set=image.tag={tag}",
-            "--set=image.pullPolicy=Never",  # only the image loaded into the node's containerd
-            # The webhook served in the cluster through the Service (the policy path needs no
-            # in-cluster serving: tests/e2e/test_chart_gate.py).
-            "--set=gate.mode=webhook",
-            f"--set-string=nodeSelector.{label}=true",  # not onto a kwok node, which runs nothing
-            f"--set=signalCredentials.secrets={{{CREDENTIALS}}}",
-            f"--set=signals.allowHosts={ALLOW_HOSTS}", "--set=signals.allowInsecureHttp=true",
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
+        install(kube, reference)
         available = kube.kubectl("wait", "--for=condition=Available", "--timeout=180s",
                                  "-n", NAMESPACE, f"deployment/{FULLNAME}")  # fmt: skip
         assert available.returncode == 0, available.stderr + running.diagnostics()
-        established = kube.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                                   "crd", "--all")  # fmt: skip
-        assert established.returncode == 0, established.stderr
-        fleet.apply_fleet(kube.api, fleet.load_fleet(ROOT / "examples" / "fleet.yaml"))
         yield running
 
 
@@ -180,8 +226,14 @@ def test_the_charts_deployment_runs_the_image_on_the_real_node(incluster: InClus
 
     pods = incluster.operator_pods()
     assert len(pods) == replicas, incluster.diagnostics()
+    # The fake GPU nodes were there first, schedulable; no nodeSelector was given: the chart's
+    # own affinity (avoidNodeLabels) kept every replica on the one node that runs containers.
+    fake = [n.metadata.name for n in kube.core.list_node().items
+            if (n.metadata.annotations or {}).get(fleet.KWOK_ANNOTATION) == "fake"]  # fmt: skip
+    assert len(fake) >= 5, fake
     for pod in pods:
-        assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+        assert "nodeSelector" not in pod["spec"], pod["spec"].get("nodeSelector")
+        assert pod["spec"]["nodeName"] == realnode.NODE_NAME, incluster.diagnostics()
         assert pod["status"]["phase"] == "Running"
         (status,) = pod["status"]["containerStatuses"]
         assert status["ready"] is True
@@ -230,28 +282,31 @@ def test_the_in_cluster_operator_places_a_governed_gpu_pod_on_a_kwok_pool(
     )  # fmt: skip
     assert kube.kubectl("label", "namespace", ns, "greenplace.dev/governed=true").returncode == 0
 
-    created = kube.apply(k8s.gpu_pod(ns, "train", 4))
-    # The webhook fails closed: this pod exists only because the API server reached the
-    # operator's pod through the chart's Service.
+    # The chart's default gate: the API server's MutatingAdmissionPolicy, no webhook at all.
+    gates = kube.kubectl("get", "mutatingadmissionpolicy,mutatingwebhookconfiguration", "-o",
+                         "jsonpath={range .items[*]}{.kind}/{.metadata.name} {end}")  # fmt: skip
+    assert gates.stdout.split() == [f"MutatingAdmissionPolicy/{FULLNAME}-gate"], gates.stdout
+    assert_placed(incluster, ns, "train")
+
+
+def assert_placed(incluster: InCluster, ns: str, name: str, pool: str = EXPECTED_POOL) -> None:
+    """``name`` (4 GPUs, in ``ns`` under policy fr-de) is placed and bound onto ``pool`` (a
+    kwok node) by a replica of the chart's Deployment."""
+    kube = incluster.kube
+    created = kube.apply(k8s.gpu_pod(ns, name, 4))
     assert created.returncode == 0, created.stderr + incluster.diagnostics()
-    pod = integration.wait_for(lambda: kube.bound(ns, "train"), 60,
-                               f"{ns}/train placed and bound")  # fmt: skip
+    pod = integration.wait_for(lambda: kube.bound(ns, name), 60,
+                               f"{ns}/{name} placed and bound")  # fmt: skip
     node = kube.core.read_node(pod["spec"]["nodeName"])
     assert node.metadata.annotations.get(fleet.KWOK_ANNOTATION) == "fake"
-    assert kube.node_pool(node.metadata.name) == EXPECTED_POOL
+    assert kube.node_pool(node.metadata.name) == pool
     placement = json.loads(pod["metadata"]["annotations"][podspec.PLACEMENT_ANNOTATION])
-    assert placement["pool"] == EXPECTED_POOL
+    assert placement["pool"] == pool
     assert placement["policies"] == [f"{ns}/fr-de"]
-
-    # Placed by a replica of the Deployment (its pod name is its identity), not by anyone else.
-    placed = kube.events(ns, "train", "Placed")
+    # Placed by a replica of the Deployment (its pod name is its identity), not anyone else.
+    placed = kube.events(ns, name, "Placed")
     replicas = {p["metadata"]["name"] for p in incluster.operator_pods()}
-    assert placed[0].reporting_instance in replicas
-
-    webhooks = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", FULLNAME, "-o",
-                                       "json").stdout)["webhooks"]  # fmt: skip
-    assert webhooks[0]["clientConfig"]["service"]["name"] == FULLNAME
-    assert "url" not in webhooks[0]["clientConfig"]
+    assert placed[0].reporting_instance in replicas, (placed[0], replicas)
 
 
 def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
@@ -333,3 +388,27 @@ def test_the_kubelet_mounts_the_signal_credentials_the_operator_reads(
         pod_dir = incluster.node.workdir / "kubelet" / "root" / "pods" / pod["metadata"]["uid"]
         token = (pod_dir / "volumes" / "kubernetes.io~secret" / volume["name"] / "token").stat()
         assert (stat.S_IMODE(token.st_mode), token.st_uid, token.st_gid) == (0o440, 0, RUN_AS)
+
+
+def test_the_webhook_mode_serves_admission_from_the_operators_pod(incluster: InCluster) -> None:
+    """``helm upgrade --set gate.mode=webhook`` (docs/install.md, "Back"): the API server calls
+    the webhook through the chart's Service with the mounted certificate; it fails closed, so
+    the second pod exists only because an operator pod answered."""
+    kube = incluster.kube
+    install(kube, incluster.image, "--set=gate.mode=webhook")
+    rolled = kube.kubectl("rollout", "status", f"deployment/{FULLNAME}", "-n", NAMESPACE,
+                          "--timeout=180s")  # fmt: skip
+    assert rolled.returncode == 0, rolled.stderr + incluster.diagnostics()
+    for pod in incluster.operator_pods():
+        assert pod["spec"]["nodeName"] == realnode.NODE_NAME, incluster.diagnostics()
+    webhooks = json.loads(kube.kubectl("get", "mutatingwebhookconfiguration", FULLNAME, "-o",
+                                       "json").stdout)["webhooks"]  # fmt: skip
+    assert webhooks[0]["clientConfig"]["service"]["name"] == FULLNAME
+    assert webhooks[0]["failurePolicy"] == "Fail"
+    assert "url" not in webhooks[0]["clientConfig"]
+    policies = kube.kubectl("get", "mutatingadmissionpolicy", "-o", "name")
+    assert policies.stdout.strip() == "", policies.stdout
+    (ns,) = [n.metadata.name for n in kube.core.list_namespace().items
+             if (n.metadata.labels or {}).get("greenplace.dev/governed") == "true"]  # fmt: skip
+    # The first pod filled the lowest-carbon pool (one node, 4 GPUs): the next FR one.
+    assert_placed(incluster, ns, "train-through-webhook", SECOND_POOL)

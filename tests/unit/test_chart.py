@@ -206,3 +206,23 @@ def test_kueue_enabled_tells_the_operator_and_grants_only_what_the_check_needs()
     writes = {res for r in kueue if "patch" in r["verbs"] for res in r["resources"]}
     assert writes == {"workloads/status", "admissionchecks/status", "workloads"}
     assert all(r["verbs"] == ["patch"] for r in kueue if "patch" in r["verbs"])
+
+
+def test_the_dashboard_configmap_carries_the_shipped_dashboard_for_the_sidecar() -> None:
+    def dashboards(*sets: str) -> list[dict[str, Any]]:
+        result = helm_template(*sets)
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+        return [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith(
+            "-dashboard")]  # fmt: skip
+
+    assert dashboards() == [], "off by default"
+    (shipped,) = dashboards(
+        "grafanaDashboard.enabled=true", "grafanaDashboard.namespace=monitoring",
+        "grafanaDashboard.annotations.grafana_folder=GPU",
+    )  # fmt: skip
+    assert shipped["metadata"]["namespace"] == "monitoring"
+    assert shipped["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert shipped["metadata"]["annotations"] == {"grafana_folder": "GPU"}
+    source = CHART / "dashboards" / "greenplace.json"
+    assert json.loads(shipped["data"]["greenplace.json"]) == json.loads(source.read_text())

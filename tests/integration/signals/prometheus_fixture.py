@@ -208,11 +208,16 @@ class PrometheusServer:
     """One ``prometheus`` process over a TSDB directory, on a free 127.0.0.1 port."""
 
     def __init__(
-        self, tsdb: pathlib.Path, workdir: pathlib.Path, rule_files: tuple[pathlib.Path, ...] = ()
+        self,
+        tsdb: pathlib.Path,
+        workdir: pathlib.Path,
+        rule_files: tuple[pathlib.Path, ...] = (),
+        scrape: tuple[str, ...] = (),
     ) -> None:
         self.tsdb = tsdb
         self.workdir = workdir
         self.rule_files = rule_files  # evaluated every second
+        self.scrape = scrape  # host:port targets serving /metrics, scraped every second
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -222,9 +227,16 @@ class PrometheusServer:
         prometheus, _ = binaries()
         config = self.workdir / "prometheus.yml"
         rules = "".join(f"\n  - {path}" for path in self.rule_files)
+        targets = ", ".join(f'"{target}"' for target in self.scrape)
         config.write_text(
             "global:\n  scrape_interval: 15s\n  evaluation_interval: 1s\n"
             + (f"rule_files:{rules}\n" if rules else "")
+            + (
+                "scrape_configs:\n  - job_name: greenplace\n    scrape_interval: 1s\n"
+                f"    static_configs:\n      - targets: [{targets}]\n"
+                if targets
+                else ""
+            )
         )
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(

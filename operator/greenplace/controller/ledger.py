@@ -79,6 +79,7 @@ class Ledger:
         self.placed: set[tuple[str, str]] = set()  # (pod uid, record time) recorded
         self.states: dict[str, State] = {}
         self.horizon: str | None = None  # the time of the first record kept
+        self._pending: asyncio.Task[int] | None = None  # the append in flight
 
     def load(self) -> None:
         """Read every segment: the tail, the placements and the last state of each workload."""
@@ -101,10 +102,7 @@ class Ledger:
         for pod in entry.get("pods") or ():
             if pod.get("placedAt"):
                 self.placed.add((str(pod["uid"]), str(pod["placedAt"])))
-        pool = entry.get("pool")
-        name = pool.get("name") if isinstance(pool, Mapping) else entry.get("poolName")
-        state = (str(entry.get("outcome")), str(entry.get("reason")), name)
-        self.states[str(entry.get("workload"))] = state
+        self.states[str(entry.get("workload"))] = _state(entry)
 
     async def record(
         self,
@@ -114,12 +112,44 @@ class Ledger:
         cache: cache_.Cache,
         at: datetime.datetime,
     ) -> int:
-        """Append what this cycle decided and wrote; return how many records were added."""
+        """Work out what this cycle decided and wrote, and append it in the background.
+
+        The entries are worked out now, from the cache as this cycle's writes left it (a later
+        cycle's writes must not turn this one's placements into ``recovered`` ones); the
+        append, one API round trip or more, runs while the next cycle gathers, plans and
+        writes, so the placement loop never waits on the store (bench_burst measured the
+        ledger at 18-21% of a governed burst when it did). One append at a time: the previous
+        one is awaited first. Returns how many entries were handed to the append.
+        """
+        await self.drain()
+        try:
+            if not self.loaded:
+                await asyncio.to_thread(self.load)
+        except Exception as error:  # never stop placement: the next cycle tries again
+            logger.warning("ledger: reading the chain failed, retried next cycle: %s", error)
+            return 0
+        found = self.new_entries(gathered, built, plan, cache, at)
+        if found:
+            self._pending = asyncio.create_task(self._append(found, at))
+        return len(found)
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Return once the append in flight (if any) is done, or after ``timeout`` seconds."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(pending), timeout)
+            except TimeoutError:
+                logger.warning("ledger: an append still running after %s s was left", timeout)
+
+    async def _append(self, found: list[dict[str, Any]], at: datetime.datetime) -> int:
+        """Seal and append ``found``; on a conflict or another replica's write, read the chain
+        again and append what it does not hold yet. Returns how many records were added."""
         try:
             for _ in range(_ATTEMPTS):
                 if not self.loaded or await asyncio.to_thread(self.store.stale, self.head):
                     await asyncio.to_thread(self.load)
-                found = self.new_entries(gathered, built, plan, cache, at)
+                    found = [entry for entry in found if self._is_new(entry)]
                 if not found:
                     return 0
                 stamp = timestamps.rfc3339(at, microseconds=True)
@@ -143,6 +173,18 @@ class Ledger:
             logger.warning("ledger: append failed, retried next cycle: %s", error)
             self.loaded = False
         return 0
+
+    def _is_new(self, entry: Mapping[str, Any]) -> bool:
+        """Whether the chain as last read lacks ``entry``: a placement whose pods it does not
+        all hold, or a workload's state other than the last one it recorded."""
+        placed = [
+            (str(pod["uid"]), str(pod["placedAt"]))
+            for pod in entry.get("pods") or ()
+            if pod.get("placedAt")
+        ]
+        if placed:
+            return not all(key in self.placed for key in placed)
+        return self.states.get(str(entry.get("workload"))) != _state(entry)
 
     def new_entries(
         self,
@@ -251,6 +293,13 @@ async def open_ledger(config: config_.OperatorConfig, api: client.ApiClient) -> 
     segments = store.Store(api, namespace, retention_segments=config.ledger_retention_segments)
     logger.info("ledger: appending to %s/%s* signed by %s", namespace, store.PREFIX, key.kid)
     return Ledger(segments, key)
+
+
+def _state(entry: Mapping[str, Any]) -> State:
+    """The (outcome, reason, pool) an entry records for its workload."""
+    pool = entry.get("pool")
+    name = pool.get("name") if isinstance(pool, Mapping) else entry.get("poolName")
+    return (str(entry.get("outcome")), str(entry.get("reason")), name)
 
 
 def _record(cache: cache_.Cache, uid: str) -> Mapping[str, Any] | None:

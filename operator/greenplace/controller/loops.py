@@ -176,6 +176,8 @@ class Loops:
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if self.cycle_state.audit is not None:  # the last cycle's records, before the handover
+            await self.cycle_state.audit.drain(timeout=10.0)
         if self.elected is not None:
             await self.elected.release()
         if self._writer is not None:  # a standby may lead already: these Events are ours

@@ -165,12 +165,8 @@ def _verified(args: argparse.Namespace) -> Any:
         keys = store.trusted(pems)
     except (OSError, ValueError) as error:
         raise output.CliError(str(error)) from None
-    lines = [
-        chain.Located(f"{segment['name']} line {i}", line)
-        for segment in document["segments"]
-        for i, line in enumerate(segment["records"], 1)
-    ]
-    return chain.verify(lines, keys)
+    segments = [(s["name"], s["records"]) for s in document["segments"]]
+    return chain.verify(store.located(segments), keys)
 
 
 def run_verify(args: argparse.Namespace) -> int:

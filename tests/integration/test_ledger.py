@@ -181,6 +181,9 @@ def test_placements_and_holds_are_recorded_once_with_their_facts(
     assert held[0]["pool"] is None and held[0]["reason"] and held[0]["message"]
     assert [r["seq"] for r in found] == list(range(1, len(found) + 1))
     assert "ledger: append failed" not in produced.log
+    # Bounded growth as docs/audit.md states it: a record is at most 2 KiB.
+    sizes = [len(chain.canonical(r).encode()) for r in found]
+    assert max(sizes) <= 2048, sizes
 
 
 def test_an_untouched_ledger_verifies_also_exported_with_its_key_pinned(

@@ -197,6 +197,22 @@ def test_the_schema_refuses_a_bad_ledger_value(bad: str) -> None:
     assert result.returncode != 0 and "schema" in result.stderr, result.stderr
 
 
+def test_policy_reports_are_off_by_default_and_on_bring_their_rule_and_flag() -> None:
+    def rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] ==
+                   "gp-greenplace"]  # fmt: skip
+        return [r for r in role["rules"] if "wgpolicyk8s.io" in r["apiGroups"]]
+
+    assert rules(_rendered()) == []
+    assert "--policy-reports" not in operator_pod()["containers"][0]["args"]
+    assert rules(_rendered("policyReports.enabled=true")) == [
+        {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+    args = operator_pod("policyReports.enabled=true")["containers"][0]["args"]
+    assert operate.config_from(cli.build_parser().parse_args(args)).policy_reports
+
+
 def test_the_governed_accelerators_reach_the_operator_and_the_policies() -> None:
     args = operator_pod("accelerators.resources={amd.com/gpu}")["containers"][0]["args"]
     assert [a for a in args if a.startswith("--accelerator-")] == [

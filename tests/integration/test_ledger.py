@@ -258,6 +258,27 @@ def test_tampering_in_the_configmap_fails_verify_naming_the_record(
     kube.core.delete_namespace(copy)
 
 
+def test_the_newest_records_cut_off_fail_verify_since_an_earlier_export(
+    kube: Kube, produced: Produced, tmp_path: pathlib.Path
+) -> None:
+    """A chain alone cannot show its tail was cut: an earlier export's last record can."""
+    copy, segment, lines = copy_ledger(kube, produced.ledger_ns)
+    earlier = tmp_path / "earlier.json"
+    assert cli.main(["audit", "export", f"--kubeconfig={kube.kubeconfig}",
+                     f"--ledger-namespace={copy}", "-o", str(earlier)]) == 0  # fmt: skip
+    code, said = verify(kube, copy, f"--since={earlier}")
+    assert code == 0 and f"continues {earlier} (record {len(lines)})" in said, said
+    rewrite(kube, copy, segment, lines[:-2])
+    assert verify(kube, copy)[0] == 0  # what is left is a valid chain
+    code, said = verify(kube, copy, f"--since={earlier}")
+    assert code == 1, said
+    assert (
+        f"records {len(lines) - 1}..{len(lines)} were removed: the earlier export held up to "
+        f"record {len(lines)}, the ledger ends at record {len(lines) - 2}"
+    ) in said
+    kube.core.delete_namespace(copy)
+
+
 # As in test_reliability: twice the patch concurrency, so the crash leaves pods gated.
 PODS = 2 * cycle.APPLY_CONCURRENCY
 

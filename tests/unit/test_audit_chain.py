@@ -129,3 +129,20 @@ def test_canonical_form_ignores_how_the_store_spaced_the_json() -> None:
     lines = sealed(2)
     spaced = [json.dumps(json.loads(line), indent=2, sort_keys=False) for line in lines]
     assert check(spaced).ok
+
+
+def test_a_chain_continues_an_earlier_export_unless_its_newest_records_were_cut() -> None:
+    lines = sealed(6)
+    earlier = json.loads(lines[3])  # an export made when record 4 was the newest
+    assert chain.holds(check(lines), earlier) is None
+    assert chain.holds(check(lines[:4]), earlier) is None
+    assert chain.holds(check(lines[:2]), earlier) == (
+        "records 3..4 were removed: the earlier export held up to record 4, the ledger ends at "
+        "record 2"
+    )
+    other = json.loads(sealed(6, chain.SigningKey.generate())[3])  # another chain's record 4
+    assert chain.holds(check(lines), other) == (
+        "record 4 is not the one the earlier export held (its digest differs)"
+    )
+    pruned = store.located([("greenplace-ledger-000002", lines[4:])])
+    assert chain.holds(chain.verify(pruned, KEYS), earlier) is None  # retention pruned it since

@@ -44,6 +44,7 @@ __all__ = [
     "Verification",
     "canonical",
     "digest",
+    "holds",
     "key_id",
     "load_public_key",
     "public_pem",
@@ -256,6 +257,27 @@ def verify(lines: Sequence[Located], keys: Mapping[str, ed25519.Ed25519PublicKey
         anchored=records[0]["prev"] != GENESIS,
         keys_used=tuple(used),
     )
+
+
+def holds(verification: Verification, earlier: Mapping[str, Any]) -> str | None:
+    """Why a verified chain is not a continuation of ``earlier``, the last record of an earlier
+    export (None: it is, or retention pruned that record since). A chain alone cannot show that
+    its newest records were cut off; an earlier export's last record, kept by the auditor, can."""
+    seq = earlier.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return "the earlier export's last record has no number"
+    if not verification.records or seq > verification.last_seq:
+        last = verification.last_seq if verification.records else 0
+        return (
+            f"records {last + 1}..{seq} were removed: the earlier export held up to record "
+            f"{seq}, the ledger ends at record {last}"
+        )
+    if seq < verification.first_seq:
+        return None  # pruned by retention since: the anchored chain still covers what is kept
+    record = verification.records[seq - verification.first_seq]
+    if digest(record) != digest(earlier):
+        return f"record {seq} is not the one the earlier export held (its digest differs)"
+    return None
 
 
 def _parse(item: Located) -> dict[str, Any] | str:

@@ -25,7 +25,7 @@ from devcluster import cluster
 from greenplace.audit import chain, store
 from greenplace.audit import report as report_
 from greenplace.cli import main as cli
-from greenplace.controller import cycle, faults
+from greenplace.controller import cycle, faults, snapshot
 from tests import chromium
 from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, OperatorProcess, wait_for, wait_for_cycles
@@ -125,7 +125,14 @@ def produced(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[P
     ledger_ns = kube.namespace(governed=False)
     ns = kube.namespace()
     try:
+        # The GB grid from a SignalSource (at the fleet's own value: placement unchanged), FR from
+        # the pools' fallback: the records name where each intensity came from.
+        kube.apply_ok(k8s.signal_source("uk-grid", [k8s.static_source({"GB": 136}, "grid")],
+                                        ["GB"]))  # fmt: skip
         process.start(f"--lease-namespace={ledger_ns}")
+        ready = kube.kubectl("wait", "--for=condition=Ready", "signalsource/uk-grid",
+                             "--timeout=30s")  # fmt: skip
+        assert ready.returncode == 0, ready.stderr
         kube.apply_ok(k8s.budget(ns, "team", money=100000))
         kube.apply_ok(k8s.policy(ns, "eu", ["FR", "DE", "GB"], budget="team"))
         first = [f"p{i}" for i in range(3)]
@@ -166,6 +173,10 @@ def test_placements_and_holds_are_recorded_once_with_their_facts(
     for name in ("p0", "p1", "p2"):
         assert_facts(by_pod[name], ns)
         assert by_pod[name]["pods"][0]["uid"] == produced.placed[name]
+        if by_pod[name]["pool"]["gridZone"] == "GB":
+            carbon = by_pod[name]["signals"]["carbon"]
+            assert carbon["source"] == "SignalSource uk-grid/grid" and carbon["gco2PerKwh"] == 136
+            assert carbon["ageSeconds"] == 0  # a Static value holds as of each read
     one, two = by_pod["p0"]["policies"][0], by_pod["later-0"]["policies"][0]
     assert two["generation"] == 2 and two["specSha256"] != one["specSha256"]
     for name in ("later-0", "later-1"):  # SecNumCloud required: the certified pool, as it stood
@@ -175,6 +186,9 @@ def test_placements_and_holds_are_recorded_once_with_their_facts(
         assert certs["SecNumCloud"]["level"] == "3.2"
         assert certs["SecNumCloud"]["validUntil"].startswith("2027-12-31")
         assert certs["SecNumCloud"]["coversRun"] is True and by_pod[name]["durationHours"] == 2
+        fallback = by_pod[name]["signals"]["carbon"]
+        assert fallback == {"gco2PerKwh": 56, "source": snapshot.FALLBACK_SOURCE,
+                            "ageSeconds": None}  # fmt: skip
     # The pod too big for any pool is re-planned every cycle but recorded once.
     held = [r["entry"] for r in found if r["entry"]["workload"] == f"{ns}/huge"]
     assert len(held) == 1 and held[0]["outcome"] != "Placed", held

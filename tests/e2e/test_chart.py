@@ -26,6 +26,8 @@ import yaml
 
 from devcluster import build, cluster
 from greenplace.api import crdgen
+from greenplace.audit import store
+from greenplace.cli import main as cli
 from greenplace.controller import podspec, webhook
 from tests import kubeobjects as k8s
 from tests.integration import conftest as integration
@@ -161,7 +163,8 @@ def test_cert_manager_replaces_the_generated_certificate() -> None:
     kinds = {d["kind"] for d in docs}
     assert {"Issuer", "Certificate", "ServiceMonitor"} <= kinds
     assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == [
-        f"{FULLNAME}-record-key"
+        f"{FULLNAME}-ledger-key",
+        f"{FULLNAME}-record-key",
     ]
     config = only(docs, "MutatingWebhookConfiguration")
     assert "caBundle" not in config["webhooks"][0]["clientConfig"]
@@ -214,6 +217,10 @@ def test_an_upgrade_keeps_the_webhook_certificate_while_its_hosts_stay(
     signing = only(release.docs, "Secret", key)["data"]["key"]
     assert only(render(url, kubeconfig=kube.kubeconfig), "Secret", key)["data"]["key"] == signing
     assert only(render(url), "Secret", key)["data"]["key"] != signing, "a new install: new key"
+    ledger = f"{FULLNAME}-ledger-key"
+    ledger_key = only(release.docs, "Secret", ledger)["data"]["private.pem"]
+    upgraded_key = only(render(url, kubeconfig=kube.kubeconfig), "Secret", ledger)["data"]
+    assert upgraded_key["private.pem"] == ledger_key, "the ledger keeps its signing key"
 
 
 def set_allowed_pools(kube: integration.Kube, ns: str, name: str, pools: list[str]) -> None:
@@ -272,11 +279,15 @@ def operator_as_service_account(
     record_key = tmp_path / "record-key"
     signing = kube.core.read_namespaced_secret(f"{FULLNAME}-record-key", NAMESPACE)
     record_key.write_bytes(base64.b64decode(signing.data["key"]))
+    ledger_key = tmp_path / "ledger-key.pem"
+    ledger = kube.core.read_namespaced_secret(f"{FULLNAME}-ledger-key", NAMESPACE)
+    ledger_key.write_bytes(base64.b64decode(ledger.data["private.pem"]))
     health_port, metrics_port = cluster.free_ports(2)
     args = deployment_args(release, {
         "--webhook-listen": "127.0.0.1",
         "--webhook-cert-dir": str(certs),
         "--record-key-file": str(record_key),
+        "--ledger-key-file": str(ledger_key),
         "--liveness": f"http://127.0.0.1:{health_port}/healthz",
         # What the kubelet substitutes from the downward API in a cluster.
         "--identity": "chart-operator-0",
@@ -334,6 +345,17 @@ def test_the_operator_places_pods_as_the_charts_service_account(
     )  # fmt: skip
     assert status
 
+    # Both placements in the signed ledger, written with the chart's RBAC and its mounted key.
+    def placed_in_ledger() -> set[str]:
+        lines = [ln for seg in store.Store(kube.api, NAMESPACE).segments() for ln in seg.lines]
+        entries = [json.loads(line)["entry"] for line in lines]
+        return {e["name"] for e in entries if e["namespace"] == ns and e["outcome"] == "Placed"}
+
+    integration.wait_for(lambda: placed_in_ledger() == {"a", "b"}, 30, "the ledger records")
+    verified = cli.main(["audit", "verify", f"--kubeconfig={kube.kubeconfig}",
+                         f"--ledger-namespace={NAMESPACE}"])  # fmt: skip
+    assert verified == 0
+
 
 def can_i(kube: integration.Kube, verb: str, resource: str, *where: str) -> bool:
     result = kube.kubectl("auth", "can-i", verb, resource, f"--as={OPERATOR}", *where)
@@ -362,6 +384,10 @@ NEEDED = [
     ("create", "leases.coordination.k8s.io", "-n", NAMESPACE),
     ("get", "leases.coordination.k8s.io/greenplace-placement", "-n", NAMESPACE),
     ("update", "leases.coordination.k8s.io/greenplace-placement", "-n", NAMESPACE),
+    # The placement ledger's segments and public keys (docs/audit.md).
+    ("get", "configmaps", "-n", NAMESPACE), ("list", "configmaps", "-n", NAMESPACE),
+    ("create", "configmaps", "-n", NAMESPACE), ("update", "configmaps", "-n", NAMESPACE),
+    ("delete", "configmaps", "-n", NAMESPACE),
 ]  # fmt: skip
 # What it must not do: read secrets, create/delete/evict/bind pods, write any spec, change
 # admission, RBAC or CRDs, touch any Lease but its own (in the release namespace), mint tokens.
@@ -394,7 +420,8 @@ REFUSED = [
     ("update", "leases.coordination.k8s.io/kube-scheduler", "-n", NAMESPACE),
     ("delete", "leases.coordination.k8s.io/greenplace-placement", "-n", NAMESPACE),
     ("update", "leases.coordination.k8s.io/greenplace-placement", "-n", "kube-node-lease"),
-    ("get", "configmaps", ALL),
+    ("get", "configmaps", ALL), ("create", "configmaps", "-n", "kube-system"),
+    ("update", "configmaps", "-n", "default"), ("patch", "configmaps", "-n", NAMESPACE),
     ("patch", "events", ALL), ("delete", "events", ALL),
     ("create", "serviceaccounts", ALL, "--subresource=token"),
     ("patch", "namespaces"), ("list", "namespaces"),
@@ -439,6 +466,7 @@ def test_the_service_account_is_no_broader(kube: integration.Kube, release: Rele
         "customresourcedefinitions.apiextensions.k8s.io [] [] [list watch]",
         "leases.coordination.k8s.io [] [] [list watch create]",
         "leases.coordination.k8s.io [] [greenplace-placement] [get update]",
+        "configmaps [] [] [get list create update delete]",
     }
 
 

@@ -1,16 +1,16 @@
 """Open the simulator's HTML report in headless Chromium and check what it renders.
 
-Why this test exists: a report that is a file but draws nothing, or shows other figures than
-the run's, is worthless, and only a browser knows. We start Debian's Chromium
-(``scripts/ensure-chromium.sh`` installs it) with the DevTools protocol on a loopback port, load
-the report from disk, and read the rendered DOM: every chart's lines and markers measured with
-``getBBox`` (non-empty geometry means the browser laid them out) and its legend; one visible dot
-per placement inside the plot; every time tick labelled with a day (or an hour) and drawn where
-that instant falls on the scenario's window, the same window and ticks on every chart; every
-table inside the page, under titles with units, its text as laid out (``innerText``) compared
-cell by cell with the JSON record of the same run. A PNG screenshot is kept next to the report
-under pytest's tmp dir for a person to look at. No network is used: the page is self-contained.
-The test fails, never skips, when Chromium is missing.
+Why this test exists: a report that is a file but draws nothing, or shows other figures than the
+run's, is worthless, and only a browser knows. We start Debian's Chromium
+(``scripts/ensure-chromium.sh`` installs it) with the DevTools protocol on a loopback port
+(``tests.chromium``), load the report from disk, and read the rendered DOM: every chart's lines
+and markers measured with ``getBBox`` (non-empty geometry means the browser laid them out) and
+its legend; one visible dot per placement inside the plot; every time tick labelled with a day
+(or an hour) and drawn where that instant falls on the scenario's window, the same window and
+ticks on every chart; every table inside the page, under titles with units, its text as laid out
+(``innerText``) compared cell by cell with the JSON record of the same run. A PNG screenshot is
+kept next to the report under pytest's tmp dir for a person to look at. No network is used: the
+page is self-contained. The test fails, never skips, when Chromium is missing.
 """
 
 from __future__ import annotations
@@ -19,35 +19,16 @@ import base64
 import datetime
 import json
 import pathlib
-import shutil
-import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-import websocket
 
 from greenplace.cli import main as cli
+from tests import chromium
+from tests.chromium import Session
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SCENARIO = REPO / "examples" / "simulate" / "scenario.yaml"
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--remote-debugging-address=127.0.0.1",
-    "--remote-debugging-port=0",
-    "--remote-allow-origins=*",
-    "--window-size=1200,1800",
-)
 # Every chart as the browser lays it out (CSS pixels): the plotting area, each line, each
 # placement marker, the legend and each time tick (its label and the x of its tick mark). The
 # parts are found by the ids sim/svg.py gives them (``{chart}-plot``, ``{chart}-series-NAME``,
@@ -134,88 +115,13 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
-def page(report: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (as root) first")
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    browser = subprocess.Popen(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", report.as_uri()],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        port = _devtools_port(profile, browser)
-        socket = websocket.create_connection(
-            _page_socket(port, report.as_uri()), timeout=30, suppress_origin=True
-        )
-        try:
-            yield _Session(socket)
-        finally:
-            socket.close()
-    finally:
-        browser.terminate()
-        browser.wait(timeout=30)
+def page(report: pathlib.Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    with chromium.open_page(report, tmp_path_factory.mktemp("chromium-profile")) as session:
+        yield session
 
 
-class _Session:
-    """The smallest DevTools protocol client: one request at a time, events skipped."""
-
-    def __init__(self, socket: websocket.WebSocket) -> None:
-        self._socket = socket
-        self._next_id = 0
-
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self._next_id += 1
-        self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self._socket.recv())
-            if message.get("id") == self._next_id:
-                if "error" in message:
-                    raise AssertionError(f"{method} failed: {message['error']}")
-                result: dict[str, Any] = message["result"]
-                return result
-
-    def evaluate(self, expression: str) -> Any:
-        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"][
-            "value"
-        ]
-
-
-def _devtools_port(profile: pathlib.Path, browser: subprocess.Popen[bytes]) -> int:
-    marker = profile / "DevToolsActivePort"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if browser.poll() is not None:
-            pytest.fail(f"chromium exited with {browser.returncode} before DevTools was up")
-        if marker.exists() and marker.read_text().strip():
-            return int(marker.read_text().split()[0])
-        time.sleep(0.1)
-    pytest.fail("chromium did not open its DevTools port within 60 s")
-
-
-def _page_socket(port: int, url: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
-            targets = json.load(answer)
-        for target in targets:
-            if target.get("type") == "page" and target.get("url") == url:
-                return str(target["webSocketDebuggerUrl"])
-        time.sleep(0.1)
-    pytest.fail(f"no DevTools page target for {url}")
-
-
-def _wait_loaded(page: _Session, report: pathlib.Path) -> None:
-    """Until the report itself (not the initial blank page) has loaded."""
-    deadline = time.monotonic() + 30
-    check = f"location.href === {json.dumps(report.as_uri())} && document.readyState"
-    while page.evaluate(check) != "complete":
-        assert time.monotonic() < deadline, "report did not finish loading in 30 s"
-        time.sleep(0.1)
-
-
-def test_every_chart_draws_its_lines_and_markers(page: _Session, report: pathlib.Path) -> None:
-    _wait_loaded(page, report)
+def test_every_chart_draws_its_lines_and_markers(page: Session, report: pathlib.Path) -> None:
+    page.wait_loaded()
     charts = {c["chart"]: c for c in json.loads(page.evaluate(MEASURE))}
     assert set(charts) == {"carbon", "cumulative-co2e", "cumulative-money"}
     for chart in charts.values():
@@ -231,9 +137,9 @@ def test_every_chart_draws_its_lines_and_markers(page: _Session, report: pathlib
 
 
 def test_placement_markers_are_visible_dots_inside_the_plot(
-    page: _Session, report: pathlib.Path
+    page: Session, report: pathlib.Path
 ) -> None:
-    _wait_loaded(page, report)
+    page.wait_loaded()
     carbon = next(c for c in json.loads(page.evaluate(MEASURE)) if c["chart"] == "carbon")
     record = json.loads(report.with_suffix(".json").read_text())
     greenplace = next(e for e in record["strategies"] if e["strategy"] == "greenplace")
@@ -258,9 +164,9 @@ def _instant(label: str) -> datetime.datetime:
 
 
 def test_time_ticks_sit_on_day_or_hour_boundaries_on_one_axis_for_all_charts(
-    page: _Session, report: pathlib.Path
+    page: Session, report: pathlib.Path
 ) -> None:
-    _wait_loaded(page, report)
+    page.wait_loaded()
     charts = json.loads(page.evaluate(MEASURE))
     scenario = json.loads(report.with_suffix(".json").read_text())["scenario"]
     start = datetime.datetime.fromisoformat(scenario["start"]).timestamp()
@@ -304,9 +210,9 @@ def assert_row(cells: list[str], expected: list[object], where: str) -> None:
 
 
 def test_the_tables_show_the_runs_figures_below_the_charts(
-    page: _Session, report: pathlib.Path
+    page: Session, report: pathlib.Path
 ) -> None:
-    _wait_loaded(page, report)
+    page.wait_loaded()
     record = json.loads(report.with_suffix(".json").read_text())
     strategies = [entry["strategy"] for entry in record["strategies"]]
     tables = json.loads(page.evaluate(TABLES))
@@ -340,8 +246,8 @@ def test_the_tables_show_the_runs_figures_below_the_charts(
             assert_row(row, [namespace, *(total[f] for f in FIELDS)], table["heading"])
 
 
-def test_every_chart_has_a_legend_naming_its_lines(page: _Session, report: pathlib.Path) -> None:
-    _wait_loaded(page, report)
+def test_every_chart_has_a_legend_naming_its_lines(page: Session, report: pathlib.Path) -> None:
+    page.wait_loaded()
     for chart in json.loads(page.evaluate(MEASURE)):
         assert chart["legend"] == [s["name"] for s in chart["series"]], chart["chart"]
     shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)

@@ -7,7 +7,10 @@ in a namespace of its own (``--lease-namespace``), so its chain is its alone.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import csv
+import dataclasses
 import functools
 import io
 import json
@@ -20,10 +23,12 @@ import pytest
 
 from devcluster import cluster
 from greenplace.audit import chain, store
+from greenplace.audit import report as report_
 from greenplace.cli import main as cli
-from greenplace.controller import cycle, faults
+from greenplace.controller import cycle, faults, snapshot
+from tests import chromium
 from tests import kubeobjects as k8s
-from tests.integration.conftest import Kube, OperatorProcess, wait_for
+from tests.integration.conftest import Kube, OperatorProcess, wait_for, wait_for_cycles
 
 pytestmark = pytest.mark.cluster
 
@@ -73,8 +78,11 @@ def assert_facts(entry: dict[str, Any], ns: str) -> None:
     assert entry["policies"][0]["name"] == f"{ns}/eu"
     assert entry["policies"][0]["generation"] == 1 and len(entry["policies"][0]["specSha256"]) == 64
     assert {"gco2PerKwh", "source", "ageSeconds"} <= set(entry["signals"]["carbon"])
-    assert entry["objective"]["cost"] is not None and entry["charge"]["kWh"] > 0
-    assert entry["operatorVersion"]
+    assert entry["signals"]["carbon"]["gco2PerKwh"] > 0
+    assert entry["objective"]["cost"] is not None and entry["objective"]["kgCO2e"] is not None
+    assert entry["charge"]["kWh"] > 0 and entry["charge"]["money"] > 0
+    assert entry["charge"]["budgets"] == [f"{ns}/team"]
+    assert entry["operatorVersion"] and entry["operatorVersion"] != "unknown"
 
 
 def exported_and_pinned(kube: Kube, ledger_ns: str, tmp_path: pathlib.Path) -> None:
@@ -92,57 +100,197 @@ def exported_and_pinned(kube: Kube, ledger_ns: str, tmp_path: pathlib.Path) -> N
     assert code == 1 and f"signed by key {kid}, which is not among the trusted" in said
 
 
-def edited_in_the_configmap(kube: Kube, ledger_ns: str) -> None:
-    """Someone with write access to the ConfigMap edits a record: verify names it."""
-    (segment,) = store.Store(kube.api, ledger_ns).segments()
-    target = json.loads(segment.lines[1])
-    target["entry"]["pool"] = {**(target["entry"]["pool"] or {}), "country": "US"}
-    body = kube.core.read_namespaced_config_map(segment.name, ledger_ns)
-    body.data[store.DATA_KEY] = body.data[store.DATA_KEY].replace(
-        segment.lines[1], chain.canonical(target)
-    )
-    kube.core.replace_namespaced_config_map(segment.name, ledger_ns, body)
-    code, said = verify(kube, ledger_ns)
-    assert code == 1
-    assert f"record 2 ({segment.name} line 2) was changed: its signature" in said
+@dataclasses.dataclass(frozen=True)
+class Produced:
+    """A ledger the real operator wrote: its namespace, the tenant's, the pods placed (name:
+    uid), and the operator's log."""
+
+    ledger_ns: str
+    ns: str
+    placed: dict[str, str]
+    log: str
 
 
-def test_placements_and_holds_are_recorded_once_with_their_facts_and_verify(
-    kube: Kube, operator_process: OperatorProcess, tmp_path: pathlib.Path
-) -> None:
+SECNUMCLOUD = {"requiredCertifications": [{"name": "SecNumCloud"}]}
+
+
+@pytest.fixture(scope="module")
+def produced(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Produced]:
+    """Three pods placed under policy generation 1, a pod too big for any pool held, then the
+    policy changed to require SecNumCloud (generation 2) and two more pods placed under it,
+    all charged to a Budget; cycles run on with the held pod re-planned each time."""
+    port, metrics_port = cluster.free_ports(2)
+    log = tmp_path_factory.mktemp("ledger") / "operator.log"
+    process = OperatorProcess(kube, log, port, metrics_port)
     ledger_ns = kube.namespace(governed=False)
-    operator_process.start(f"--lease-namespace={ledger_ns}")
     ns = kube.namespace()
-    kube.apply_ok(k8s.policy(ns, "eu", ["FR", "DE", "GB"]))
-    names = [f"p{i}" for i in range(3)]
-    kube.apply_ok(k8s.pod_list(ns, names))
-    uids = pod_uids(kube, ns, names)
-    found = wait_for(functools.partial(all_recorded, kube, ledger_ns, frozenset(uids)), 60,
-                     "a placement record for every pod")  # fmt: skip
-    assert_facts(next(r for r in found if r["entry"]["outcome"] == "Placed")["entry"], ns)
-    # A pod that can be placed nowhere is held: one record, however many cycles re-plan it.
-    kube.apply_ok(k8s.gpu_pod(ns, "huge", gpus=64))
-    wait_for(lambda: any(r["entry"]["workload"] == f"{ns}/huge" for r in records(kube, ledger_ns)),
-             60, "the held pod's record")  # fmt: skip
-    for later in ("later-0", "later-1"):  # two more cycles re-plan the held pod
-        kube.apply_ok(k8s.gpu_pod(ns, later))
-        uids |= pod_uids(kube, ns, [later])
-        wait_for(functools.partial(all_recorded, kube, ledger_ns, frozenset(uids)), 60, later)
-    final = records(kube, ledger_ns)
-    held = [r for r in final if r["entry"]["workload"] == f"{ns}/huge"]
-    assert len(held) == 1 and held[0]["entry"]["outcome"] != "Placed", held
-    assert placed_uids(final) == Counter(dict.fromkeys(uids, 1))
-    assert [r["seq"] for r in final] == list(range(1, len(final) + 1))
-    code, said = verify(kube, ledger_ns)
-    assert code == 0, said
-    assert "ledger: append failed" not in operator_process.log.read_text()
-    assert f"records 1..{len(final)} ({len(final)}), from the first record ever" in said
-
-    operator_process.stop()
-    exported_and_pinned(kube, ledger_ns, tmp_path)
-    edited_in_the_configmap(kube, ledger_ns)
+    try:
+        # The GB grid from a SignalSource (at the fleet's own value: placement unchanged), FR from
+        # the pools' fallback: the records name where each intensity came from.
+        kube.apply_ok(k8s.signal_source("uk-grid", [k8s.static_source({"GB": 136}, "grid")],
+                                        ["GB"]))  # fmt: skip
+        process.start(f"--lease-namespace={ledger_ns}")
+        ready = kube.kubectl("wait", "--for=condition=Ready", "signalsource/uk-grid",
+                             "--timeout=30s")  # fmt: skip
+        assert ready.returncode == 0, ready.stderr
+        kube.apply_ok(k8s.budget(ns, "team", money=100000))
+        kube.apply_ok(k8s.policy(ns, "eu", ["FR", "DE", "GB"], budget="team"))
+        first = [f"p{i}" for i in range(3)]
+        kube.apply_ok(k8s.pod_list(ns, first))
+        uids = pod_uids(kube, ns, first)
+        wait_for(functools.partial(all_recorded, kube, ledger_ns, frozenset(uids)), 60,
+                 "a placement record for every pod")  # fmt: skip
+        kube.apply_ok(k8s.gpu_pod(ns, "huge", gpus=64))
+        huge = f"{ns}/huge"
+        wait_for(lambda: any(r["entry"]["workload"] == huge for r in records(kube, ledger_ns)),
+                 60, "the held pod's record")  # fmt: skip
+        kube.apply_ok(k8s.policy(ns, "eu", ["FR", "DE", "GB"], sovereignty=SECNUMCLOUD,
+                                 budget="team"))  # fmt: skip
+        wait_for(lambda: kube.custom("PlacementPolicy", "eu", ns)["metadata"]["generation"] == 2,
+                 30, "policy generation 2")  # fmt: skip
+        later = ["later-0", "later-1"]
+        hours = {"greenplace.dev/expected-duration-hours": "2"}
+        for name in later:
+            kube.apply_ok(k8s.gpu_pod(ns, name, annotations=hours))
+        uids |= pod_uids(kube, ns, later)
+        wait_for(functools.partial(all_recorded, kube, ledger_ns, frozenset(uids)), 60, "later")
+        wait_for_cycles(process.metrics, more=3)  # the held pod re-planned a few more times
+        placed = {n: kube.pod(ns, n)["metadata"]["uid"] for n in [*first, *later]}
+    finally:
+        process.stop()
+    yield Produced(ledger_ns, ns, placed, log.read_text())
     deleted = kube.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s")
     assert deleted.returncode == 0, deleted.stderr
+
+
+def test_placements_and_holds_are_recorded_once_with_their_facts(
+    kube: Kube, produced: Produced
+) -> None:
+    ns, found = produced.ns, records(kube, produced.ledger_ns)
+    placements = [r["entry"] for r in found if r["entry"]["outcome"] == "Placed"]
+    assert placed_uids(found) == Counter(dict.fromkeys(produced.placed.values(), 1)), placements
+    by_pod = {e["pods"][0]["name"]: e for e in placements}
+    for name in ("p0", "p1", "p2"):
+        assert_facts(by_pod[name], ns)
+        assert by_pod[name]["pods"][0]["uid"] == produced.placed[name]
+        if by_pod[name]["pool"]["gridZone"] == "GB":
+            carbon = by_pod[name]["signals"]["carbon"]
+            assert carbon["source"] == "SignalSource uk-grid/grid" and carbon["gco2PerKwh"] == 136
+            assert carbon["ageSeconds"] == 0  # a Static value holds as of each read
+    one, two = by_pod["p0"]["policies"][0], by_pod["later-0"]["policies"][0]
+    assert two["generation"] == 2 and two["specSha256"] != one["specSha256"]
+    for name in ("later-0", "later-1"):  # SecNumCloud required: the certified pool, as it stood
+        pool = by_pod[name]["pool"]
+        assert pool["name"] == "ovh-gra-h100" and pool["jurisdiction"]["regimes"], pool
+        certs = {c["name"]: c for c in pool["certifications"]}
+        assert certs["SecNumCloud"]["level"] == "3.2"
+        assert certs["SecNumCloud"]["validUntil"].startswith("2027-12-31")
+        assert certs["SecNumCloud"]["coversRun"] is True and by_pod[name]["durationHours"] == 2
+        fallback = by_pod[name]["signals"]["carbon"]
+        assert fallback == {"gco2PerKwh": 56, "source": snapshot.FALLBACK_SOURCE,
+                            "ageSeconds": None}  # fmt: skip
+    # The pod too big for any pool is re-planned every cycle but recorded once.
+    held = [r["entry"] for r in found if r["entry"]["workload"] == f"{ns}/huge"]
+    assert len(held) == 1 and held[0]["outcome"] != "Placed", held
+    assert held[0]["pool"] is None and held[0]["reason"] and held[0]["message"]
+    assert [r["seq"] for r in found] == list(range(1, len(found) + 1))
+    assert "ledger: append failed" not in produced.log
+    # Bounded growth as docs/audit.md states it: a record is at most 2 KiB.
+    sizes = [len(chain.canonical(r).encode()) for r in found]
+    assert max(sizes) <= 2048, sizes
+
+
+def test_an_untouched_ledger_verifies_also_exported_with_its_key_pinned(
+    kube: Kube, produced: Produced, tmp_path: pathlib.Path
+) -> None:
+    count = len(records(kube, produced.ledger_ns))
+    code, said = verify(kube, produced.ledger_ns)
+    assert code == 0, said
+    assert f"records 1..{count} ({count}), from the first record ever" in said
+    exported_and_pinned(kube, produced.ledger_ns, tmp_path)
+
+
+def copy_ledger(kube: Kube, source: str) -> tuple[str, str, list[str]]:
+    """The ledger of ``source`` (segments and keys) copied into a new namespace, so a test can
+    tamper with it: that namespace, the one segment's name, its lines."""
+    target = kube.namespace(governed=False)
+    (segment,) = store.Store(kube.api, source).segments()
+    for name in (segment.name, store.KEYS_CONFIGMAP):
+        body = kube.core.read_namespaced_config_map(name, source)
+        meta = {"name": name, "labels": body.metadata.labels,
+                "annotations": body.metadata.annotations}  # fmt: skip
+        kube.core.create_namespaced_config_map(target, {"metadata": meta, "data": body.data})
+    return target, segment.name, list(segment.lines)
+
+
+def rewrite(kube: Kube, namespace: str, segment: str, lines: list[str]) -> None:
+    """Replace the segment's records as someone with write access to the ConfigMap would."""
+    body = kube.core.read_namespaced_config_map(segment, namespace)
+    body.data[store.DATA_KEY] = "".join(f"{line}\n" for line in lines)
+    kube.core.replace_namespaced_config_map(segment, namespace, body)
+
+
+def edited(lines: list[str]) -> list[str]:
+    record = json.loads(lines[1])
+    record["entry"]["pool"] = {**(record["entry"]["pool"] or {}), "country": "US"}
+    return [lines[0], chain.canonical(record), *lines[2:]]
+
+
+def signature_swapped(lines: list[str]) -> list[str]:
+    second, third = json.loads(lines[1]), json.loads(lines[2])
+    second["sig"] = third["sig"]
+    return [lines[0], chain.canonical(second), *lines[2:]]
+
+
+CHANGED = "record 2 ({segment} line 2) was changed: its signature (key {kid}) does not match"
+TAMPERING = {
+    "edited": (edited, CHANGED),
+    "signature swapped": (signature_swapped, CHANGED),
+    "removed": (lambda ls: [ls[0], *ls[2:]],
+                "record 2 was removed: record 3 ({segment} line 2) follows record 1"),
+    "reordered": (lambda ls: [ls[0], ls[2], ls[1], *ls[3:]],
+                  "record 2 is out of order: record 3 ({segment} line 2) stands where it "
+                  "belongs, after record 1"),
+    "first removed": (lambda ls: ls[1:],
+                      "record 1 was removed: record 2 ({segment} line 1) chains on it"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("how", list(TAMPERING))
+def test_tampering_in_the_configmap_fails_verify_naming_the_record(
+    kube: Kube, produced: Produced, how: str
+) -> None:
+    change, expected = TAMPERING[how]
+    copy, segment, lines = copy_ledger(kube, produced.ledger_ns)
+    assert verify(kube, copy)[0] == 0  # the copy verifies before it is tampered with
+    rewrite(kube, copy, segment, change(lines))
+    code, said = verify(kube, copy)
+    kid = json.loads(lines[1])["kid"]
+    assert code == 1, said
+    assert said.startswith("ledger NOT verified: ")
+    assert expected.format(segment=segment, kid=kid) in said, said
+    kube.core.delete_namespace(copy)
+
+
+def test_the_newest_records_cut_off_fail_verify_since_an_earlier_export(
+    kube: Kube, produced: Produced, tmp_path: pathlib.Path
+) -> None:
+    """A chain alone cannot show its tail was cut: an earlier export's last record can."""
+    copy, segment, lines = copy_ledger(kube, produced.ledger_ns)
+    earlier = tmp_path / "earlier.json"
+    assert cli.main(["audit", "export", f"--kubeconfig={kube.kubeconfig}",
+                     f"--ledger-namespace={copy}", "-o", str(earlier)]) == 0  # fmt: skip
+    code, said = verify(kube, copy, f"--since={earlier}")
+    assert code == 0 and f"continues {earlier} (record {len(lines)})" in said, said
+    rewrite(kube, copy, segment, lines[:-2])
+    assert verify(kube, copy)[0] == 0  # what is left is a valid chain
+    code, said = verify(kube, copy, f"--since={earlier}")
+    assert code == 1, said
+    assert (
+        f"records {len(lines) - 1}..{len(lines)} were removed: the earlier export held up to "
+        f"record {len(lines)}, the ledger ends at record {len(lines) - 2}"
+    ) in said
+    kube.core.delete_namespace(copy)
 
 
 # As in test_reliability: twice the patch concurrency, so the crash leaves pods gated.
@@ -252,7 +400,95 @@ def test_a_stale_writer_conflicts_and_segments_roll_over_and_are_pruned(kube: Ku
     segments = small.segments()
     assert len(segments) == 3 and segments[0].index > 1  # rolled over, oldest pruned
     assert all(s.sealed for s in segments[:-1]) and not segments[-1].sealed
-    located = [item for s in segments for item in s.located()]
+    located = store.located([(s.name, s.lines) for s in segments])
     result = chain.verify(located, {key.kid: key.public})
     assert result.ok and result.anchored and result.last_seq == 12, result.summary()
     assert "{}" not in [ln for s in segments for ln in s.lines]  # the stale write left nothing
+
+
+# The auditor's report as the browser lays it out: the verification line and each table's
+# heading, header and cells (``innerText``).
+REPORT_DOM = """
+JSON.stringify({
+  title: document.title,
+  verification: document.getElementById('verification').innerText,
+  tables: Object.fromEntries(Array.from(document.querySelectorAll('table')).map(t => [t.id, {
+    heading: t.previousElementSibling.innerText,
+    width: t.getBoundingClientRect().width,
+    header: Array.from(t.querySelectorAll('thead th')).map(c => c.innerText),
+    rows: Array.from(t.querySelectorAll('tbody tr'))
+      .map(r => Array.from(r.cells).map(c => c.innerText)),
+  }])),
+})
+"""
+
+
+def report(kube: Kube, produced: Produced, out: pathlib.Path, start: str, end: str) -> str:
+    """``greenplace audit report`` as an auditor runs it; what it printed."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(["audit", "report", f"--kubeconfig={kube.kubeconfig}",
+                         f"--ledger-namespace={produced.ledger_ns}", "-n", produced.ns,
+                         f"--from={start}", f"--to={end}", "--html", str(out / "report.html"),
+                         "--csv", str(out / "report.csv")])  # fmt: skip
+    assert code == 0, printed.getvalue()
+    return printed.getvalue()
+
+
+def test_the_auditor_report_in_a_browser_and_as_csv(
+    kube: Kube, produced: Produced, tmp_path: pathlib.Path
+) -> None:
+    found = [r for r in records(kube, produced.ledger_ns) if r["entry"]["namespace"] == produced.ns]
+    printed = report(kube, produced, tmp_path, "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z")
+    assert printed.startswith(f"{len(produced.placed)} placements and 1 other decisions of ")
+    with (tmp_path / "report.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    by_pod = {row["pods"]: row for row in rows}
+    assert set(by_pod) == set(produced.placed) and len(rows) == len(produced.placed)
+    recorded = {
+        r["entry"]["pods"][0]["name"]: r for r in found if r["entry"]["outcome"] == "Placed"
+    }
+    for name, row in by_pod.items():
+        entry = recorded[name]["entry"]
+        assert row["workload"] == f"{produced.ns}/{name}" and row["record"] == str(
+            recorded[name]["seq"]
+        )
+        assert row["pool"] == entry["pool"]["name"] and row["country"] == entry["pool"]["country"]
+        assert row["legal regime"].startswith(
+            f"legal home {entry['pool']['jurisdiction']['legalHome']};"
+        )
+        assert float(row["energy kWh"]) == pytest.approx(entry["charge"]["kWh"], abs=1e-3)
+        assert float(row["kgCO2e"]) == pytest.approx(entry["charge"]["kgCO2e"], abs=1e-3)
+        assert (
+            float(row["cost"]) == pytest.approx(entry["charge"]["money"], abs=0.01)
+            and float(row["cost"]) > 0
+        )
+        assert row["currency"] == "EUR"
+    for name in ("later-0", "later-1"):  # placed under the SecNumCloud rule, for 2 h
+        certified = by_pod[name]["certifications valid over the run"]
+        assert "SecNumCloud 3.2 (until 2027-12-31" in certified and "NOT" not in certified
+        regime = "legal home FR; regimes EEA, EU; extraterritorial exposure none"
+        assert by_pod[name]["legal regime"] == regime
+
+    with chromium.open_page(tmp_path / "report.html", tmp_path / "chromium") as page:
+        page.wait_loaded()
+        dom = json.loads(page.evaluate(REPORT_DOM))
+        shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        (tmp_path / "report.png").write_bytes(base64.b64decode(shot["data"]))
+    assert produced.ns in dom["title"]
+    assert dom["verification"].startswith("ledger verified: records 1..")
+    placements, waiting = dom["tables"]["placements"], dom["tables"]["waiting"]
+    assert placements["heading"] == f"Placements ({len(rows)})"
+    assert placements["header"] == list(report_.COLUMNS) and placements["width"] > 500
+    with (tmp_path / "report.csv").open(newline="") as handle:
+        assert placements["rows"] == list(csv.reader(handle))[1:]  # cell by cell, as laid out
+    (held,) = (r for r in found if r["entry"]["workload"] == f"{produced.ns}/huge")
+    held_row = [held["at"], held["entry"]["workload"], held["entry"]["outcome"],
+                held["entry"]["reason"], held["entry"]["message"], str(held["seq"])]  # fmt: skip
+    assert waiting["rows"] == [held_row] and held_row[2] != "Placed"
+
+    # The window: only what was decided in [from, to); the policy's change splits the pods.
+    first_later = min(recorded[n]["at"] for n in ("later-0", "later-1"))
+    report(kube, produced, tmp_path, "2020-01-01T00:00:00Z", first_later)
+    with (tmp_path / "report.csv").open(newline="") as handle:
+        assert {row["pods"] for row in csv.DictReader(handle)} == {"p0", "p1", "p2"}

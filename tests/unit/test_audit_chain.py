@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from greenplace.audit import chain
+from greenplace.audit import chain, store
 
 AT = "2026-03-01T10:00:00.000000Z"
 
@@ -39,10 +39,22 @@ def test_an_untouched_chain_verifies_from_the_first_record() -> None:
 
 
 def test_a_chain_whose_first_records_were_pruned_verifies_as_anchored() -> None:
-    result = check(sealed(5)[2:])
+    lines = sealed(5)
+    kept = store.located([("greenplace-ledger-000002", lines[2:4]),
+                          ("greenplace-ledger-000003", lines[4:])])  # fmt: skip
+    result = chain.verify(kept, KEYS)
     assert result.ok, result.problem
     assert (result.first_seq, result.anchored) == (3, True)
     assert "anchored on the digest of pruned record 2" in result.summary()
+
+
+def test_records_cut_from_the_head_of_segment_1_are_named_not_taken_for_retention() -> None:
+    """Retention deletes whole segments, the oldest first: segment 1 follows nothing pruned."""
+    kept = store.located([("greenplace-ledger-000001", sealed(5)[2:])])
+    result = chain.verify(kept, KEYS)
+    assert result.problem is not None and result.problem.startswith(
+        "record 2 was removed: record 3 (greenplace-ledger-000001 line 1) chains on it"
+    ), result.problem
 
 
 def edited(line: str, **changes: object) -> str:
@@ -117,3 +129,20 @@ def test_canonical_form_ignores_how_the_store_spaced_the_json() -> None:
     lines = sealed(2)
     spaced = [json.dumps(json.loads(line), indent=2, sort_keys=False) for line in lines]
     assert check(spaced).ok
+
+
+def test_a_chain_continues_an_earlier_export_unless_its_newest_records_were_cut() -> None:
+    lines = sealed(6)
+    earlier = json.loads(lines[3])  # an export made when record 4 was the newest
+    assert chain.holds(check(lines), earlier) is None
+    assert chain.holds(check(lines[:4]), earlier) is None
+    assert chain.holds(check(lines[:2]), earlier) == (
+        "records 3..4 were removed: the earlier export held up to record 4, the ledger ends at "
+        "record 2"
+    )
+    other = json.loads(sealed(6, chain.SigningKey.generate())[3])  # another chain's record 4
+    assert chain.holds(check(lines), other) == (
+        "record 4 is not the one the earlier export held (its digest differs)"
+    )
+    pruned = store.located([("greenplace-ledger-000002", lines[4:])])
+    assert chain.holds(chain.verify(pruned, KEYS), earlier) is None  # retention pruned it since

@@ -10,6 +10,7 @@ tested in ``tests/e2e/test_chart.py``.
 
 from __future__ import annotations
 
+import base64
 import json
 import pathlib
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import yaml
 
 from greenplace.api import crdgen
+from greenplace.audit import chain, store
 from greenplace.cli import main as cli
 from greenplace.cli import operate
 from tests.charts import helm_template, operator_pod
@@ -109,8 +111,8 @@ def test_no_credentials_by_default() -> None:
     (container,) = pod["containers"]
     assert not any(a.startswith("--credentials-dir") for a in container["args"])
     # No webhook certificate: gate.mode policy (tests/unit/test_gate_policy_chart.py).
-    assert [v["name"] for v in pod["volumes"]] == ["record-key", "tmp"]
-    assert [m["name"] for m in container["volumeMounts"]] == ["record-key", "tmp"]
+    assert [v["name"] for v in pod["volumes"]] == ["record-key", "ledger-key", "tmp"]
+    assert [m["name"] for m in container["volumeMounts"]] == ["record-key", "ledger-key", "tmp"]
 
 
 def test_the_record_key_is_mounted_and_the_operator_told() -> None:
@@ -122,6 +124,93 @@ def test_the_record_key_is_mounted_and_the_operator_told() -> None:
     assert mount == {"name": "record-key", "mountPath": "/etc/greenplace/record-key",
                      "readOnly": True}  # fmt: skip
     assert "--record-key-file=/etc/greenplace/record-key/key" in container["args"]
+
+
+# -- ledger: the signed placement ledger's key, retention and RBAC (docs/audit.md) ------------
+
+
+def _rendered(*sets: str) -> list[dict[str, Any]]:
+    result = helm_template(*sets)
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_ledger_key_is_generated_mounted_and_the_operator_told(tmp_path: pathlib.Path) -> None:
+    docs = _rendered("ledger.retentionSegments=7")
+    (secret,) = [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] ==
+                 "gp-greenplace-ledger-key"]  # fmt: skip
+    pem = base64.b64decode(secret["data"]["private.pem"])
+    key = chain.SigningKey.from_pem(pem, "the chart's ledger key")  # Ed25519, PKCS#8
+    pod = operator_pod("ledger.retentionSegments=7")
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "ledger-key"]
+    assert volume["secret"] == {"secretName": "gp-greenplace-ledger-key", "defaultMode": 0o440}
+    mount = {m["name"]: m for m in container["volumeMounts"]}["ledger-key"]
+    assert mount == {"name": "ledger-key", "mountPath": "/etc/greenplace/ledger-key",
+                     "readOnly": True}  # fmt: skip
+    config = operate.config_from(cli.build_parser().parse_args(container["args"]))
+    assert config.ledger and config.ledger_retention_segments == 7
+    assert config.ledger_key_file == pathlib.Path("/etc/greenplace/ledger-key/private.pem")
+    # The operator reads the file as mounted: the same key.
+    (tmp_path / "private.pem").write_bytes(pem)
+    assert store.load_signing_key(None, "unused", tmp_path / "private.pem").kid == key.kid
+    # A new install makes a new key (an upgrade keeps it: tests/e2e/test_chart.py).
+    (again,) = [d for d in _rendered() if d["kind"] == "Secret" and d["metadata"]["name"] ==
+                "gp-greenplace-ledger-key"]  # fmt: skip
+    assert again["data"]["private.pem"] != secret["data"]["private.pem"]
+
+
+def test_a_named_ledger_key_secret_is_mounted_and_none_generated() -> None:
+    docs = _rendered("ledger.keySecret=audit-signing")
+    assert not [d for d in docs if d["kind"] == "Secret" and "ledger" in d["metadata"]["name"]]
+    (volume,) = [v for v in operator_pod("ledger.keySecret=audit-signing")["volumes"]
+                 if v["name"] == "ledger-key"]  # fmt: skip
+    assert volume["secret"]["secretName"] == "audit-signing"
+
+
+def test_the_ledger_off_means_no_key_no_role_and_the_operator_told() -> None:
+    docs = _rendered("ledger.enabled=false")
+    assert not [d for d in docs if "ledger" in d["metadata"]["name"]]
+    (container,) = operator_pod("ledger.enabled=false")["containers"]
+    assert "--no-ledger" in container["args"]
+    assert not any(a.startswith("--ledger") for a in container["args"])
+    assert not operate.config_from(cli.build_parser().parse_args(container["args"])).ledger
+
+
+def test_the_ledger_role_covers_configmaps_of_the_release_namespace_only() -> None:
+    docs = _rendered()
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] ==
+               "gp-greenplace-ledger"]  # fmt: skip
+    assert role["metadata"]["namespace"] == "greenplace-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"],
+                              "verbs": ["get", "list", "create", "update", "delete"]}]  # fmt: skip
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] ==
+                  "gp-greenplace-ledger"]  # fmt: skip
+    assert binding["roleRef"]["name"] == "gp-greenplace-ledger"
+
+
+@pytest.mark.parametrize(
+    "bad", ["ledger.keySecret=Not_A_Name", "ledger.retentionSegments=0", "ledger.retention=5"]
+)
+def test_the_schema_refuses_a_bad_ledger_value(bad: str) -> None:
+    result = helm_template(bad)
+    assert result.returncode != 0 and "schema" in result.stderr, result.stderr
+
+
+def test_policy_reports_are_off_by_default_and_on_bring_their_rule_and_flag() -> None:
+    def rules(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] ==
+                   "gp-greenplace"]  # fmt: skip
+        return [r for r in role["rules"] if "wgpolicyk8s.io" in r["apiGroups"]]
+
+    assert rules(_rendered()) == []
+    assert "--policy-reports" not in operator_pod()["containers"][0]["args"]
+    assert rules(_rendered("policyReports.enabled=true")) == [
+        {"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"],
+         "verbs": ["get", "create", "update"]}
+    ]  # fmt: skip
+    args = operator_pod("policyReports.enabled=true")["containers"][0]["args"]
+    assert operate.config_from(cli.build_parser().parse_args(args)).policy_reports
 
 
 def test_the_governed_accelerators_reach_the_operator_and_the_policies() -> None:
@@ -165,7 +254,7 @@ def test_each_credentials_secret_is_mounted_read_only_and_the_operator_told(
             "mountPath": f"{CREDENTIALS_DIR}/{name}",
             "readOnly": True,
         }
-    assert len(secrets) == 3  # and the record key (no webhook certificate with gate.mode policy)
+    assert len(secrets) == 4  # and the record and ledger keys (no webhook certificate: policy)
     # Pod Security "restricted" still holds: the credentials do not need a writable root.
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]

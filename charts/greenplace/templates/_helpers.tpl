@@ -159,3 +159,10 @@ signature; greenplace.controller.gatepolicy). Empty otherwise: no webhook, no ce
 {{- define "greenplace.webhookServed" -}}
 {{- if or (eq .Values.gate.mode "webhook") .Values.kueue.enabled }}true{{ end }}
 {{- end }}
+
+{{/*
+The Secret holding the ledger's Ed25519 key: ledger.keySecret, else the one the chart makes.
+*/}}
+{{- define "greenplace.ledgerKeySecret" -}}
+{{- .Values.ledger.keySecret | default (printf "%s-ledger-key" (include "greenplace.fullname" .)) }}
+{{- end }}

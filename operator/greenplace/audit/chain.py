@@ -9,7 +9,9 @@ anyone with write access to the operator's namespace can edit). So each record c
   further on a reordered one);
 - ``prev``: the SHA-256 of the previous record's canonical form, signature included (the
   first record ever has 64 zeros; after retention pruned older segments, the first kept
-  record's ``prev`` anchors the chain on the last pruned one);
+  record's ``prev`` anchors the chain on the last pruned one). Retention deletes whole
+  segments only, so a chain may start on such an anchor only where the store says a pruned
+  segment ended (``Located.may_anchor``): records cut from the head of a segment are named;
 - ``kid`` and ``sig``: an Ed25519 signature (the ``cryptography`` package: a well-kept binding
   of OpenSSL, already greenplace's dependency; no hand-written cryptography) over the canonical
   form of every other field, by the key ``kid`` names. Ed25519 rather than the HMAC of pod
@@ -42,6 +44,7 @@ __all__ = [
     "Verification",
     "canonical",
     "digest",
+    "holds",
     "key_id",
     "load_public_key",
     "public_pem",
@@ -147,10 +150,13 @@ def seal(
 
 @dataclasses.dataclass(frozen=True)
 class Located:
-    """One stored line and where it is (``segment line N``), as ``verify`` names it."""
+    """One stored line and where it is (``segment line N``), as ``verify`` names it;
+    ``may_anchor``: the line opens the oldest segment kept after retention deleted older ones,
+    so the chain may start there on a pruned record's digest."""
 
     where: str
     line: str
+    may_anchor: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +240,11 @@ def verify(lines: Sequence[Located], keys: Mapping[str, ed25519.Ed25519PublicKey
                 f"record {seq} ({item.where}) claims to be the first record ever but is "
                 f"numbered {seq}: records 1..{seq - 1} were removed"
             )
+        elif record["prev"] != GENESIS and not item.may_anchor:
+            return failed(
+                f"record {seq - 1} was removed: record {seq} ({item.where}) chains on it, and "
+                "retention deletes whole segments only, the oldest first"
+            )
         records.append(record)
         previous = record
     if not records:
@@ -246,6 +257,27 @@ def verify(lines: Sequence[Located], keys: Mapping[str, ed25519.Ed25519PublicKey
         anchored=records[0]["prev"] != GENESIS,
         keys_used=tuple(used),
     )
+
+
+def holds(verification: Verification, earlier: Mapping[str, Any]) -> str | None:
+    """Why a verified chain is not a continuation of ``earlier``, the last record of an earlier
+    export (None: it is, or retention pruned that record since). A chain alone cannot show that
+    its newest records were cut off; an earlier export's last record, kept by the auditor, can."""
+    seq = earlier.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return "the earlier export's last record has no number"
+    if not verification.records or seq > verification.last_seq:
+        last = verification.last_seq if verification.records else 0
+        return (
+            f"records {last + 1}..{seq} were removed: the earlier export held up to record "
+            f"{seq}, the ledger ends at record {last}"
+        )
+    if seq < verification.first_seq:
+        return None  # pruned by retention since: the anchored chain still covers what is kept
+    record = verification.records[seq - verification.first_seq]
+    if digest(record) != digest(earlier):
+        return f"record {seq} is not the one the earlier export held (its digest differs)"
+    return None
 
 
 def _parse(item: Located) -> dict[str, Any] | str:

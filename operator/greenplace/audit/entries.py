@@ -42,7 +42,8 @@ class PolicyFacts:
 
 @dataclasses.dataclass(frozen=True)
 class SignalFacts:
-    """The carbon intensity a pool was judged with, where it came from and how old it was."""
+    """The grid's carbon intensity a pool was judged with (before the pool's PUE, which the
+    pool's facts hold), where it came from and how old it was."""
 
     gco2_per_kwh: float | None
     source: str | None

@@ -19,7 +19,8 @@ way to agree on one chain; an object store or a database is one more component t
   writer started the next segment.
 - Retention: at most ``retention_segments`` segments; the oldest are deleted as new ones start.
   The first kept record's ``prev`` is the digest of the last pruned one, so the rest still
-  verifies (``chain.verify`` reports the chain as anchored).
+  verifies (``chain.verify`` reports the chain as anchored), from the first line of the oldest
+  segment kept only (``located``): records cut from inside a segment are named as removed.
 
 The key: ``KEY_SECRET`` (``private.pem``, PKCS#8), created with a fresh key when missing, or a
 file (``--ledger-key-file``, the chart mounts a Secret). Its public key is added to the
@@ -33,7 +34,7 @@ import dataclasses
 import json
 import logging
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -85,23 +86,40 @@ class Segment:
     def size(self) -> int:
         return sum(len(line.encode()) + 1 for line in self.lines)
 
-    def located(self) -> list[chain.Located]:
-        return [chain.Located(f"{self.name} line {i}", ln) for i, ln in enumerate(self.lines, 1)]
-
 
 def segment_name(index: int) -> str:
     return f"{PREFIX}{index:06d}"
 
 
+def segment_index(name: str) -> int | None:
+    """The number in a segment's name (None: not a segment's name)."""
+    suffix = name[len(PREFIX) :]
+    return int(suffix) if name.startswith(PREFIX) and suffix.isdigit() else None
+
+
+def located(segments: Sequence[tuple[str, Sequence[str]]]) -> list[chain.Located]:
+    """The lines of ``segments`` (name, lines; oldest first) as ``chain.verify`` reads them:
+    the chain may start on a pruned record's digest only at the first line of the oldest
+    segment, and only if that is not segment 1 (retention deleted the ones before it)."""
+    out = []
+    for position, (name, lines) in enumerate(segments):
+        index = segment_index(name)
+        pruned_before = position == 0 and index is not None and index > 1
+        for number, line in enumerate(lines, 1):
+            where = f"{name} line {number}"
+            out.append(chain.Located(where, line, may_anchor=pruned_before and number == 1))
+    return out
+
+
 def _segment(body: Any) -> Segment | None:
     meta = body.metadata
-    suffix = meta.name[len(PREFIX) :]
-    if not meta.name.startswith(PREFIX) or not suffix.isdigit():
+    index = segment_index(meta.name)
+    if index is None:
         return None
     text = (body.data or {}).get(DATA_KEY, "")
     return Segment(
         meta.name,
-        int(suffix),
+        index,
         meta.resource_version,
         tuple(line for line in text.split("\n") if line),
         (meta.annotations or {}).get(SEALED) == "true",

@@ -32,10 +32,11 @@ DESCRIPTION = """\
 Check and read greenplace's signed placement ledger (docs/audit.md).
 
 verify: check the chain and every signature; name the first record changed, removed or
-reordered (exit 1). export: write the ledger and its public keys to a file (verify --file
-repeats the check anywhere). report: one namespace's placements over a window, as HTML and CSV,
-from a verified ledger only. Pin the keys with --public-key: whoever can rewrite the ledger's
-ConfigMaps can rewrite the published keys too."""
+reordered (exit 1); with --since, an earlier export's last record must still be there. export:
+write the ledger and its public keys to a file (verify --file repeats the check anywhere).
+report: one namespace's placements over a window, as HTML and CSV, from a verified ledger only.
+Pin the keys with --public-key: whoever can rewrite the ledger's ConfigMaps can rewrite the
+published keys too."""
 DEFAULT_LEDGER_NAMESPACE = "default"  # config.FALLBACK_LEASE_NAMESPACE: the operator's own
 
 
@@ -51,6 +52,13 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         "verify", help="check the chain and the signatures; name the first bad record"
     )
     _source_flags(verify)
+    verify.add_argument(
+        "--since",
+        type=pathlib.Path,
+        metavar="EXPORT",
+        help="an earlier `greenplace audit export`: its last record must still be in the ledger, "
+        "unchanged (a chain alone cannot show that its newest records were cut off)",
+    )
     verify.set_defaults(func=run_verify)
     export = commands.add_parser("export", help="write the ledger and its public keys to a file")
     _cluster_flags(export)
@@ -130,13 +138,18 @@ def _read_cluster(args: argparse.Namespace) -> dict[str, Any]:
 def _read(args: argparse.Namespace) -> dict[str, Any]:
     if args.file is None:
         return _read_cluster(args)
+    return _export(args.file)
+
+
+def _export(path: pathlib.Path) -> dict[str, Any]:
+    """The document of an export file, its shape checked."""
     try:
-        document = json.loads(args.file.read_text())
+        document = json.loads(path.read_text())
     except (OSError, ValueError) as error:
-        raise output.CliError(f"{args.file}: {error}") from None
+        raise output.CliError(f"{path}: {error}") from None
     if not isinstance(document, dict) or document.get("format") != EXPORT_FORMAT:
         raise output.CliError(
-            f"{args.file}: field 'format' is not {EXPORT_FORMAT!r}: not a file "
+            f"{path}: field 'format' is not {EXPORT_FORMAT!r}: not a file "
             "`greenplace audit export` wrote"
         )
     segments = document.get("segments")
@@ -146,7 +159,7 @@ def _read(args: argparse.Namespace) -> dict[str, Any]:
         for s in segments
     ):  # fmt: skip
         raise output.CliError(
-            f"{args.file}: field 'segments' must be a list of {{name, records: [text]}}"
+            f"{path}: field 'segments' must be a list of {{name, records: [text]}}"
         )
     return document
 
@@ -165,16 +178,28 @@ def _verified(args: argparse.Namespace) -> Any:
         keys = store.trusted(pems)
     except (OSError, ValueError) as error:
         raise output.CliError(str(error)) from None
-    lines = [
-        chain.Located(f"{segment['name']} line {i}", line)
-        for segment in document["segments"]
-        for i, line in enumerate(segment["records"], 1)
-    ]
-    return chain.verify(lines, keys)
+    segments = [(s["name"], s["records"]) for s in document["segments"]]
+    return chain.verify(store.located(segments), keys)
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    from greenplace.audit import chain
+
     result = _verified(args)
+    if result.ok and args.since is not None:
+        lines = [line for s in _export(args.since)["segments"] for line in s["records"]]
+        try:
+            last = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            last = None
+        if not isinstance(last, dict):
+            raise output.CliError(f"{args.since}: its last record is missing or not JSON")
+        problem = chain.holds(result, last)
+        if problem is not None:
+            print(f"ledger NOT verified: {problem} ({args.since})", file=sys.stderr)
+            return 1
+        print(f"{result.summary()}; continues {args.since} (record {last.get('seq')})")
+        return 0
     print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 

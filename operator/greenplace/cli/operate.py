@@ -238,6 +238,14 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--policy-reports",
+        action=argparse.BooleanOptionalAction,
+        default=_config_default("policy_reports"),
+        help="write one wgpolicyk8s.io PolicyReport per governed namespace: each workload's "
+        "sovereignty, carbon and budget result (needs the PolicyReport CRD; docs/audit.md) "
+        "(default: off)",
+    )
+    parser.add_argument(
         "--kueue",
         action=argparse.BooleanOptionalAction,
         default=_config_default("kueue"),
@@ -357,6 +365,7 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         ledger=args.ledger,
         ledger_key_file=args.ledger_key_file,
         ledger_retention_segments=args.ledger_retention_segments,
+        policy_reports=args.policy_reports,
         kueue=args.kueue,
         multikueue=args.multikueue,
         kueue_namespace=args.kueue_namespace,

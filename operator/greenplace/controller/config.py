@@ -93,6 +93,9 @@ class OperatorConfig:
     ledger: bool = True
     ledger_key_file: pathlib.Path | None = None
     ledger_retention_segments: int = 100
+    # One wgpolicyk8s.io PolicyReport per governed namespace (controller.policyreports; needs the
+    # Policy WG's CRD, which Kyverno or Policy Reporter install).
+    policy_reports: bool = False
     # Answer Kueue's AdmissionChecks whose controllerName is greenplace.dev/placement (needs
     # Kueue's CRDs; controller.kueue).
     kueue: bool = False

@@ -36,6 +36,7 @@ from greenplace.controller import (
     kube,
     kueue,
     podspec,
+    policyreports,
     records,
     snapshot,
     status,
@@ -81,6 +82,8 @@ class LoopState:
     activated: dict[str, str | None] = dataclasses.field(default_factory=dict)
     # The signed placement ledger (None: off), appended once the cycle's writes are done.
     audit: audit.Ledger | None = None
+    # The namespaces' PolicyReports (None: off), brought up to date after the ledger.
+    reports: policyreports.PolicyReports | None = None
 
 
 @dataclasses.dataclass
@@ -236,6 +239,8 @@ async def run_cycle(
     with report.phase("6-ledger"):  # its own phase: bench_burst reports the ledger's cost
         if state.audit is not None:  # every write of the cycle is done: its decisions are final
             await state.audit.record(gathered, built, plan, cache, now)
+        if state.reports is not None:
+            await state.reports.publish(gathered, built, plan, cache, now)
     return report
 
 

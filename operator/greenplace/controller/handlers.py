@@ -43,6 +43,7 @@ from greenplace.controller import (
     leadership,
     ledger,
     loops,
+    policyreports,
     records,
     webhook,
 )
@@ -104,6 +105,8 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
         cache.signer = await _record_signer(config, api)  # before any pod is cached
         if config.ledger:  # before the loops start: the first cycle appends (docs/audit.md)
             running.cycle_state.audit = await ledger.open_ledger(config, api)
+        if config.policy_reports:  # wgpolicyk8s.io PolicyReports (docs/audit.md)
+            running.cycle_state.reports = policyreports.PolicyReports(api)
         if config.manage_webhook_configuration:
             url = f"https://{config.webhook_host}:{config.webhook_port}"
             await _install_gate(config, api, url, files.ca)

@@ -251,8 +251,8 @@ class Ledger:
         carbon = None
         if pool is not None:
             reading = seen.gathered.observed.carbon.get(pool.location.grid_zone)
-            carbon = entries.SignalFacts(
-                pool.effective_gco2_per_kwh,
+            carbon = entries.SignalFacts(  # the grid's value; the pool's PUE is in its facts
+                pool.gco2_per_kwh,
                 seen.built.carbon_sources.get(pool.name),
                 None if reading is None else reading.age_s,
             )

@@ -304,3 +304,16 @@ def operator_process(kube: Kube, tmp_path: pathlib.Path) -> Iterator[OperatorPro
     process = OperatorProcess(kube, tmp_path / "operator.log", port, metrics_port)
     yield process
     process.stop()
+
+
+@pytest.fixture
+def replicas(kube: Kube, tmp_path: pathlib.Path) -> Iterator[tuple[OperatorProcess, ...]]:
+    """Two operator processes on one control plane, not started: the tests start them."""
+    ports = cluster.free_ports(4)
+    pair = tuple(
+        OperatorProcess(kube, tmp_path / f"r{i}.log", ports[2 * i], ports[2 * i + 1])
+        for i in range(2)
+    )
+    yield pair
+    for replica in pair:
+        replica.stop()

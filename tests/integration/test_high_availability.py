@@ -8,31 +8,16 @@ who leads from the Lease itself.
 from __future__ import annotations
 
 import json
-import pathlib
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
-from devcluster import cluster
 from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, OperatorProcess, wait_for, wait_for_cycles
 
 pytestmark = pytest.mark.cluster
 
 LEASE_SECONDS = 6
-
-
-@pytest.fixture
-def replicas(kube: Kube, tmp_path: pathlib.Path) -> Iterator[tuple[OperatorProcess, ...]]:
-    ports = cluster.free_ports(4)
-    pair = tuple(
-        OperatorProcess(kube, tmp_path / f"r{i}.log", ports[2 * i], ports[2 * i + 1])
-        for i in range(2)
-    )
-    yield pair
-    for replica in pair:
-        replica.stop()
 
 
 def start(replica: OperatorProcess, identity: str, lease_ns: str) -> None:

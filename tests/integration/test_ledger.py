@@ -336,18 +336,6 @@ def test_killed_mid_cycle_and_restarted_no_gap_no_duplicate(
     assert deleted.returncode == 0, deleted.stderr
 
 
-@pytest.fixture
-def replicas(kube: Kube, tmp_path: pathlib.Path) -> Iterator[tuple[OperatorProcess, ...]]:
-    ports = cluster.free_ports(4)
-    pair = tuple(
-        OperatorProcess(kube, tmp_path / f"r{i}.log", ports[2 * i], ports[2 * i + 1])
-        for i in range(2)
-    )
-    yield pair
-    for replica in pair:
-        replica.stop()
-
-
 def test_a_leader_change_continues_one_chain(
     kube: Kube, replicas: tuple[OperatorProcess, OperatorProcess]
 ) -> None:

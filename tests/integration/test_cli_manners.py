@@ -54,13 +54,23 @@ def run(capsys: pytest.CaptureFixture[str], kube: Kube, *argv: str) -> str:
 
 
 def data(capsys: pytest.CaptureFixture[str], kube: Kube, *argv: str) -> list[dict[str, Any]]:
-    """The items of ``argv`` as JSON and as YAML, which must be the same."""
-    as_json = json.loads(run(capsys, kube, *argv, "-o", "json"))
-    text = run(capsys, kube, *argv, "-o", "yaml")
+    """The items of ``argv`` as JSON and as YAML, which must be the same.
+
+    The running operator writes status (free GPUs, signal ages) between two reads, so the YAML
+    is read between two JSON reads: when those two agree, nothing changed meanwhile and the YAML
+    must equal them; when they differ, the three reads are taken again.
+    """
+    for _ in range(10):
+        before = json.loads(run(capsys, kube, *argv, "-o", "json"))
+        text = run(capsys, kube, *argv, "-o", "yaml")
+        after = json.loads(run(capsys, kube, *argv, "-o", "json"))
+        if before == after:
+            break
+    else:
+        pytest.fail(f"{argv}: the output changed between every pair of reads")
     assert text.startswith("items:"), text[:200]  # YAML, not JSON (which YAML would also read)
-    as_yaml = yaml.safe_load(text)
-    assert as_json == as_yaml
-    items: list[dict[str, Any]] = as_json["items"]
+    assert yaml.safe_load(text) == before
+    items: list[dict[str, Any]] = before["items"]
     return items
 
 

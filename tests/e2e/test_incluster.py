@@ -410,5 +410,16 @@ def test_the_webhook_mode_serves_admission_from_the_operators_pod(incluster: InC
     assert policies.stdout.strip() == "", policies.stdout
     (ns,) = [n.metadata.name for n in kube.core.list_namespace().items
              if (n.metadata.labels or {}).get("greenplace.dev/governed") == "true"]  # fmt: skip
+
+    # Rolled out is not yet reachable: the API server learns of the new webhook configuration
+    # from its informer, and kube-proxy routes the Service to the new pods, a moment later (CI
+    # saw "dial tcp <service IP>:443: connection refused" right after the rollout). Until then a
+    # governed GPU pod is refused, as it must be (failurePolicy Fail).
+    def gated_by_the_webhook() -> bool:
+        probe = k8s.manifest(k8s.gpu_pod(ns, "webhook-probe", 4))
+        tried = kube.kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=probe)
+        return tried.returncode == 0 and podspec.is_gated(json.loads(tried.stdout))
+
+    integration.wait_for(gated_by_the_webhook, 60, "the API server to call the chart's webhook")
     # The first pod filled the lowest-carbon pool (one node, 4 GPUs): the next FR one.
     assert_placed(incluster, ns, "train-through-webhook", SECOND_POOL)

@@ -5,18 +5,22 @@ test modules check reports that way (the simulator's, tests/e2e/test_sim_report.
 auditor's, tests/integration/test_ledger.py). Debian's Chromium (``scripts/ensure-chromium.sh``
 installs it) is started on a loopback DevTools port with a profile of its own, the page is read
 through ``Runtime.evaluate``; no network is used. A missing Chromium fails the test, never
-skips it.
+skips it. Nothing polls: the DevTools address is the line Chromium prints when it listens, the
+page is opened by ``Target.createTarget`` and loaded once ``Page.loadEventFired`` arrives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import pathlib
+import re
+import selectors
 import shutil
 import subprocess
+import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,11 +47,12 @@ FLAGS = (
 
 
 class Session:
-    """The smallest DevTools protocol client: one request at a time, events skipped."""
+    """The smallest DevTools protocol client: one request at a time; events kept until asked."""
 
     def __init__(self, socket: websocket.WebSocket, url: str) -> None:
         self._socket = socket
         self._next_id = 0
+        self._events: list[dict[str, Any]] = []
         self.url = url
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
@@ -55,11 +60,26 @@ class Session:
         self._socket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self._socket.recv())
-            if message.get("id") == self._next_id:
+            if "method" in message:
+                self._events.append(message)
+            elif message.get("id") == self._next_id:
                 if "error" in message:
                     raise AssertionError(f"{method} failed: {message['error']}")
                 result: dict[str, Any] = message["result"]
                 return result
+
+    def event(self, method: str) -> dict[str, Any]:
+        """The first ``method`` event not yet taken (waiting for it: the socket's timeout)."""
+        while True:
+            for i, message in enumerate(self._events):
+                if message["method"] == method:
+                    del self._events[: i + 1]
+                    params: dict[str, Any] = message.get("params", {})
+                    return params
+            self._events.clear()
+            message = json.loads(self._socket.recv())
+            if "method" in message:
+                self._events.append(message)
 
     def evaluate(self, expression: str) -> Any:
         return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"][
@@ -67,12 +87,11 @@ class Session:
         ]
 
     def wait_loaded(self) -> None:
-        """Until the page itself (not the initial blank page) has loaded."""
-        deadline = time.monotonic() + 30
-        check = f"location.href === {json.dumps(self.url)} && document.readyState"
-        while self.evaluate(check) != "complete":
-            assert time.monotonic() < deadline, f"{self.url} did not finish loading in 30 s"
-            time.sleep(0.1)
+        """Navigate to the page (again) and return once its load event fired."""
+        self.call("Page.enable")
+        self.call("Page.navigate", url=self.url)
+        self.event("Page.loadEventFired")
+        assert self.evaluate("location.href") == self.url, f"{self.url} was not the page loaded"
 
 
 @contextlib.contextmanager
@@ -82,14 +101,21 @@ def open_page(page: pathlib.Path, profile: pathlib.Path) -> Iterator[Session]:
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (as root) first")
     url = page.as_uri()
     browser = subprocess.Popen(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", url],
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
-        port = _devtools_port(profile, browser)
+        address = _browser_address(browser)
+        browser_socket = websocket.create_connection(address, timeout=30, suppress_origin=True)
+        try:
+            target = Session(browser_socket, "").call("Target.createTarget", url="about:blank")
+        finally:
+            browser_socket.close()
         socket = websocket.create_connection(
-            _page_socket(port, url), timeout=30, suppress_origin=True
+            f"{address.split('/devtools/')[0]}/devtools/page/{target['targetId']}",
+            timeout=30,
+            suppress_origin=True,
         )
         try:
             yield Session(socket, url)
@@ -100,25 +126,29 @@ def open_page(page: pathlib.Path, profile: pathlib.Path) -> Iterator[Session]:
         browser.wait(timeout=30)
 
 
-def _devtools_port(profile: pathlib.Path, browser: subprocess.Popen[bytes]) -> int:
-    marker = profile / "DevToolsActivePort"
+_LISTENING = re.compile(rb"DevTools listening on (ws://\S+)")
+
+
+def _browser_address(browser: subprocess.Popen[bytes]) -> str:
+    """The browser's DevTools socket URL, from the line Chromium prints once it listens; the
+    rest of its output is drained in the background (a full pipe would stall it)."""
+    assert browser.stderr is not None
+    fd = browser.stderr.fileno()
+    seen = b""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if browser.poll() is not None:
-            pytest.fail(f"chromium exited with {browser.returncode} before DevTools was up")
-        if marker.exists() and marker.read_text().strip():
-            return int(marker.read_text().split()[0])
-        time.sleep(0.1)
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0 and waiting.select(left):
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                pytest.fail(f"chromium exited with {browser.wait(30)} before DevTools was up")
+            seen += chunk
+            if found := _LISTENING.search(seen):
+                threading.Thread(target=_drain, args=(fd,), daemon=True).start()
+                return found[1].decode()
     pytest.fail("chromium did not open its DevTools port within 60 s")
 
 
-def _page_socket(port: int, url: str) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as answer:
-            targets = json.load(answer)
-        for target in targets:
-            if target.get("type") == "page" and target.get("url") == url:
-                return str(target["webSocketDebuggerUrl"])
-        time.sleep(0.1)
-    pytest.fail(f"no DevTools page target for {url}")
+def _drain(fd: int) -> None:
+    while os.read(fd, 65536):
+        pass

@@ -15,6 +15,7 @@ from typing import Any
 
 from greenplace.audit import chain, store
 from greenplace.controller import ledger as ledger_
+from greenplace.controller import snapshot
 
 AT = datetime.datetime(2026, 12, 3, 12, 0, tzinfo=datetime.UTC)
 
@@ -60,7 +61,7 @@ def opened(fake: GatedStore, *found: dict[str, Any]) -> ledger_.Ledger:
 
 
 def record(ledger: ledger_.Ledger) -> Any:
-    return ledger.record(None, None, None, None, AT)  # type: ignore[arg-type]
+    return ledger.record(snapshot.Decided(None, None, None, None, AT))  # type: ignore[arg-type]
 
 
 def test_a_cycle_does_not_wait_for_its_append_and_the_next_waits_for_the_previous() -> None:
@@ -70,12 +71,19 @@ def test_a_cycle_does_not_wait_for_its_append_and_the_next_waits_for_the_previou
     async def scenario() -> None:
         assert await asyncio.wait_for(record(ledger), 5) == 1  # returned with the append pending
         assert fake.appends == 0
-        ledger.new_entries = lambda *_: []  # type: ignore[method-assign]
+        order: list[str] = []
+
+        def second_cycle_entries(*_: object) -> list[dict[str, Any]]:
+            order.append(f"second cycle's entries after {fake.appends} append(s)")
+            return []
+
+        ledger.new_entries = second_cycle_entries  # type: ignore[method-assign]
         second = asyncio.create_task(record(ledger))
-        await asyncio.sleep(0.05)
-        assert not second.done(), "the next cycle's ledger phase must wait for the append"
+        await asyncio.sleep(0)  # one turn of the loop: the second cycle runs up to its first wait
         fake.gate.set()
         await asyncio.wait_for(second, 5)
+        # The next cycle's ledger phase worked out its entries only once the append was done.
+        assert order == ["second cycle's entries after 1 append(s)"]
 
     asyncio.run(scenario())
     assert fake.appends == 1

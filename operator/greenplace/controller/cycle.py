@@ -237,10 +237,11 @@ async def run_cycle(
                 gathered, snap, plan, built=built, now=now, ledger=state.ledger
             )
     with report.phase("6-ledger"):  # its own phase: bench_burst reports the ledger's cost
+        decided = snapshot.Decided(gathered, built, plan, cache, now)
         if state.audit is not None:  # every write of the cycle is done: its decisions are final
-            await state.audit.record(gathered, built, plan, cache, now)
+            await state.audit.record(decided)
         if state.reports is not None:
-            await state.reports.publish(gathered, built, plan, cache, now)
+            await state.reports.publish(decided)
     return report
 
 

@@ -104,14 +104,7 @@ class Ledger:
                 self.placed.add((str(pod["uid"]), str(pod["placedAt"])))
         self.states[str(entry.get("workload"))] = _state(entry)
 
-    async def record(
-        self,
-        gathered: snapshot.Gathered,
-        built: snapshot.Built,
-        plan: model.Plan,
-        cache: cache_.Cache,
-        at: datetime.datetime,
-    ) -> int:
+    async def record(self, decided: snapshot.Decided) -> int:
         """Work out what this cycle decided and wrote, and append it in the background.
 
         The entries are worked out now, from the cache as this cycle's writes left it (a later
@@ -128,9 +121,9 @@ class Ledger:
         except Exception as error:  # never stop placement: the next cycle tries again
             logger.warning("ledger: reading the chain failed, retried next cycle: %s", error)
             return 0
-        found = self.new_entries(gathered, built, plan, cache, at)
+        found = self.new_entries(decided)
         if found:
-            self._pending = asyncio.create_task(self._append(found, at))
+            self._pending = asyncio.create_task(self._append(found, decided.at))
         return len(found)
 
     async def drain(self, timeout: float | None = None) -> None:
@@ -186,21 +179,15 @@ class Ledger:
             return not all(key in self.placed for key in placed)
         return self.states.get(str(entry.get("workload"))) != _state(entry)
 
-    def new_entries(
-        self,
-        gathered: snapshot.Gathered,
-        built: snapshot.Built,
-        plan: model.Plan,
-        cache: cache_.Cache,
-        at: datetime.datetime,
-    ) -> list[dict[str, Any]]:
+    def new_entries(self, decided: snapshot.Decided) -> list[dict[str, Any]]:
         """The entries this cycle adds: placements written and not recorded, changed states,
         and placements found on pods that the ledger does not hold (``recovered``)."""
+        built, cache = decided.built, decided.cache
         pools = {p.name: p for p in built.snapshot.pools}
-        seen = _Seen(at, gathered, built)
+        seen = _Seen(decided)
         out: list[dict[str, Any]] = []
         claimed: set[str] = set()
-        for decision in plan.decisions:
+        for decision in decided.plan.decisions:
             members = built.members.get(decision.workload, ())
             pool = pools.get(decision.pool) if decision.pool else None
             if decision.outcome is model.Outcome.PLACED:
@@ -272,16 +259,14 @@ class Ledger:
 class _Seen:
     """What a cycle's records cite: its time, workloads and governing policies' facts."""
 
-    def __init__(
-        self, at: datetime.datetime, gathered: snapshot.Gathered, built: snapshot.Built
-    ) -> None:
-        self.at, self.gathered, self.built = at, gathered, built
-        self.workloads = {w.key: w for w in built.snapshot.workloads}
+    def __init__(self, decided: snapshot.Decided) -> None:
+        self.at, self.gathered, self.built = decided.at, decided.gathered, decided.built
+        self.workloads = {w.key: w for w in decided.built.snapshot.workloads}
         self.policies = {
             f"{p.namespace}/{p.name}": entries.PolicyFacts(
                 f"{p.namespace}/{p.name}", p.generation, spec_digest(p.spec)
             )
-            for p in gathered.policies
+            for p in decided.gathered.policies
         }
 
 

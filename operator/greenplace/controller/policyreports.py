@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -25,9 +24,7 @@ from typing import Any
 from kubernetes import client
 
 from greenplace.audit import policyreport
-from greenplace.controller import cache as cache_
 from greenplace.controller import snapshot
-from greenplace.domain import model
 
 __all__ = ["PolicyReports"]
 
@@ -56,33 +53,20 @@ class PolicyReports:
         self.custom = client.CustomObjectsApi(api)
         self.known: dict[str, _Known] = {}
 
-    async def publish(
-        self,
-        gathered: snapshot.Gathered,
-        built: snapshot.Built,
-        plan: model.Plan,
-        cache: cache_.Cache,
-        at: datetime.datetime,
-    ) -> int:
+    async def publish(self, decided: snapshot.Decided) -> int:
         """Bring every governed namespace's report up to date; return how many were written."""
         try:
-            return await asyncio.to_thread(self._publish, gathered, built, plan, cache, at)
+            return await asyncio.to_thread(self._publish, decided)
         except Exception as error:  # never stop placement: the next cycle tries again
             logger.warning("policy reports: not written, retried next cycle: %s", error)
             self.known.clear()
             return 0
 
-    def _publish(
-        self,
-        gathered: snapshot.Gathered,
-        built: snapshot.Built,
-        plan: model.Plan,
-        cache: cache_.Cache,
-        at: datetime.datetime,
-    ) -> int:
+    def _publish(self, decided: snapshot.Decided) -> int:
+        built, cache, at = decided.built, decided.cache, decided.at
         budgeted = {p.key for p in built.snapshot.policies if p.budget}
         fresh: dict[str, Results] = {}
-        for decision in plan.decisions:
+        for decision in decided.plan.decisions:
             pods = [(p.name, p.uid) for p in built.members.get(decision.workload, ())]
             results = policyreport.results_of(
                 decision, pods, budgeted=any(k in budgeted for k in decision.policies), at=at
@@ -91,7 +75,7 @@ class PolicyReports:
             fresh.setdefault(namespace, {})[decision.workload] = results
         alive = {uid for uid, pod in cache.pods.items() if not pod.terminal}
         written = 0
-        for namespace in sorted({p.namespace for p in gathered.policies}):
+        for namespace in sorted({p.namespace for p in decided.gathered.policies}):
             known = self.known.get(namespace) or self._read(namespace)
             merged = {
                 workload: results

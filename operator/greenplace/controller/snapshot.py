@@ -54,6 +54,7 @@ __all__ = [
     "MAX_GANG_SIZE",
     "RELEASE_RESERVATION",
     "Built",
+    "Decided",
     "Gathered",
     "Warning",
     "build",
@@ -158,6 +159,18 @@ class Built:
     # Per Kueue workload key: the pools its pods' own constraints admit (None: every pool),
     # before the flavor narrows them (the cycle asks what another flavor would do).
     kueue_fits: dict[str, frozenset[str] | None] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decided:
+    """One cycle once its writes are done: what it saw, built and decided, and the cache as its
+    writes left it. What the records of a cycle (the ledger, the PolicyReports) are made of."""
+
+    gathered: Gathered
+    built: Built
+    plan: model.Plan
+    cache: cache_.Cache
+    at: datetime.datetime
 
 
 FALLBACK_SOURCE = "spec.carbonIntensity.fallbackGramsPerKwh"

@@ -38,6 +38,12 @@ release latency, greenplace's part) and bound (plus kube-scheduler and kwok): p5
 The signed placement ledger is on, as by default (issue 17): its cost is the time the governed
 run's cycles spent in their ``6-ledger`` phase (the operator's
 ``greenplace_cycle_phase_seconds`` histogram, read before and after), as a share of the run.
+
+Where the time goes (``costs`` in each run's result): the API server's writes per pod, by
+resource and verb (its ``apiserver_request_total``, read before and after), and the CPU seconds
+per pod of each process of the control plane and of the operator (``/proc/<pid>/stat``, read
+before and after). On a machine whose cores the API server saturates, a run's pace follows
+the writes each pod costs it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import concurrent.futures
 import json
 import math
 import os
+import pathlib
 import threading
 import time
 import urllib.request
@@ -84,6 +91,67 @@ def phase_seconds(metrics_url: str, phase: str) -> float:
             for sample in family.samples
             if sample.name.endswith("_sum") and sample.labels.get("phase") == phase
         )
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"})
+
+
+def api_writes(metrics: str) -> dict[str, float]:
+    """The API server's successful writes so far, by ``resource[/subresource] VERB``."""
+    out: dict[str, float] = {}
+    for family in parser.text_string_to_metric_families(metrics):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if not sample.name.endswith("_total") or labels.get("verb") not in _WRITES:
+                continue
+            if not labels.get("code", "").startswith("2"):
+                continue
+            resource = labels.get("resource", "")
+            if labels.get("subresource"):
+                resource += f"/{labels['subresource']}"
+            key = f"{resource} {labels['verb']}"
+            out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds each process has used so far (Linux ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # not on this machine (an existing cluster) or gone
+        out[name] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class Costs:
+    """What a run cost per pod: API writes by kind, CPU seconds by process."""
+
+    def __init__(self, bench: Bench, pids: dict[str, int]) -> None:
+        self.bench, self.pids = bench, pids
+        self.writes = api_writes(bench.kubectl("get", "--raw", "/metrics"))
+        self.cpu = cpu_seconds(pids)
+
+    def per_pod(self, pods: int) -> dict[str, Any]:
+        writes, cpu = (
+            api_writes(self.bench.kubectl("get", "--raw", "/metrics")),
+            cpu_seconds(self.pids),
+        )
+        added = {k: v - self.writes.get(k, 0.0) for k, v in writes.items()}
+        return {
+            "api_writes_per_pod": round(sum(added.values()) / pods, 2),
+            "api_writes_per_pod_by_kind": {
+                k: round(v / pods, 2) for k, v in sorted(added.items()) if v / pods >= 0.01
+            },
+            "cpu_ms_per_pod": {
+                k: round(1000 * (v - self.cpu.get(k, 0.0)) / pods, 2) for k, v in cpu.items()
+            },
+        }
 
 
 def _pod(namespace: str, name: str) -> dict[str, Any]:
@@ -204,11 +272,12 @@ class Bench:
             for _ in threads.map(lambda n: self.create_one(namespace, n), names):
                 pass
 
-    def burst(self, namespace: str, governed: bool) -> dict[str, Any]:
+    def burst(self, namespace: str, governed: bool, pids: dict[str, int]) -> dict[str, Any]:
         self.namespace(namespace, governed)
         if governed:
             self.policy(namespace)
         pods = Pods(self.api, namespace)
+        costs = Costs(self, pids)
         started = time.monotonic()
         self.create(namespace, BURST)
         created = time.monotonic() - started
@@ -220,9 +289,10 @@ class Bench:
             "all_bound_seconds": round(seconds, 2),
             "last_bound_after_last_create_seconds": round(seconds - created, 2),
             "pods_per_second": round(BURST / seconds, 1),
+            "costs": costs.per_pod(BURST),
         }
 
-    def backlog(self, namespace: str) -> dict[str, Any]:
+    def backlog(self, namespace: str, pids: dict[str, int]) -> dict[str, Any]:
         """BURST pods gated and held (no policy yet); then the policy: time to bind them all."""
         self.namespace(namespace, governed=True)
         pods = Pods(self.api, namespace)
@@ -232,6 +302,7 @@ class Bench:
         pods.wait(lambda: len(pods.held) >= BURST, time.monotonic(), "every pod held")
         if pods.released:
             raise SystemExit(f"{namespace}: {len(pods.released)} pods were never gated")
+        costs = Costs(self, pids)
         started = time.monotonic()
         self.policy(namespace)
         first = pods.wait(lambda: bool(pods.released), started, "a first release")
@@ -244,6 +315,7 @@ class Bench:
             "all_released_seconds": round(released, 2),
             "all_bound_seconds": round(seconds, 2),
             "pods_per_second": round(BURST / seconds, 1),
+            "costs": costs.per_pod(BURST),
         }
 
     def steady(self, namespace: str) -> dict[str, Any]:
@@ -290,21 +362,24 @@ def main() -> None:
         bench.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         pools = kube.gpu_pools("burst", POOLS, NODES_PER_POOL)
         fleet.apply_fleet(bench.api, pools)
-        baseline = bench.burst("burst-plain", governed=False)
+        pids = running.processes.pids() if isinstance(running, cluster.LocalCluster) else {}
+        baseline = bench.burst("burst-plain", governed=False, pids=pids)
         print(f"kube-scheduler alone: {BURST} pods bound in {baseline['all_bound_seconds']} s "
               f"({baseline['pods_per_second']} pods/s; created in {baseline['create_seconds']} s "
               f"by {CREATE})", flush=True)  # fmt: skip
+        print(f"kube-scheduler alone costs: {baseline['costs']}", flush=True)
         bench.delete("burst-plain")
         operator = kube.start_operator(kubeconfig, "--gate=policy")
+        pids = {**pids, "greenplace": operator.process.pid}
         try:
             ledger_before = phase_seconds(operator.metrics_url, "6-ledger")
-            governed = bench.burst("burst-governed", governed=True)
+            governed = bench.burst("burst-governed", governed=True, pids=pids)
             ledger_s = phase_seconds(operator.metrics_url, "6-ledger") - ledger_before
             governed["ledger_seconds"] = round(ledger_s, 2)
             governed["ledger_share"] = round(ledger_s / governed["all_bound_seconds"], 3)
             print(f"governed: {governed}", flush=True)
             bench.delete("burst-governed")
-            backlog = bench.backlog("burst-backlog")
+            backlog = bench.backlog("burst-backlog", pids)
             print(f"backlog: {backlog}", flush=True)
             bench.delete("burst-backlog")
             steady = bench.steady("burst-steady")

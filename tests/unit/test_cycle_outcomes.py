@@ -164,3 +164,42 @@ def test_a_gang_counts_each_of_its_pods_and_a_missing_member_holds_it() -> None:
         "deferred": 0,
         "refused": 0,
     }
+
+
+def test_past_ten_alike_a_cycle_combines_its_pod_events_into_one() -> None:
+    """25 pods placed and 12 held in one cycle: 10 Events each one by one, then one combined
+    per namespace, type and reason that counts the rest; a later cycle starts afresh."""
+    writer = fakes.RecordingWriter()
+    cache = cache_.Cache(signer=records.Signer(b"k" * 32))
+    cache.put_pool(fakes.gpu_pool("fr", "FR"))
+    cache.put_node(fakes.node("n1", "fr", {"nvidia.com/gpu": 64}))
+    cache.put_policy(fakes.policy("any", namespace="ml"))
+    for index in range(25):
+        cache.put_pod(writer.add(fakes.pod(f"p{index:02d}", fakes.gpus(1))))
+    for index in range(12):
+        held = fakes.pod(f"h{index:02d}", fakes.gpus(1), nodeSelector={"no": "node"})
+        cache.put_pod(writer.add(held))
+
+    report = asyncio.run(cycle.run_cycle(cache, writer, NOW, state=cycle.LoopState()))
+
+    assert (report.placed, report.held) == (25, 12)
+    by_reason: dict[str, list[tuple[str, str, str, str]]] = {}
+    for event in writer.events:
+        by_reason.setdefault(event[2], []).append(event)
+    placed, held = by_reason["Placed"], by_reason["NoCompliantPool"]
+    assert len(placed) == cycle.EVENTS_PER_REASON + 1
+    assert len(held) == cycle.EVENTS_PER_REASON + 1
+    combined = placed[-1][3]
+    assert combined.startswith("(combined from similar events): 15 more pods of ml this cycle")
+    assert "greenplace.dev/placement annotation" in combined
+    assert held[-1][3].startswith("(combined from similar events): 2 more pods of ml")
+    assert "greenplace.dev/held annotation" in held[-1][3]
+    one_by_one = {name for name, _, _, message in placed[:-1]}
+    assert len(one_by_one) == cycle.EVENTS_PER_REASON, "ten different pods, each its own Event"
+    assert not any(m.startswith("(combined") for _, _, _, m in placed[:-1])
+
+    watch(cache, writer)
+    cache.put_pod(writer.add(fakes.pod("later", fakes.gpus(1))))
+    writer.events.clear()
+    asyncio.run(cycle.run_cycle(cache, writer, NOW, state=cycle.LoopState()))
+    assert [(n, r) for n, _, r, _ in writer.events] == [("later", "Placed")]

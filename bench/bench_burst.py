@@ -40,7 +40,10 @@ run's cycles spent in their ``6-ledger`` phase (the operator's
 ``greenplace_cycle_phase_seconds`` histogram, read before and after), as a share of the run.
 
 Where the time goes (``costs`` in each run's result): the API server's writes per pod, by
-resource and verb (its ``apiserver_request_total``, read before and after), and the CPU seconds
+resource and verb (its ``apiserver_request_total``, read before and after), the time its
+admission plugins took per pod (``apiserver_admission_controller_admission_duration_seconds``:
+greenplace's CEL runs in the MutatingAdmissionPolicy and ValidatingAdmissionPolicy plugins),
+and the CPU seconds
 per pod of each process of the control plane and of the operator (``/proc/<pid>/stat``, read
 before and after). On a machine whose cores the API server saturates, a run's pace follows
 the writes each pod costs it.
@@ -116,6 +119,20 @@ def api_writes(metrics: str) -> dict[str, float]:
     return out
 
 
+def admission_seconds(metrics: str) -> dict[str, float]:
+    """Seconds the API server's admission plugins have taken so far, by ``plugin OPERATION``
+    (the MutatingAdmissionPolicy and ValidatingAdmissionPolicy plugins run greenplace's CEL)."""
+    out: dict[str, float] = {}
+    for family in parser.text_string_to_metric_families(metrics):
+        if family.name != "apiserver_admission_controller_admission_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                key = f"{sample.labels.get('name')} {sample.labels.get('operation')}"
+                out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """User + system CPU seconds each process has used so far (Linux ``/proc``)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -134,19 +151,24 @@ class Costs:
 
     def __init__(self, bench: Bench, pids: dict[str, int]) -> None:
         self.bench, self.pids = bench, pids
-        self.writes = api_writes(bench.kubectl("get", "--raw", "/metrics"))
+        metrics = bench.kubectl("get", "--raw", "/metrics")
+        self.writes, self.admission = api_writes(metrics), admission_seconds(metrics)
         self.cpu = cpu_seconds(pids)
 
     def per_pod(self, pods: int) -> dict[str, Any]:
-        writes, cpu = (
-            api_writes(self.bench.kubectl("get", "--raw", "/metrics")),
-            cpu_seconds(self.pids),
-        )
-        added = {k: v - self.writes.get(k, 0.0) for k, v in writes.items()}
+        metrics, cpu = self.bench.kubectl("get", "--raw", "/metrics"), cpu_seconds(self.pids)
+        added = {k: v - self.writes.get(k, 0.0) for k, v in api_writes(metrics).items()}
+        admitted = {
+            k: 1000 * (v - self.admission.get(k, 0.0)) / pods
+            for k, v in admission_seconds(metrics).items()
+        }
         return {
             "api_writes_per_pod": round(sum(added.values()) / pods, 2),
             "api_writes_per_pod_by_kind": {
                 k: round(v / pods, 2) for k, v in sorted(added.items()) if v / pods >= 0.01
+            },
+            "admission_ms_per_pod": {
+                k: round(v, 2) for k, v in sorted(admitted.items()) if v >= 0.05
             },
             "cpu_ms_per_pod": {
                 k: round(1000 * (v - self.cpu.get(k, 0.0)) / pods, 2) for k, v in cpu.items()

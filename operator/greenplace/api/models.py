@@ -1087,6 +1087,40 @@ class BudgetAmounts(Model):
     kwh: float | None = pydantic.Field(None, alias="kWh")
 
 
+# Pools x billing months a Budget period spans (a quarter: three months): bounded for etcd.
+_BUDGET_BILLING_ROWS = 256
+
+
+class BudgetCharge(Model):
+    """What the placements of this period in one pool and UTC month were charged, at the
+    pool's price (spec.price): what a reconciled bill corrects (docs/finops.md)."""
+
+    pool: str = pydantic.Field(max_length=253)
+    month: Timestamp = pydantic.Field(description="Start of the UTC month of the placements.")
+    gpu_hours: float = pydantic.Field(description="GPUs x expected hours of those placements.")
+    money: float = pydantic.Field(description="Charged at the pool's price per GPU-hour.")
+
+
+class BudgetBilled(Model):
+    """One pool and billing period reconciled: the charges of that pool and month repriced at
+    the period's effective price per GPU-hour (greenplace operate --focus-export)."""
+
+    pool: str = pydantic.Field(max_length=253)
+    period_start: Timestamp = pydantic.Field(description="BillingPeriodStart of the period.")
+    period_end: Timestamp = pydantic.Field(description="BillingPeriodEnd, excluded.")
+    currency: str = pydantic.Field(max_length=3, description="The export's BillingCurrency.")
+    gpu_hours: float = pydantic.Field(description="GPU-hours this Budget was charged there.")
+    charged: float = pydantic.Field(description="What they were charged at the pool's price.")
+    effective_per_gpu_hour: float = pydantic.Field(
+        description="The period's effective price: the pool's EffectiveCost over its GPU-hours."
+    )
+    billed: float = pydantic.Field(description="gpuHours x effectivePerGpuHour.")
+    correction: float = pydantic.Field(description="billed - charged, included in spent.money.")
+    fingerprint: str = pydantic.Field(
+        max_length=64, description="Of the period's rows: a re-issued export changes it."
+    )
+
+
 class BudgetStatus(Model):
     observed_generation: int | None = None
     period_start: Timestamp | None = None
@@ -1098,6 +1132,21 @@ class BudgetStatus(Model):
     )
     charged_through: MicroTimestamp | None = pydantic.Field(
         None, description="Time of the newest placement included in spent."
+    )
+    charges: list[BudgetCharge] | None = pydantic.Field(
+        None,
+        max_length=_BUDGET_BILLING_ROWS,
+        description="This period's charges per pool and month, at the pools' prices.",
+    )
+    billed: list[BudgetBilled] | None = pydantic.Field(
+        None,
+        max_length=_BUDGET_BILLING_ROWS,
+        description="The charges whose billing period is reconciled, at its effective price.",
+    )
+    correction: float | None = pydantic.Field(
+        None,
+        description="The sum of billed[].correction: spent.money minus this is what the "
+        "placements were charged at the pools' prices.",
     )
     forecast_at_period_end: BudgetAmounts | None = pydantic.Field(
         None, description="Linear burn to the period end."

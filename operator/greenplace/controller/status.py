@@ -119,6 +119,8 @@ class StatusRecorder:
             if self._billing is None  # an export is a large file: read off the event loop
             else await asyncio.to_thread(self._billing.prices, gathered.pools)
         )
+        if priced is not None and ledger is not None:
+            ledger.bill(period for found in priced.values() for period in found.periods)
         for cached in gathered.pools:
             pool = by_name[cached.name]
             nodes = len(snapshot.pool_nodes(cached, gathered.nodes))
@@ -240,9 +242,13 @@ class StatusRecorder:
         for cached in gathered.budgets:
             key = (cached.namespace, cached.name)
             account = None if ledger is None else ledger.account(key)
-            spent = built.spent.get(key, budgets.Spend()) if account is None else account.spent
+            spent = (
+                built.spent.get(key, budgets.Spend())
+                if account is None
+                else account.billing().spent
+            )
             through = None if account is None else account.charged_through
-            figures, reached = budgets.status(cached, spent, now, through)
+            figures, reached = budgets.status(cached, spent, now, through, account)
             self.budget_figures[key] = budgets.figures(cached.spec, spent, now)
             exceeded: Condition = (
                 ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")
@@ -262,6 +268,11 @@ class StatusRecorder:
                 conditions=[
                     ("Ready", True, "Tracking", "charged at each placement, as projected"),
                     exceeded,
+                    *(
+                        ()
+                        if self._billing is None  # no bill to reconcile with
+                        else (("Reconciled", *budgets.reconciled_condition(account)),)
+                    ),
                     ("ThresholdReached", *alerts.condition),
                 ],
             )

@@ -187,6 +187,7 @@ def test_a_restarted_operator_corrects_the_same_way_without_the_export(
     assert after["charges"] == written["charges"]  # the pod's record is not charged again
     assert after["billed"] == written["billed"]
     assert _cents(after["spent"]["money"]) == Decimal("10.85")
+    assert _reconciled(after)["reason"] == "Reconciled"  # said while a kept price corrects
 
     # A placement the status does not hold yet (a crash before its status write) is
     # recovered from its signed record, GPU-hours included, and corrected at the kept price.

@@ -269,9 +269,10 @@ class StatusRecorder:
                     ("Ready", True, "Tracking", "charged at each placement, as projected"),
                     exceeded,
                     *(
-                        ()
-                        if self._billing is None  # no bill to reconcile with
-                        else (("Reconciled", *budgets.reconciled_condition(account)),)
+                        (("Reconciled", *budgets.reconciled_condition(account)),)
+                        # Said when there is a bill, or was one (prices kept in the status).
+                        if self._billing is not None or (account is not None and account.prices)
+                        else ()
                     ),
                     ("ThresholdReached", *alerts.condition),
                 ],

@@ -1311,6 +1311,33 @@ class ReportRowStatus(Model):
     energy_grade: str | None = pydantic.Field(None, max_length=1)
     carbon_grade: str | None = pydantic.Field(None, max_length=1)
     attribution: list[str] = pydantic.Field(default_factory=list)
+    billed_cost: float | None = pydantic.Field(
+        None,
+        description="On the billed basis: gpuHours x the effective price per GPU-hour of the "
+        "reconciled billing period covering the window, in cents (none: no such period).",
+    )
+    billed_cost_per_request: float | None = None
+    billed_cost_per_1k_tokens: float | None = pydantic.Field(None, alias="billedCostPer1kTokens")
+
+
+class ReportPoolCost(Model):
+    """One pool's GPU-hours over the window priced, in cents: allocated (the rows) + idle (no
+    model used them) = total, at the pool's price and, once reconciled, on the billed basis."""
+
+    pool: str = pydantic.Field(max_length=253)
+    currency: str = pydantic.Field(max_length=3)
+    gpu_hours: float = pydantic.Field(description="Measured: the rows' and the idle ones.")
+    idle_gpu_hours: float
+    per_gpu_hour: float = pydantic.Field(description="The pool's spec.price.onDemandPerGpuHour.")
+    total: float
+    allocated: float
+    idle: float
+    billed_period_start: Timestamp | None = None
+    billed_period_end: Timestamp | None = None
+    effective_per_gpu_hour: float | None = None
+    billed_total: float | None = None
+    billed_allocated: float | None = None
+    billed_idle: float | None = None
 
 
 class EnergyReportStatus(Model):
@@ -1322,5 +1349,8 @@ class EnergyReportStatus(Model):
     # None for the map or a pool: delete it (the body is a merge patch).
     unattributed_gpu_wh: dict[str, float | None] | None = pydantic.Field(default_factory=dict)
     rows: list[ReportRowStatus] = pydantic.Field(default_factory=list)
+    costs: list[ReportPoolCost] = pydantic.Field(
+        default_factory=list, description="Per pool: allocated + idle = total, on both bases."
+    )
     notes: list[str] = pydantic.Field(default_factory=list)
     conditions: list[Condition] = _status_conditions()

@@ -88,6 +88,17 @@ def test_the_rows_and_the_idle_cost_add_up_on_both_bases() -> None:
     }  # fmt: skip
 
 
+def test_the_cents_left_by_rounding_go_to_the_largest_remainders() -> None:
+    # 3/7 and 2/7 of a GPU-hour at 2.50: 1.0714 and 0.7143 (total 1.7857 -> 1.79): rounded
+    # each, 1.07 + 0.71 = 1.78 would lose a cent; the cent goes to 0.7143 (remainder 0.43).
+    parts = [Decimal(3) / 7 * Decimal("2.5"), Decimal(2) / 7 * Decimal("2.5"), Decimal(0)]
+    assert report.split(parts) == (Decimal("1.79"), [Decimal("1.07"), Decimal("0.72"), 0])
+    # Ties: the first. 3.125 + 1.875 = 5.00.
+    tie = [Decimal("3.125"), Decimal("1.875")]
+    assert report.split(tie) == (Decimal("5.00"), [Decimal("3.13"), Decimal("1.87")])
+    assert report.split([]) == (Decimal("0.00"), [])
+
+
 def test_a_window_no_reconciled_period_covers_has_no_billed_basis() -> None:
     # The hour from 23:30 on 31 December straddles two billing months.
     end = datetime.datetime(2027, 1, 1, 0, 30, tzinfo=datetime.UTC)

@@ -19,9 +19,10 @@ Cost on two bases, per pool (``PoolCost``): at the pool's price (``spec.price``)
 at the effective price per GPU-hour of the reconciled billing period that covers the whole
 window (``accounting.billed.Price``, from the operator's FOCUS exports). Each row's cost on
 the billed basis is ``gpu_hours x effective price``, per request and per 1k tokens too. Per
-pool, the GPU-hours measured (every GPU's, idle ones included) priced give the pool's total;
-the rows' costs, in cents, are its allocated part, and the rest is the idle cost no model
-used: allocated + idle = total, exactly, in cents, summed as ``Decimal``.
+pool, the GPU-hours measured (every GPU's, idle ones included) priced give the pool's total,
+rounded to the cent; it is split in cents between the rows and the idle GPU-hours no model
+used by the largest remainder (``split``: each part within a cent of its exact amount), so
+allocated + idle = total exactly, in cents, summed as ``Decimal``.
 
 A namespaced measurement (``serving.measure(..., namespace=)``) gives a namespaced report: only
 that namespace's pods' shares, and ``unattributed_gpu_wh`` limited to its own pods that served
@@ -34,12 +35,12 @@ import collections
 import dataclasses
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 from greenplace.accounting import attribution, billed, energy, grading, serving
 from greenplace.domain import model
 
-__all__ = ["EnergyReport", "PoolCost", "PoolFacts", "ReportRow", "build", "cents"]
+__all__ = ["EnergyReport", "PoolCost", "PoolFacts", "ReportRow", "build", "cents", "split"]
 
 _CENT = Decimal("0.01")
 
@@ -47,6 +48,18 @@ _CENT = Decimal("0.01")
 def cents(amount: Decimal) -> Decimal:
     """``amount`` rounded to the cent, half to even (as the reconcile's tables)."""
     return amount.quantize(_CENT, rounding=ROUND_HALF_EVEN)
+
+
+def split(parts: Sequence[Decimal]) -> tuple[Decimal, list[Decimal]]:
+    """The total of ``parts`` in cents, and the parts in cents adding up to it exactly: each
+    rounded down, the cents left given to the largest remainders (the first on a tie)."""
+    total = cents(sum(parts, start=Decimal(0)))
+    floors = [p.quantize(_CENT, rounding=ROUND_FLOOR) for p in parts]
+    left = int((total - sum(floors, start=Decimal(0))) / _CENT)
+    order = sorted(range(len(parts)), key=lambda i: (floors[i] - parts[i], i))
+    for index in order[:left]:
+        floors[index] += _CENT
+    return total, floors
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -241,13 +254,12 @@ def _costed(
     for name in sorted({*(r.pool for r in rows), *(p for p in idle_hours if p in facts)}):
         pool, mine = facts[name], [r for r in rows if r.pool == name]
         idle = idle_hours.get(name, 0.0)
-        hours = [billed.to_decimal(r.gpu_hours) for r in mine]
-        measured = sum(hours, start=Decimal(0)) + billed.to_decimal(idle)
+        hours = [billed.to_decimal(r.gpu_hours) for r in mine] + [billed.to_decimal(idle)]
+        measured = sum(hours, start=Decimal(0))
         listed = billed.to_decimal(pool.price_per_gpu_hour)
-        allocated = sum((cents(h * listed) for h in hours), start=Decimal(0))
-        total = cents(measured * listed)
+        total, parts = split([h * listed for h in hours])
         cost = PoolCost(
-            name, pool.currency, float(measured), idle, listed, total, allocated, total - allocated
+            name, pool.currency, float(measured), idle, listed, total, total - parts[-1], parts[-1]
         )
         price = _covering(prices, pool, window)
         if price is None:
@@ -261,25 +273,23 @@ def _costed(
             costs.append(cost)
             continue
         exact = [h * price.per_gpu_hour for h in hours]
-        for row, amount in zip(mine, exact, strict=True):
+        billed_total, parts = split(exact)
+        for row, amount, part in zip(mine, exact, parts, strict=False):
             out.append(
                 dataclasses.replace(
                     row,
-                    billed_cost=cents(amount),
+                    billed_cost=part,
                     billed_cost_per_request=_per(amount, row.requests),
                     billed_cost_per_1k_tokens=_per(amount, row.tokens / 1000),
                 )
             )
-        # The idle cost is what the rows leave of the total: together they are the total.
-        billed_allocated = sum((cents(a) for a in exact), start=Decimal(0))
-        billed_total = cents(measured * price.per_gpu_hour)
         costs.append(
             dataclasses.replace(
                 cost,
                 billed=price,
                 billed_total=billed_total,
-                billed_allocated=billed_allocated,
-                billed_idle=billed_total - billed_allocated,
+                billed_allocated=billed_total - parts[-1],
+                billed_idle=parts[-1],
             )
         )
     return out, tuple(costs)

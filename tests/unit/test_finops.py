@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import datetime
+import html.parser
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -409,3 +411,71 @@ def test_a_refused_export_is_a_reason_on_each_pool_not_a_crash(
         assert found.message.startswith(
             "two billing currencies" if case == "two currencies" else f"{exports[-1]}: no such"
         )
+
+
+# ---------------------------------------------------------------- -o html
+
+
+class _Cells(html.parser.HTMLParser):
+    """The text of each table's cells, per table id and row; every tag seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.tags: list[str] = []
+        self._table = ""
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag == "table":
+            self._table = dict(attrs)["id"] or ""
+            self.tables[self._table] = []
+        elif tag == "tr":
+            self.tables[self._table].append([])
+        elif tag in {"td", "th"}:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"td", "th"} and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_html_shows_the_tables_of_the_docs_example(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (DATA.parents[2] / "docs" / "finops.md").read_text()
+    command = f"$ greenplace finops reconcile --file {EXPORT.relative_to(DATA.parents[2])}"
+    shown = doc.split(command, 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    pools_text, accounts_text = shown.strip().split("\n\n")
+    assert cli.main(["finops", "reconcile", "--file", str(EXPORT), "--pools", str(POOLS),
+                     "-o", "html"]) == 0  # fmt: skip
+    page = capsys.readouterr().out
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+    cells = _Cells()
+    cells.feed(page)
+    for table, text in (("pools", pools_text), ("accounts", accounts_text)):
+        # The documented table, its columns split where two spaces or more separate them.
+        expected = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+        assert cells.tables[table] == expected, table
+
+
+def test_html_escapes_what_the_export_says(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _rows()
+    for row in rows:
+        if row["BillingAccountId"] == "acct-200":
+            row["BillingAccountId"] = "<img src=x onerror=alert(1)>"
+    _write(export := tmp_path / "export.csv", rows, list(rows[0]))
+    assert cli.main(["finops", "reconcile", "--file", str(export), "--pools", str(POOLS),
+                     "-o", "html"]) == 0  # fmt: skip
+    page = capsys.readouterr().out
+    cells = _Cells()
+    cells.feed(page)
+    assert "img" not in cells.tags  # shown as text, never a tag
+    accounts = {row[1] for row in cells.tables["accounts"]}
+    assert "<img src=x onerror=alert(1)>" in accounts

@@ -1128,7 +1128,8 @@ class BudgetStatus(Model):
     spent: BudgetAmounts | None = pydantic.Field(
         None,
         description="Charged by the operator for the placements it made this period, as the "
-        "planner projected them (see docs/operator.md); kept by the operator, not recomputed.",
+        "planner projected them (see docs/operator.md), money corrected to the bill where a "
+        "billing period is reconciled (billed, correction); kept by the operator.",
     )
     charged_through: MicroTimestamp | None = pydantic.Field(
         None, description="Time of the newest placement included in spent."

@@ -228,6 +228,60 @@ def test_two_currencies_are_refused(tmp_path: pathlib.Path) -> None:
         _reconcile(bad)
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("header only", r"{f}: no charges; fix: give a FOCUS export"),
+        ("empty file", r"{f}: empty; fix: give a FOCUS export with its header row"),
+        ("a column twice", r"{f}: a column appears twice in the header"),
+        ("CSV named .parquet", r"{f}: not a readable Parquet file: "),
+        ("Parquet without EffectiveCost", r"{f}: no EffectiveCost column \(FOCUS 1.0 to 1.2"),
+    ],
+)
+def test_a_file_that_is_no_focus_export_is_refused_naming_it(
+    case: str, message: str, tmp_path: pathlib.Path
+) -> None:
+    header = EXPORT.read_text().splitlines()[0]
+    bad = tmp_path / ("bad.parquet" if "arquet" in case else "bad.csv")
+    if case == "header only":
+        bad.write_text(header + "\n")
+    elif case == "empty file":
+        bad.write_text("")
+    elif case == "a column twice":
+        bad.write_text(header + ",Tags\n")
+    elif case == "CSV named .parquet":
+        bad.write_text(EXPORT.read_text())
+    else:
+        table = pq.read_table(_parquet(EXPORT, tmp_path / "whole.parquet"))
+        pq.write_table(table.drop_columns(["EffectiveCost"]), bad)
+    with pytest.raises(focus.FocusError, match="^" + message.format(f=re.escape(str(bad)))):
+        _reconcile(bad)
+
+
+def test_two_currencies_across_a_csv_and_a_parquet_file_name_both(tmp_path: pathlib.Path) -> None:
+    rows = _rows()
+    for row in rows:
+        row["BillingCurrency"] = "USD"
+    _write(usd := tmp_path / "usd.csv", rows, list(rows[0]))
+    eur = _parquet(EXPORT, tmp_path / "eur.parquet")
+    with pytest.raises(focus.FocusError, match=rf"two billing currencies, EUR \({eur}: row 1\) "
+                       rf"and USD \({usd}: row 1\)"):  # fmt: skip
+        _reconcile(eur, usd)
+
+
+def test_a_charge_no_pool_claims_is_the_reported_remainder() -> None:
+    # Without pools, every pool charge of the export is the remainder: nothing is lost.
+    alone = focus.reconcile(focus.read_export([EXPORT]), [])
+    claimed = _reconcile(EXPORT)
+    none = focus.Costs(Decimal(0), Decimal(0), Decimal(0))
+    for before, after in zip(claimed.accounts, alone.accounts, strict=True):
+        assert before.total == after.total
+        assert "pool" not in after.parts
+        was = before.parts.get("unclaimed", none).billed + before.parts.get("pool", none).billed
+        assert after.parts["unclaimed"].billed == was
+    assert alone.pools == ()
+
+
 def test_duplicated_rows_count_once(tmp_path: pathlib.Path) -> None:
     once = _reconcile(EXPORT)
     rows = _rows()

@@ -12,10 +12,14 @@ from __future__ import annotations
 import datetime
 from decimal import Decimal
 
+import prometheus_client
 import pytest
 
-from greenplace.accounting import attribution, billed, report, serving
-from greenplace.controller import reports
+from greenplace.accounting import attribution, billed, report, serving, telemetry
+from greenplace.controller import cache as cache_
+from greenplace.controller import reports, status
+from tests import promfake
+from tests.unit import test_accounting_tenancy as tenancy
 
 END = datetime.datetime(2026, 12, 7, 13, tzinfo=datetime.UTC)
 DECEMBER = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
@@ -129,3 +133,41 @@ def test_a_namespaced_report_counts_only_its_own_idle_pods() -> None:
     # 3 x 492 / 272 = 5.4265 -> 5.43; rows 3.62; idle 1.81 (1 x 1.8088).
     assert (cost.billed_total, cost.billed_allocated, cost.billed_idle) == (
         Decimal("5.43"), Decimal("3.62"), Decimal("1.81"))  # fmt: skip
+
+
+def test_the_reporter_prices_on_the_billed_basis_the_recorder_last_read() -> None:
+    # The placement loop's recorder read the exports (``StatusRecorder.billed_prices``); the
+    # report loop shares it. The fake Prometheus of the tenancy tests: pool p, 100 Wh idle.
+    writer = promfake.StatusWriter()
+    recorder = status.StatusRecorder(writer)  # type: ignore[arg-type]
+    january = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    recorder.billed_prices = (
+        billed.Price("p", january, january.replace(month=2), "EUR", Decimal("1.5"), "f" * 64),
+    )
+    reporter = reports.Reporter(
+        recorder, telemetry.AccountingMetrics(prometheus_client.CollectorRegistry()), None,
+        querier=tenancy.FakeQuerier, own_namespace="greenplace-system",  # type: ignore[arg-type]
+        allow_hosts=["prom"], allow_insecure_http=True,
+    )  # fmt: skip
+    cache = cache_.Cache()
+    cache.put_report(tenancy.energy_report("greenplace-system", "all", "Cluster"))
+    tenancy.run(reporter, cache)
+    written = writer.status[("greenplace-system", "all")]
+    (cost,) = written["costs"]
+    assert cost["effectivePerGpuHour"] == 1.5 and cost["billedPeriodStart"].startswith("2026-01")
+    assert cost["idleGpuHours"] > 0 and cost["billedIdle"] > 0
+    assert cost["billedIdle"] == pytest.approx(cost["idleGpuHours"] * 1.5, abs=0.01)
+    assert Decimal(repr(cost["billedAllocated"])) + Decimal(repr(cost["billedIdle"])) == Decimal(
+        repr(cost["billedTotal"])
+    )
+    for row in written["rows"]:
+        assert row["billedCost"] == pytest.approx(row["gpuHours"] * 1.5, abs=0.01)
+
+    # The report then refused (a Prometheus the operator does not allow): no rows, no costs.
+    refused = tenancy.energy_report("greenplace-system", "all", "Cluster")
+    refused["metadata"]["generation"] = 2
+    refused["spec"]["prometheus"]["url"] = "http://elsewhere:9090"
+    cache.put_report(refused)
+    tenancy.run(reporter, cache)
+    after = writer.status[("greenplace-system", "all")]
+    assert after["rows"] == [] and after["costs"] == []

@@ -1087,8 +1087,9 @@ class BudgetAmounts(Model):
     kwh: float | None = pydantic.Field(None, alias="kWh")
 
 
-# Pools x billing months a Budget period spans (a quarter: three months): bounded for etcd.
-_BUDGET_BILLING_ROWS = 256
+# Pools x UTC months a Budget period spans (a quarter: three): 341 pools a quarter, bounded
+# for etcd (about 150 kB at most).
+_BUDGET_BILLING_ROWS = 1024
 
 
 class BudgetCharge(Model):

@@ -224,7 +224,7 @@ class Reporter:
         self._pools.pop(key, None)
         await write(
             [_not_ready(reason, message), _degraded(degraded, message)],
-            models.EnergyReportStatus(rows=[], unattributed_gpu_wh=None),
+            models.EnergyReportStatus(rows=[], costs=[], unattributed_gpu_wh=None),
         )
 
     async def _refuse_url(

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import csv
 import datetime
+import html.parser
 import json
 import pathlib
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
@@ -226,6 +228,60 @@ def test_two_currencies_are_refused(tmp_path: pathlib.Path) -> None:
         _reconcile(bad)
 
 
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("header only", r"{f}: no charges; fix: give a FOCUS export"),
+        ("empty file", r"{f}: empty; fix: give a FOCUS export with its header row"),
+        ("a column twice", r"{f}: a column appears twice in the header"),
+        ("CSV named .parquet", r"{f}: not a readable Parquet file: "),
+        ("Parquet without EffectiveCost", r"{f}: no EffectiveCost column \(FOCUS 1.0 to 1.2"),
+    ],
+)
+def test_a_file_that_is_no_focus_export_is_refused_naming_it(
+    case: str, message: str, tmp_path: pathlib.Path
+) -> None:
+    header = EXPORT.read_text().splitlines()[0]
+    bad = tmp_path / ("bad.parquet" if "arquet" in case else "bad.csv")
+    if case == "header only":
+        bad.write_text(header + "\n")
+    elif case == "empty file":
+        bad.write_text("")
+    elif case == "a column twice":
+        bad.write_text(header + ",Tags\n")
+    elif case == "CSV named .parquet":
+        bad.write_text(EXPORT.read_text())
+    else:
+        table = pq.read_table(_parquet(EXPORT, tmp_path / "whole.parquet"))
+        pq.write_table(table.drop_columns(["EffectiveCost"]), bad)
+    with pytest.raises(focus.FocusError, match="^" + message.format(f=re.escape(str(bad)))):
+        _reconcile(bad)
+
+
+def test_two_currencies_across_a_csv_and_a_parquet_file_name_both(tmp_path: pathlib.Path) -> None:
+    rows = _rows()
+    for row in rows:
+        row["BillingCurrency"] = "USD"
+    _write(usd := tmp_path / "usd.csv", rows, list(rows[0]))
+    eur = _parquet(EXPORT, tmp_path / "eur.parquet")
+    with pytest.raises(focus.FocusError, match=rf"two billing currencies, EUR \({eur}: row 1\) "
+                       rf"and USD \({usd}: row 1\)"):  # fmt: skip
+        _reconcile(eur, usd)
+
+
+def test_a_charge_no_pool_claims_is_the_reported_remainder() -> None:
+    # Without pools, every pool charge of the export is the remainder: nothing is lost.
+    alone = focus.reconcile(focus.read_export([EXPORT]), [])
+    claimed = _reconcile(EXPORT)
+    none = focus.Costs(Decimal(0), Decimal(0), Decimal(0))
+    for before, after in zip(claimed.accounts, alone.accounts, strict=True):
+        assert before.total == after.total
+        assert "pool" not in after.parts
+        was = before.parts.get("unclaimed", none).billed + before.parts.get("pool", none).billed
+        assert after.parts["unclaimed"].billed == was
+    assert alone.pools == ()
+
+
 def test_duplicated_rows_count_once(tmp_path: pathlib.Path) -> None:
     once = _reconcile(EXPORT)
     rows = _rows()
@@ -409,3 +465,71 @@ def test_a_refused_export_is_a_reason_on_each_pool_not_a_crash(
         assert found.message.startswith(
             "two billing currencies" if case == "two currencies" else f"{exports[-1]}: no such"
         )
+
+
+# ---------------------------------------------------------------- -o html
+
+
+class _Cells(html.parser.HTMLParser):
+    """The text of each table's cells, per table id and row; every tag seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.tags: list[str] = []
+        self._table = ""
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        if tag == "table":
+            self._table = dict(attrs)["id"] or ""
+            self.tables[self._table] = []
+        elif tag == "tr":
+            self.tables[self._table].append([])
+        elif tag in {"td", "th"}:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"td", "th"} and self._cell is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_html_shows_the_tables_of_the_docs_example(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (DATA.parents[2] / "docs" / "finops.md").read_text()
+    command = f"$ greenplace finops reconcile --file {EXPORT.relative_to(DATA.parents[2])}"
+    shown = doc.split(command, 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    pools_text, accounts_text = shown.strip().split("\n\n")
+    assert cli.main(["finops", "reconcile", "--file", str(EXPORT), "--pools", str(POOLS),
+                     "-o", "html"]) == 0  # fmt: skip
+    page = capsys.readouterr().out
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "http" not in page
+    cells = _Cells()
+    cells.feed(page)
+    for table, text in (("pools", pools_text), ("accounts", accounts_text)):
+        # The documented table, its columns split where two spaces or more separate them.
+        expected = [re.split(r"\s{2,}", line.strip()) for line in text.splitlines()]
+        assert cells.tables[table] == expected, table
+
+
+def test_html_escapes_what_the_export_says(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = _rows()
+    for row in rows:
+        if row["BillingAccountId"] == "acct-200":
+            row["BillingAccountId"] = "<img src=x onerror=alert(1)>"
+    _write(export := tmp_path / "export.csv", rows, list(rows[0]))
+    assert cli.main(["finops", "reconcile", "--file", str(export), "--pools", str(POOLS),
+                     "-o", "html"]) == 0  # fmt: skip
+    page = capsys.readouterr().out
+    cells = _Cells()
+    cells.feed(page)
+    assert "img" not in cells.tags  # shown as text, never a tag
+    accounts = {row[1] for row in cells.tables["accounts"]}
+    assert "<img src=x onerror=alert(1)>" in accounts

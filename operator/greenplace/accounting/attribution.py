@@ -16,7 +16,9 @@ the sharing hides it. The rule here, per physical GPU (pool, node, gpu index):
 5. a pod serving several models (LoRA adapters) splits its share the same way as in 4.
 
 GPU-hours follow the same fractions. Each share carries the methods used, and the report shows
-them. A GPU with no pod, or a pod with no serving metrics, stays ``unattributed`` per pool.
+them. A GPU with no pod, or a pod with no serving metrics, stays ``unattributed`` per pool, its
+energy and its GPU-hours (the idle cost of the report: ``report.PoolCost``): per pool, the
+shares' GPU-hours and the unattributed ones add up to the GPU-hours measured.
 
 Pods are keyed by (pool, namespace, pod): two namespaces may run pods of the same name. With
 ``namespace`` given (a namespaced ``EnergyReport``), every GPU is still split between all its
@@ -92,6 +94,7 @@ class Share:
 class Attribution:
     shares: tuple[Share, ...]
     unattributed_gpu_wh: Mapping[str, float]
+    unattributed_gpu_hours: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 _MIG_SLICES = re.compile(r"^(\d+)g\.")
@@ -133,19 +136,23 @@ def attribute(
     charged: dict[tuple[str, str], list[float]] = collections.defaultdict(lambda: [0.0, 0.0])
     methods: dict[tuple[str, str], set[Method]] = collections.defaultdict(set)
     unattributed: dict[str, float] = collections.defaultdict(float)
+    idle_hours: dict[str, float] = collections.defaultdict(float)
     for (pool, _, _), device_rows in sorted(by_device.items()):
         device_wh = max(r.gpu_wh for r in device_rows)
         device_hours = max(r.gpu_hours for r in device_rows)
         pods = sorted({((r.namespace, r.pod), r.mig_profile) for r in device_rows if r.pod})
         shares = _pod_shares(pool, pods, by_pod, mig_slices_total)
         if namespace is None:
-            unattributed[pool] += device_wh * (1.0 - sum(f for _, f, _ in shares))
+            free = 1.0 - sum(f for _, f, _ in shares)
+            unattributed[pool] += device_wh * free
+            idle_hours[pool] += device_hours * free
         for (pod_namespace, pod), fraction, method in shares:
             if namespace is not None and pod_namespace != namespace:
                 continue
             served = by_pod.get((pool, pod_namespace, pod), [])
             if not served:
                 unattributed[pool] += device_wh * fraction
+                idle_hours[pool] += device_hours * fraction
                 continue
             weights, split = _weights(served)
             for usage, weight in zip(served, weights, strict=True):
@@ -161,6 +168,7 @@ def attribute(
             for (pool, model), (wh, hours) in sorted(charged.items())
         ),
         unattributed_gpu_wh={p: wh for p, wh in sorted(unattributed.items()) if wh > 1e-12},
+        unattributed_gpu_hours={p: h for p, h in sorted(idle_hours.items()) if h > 1e-12},
     )
 
 

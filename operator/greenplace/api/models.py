@@ -1087,6 +1087,41 @@ class BudgetAmounts(Model):
     kwh: float | None = pydantic.Field(None, alias="kWh")
 
 
+# Pools x UTC months a Budget period spans (a quarter: three): 341 pools a quarter, bounded
+# for etcd (about 150 kB at most).
+_BUDGET_BILLING_ROWS = 1024
+
+
+class BudgetCharge(Model):
+    """What the placements of this period in one pool and UTC month were charged, at the
+    pool's price (spec.price): what a reconciled bill corrects (docs/finops.md)."""
+
+    pool: str = pydantic.Field(max_length=253)
+    month: Timestamp = pydantic.Field(description="Start of the UTC month of the placements.")
+    gpu_hours: float = pydantic.Field(description="GPUs x expected hours of those placements.")
+    money: float = pydantic.Field(description="Charged at the pool's price per GPU-hour.")
+
+
+class BudgetBilled(Model):
+    """One pool and billing period reconciled: the charges of that pool and month repriced at
+    the period's effective price per GPU-hour (greenplace operate --focus-export)."""
+
+    pool: str = pydantic.Field(max_length=253)
+    period_start: Timestamp = pydantic.Field(description="BillingPeriodStart of the period.")
+    period_end: Timestamp = pydantic.Field(description="BillingPeriodEnd, excluded.")
+    currency: str = pydantic.Field(max_length=3, description="The export's BillingCurrency.")
+    gpu_hours: float = pydantic.Field(description="GPU-hours this Budget was charged there.")
+    charged: float = pydantic.Field(description="What they were charged at the pool's price.")
+    effective_per_gpu_hour: float = pydantic.Field(
+        description="The period's effective price: the pool's EffectiveCost over its GPU-hours."
+    )
+    billed: float = pydantic.Field(description="gpuHours x effectivePerGpuHour.")
+    correction: float = pydantic.Field(description="billed - charged, included in spent.money.")
+    fingerprint: str = pydantic.Field(
+        max_length=64, description="Of the period's rows: a re-issued export changes it."
+    )
+
+
 class BudgetStatus(Model):
     observed_generation: int | None = None
     period_start: Timestamp | None = None
@@ -1094,10 +1129,26 @@ class BudgetStatus(Model):
     spent: BudgetAmounts | None = pydantic.Field(
         None,
         description="Charged by the operator for the placements it made this period, as the "
-        "planner projected them (see docs/operator.md); kept by the operator, not recomputed.",
+        "planner projected them (see docs/operator.md), money corrected to the bill where a "
+        "billing period is reconciled (billed, correction); kept by the operator.",
     )
     charged_through: MicroTimestamp | None = pydantic.Field(
         None, description="Time of the newest placement included in spent."
+    )
+    charges: list[BudgetCharge] | None = pydantic.Field(
+        None,
+        max_length=_BUDGET_BILLING_ROWS,
+        description="This period's charges per pool and month, at the pools' prices.",
+    )
+    billed: list[BudgetBilled] | None = pydantic.Field(
+        None,
+        max_length=_BUDGET_BILLING_ROWS,
+        description="The charges whose billing period is reconciled, at its effective price.",
+    )
+    correction: float | None = pydantic.Field(
+        None,
+        description="The sum of billed[].correction: spent.money minus this is what the "
+        "placements were charged at the pools' prices.",
     )
     forecast_at_period_end: BudgetAmounts | None = pydantic.Field(
         None, description="Linear burn to the period end."
@@ -1262,6 +1313,33 @@ class ReportRowStatus(Model):
     energy_grade: str | None = pydantic.Field(None, max_length=1)
     carbon_grade: str | None = pydantic.Field(None, max_length=1)
     attribution: list[str] = pydantic.Field(default_factory=list)
+    billed_cost: float | None = pydantic.Field(
+        None,
+        description="On the billed basis: gpuHours x the effective price per GPU-hour of the "
+        "reconciled billing period covering the window, in cents (none: no such period).",
+    )
+    billed_cost_per_request: float | None = None
+    billed_cost_per_1k_tokens: float | None = pydantic.Field(None, alias="billedCostPer1kTokens")
+
+
+class ReportPoolCost(Model):
+    """One pool's GPU-hours over the window priced, in cents: allocated (the rows) + idle (no
+    model used them) = total, at the pool's price and, once reconciled, on the billed basis."""
+
+    pool: str = pydantic.Field(max_length=253)
+    currency: str = pydantic.Field(max_length=3)
+    gpu_hours: float = pydantic.Field(description="Measured: the rows' and the idle ones.")
+    idle_gpu_hours: float
+    per_gpu_hour: float = pydantic.Field(description="The pool's spec.price.onDemandPerGpuHour.")
+    total: float
+    allocated: float
+    idle: float
+    billed_period_start: Timestamp | None = None
+    billed_period_end: Timestamp | None = None
+    effective_per_gpu_hour: float | None = None
+    billed_total: float | None = None
+    billed_allocated: float | None = None
+    billed_idle: float | None = None
 
 
 class EnergyReportStatus(Model):
@@ -1273,5 +1351,8 @@ class EnergyReportStatus(Model):
     # None for the map or a pool: delete it (the body is a merge patch).
     unattributed_gpu_wh: dict[str, float | None] | None = pydantic.Field(default_factory=dict)
     rows: list[ReportRowStatus] = pydantic.Field(default_factory=list)
+    costs: list[ReportPoolCost] = pydantic.Field(
+        default_factory=list, description="Per pool: allocated + idle = total, on both bases."
+    )
     notes: list[str] = pydantic.Field(default_factory=list)
     conditions: list[Condition] = _status_conditions()

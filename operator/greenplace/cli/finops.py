@@ -8,7 +8,9 @@ of the export), and per pool and period the effective price per GPU-hour (docs/f
 
 ``-o json`` writes every amount as an exact decimal string and each period's fingerprint; given
 back with ``--reconciled``, the periods it holds are reported and not applied again (and a
-period whose rows changed since is named). Errors are one line and exit 1, as every command's.
+period whose rows changed since is named). ``-o html`` writes the two tables as one
+self-contained page (no script, no fetch: it opens from a mail or an archive as it is).
+Errors are one line and exit 1, as every command's.
 """
 
 # Imports inside functions on purpose: a command loads only what it runs (start-up time).
@@ -17,6 +19,7 @@ period whose rows changed since is named). Errors are one line and exit 1, as ev
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import pathlib
 import sys
@@ -80,7 +83,11 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         help="a previous `-o json` of this command: its periods are not applied again",
     )
     reconcile.add_argument(
-        "-o", "--output", choices=("table", "json"), default="table", help="(default: table)"
+        "-o",
+        "--output",
+        choices=("table", "json", "html"),
+        default="table",
+        help="(default: table; html: one self-contained page on stdout)",
     )
     reconcile.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)"
@@ -109,6 +116,9 @@ def run_reconcile(args: argparse.Namespace) -> int:
         return 0
     pool_rows = [_pool_cells(p, result.currency) for p in result.pools]
     account_rows = [_account_cells(a, result.currency) for a in result.accounts]
+    if args.output == "html":
+        print(to_html(result, [str(f) for f in args.file], pool_rows, account_rows))
+        return 0
     shown = []
     if pool_rows:
         shown.append(output.table(POOL_HEADER, pool_rows))
@@ -247,6 +257,51 @@ def _account_cells(account: focus.AccountPeriod, currency: str) -> list[str]:
         *(billed(kind) for kind in focus.KEPT_APART),
         billed("unclaimed"),
     ]
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+    "td,th{border:1px solid #999;padding:.3em .5em;font-size:90%;text-align:right}"
+    "td:first-child,th{text-align:left}th{background:#eee}"
+)
+
+
+def _html_table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def to_html(
+    result: focus.Reconciliation,
+    files: Sequence[str],
+    pool_rows: Sequence[Sequence[str]],
+    account_rows: Sequence[Sequence[str]],
+) -> str:
+    """The tables of the command as one self-contained page, every text escaped (account ids
+    and file names come from the export)."""
+    title = f"FOCUS reconciliation of {', '.join(files)}"
+    notes = [f"{result.duplicates} duplicated rows counted once"] if result.duplicates else []
+    notes += [
+        f"period {period} was reconciled before: not applied again"
+        + ("; its rows changed since" if changed else "")
+        for period, changed in sorted(result.already.items())
+    ]
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        f"<p>Amounts in {html.escape(result.currency)}, rounded to the cent half to even; "
+        "<code>-o json</code> gives them exactly.</p>"
+        + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
+        + "<h2>Pools: effective price per GPU-hour</h2>"
+        + _html_table("pools", POOL_HEADER, pool_rows)
+        + "<h2>Accounts: the bill split, on the billed basis</h2>"
+        + _html_table("accounts", ACCOUNT_HEADER, account_rows)
+        + "</body></html>"
+    )
 
 
 def _exact(amount: Decimal | None) -> str | None:

@@ -5,7 +5,9 @@ GPU-hour cost (``accounting.focus``). The operator is given exports on a mounted
 (``greenplace operate --focus-export FILE``) and records, on each claiming pool's
 ``status.billing``, the prices of the newest billing period the exports hold for it; the
 ``Billed`` condition says which period, or why there is none (the pool claims no charge, or
-the export is refused: its one-line reason, never a crash of the placement loop).
+the export is refused: its one-line reason, never a crash of the placement loop). Every period
+a pool is priced in is kept too (``Priced.periods``): the Budgets' charges of that pool and
+month are corrected at it (``budgets.Ledger.bill``).
 
 The exports are read again only when a file's size or modification time, or a pool's spec
 generation, changed: an export is a large file, the placement cycle runs every few seconds.
@@ -19,7 +21,7 @@ import pathlib
 from collections.abc import Sequence
 from decimal import Decimal
 
-from greenplace.accounting import focus
+from greenplace.accounting import billed, focus
 from greenplace.api import models
 from greenplace.controller import cache as cache_
 
@@ -36,6 +38,7 @@ class Priced:
     status: models.PoolBillingStatus | None
     reason: str  # Reconciled, NotClaimed, ExportRefused
     message: str
+    periods: tuple[billed.Price, ...] = ()  # every period priced, oldest first
 
 
 class BillingPrices:
@@ -78,8 +81,21 @@ def _price(
     except focus.FocusError as refused:
         return {p.name: Priced(None, "ExportRefused", str(refused)) for p in claiming}
     newest: dict[str, focus.PoolPeriod] = {}
+    periods: dict[str, list[billed.Price]] = {}
     for priced in result.pools:  # in period order: the last one of a pool is its newest
         newest[priced.pool] = priced
+        effective = priced.effective_per_gpu_hour
+        if effective is not None:
+            periods.setdefault(priced.pool, []).append(
+                billed.Price(
+                    priced.pool,
+                    priced.period.start,
+                    priced.period.end,
+                    result.currency,
+                    effective,
+                    result.fingerprints[priced.period],
+                )
+            )
     out: dict[str, Priced] = {}
     for pool in claiming:
         found = newest.get(pool.name)
@@ -108,5 +124,6 @@ def _price(
                 if effective is None
                 else f"{effective:.4f} {result.currency} per GPU-hour effective"
             ),
+            tuple(periods.get(pool.name, ())),
         )
     return out

@@ -27,6 +27,15 @@ Warning Event per threshold. Which thresholds were announced is kept where a res
 reads it back, the Budget's ``status.alertedThresholds`` (valid for ``status.periodStart``), so
 neither a new cycle nor a restart announces a threshold twice, and a new period starts afresh.
 
+Corrected to the bill (``accounting.billed``): each charge also adds its GPU-hours and money to
+the Budget's usage of that pool and UTC month (``status.charges``). Once the operator's FOCUS
+exports price that pool's billing period (``Ledger.bill``, from ``controller.billing``), the
+usage is repriced at the effective price per GPU-hour: ``status.billed`` shows each reconciled
+pool and period, ``status.correction`` their sum, and ``status.spent.money`` (what the planner
+sees too) includes it. A correction is recomputed from the usage and the price, never added up:
+a period priced again replaces it. The prices used are kept in ``status.billed`` too, so a
+restarted operator corrects the same way before (or without) reading the exports again.
+
 Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours``, read by
 ``api.convert.timing`` as the planner reads it (at most a year), else 1 h. Actual run time is not
 measured: the EnergyReport gives measured figures.
@@ -36,10 +45,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import decimal
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from greenplace.accounting import billed as billed_
 from greenplace.accounting import budget as burn
 from greenplace.api import convert, models, timestamps
 from greenplace.controller import cache as cache_
@@ -49,11 +60,13 @@ from greenplace.engine import objective
 __all__ = [
     "Account",
     "Alerts",
+    "Billing",
     "Ledger",
     "Spend",
     "alerts",
     "charge",
     "domain_budgets",
+    "reconciled_condition",
     "status",
 ]
 
@@ -63,9 +76,15 @@ class Spend:
     money: float = 0.0
     kg_co2e: float = 0.0
     kwh: float = 0.0
+    gpu_hours: float = 0.0  # what ``money`` prices: the bill reprices it
 
     def __add__(self, other: Spend) -> Spend:
-        return Spend(self.money + other.money, self.kg_co2e + other.kg_co2e, self.kwh + other.kwh)
+        return Spend(
+            self.money + other.money,
+            self.kg_co2e + other.kg_co2e,
+            self.kwh + other.kwh,
+            self.gpu_hours + other.gpu_hours,
+        )
 
 
 @dataclasses.dataclass
@@ -73,8 +92,42 @@ class Account:
     """One Budget's spending in its current period."""
 
     period_start: datetime.datetime
-    spent: Spend
+    spent: Spend  # at the pools' prices
     charged_through: datetime.datetime | None  # newest placement included
+    currency: str = "EUR"
+    usage: dict[billed_.UsageKey, billed_.Usage] = dataclasses.field(default_factory=dict)
+    # The prices of reconciled periods, by (pool, period start): from the exports, or from
+    # the status the previous operator wrote.
+    prices: dict[tuple[str, datetime.datetime], billed_.Price] = dataclasses.field(
+        default_factory=dict
+    )
+
+    def add(self, spend: Spend, at: datetime.datetime, pool: str | None) -> None:
+        self.spent = self.spent + spend
+        if pool is not None:
+            key = (pool, billed_.month_of(at))
+            self.usage[key] = self.usage.get(key, billed_.Usage()) + billed_.Usage(
+                spend.gpu_hours, spend.money
+            )
+        if self.charged_through is None or at > self.charged_through:
+            self.charged_through = at
+
+    def billing(self) -> Billing:
+        """The spend corrected to the bill where a period is reconciled."""
+        done, waiting = billed_.corrections(self.usage, self.prices.values(), self.currency)
+        correction = float(sum((c.amount for c in done), start=decimal.Decimal(0)))
+        corrected = dataclasses.replace(self.spent, money=max(0.0, self.spent.money + correction))
+        return Billing(corrected, tuple(done), tuple(waiting), correction)
+
+
+@dataclasses.dataclass(frozen=True)
+class Billing:
+    """A Budget's spend with its corrections (``Account.billing``)."""
+
+    spent: Spend  # money corrected where reconciled
+    corrections: tuple[billed_.Correction, ...]
+    waiting: tuple[billed_.UsageKey, ...]  # usage no reconciled period covers yet
+    correction: float  # the sum of the corrections' amounts
 
 
 class Ledger:
@@ -86,9 +139,20 @@ class Ledger:
 
     def __init__(self) -> None:
         self._accounts: dict[tuple[str, str], Account] = {}
+        self._prices: dict[tuple[str, datetime.datetime], billed_.Price] = {}
 
     def forget(self) -> None:
         self._accounts.clear()
+        self._prices.clear()
+
+    def bill(self, prices: Iterable[billed_.Price]) -> None:
+        """Reprice every account's usage at ``prices`` (the exports' reconciled periods): each
+        replaces the price of its pool and period; a period the exports no longer hold keeps
+        the price it was corrected at."""
+        given = {(p.pool, p.start): p for p in prices}
+        self._prices.update(given)
+        for account in self._accounts.values():
+            account.prices.update(given)
 
     def spent(
         self,
@@ -97,7 +161,8 @@ class Ledger:
         pods: tuple[cache_.CachedPod, ...],
         now: datetime.datetime,
     ) -> dict[tuple[str, str], Spend]:
-        """Spend per budget (namespace, name) in its current period."""
+        """Spend per budget (namespace, name) in its current period, corrected to the bill
+        where reconciled."""
         live = {(b.namespace, b.name) for b in budgets}
         for key in [k for k in self._accounts if k not in live]:
             del self._accounts[key]
@@ -107,20 +172,27 @@ class Ledger:
             account = self._accounts.get(key)
             if account is None or account.period_start != start:
                 account = self._accounts[key] = _opened(
-                    key, start, end, statuses.get(key) or {}, pods
+                    key, start, end, statuses.get(key) or {}, pods, currency=budget.spec.currency
                 )
-        return {key: account.spent for key, account in self._accounts.items()}
+                account.prices.update(self._prices)
+            account.currency = budget.spec.currency
+        return {key: account.billing().spent for key, account in self._accounts.items()}
 
-    def charge(self, budget_keys: Iterable[str], spend: Spend, at: datetime.datetime) -> None:
-        """Add ``spend`` to each budget ``namespace/name`` of ``budget_keys`` we keep."""
+    def charge(
+        self,
+        budget_keys: Iterable[str],
+        spend: Spend,
+        at: datetime.datetime,
+        pool: str | None = None,
+    ) -> None:
+        """Add ``spend`` (of a placement in ``pool``) to each budget ``namespace/name`` of
+        ``budget_keys`` we keep."""
         for text in budget_keys:
             namespace, _, name = text.partition("/")
             account = self._accounts.get((namespace, name))
             if account is None or at < account.period_start:
                 continue
-            account.spent = account.spent + spend
-            if account.charged_through is None or at > account.charged_through:
-                account.charged_through = at
+            account.add(spend, at, pool)
 
     def account(self, key: tuple[str, str]) -> Account | None:
         """The account of budget ``key`` (namespace, name), once ``spent`` has opened it."""
@@ -133,17 +205,33 @@ def _opened(
     end: datetime.datetime,
     status: Mapping[str, Any],
     pods: tuple[cache_.CachedPod, ...],
+    *,
+    currency: str,
 ) -> Account:
     """The account of budget ``key`` from its status (when it is of this period), plus the
     signed records of placements newer than the status."""
-    spent, through = Spend(), None
+    account = Account(start, Spend(), None, currency)
     if timestamps.parse_rfc3339(status.get("periodStart")) == start:
         amounts = _mapping(status.get("spent"))
-        spent = Spend(
-            _amount(amounts, "money"), _amount(amounts, "kgCO2e"), _amount(amounts, "kWh")
+        # spent.money includes the correction written with it: the account keeps the money
+        # charged at the pools' prices, and corrects it again.
+        correction = status.get("correction")
+        if (
+            isinstance(correction, bool)
+            or not isinstance(correction, int | float)
+            or not math.isfinite(correction)
+        ):
+            correction = 0.0
+        money = _amount(amounts, "money") - correction
+        account.spent = Spend(
+            max(0.0, money) if math.isfinite(money) else 0.0,
+            _amount(amounts, "kgCO2e"),
+            _amount(amounts, "kWh"),
         )
-        through = timestamps.parse_rfc3339(status.get("chargedThrough"))
-    account = Account(start, spent, through)
+        account.charged_through = timestamps.parse_rfc3339(status.get("chargedThrough"))
+        account.usage = _usage(status.get("charges"))
+        account.prices = _prices(status.get("billed"))
+    through = account.charged_through
     name = f"{key[0]}/{key[1]}"
     for pod in pods:
         record = pod.record  # signed by greenplace, else None
@@ -153,12 +241,53 @@ def _opened(
         if at is None or not start <= at < end or (through is not None and at <= through):
             continue
         charged = _mapping(record.get("charge"))
-        account.spent = account.spent + Spend(
-            _amount(charged, "money"), _amount(charged, "kgCO2e"), _amount(charged, "kWh")
+        spend = Spend(
+            _amount(charged, "money"),
+            _amount(charged, "kgCO2e"),
+            _amount(charged, "kWh"),
+            _amount(charged, "gpuHours"),
         )
-        if account.charged_through is None or at > account.charged_through:
-            account.charged_through = at
+        pool = record.get("pool")
+        account.add(spend, at, pool if isinstance(pool, str) else None)
     return account
+
+
+def _usage(rows: Any) -> dict[billed_.UsageKey, billed_.Usage]:
+    """``status.charges`` as written (rows that do not parse are dropped)."""
+    usage: dict[billed_.UsageKey, billed_.Usage] = {}
+    for given in rows if isinstance(rows, list) else ():
+        row = _mapping(given)
+        month, pool = timestamps.parse_rfc3339(row.get("month")), row.get("pool")
+        if month is None or not isinstance(pool, str):
+            continue
+        key = (pool, billed_.month_of(month))
+        usage[key] = usage.get(key, billed_.Usage()) + billed_.Usage(
+            _amount(row, "gpuHours"), _amount(row, "money")
+        )
+    return usage
+
+
+def _prices(rows: Any) -> dict[tuple[str, datetime.datetime], billed_.Price]:
+    """The prices ``status.billed`` was corrected at (rows that do not parse are dropped)."""
+    prices = {}
+    for given in rows if isinstance(rows, list) else ():
+        row = _mapping(given)
+        start = timestamps.parse_rfc3339(row.get("periodStart"))
+        end = timestamps.parse_rfc3339(row.get("periodEnd"))
+        pool, currency = row.get("pool"), row.get("currency")
+        fingerprint = row.get("fingerprint")
+        if (
+            start is None
+            or end is None
+            or not isinstance(pool, str)
+            or not isinstance(currency, str)
+            or not isinstance(fingerprint, str)
+            or "effectivePerGpuHour" not in row
+        ):
+            continue
+        per_gpu_hour = billed_.to_decimal(_amount(row, "effectivePerGpuHour"))
+        prices[(pool, start)] = billed_.Price(pool, start, end, currency, per_gpu_hour, fingerprint)
+    return prices
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -184,10 +313,9 @@ def charge(pod: cache_.CachedPod, pool: model.Pool, effective_gco2_per_kwh: floa
         if effective_gco2_per_kwh is None or pool.pue <= 0
         else effective_gco2_per_kwh / pool.pue
     )
-    estimate = objective.estimate(
-        rate, pod.gpus * convert.timing(pod.annotations).duration_hours, grid
-    )
-    return Spend(estimate.cost, estimate.kgco2e, estimate.kwh)
+    gpu_hours = pod.gpus * convert.timing(pod.annotations).duration_hours
+    estimate = objective.estimate(rate, gpu_hours, grid)
+    return Spend(estimate.cost, estimate.kgco2e, estimate.kwh, gpu_hours)
 
 
 def domain_budgets(
@@ -240,10 +368,12 @@ def status(
     spent: Spend,
     now: datetime.datetime,
     charged_through: datetime.datetime | None = None,
+    account: Account | None = None,
 ) -> tuple[models.BudgetStatus, list[str]]:
     """The status of a Budget (its conditions aside), and the limits reached (for the Exceeded
     condition). Every unit is set, a limit the spec does not have as None: the body is a merge
-    patch, so a limit removed from the spec loses its ``remaining`` figure."""
+    patch, so a limit removed from the spec loses its ``remaining`` figure. With the
+    ``account`` that ``spent`` comes from, its usage and corrections are set too."""
     start, end = convert.period_bounds(cached.spec.period, now)
     amounts = {"money": spent.money, "kg_co2e": spent.kg_co2e, "kwh": spent.kwh}
     forecast: dict[str, float] = {}
@@ -266,8 +396,65 @@ def status(
         forecast_at_period_end=models.BudgetAmounts(**forecast),
         remaining=models.BudgetAmounts(**remaining),
         charged_through=charged_through,
+        **({} if account is None else _billing_fields(account)),
     )
     return body, reached
+
+
+# Prices are kept to nine decimals: a restarted operator corrects at the price it wrote, within
+# a cent up to 10 million GPU-hours.
+_PRICE_DIGITS = 9
+
+
+def _billing_fields(account: Account) -> dict[str, Any]:
+    billing = account.billing()
+    return {
+        "charges": [
+            models.BudgetCharge(
+                pool=pool, month=month, gpu_hours=round(used.gpu_hours, 6),
+                money=round(used.money, 6),
+            )
+            for (pool, month), used in sorted(account.usage.items())
+        ],
+        "billed": [
+            models.BudgetBilled(
+                pool=c.price.pool,
+                period_start=c.price.start,
+                period_end=c.price.end,
+                currency=c.price.currency,
+                gpu_hours=round(float(c.gpu_hours), 6),
+                charged=round(float(c.charged), 6),
+                effective_per_gpu_hour=round(float(c.price.per_gpu_hour), _PRICE_DIGITS),
+                billed=round(float(c.billed), 6),
+                correction=round(float(c.amount), 6),
+                fingerprint=c.price.fingerprint,
+            )
+            for c in billing.corrections
+        ],
+        "correction": round(billing.correction, 6),
+    }  # fmt: skip
+
+
+def reconciled_condition(account: Account | None) -> tuple[bool, str, str]:
+    """The ``Reconciled`` condition of a Budget: whether every charge of this period with
+    GPU-hours is repriced at its billing period's effective price."""
+    if account is None or not any(u.gpu_hours > 0 for u in account.usage.values()):
+        return (False, "NoCharges", "no placement charged this period yet")
+    billing = account.billing()
+    done = ", ".join(
+        f"{c.price.pool} {c.price.start:%Y-%m-%d}/{c.price.end:%Y-%m-%d} "
+        f"({c.amount:+.2f} {c.price.currency})"
+        for c in billing.corrections
+    )
+    if billing.waiting:
+        pending = ", ".join(f"{pool} {month:%Y-%m}" for pool, month in billing.waiting)
+        return (
+            False,
+            "AwaitingBill",
+            f"charged at the pools' prices, no reconciled bill in {account.currency} yet for "
+            f"{pending}" + (f"; reconciled: {done}" if done else ""),
+        )
+    return (True, "Reconciled", f"corrected to the bill: {done}")
 
 
 @dataclasses.dataclass(frozen=True)

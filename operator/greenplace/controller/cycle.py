@@ -391,7 +391,7 @@ async def _apply(
             )
             ops = podspec.placement_patch(pod.body, pool.node_labels, record)
             cache.put("Pod", await writer.patch_pod(pod.namespace, pod.name, ops))
-            state.ledger.charge(charged, spend, report.at)
+            state.ledger.charge(charged, spend, report.at, pool.name)
             faults.after_placement()
             report.placed += 1
             report.placed_by_reason[decision.reason.value] += 1
@@ -490,7 +490,7 @@ async def _answer_kueue(
         logger.warning("workload %s: API error %s %s", workload.key, error.status, error.reason)
         return
     if pool is not None:
-        state.ledger.charge(charged, spend, report.at)
+        state.ledger.charge(charged, spend, report.at, pool.name)
         report.placed += 1
         report.placed_by_reason[decision.reason.value] += 1
     else:
@@ -710,5 +710,10 @@ def placement_record(
         "at": timestamps.rfc3339(at, microseconds=True),
         "message": decision.message,
         "budgets": charged or [],
-        "charge": {"money": spend.money, "kgCO2e": spend.kg_co2e, "kWh": spend.kwh},
+        "charge": {
+            "money": spend.money,
+            "kgCO2e": spend.kg_co2e,
+            "kWh": spend.kwh,
+            "gpuHours": spend.gpu_hours,
+        },
     }

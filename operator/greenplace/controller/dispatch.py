@@ -586,7 +586,7 @@ class Dispatcher:
                 workload.namespace, workload.name, {cache_.DISPATCH_ANNOTATION: text}
             )
             if previous is None:
-                ledger.charge(charged, spend, now)
+                ledger.charge(charged, spend, now, pool.name)
             fresh = await self.writer.get_workload(workload.namespace, workload.name)
             if (fresh.get("status") or {}).get("clusterName"):
                 return  # admitted meanwhile: nominations are Kueue's now

@@ -36,6 +36,7 @@ import asyncio
 import datetime
 import logging
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Protocol
 
 from greenplace.accounting import grading, report, serving, telemetry
@@ -193,6 +194,7 @@ class Reporter:
             if grades and grades.carbon_gco2e_per_request
             else grading.DEFAULT_CARBON_SCALE,
             mig_slices_total=spec.mig_slices_total,
+            prices=self._recorder.billed_prices,
         )
         self._refused.pop(key, None)
         self._metrics.publish(built, *key)
@@ -222,7 +224,7 @@ class Reporter:
         self._pools.pop(key, None)
         await write(
             [_not_ready(reason, message), _degraded(degraded, message)],
-            models.EnergyReportStatus(rows=[], unattributed_gpu_wh=None),
+            models.EnergyReportStatus(rows=[], costs=[], unattributed_gpu_wh=None),
         )
 
     async def _refuse_url(
@@ -293,6 +295,9 @@ def _status(built: report.EnergyReport, gone: Iterable[str]) -> models.EnergyRep
     def maybe(value: float | None) -> float | None:
         return None if value is None else num(value)
 
+    def money(value: Decimal | None) -> float | None:
+        return None if value is None else float(value)
+
     unattributed: dict[str, float | None] = {
         pool: num(wh) for pool, wh in built.unattributed_gpu_wh.items()
     }
@@ -324,7 +329,31 @@ def _status(built: report.EnergyReport, gone: Iterable[str]) -> models.EnergyRep
                 energy_grade=None if r.energy_grade is None else str(r.energy_grade),
                 carbon_grade=None if r.carbon_grade is None else str(r.carbon_grade),
                 attribution=[str(m) for m in r.attribution],
+                billed_cost=money(r.billed_cost),
+                billed_cost_per_request=maybe(r.billed_cost_per_request),
+                billed_cost_per_1k_tokens=maybe(r.billed_cost_per_1k_tokens),
             )
             for r in built.rows
+        ],
+        costs=[
+            models.ReportPoolCost(
+                pool=c.pool,
+                currency=c.currency,
+                gpu_hours=num(c.gpu_hours),
+                idle_gpu_hours=num(c.idle_gpu_hours),
+                per_gpu_hour=float(c.per_gpu_hour),
+                total=float(c.total),
+                allocated=float(c.allocated),
+                idle=float(c.idle),
+                billed_period_start=None if c.billed is None else c.billed.start,
+                billed_period_end=None if c.billed is None else c.billed.end,
+                effective_per_gpu_hour=(
+                    None if c.billed is None else num(float(c.billed.per_gpu_hour))
+                ),
+                billed_total=money(c.billed_total),
+                billed_allocated=money(c.billed_allocated),
+                billed_idle=money(c.billed_idle),
+            )
+            for c in built.costs
         ],
     )

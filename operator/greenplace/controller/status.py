@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from kubernetes import client
 
+from greenplace.accounting import billed
 from greenplace.accounting import budget as burn
 from greenplace.api import models
 from greenplace.controller import billing as billing_
@@ -69,6 +70,9 @@ class StatusRecorder:
         self._since: dict[tuple[str, str | None, str, str], tuple[str, datetime.datetime]] = {}
         # Per Budget, the figures of each limit as last recorded (the budget gauges').
         self.budget_figures: dict[tuple[str, str], dict[str, burn.BudgetFigures]] = {}
+        # The pools' reconciled billing periods, as the exports last gave them (the
+        # EnergyReports' billed basis).
+        self.billed_prices: tuple[billed.Price, ...] = ()
 
     async def publish_allowed_pools(
         self, gathered: snapshot.Gathered, snap: model.Snapshot, now: datetime.datetime
@@ -119,6 +123,10 @@ class StatusRecorder:
             if self._billing is None  # an export is a large file: read off the event loop
             else await asyncio.to_thread(self._billing.prices, gathered.pools)
         )
+        if priced is not None:
+            self.billed_prices = tuple(p for found in priced.values() for p in found.periods)
+            if ledger is not None:
+                ledger.bill(self.billed_prices)
         for cached in gathered.pools:
             pool = by_name[cached.name]
             nodes = len(snapshot.pool_nodes(cached, gathered.nodes))
@@ -240,9 +248,13 @@ class StatusRecorder:
         for cached in gathered.budgets:
             key = (cached.namespace, cached.name)
             account = None if ledger is None else ledger.account(key)
-            spent = built.spent.get(key, budgets.Spend()) if account is None else account.spent
+            spent = (
+                built.spent.get(key, budgets.Spend())
+                if account is None
+                else account.billing().spent
+            )
             through = None if account is None else account.charged_through
-            figures, reached = budgets.status(cached, spent, now, through)
+            figures, reached = budgets.status(cached, spent, now, through, account)
             self.budget_figures[key] = budgets.figures(cached.spec, spent, now)
             exceeded: Condition = (
                 ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")
@@ -262,6 +274,12 @@ class StatusRecorder:
                 conditions=[
                     ("Ready", True, "Tracking", "charged at each placement, as projected"),
                     exceeded,
+                    *(
+                        (("Reconciled", *budgets.reconciled_condition(account)),)
+                        # Said when there is a bill, or was one (prices kept in the status).
+                        if self._billing is not None or (account is not None and account.prices)
+                        else ()
+                    ),
                     ("ThresholdReached", *alerts.condition),
                 ],
             )

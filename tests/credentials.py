@@ -101,4 +101,3 @@ def forged(token: str, **changes: Any) -> str:
     claims = jwt.decode(token, options={"verify_signature": False}) | changes
     body = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
     return f"{header}.{body}.{signature}"
-

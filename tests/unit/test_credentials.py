@@ -9,6 +9,7 @@ import datetime
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from greenplace.audit import credentials as vc
@@ -21,8 +22,12 @@ POOL = "ovh-gra-h100"
 DAY = datetime.timedelta(days=1)
 
 
-def check(token: str, pool: str = POOL, name: str = "SecNumCloud") -> vc.Verified | vc.Unverified:
-    return vc.verify(token, TRUST, subject=vc.pool_subject(pool), certification=name, now=NOW)
+def check(
+    token: str, pool: str = POOL, name: str = "SecNumCloud", level: str = "3.2"
+) -> vc.Verified | vc.Unverified:
+    return vc.verify(
+        token, TRUST, subject=vc.pool_subject(pool), certification=name, level=level, now=NOW
+    )
 
 
 def problem(token: str, **kwargs: str) -> vc.Problem:
@@ -120,6 +125,14 @@ def test_a_credential_of_another_certification_is_refused() -> None:
     assert problem(ISSUER.issue(POOL, "HDS"), name="SecNumCloud") is vc.Problem.NAME_MISMATCH
 
 
+def test_a_credential_of_another_level_than_declared_is_refused() -> None:
+    """The declared level must be the signed one: a 3.1 credential cannot back a 3.2 claim."""
+    token = ISSUER.issue(POOL, level="3.1")
+    assert problem(token, level="3.2") is vc.Problem.LEVEL_MISMATCH
+    assert problem(ISSUER.issue(POOL, level="3.2"), level="") is vc.Problem.LEVEL_MISMATCH
+    assert isinstance(check(token, level="3.1"), vc.Verified)
+
+
 def test_a_refusal_message_names_the_problem_and_the_fix() -> None:
     result = check(Certifier.ed25519("did:web:nobody.example").issue(POOL))
     assert isinstance(result, vc.Unverified)
@@ -128,12 +141,22 @@ def test_a_refusal_message_names_the_problem_and_the_fix() -> None:
 
 
 def test_rotation_trusts_every_key_listed_for_an_issuer() -> None:
-    old, new = Certifier.ed25519("did:web:rotating", "k1"), Certifier.ed25519("did:web:rotating", "k2")
+    old, new = (
+        Certifier.ed25519("did:web:rotating", "k1"),
+        Certifier.ed25519("did:web:rotating", "k2"),
+    )
     trust = vc.load_trust([old.trust(), new.trust()])
     for issuer in (old, new):
         token = issuer.issue(POOL)
         assert isinstance(
-            vc.verify(token, trust, subject=vc.pool_subject(POOL), certification="SecNumCloud", now=NOW),
+            vc.verify(
+                token,
+                trust,
+                subject=vc.pool_subject(POOL),
+                certification="SecNumCloud",
+                level="3.2",
+                now=NOW,
+            ),
             vc.Verified,
         )
 
@@ -154,12 +177,14 @@ def test_a_bad_trust_document_names_the_entry(document: object, expected: str) -
 
 
 def test_weak_keys_are_not_trusted() -> None:
-    from cryptography.hazmat.primitives import serialization
-
     def pem(key: object) -> str:
-        return key.public_key().public_bytes(  # type: ignore[attr-defined]
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            key.public_key()
+            .public_bytes(  # type: ignore[attr-defined]
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode()
+        )
 
     small_rsa = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     with pytest.raises(vc.TrustError, match="at least 2048"):
@@ -173,6 +198,11 @@ def test_a_jwk_key_is_trusted_like_a_pem_one() -> None:
     jwk = jwt.algorithms.OKPAlgorithm.to_jwk(ISSUER.private.public_key(), as_dict=True)
     trust = vc.load_trust([{"id": ISSUER.id, "publicKeys": [{"jwk": jwk, "kid": "key-2026"}]}])
     result = vc.verify(
-        ISSUER.issue(POOL), trust, subject=vc.pool_subject(POOL), certification="SecNumCloud", now=NOW
+        ISSUER.issue(POOL),
+        trust,
+        subject=vc.pool_subject(POOL),
+        certification="SecNumCloud",
+        level="3.2",
+        now=NOW,
     )
     assert isinstance(result, vc.Verified)

@@ -161,8 +161,54 @@ class Jurisdiction(Model):
     )
 
 
+class KeyRef(Model):
+    """One key of a Secret or ConfigMap in the operator's own namespace."""
+
+    name: Name = pydantic.Field(description=f"Object name. {_NAME_BOUND}")
+    key: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        description="Key holding the compact JWT; 1 to 253 characters, the key limit.",
+    )
+
+
+_ONE_CREDENTIAL_SOURCE = (
+    "set exactly one of secretKeyRef or configMapKeyRef (the object holding the credential, "
+    "in the operator's namespace)"
+)
+
+
+class CredentialRef(Model):
+    """Where a certification's signed credential (a W3C Verifiable Credential as a JWT) is:
+    a key of a Secret or a ConfigMap in the operator's namespace (GpuPools are cluster-scoped;
+    tenants cannot write there). docs/credentials.md says how to obtain one."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.secretKeyRef) != has(self.configMapKeyRef)", _ONE_CREDENTIAL_SOURCE)
+            ]
+        }
+    )
+
+    secret_key_ref: KeyRef | None = pydantic.Field(
+        None, description="A Secret key (the chart must list the Secret: docs/credentials.md)."
+    )
+    config_map_key_ref: KeyRef | None = pydantic.Field(
+        None, description="A ConfigMap key (a credential is public: a ConfigMap is enough)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> CredentialRef:
+        # The CEL rule's twin (an object stored before the rule).
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError(f"certifications[].credential: {_ONE_CREDENTIAL_SOURCE}")
+        return self
+
+
 class Certification(Model):
-    """A certification the pool holds, valid until ``expires``."""
+    """A certification the pool holds, valid until ``expires``; with a ``credential``, only
+    if that credential verifies (its signed level and dates then prevail)."""
 
     name: Name = pydantic.Field(
         description=f"Certification name, e.g. SecNumCloud, HDS, C5. {_NAME_BOUND}"
@@ -173,6 +219,14 @@ class Certification(Model):
         description="Level or version, e.g. 3.2 or high; at most 64 characters.",
     )
     expires: datetime.date = pydantic.Field(description="Last day of validity (YYYY-MM-DD).")
+    credential: CredentialRef | None = pydantic.Field(
+        None,
+        description="The signed credential backing this certification, verified against the "
+        "issuers trusted in the chart (certificationCredentials.trustedIssuers). Set: the "
+        "certification counts only while it verifies (reason CertificationUnverified "
+        "otherwise): signed for this pool, this name and this level, valid until the earlier "
+        "of its exp and expires.",
+    )
 
 
 class Gpu(Model):
@@ -467,6 +521,11 @@ class CertificationRequirement(Model):
         max_length=64,
         description="Lowest acceptable level: a version (3.2) or an EUCS level; at most 64 "
         "characters.",
+    )
+    verified: bool = pydantic.Field(
+        False,
+        description="Only a certification backed by a credential that verifies counts (one "
+        "declared without a credential does not; reason CertificationUnverified).",
     )
 
 

@@ -81,8 +81,10 @@ class Problem(enum.StrEnum):
     FORGED = "bad signature"
     WRONG_SUBJECT = "other subject"
     NAME_MISMATCH = "other certification"
+    LEVEL_MISMATCH = "other level"
     EXPIRED = "expired"
     NOT_YET_VALID = "not yet valid"
+    NOT_CHECKED = "not checked"  # converted where no credential is read (simulator, files)
 
 
 _FIX = {
@@ -96,8 +98,11 @@ _FIX = {
     "issuer",
     Problem.WRONG_SUBJECT: "obtain a credential issued for this pool",
     Problem.NAME_MISMATCH: "reference the credential of this certification",
+    Problem.LEVEL_MISMATCH: "declare the level the credential certifies (or obtain one for "
+    "the declared level)",
     Problem.EXPIRED: "renew the credential with the issuer",
     Problem.NOT_YET_VALID: "wait until it is valid, or correct the reference",
+    Problem.NOT_CHECKED: "credentials are verified by the operator; see the GpuPool's status",
 }
 
 
@@ -205,9 +210,11 @@ def verify(
     *,
     subject: str,
     certification: str,
+    level: str = "",
     now: datetime.datetime,
 ) -> Verified | Unverified:
-    """Check ``token`` (a compact JWT) for ``certification`` of ``subject`` at ``now``."""
+    """Check ``token`` (a compact JWT) for ``certification`` at ``level`` (the declared one;
+    the credential must certify the same, "" when it names none) of ``subject`` at ``now``."""
     token = token.strip()
     if len(token.encode()) > MAX_TOKEN_BYTES:
         return Unverified(Problem.MALFORMED, f"longer than {MAX_TOKEN_BYTES} bytes")
@@ -255,11 +262,17 @@ def verify(
             return Unverified(Problem.MALFORMED, str(error))
     else:
         return Unverified(Problem.FORGED, f"signature does not match issuer {_short(iss)}")
-    return _claims(claims, iss, subject=subject, certification=certification, now=now)
+    return _claims(claims, iss, subject=subject, certification=certification, level=level, now=now)
 
 
 def _claims(
-    claims: Mapping[str, Any], iss: str, *, subject: str, certification: str, now: datetime.datetime
+    claims: Mapping[str, Any],
+    iss: str,
+    *,
+    subject: str,
+    certification: str,
+    level: str,
+    now: datetime.datetime,
 ) -> Verified | Unverified:
     """The signed claims, checked (the signature is known good)."""
     vc = claims.get("vc")
@@ -280,9 +293,16 @@ def _claims(
         return Unverified(
             Problem.NAME_MISMATCH, f"certifies {_short(held['name'])}, not {certification}"
         )
-    level = held.get("level", "")
+    signed = held.get("level", "")
+    if not isinstance(signed, str):
+        return Unverified(Problem.MALFORMED, "vc.credentialSubject.certification.level: a string")
+    if signed != level:
+        return Unverified(
+            Problem.LEVEL_MISMATCH,
+            f"certifies level {_short(signed)}, the GpuPool declares {_short(level)}",
+        )
     exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not _is_time(exp) or (nbf is not None and not _is_time(nbf)):
+    if not isinstance(exp, int | float) or not _is_time(exp) or not _is_time(nbf, optional=True):
         return Unverified(Problem.MALFORMED, "exp (required) and nbf must be NumericDates")
     until = datetime.datetime.fromtimestamp(exp, datetime.UTC)
     since = None if nbf is None else datetime.datetime.fromtimestamp(nbf, datetime.UTC)
@@ -290,7 +310,7 @@ def _claims(
         return Unverified(Problem.EXPIRED, f"expired {until:%Y-%m-%dT%H:%M:%SZ}")
     if since is not None and now < since:
         return Unverified(Problem.NOT_YET_VALID, f"valid from {since:%Y-%m-%dT%H:%M:%SZ}")
-    return Verified(iss, str(level) if level is not None else "", until, since)
+    return Verified(iss, signed, until, since)
 
 
 def _strings(value: object) -> Sequence[str]:
@@ -299,9 +319,9 @@ def _strings(value: object) -> Sequence[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else ()
 
 
-def _is_time(value: object) -> bool:
+def _is_time(value: object, *, optional: bool = False) -> bool:
     # bool is an int; NumericDates beyond year 9999 do not fit a datetime.
-    return (
+    return (optional and value is None) or (
         isinstance(value, int | float)
         and not isinstance(value, bool)
         and 0 <= value < 253_402_300_800

@@ -334,6 +334,7 @@ PERMANENT = frozenset({
     model.Reason.EXTRATERRITORIAL_EXPOSURE, model.Reason.RESIDENCY_NOT_MET,
     model.Reason.CERTIFICATION_MISSING, model.Reason.CERTIFICATION_LEVEL_TOO_LOW,
     model.Reason.CERTIFICATION_NOT_VALID, model.Reason.CERTIFICATION_EXPIRES_DURING_RUN,
+    model.Reason.CERTIFICATION_UNVERIFIED,
     model.Reason.GANG_TOO_LARGE, model.Reason.POD_TOO_LARGE_FOR_NODE,
     model.Reason.NODE_CONSTRAINTS_NOT_MET,
 })  # fmt: skip

@@ -21,9 +21,11 @@ from kubernetes import client
 
 from greenplace.accounting import budget as burn
 from greenplace.api import models
+from greenplace.audit import credentials
 from greenplace.controller import billing as billing_
 from greenplace.controller import budgets, kube, kueue, snapshot
 from greenplace.controller import cache as cache_
+from greenplace.controller import credentials as credentials_
 from greenplace.domain import model
 from greenplace.engine import rules
 from greenplace.signals import contract
@@ -152,6 +154,7 @@ class StatusRecorder:
                         else "no schedulable node matches spec.nodeSelector",
                     ),
                     *flavored.get(cached.name, ()),
+                    *_credentials_condition(cached, gathered),
                     *(
                         ()
                         if billed is None
@@ -353,6 +356,23 @@ def _stable(body: Any) -> Any:
     if isinstance(body, list):
         return [_stable(v) for v in body]
     return body
+
+
+def _credentials_condition(
+    cached: cache_.CachedPool, gathered: snapshot.Gathered
+) -> tuple[Condition, ...]:
+    """CertificationsVerified, when the pool references a credential: True when each verified
+    (with the issuers), else False naming each certification that does not count and why."""
+    if not any(c.credential is not None for c in cached.spec.certifications):
+        return ()
+    checked = gathered.credentials.get(cached.name, {})
+    not_read = {
+        i: credentials.Unverified(credentials.Problem.NOT_CHECKED, "not read this cycle")
+        for i, c in enumerate(cached.spec.certifications)
+        if c.credential is not None and i not in checked
+    }
+    ok, reason, message = credentials_.summary({**checked, **not_read}, cached.spec)
+    return (("CertificationsVerified", ok, reason, message),)
 
 
 def _flavor_conditions(gathered: snapshot.Gathered) -> dict[str, tuple[Condition]]:

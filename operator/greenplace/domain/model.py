@@ -182,8 +182,8 @@ def validity_covers(
 class Certification:
     """A certification a pool holds (SecNumCloud, HDS, C5, EUCS, ...) and when it is valid.
 
-    ``verified``: backed by a signed credential that checked out against a trusted issuer (its
-    level and dates are then the credential's). ``unverified``: why a credential the pool
+    ``verified``: backed by a signed credential that checked out against a trusted issuer (for
+    this name and level; its dates bound the validity). ``unverified``: why a credential the pool
     referenced did not check out (expired, forged, another subject, ...); such a certification
     never counts (``engine.rules.certificate_window``). Neither: declared without a credential,
     counted unless a policy requires verified certifications."""

@@ -132,3 +132,23 @@ def test_the_condition_names_each_certification_that_does_not_count(
     assert credentials.summary(reader.read([cached], NOW)["p"], cached.spec) == (
         True, "CredentialsVerified", f"verified: SecNumCloud ({ISSUER.id})",
     )  # fmt: skip
+
+
+def test_explain_reads_back_what_the_status_recorded_for_the_current_generation(
+    tmp_path: pathlib.Path,
+) -> None:
+    """status.certifications round-trips into the same domain certifications (explain from
+    the cluster decides as the operator did); a status of an older generation is not used."""
+    objects = Objects({("ConfigMap", "vc"): {"a": ISSUER.issue("p")}})
+    reader = credentials.Credentials(None, "gp", trust_file(tmp_path, ISSUER), reader=objects)
+    cached = pool("p", CM, SECRET)
+    checked = credentials.of_pool(cached.spec, reader.read([cached], NOW)["p"])
+    status = [e.model_dump(mode="json", by_alias=True, exclude_none=True)
+              for e in credentials.to_status(checked, cached.spec)]  # fmt: skip
+    body = {"metadata": {"name": "p", "generation": 3},
+            "status": {"observedGeneration": 3, "certifications": status}}  # fmt: skip
+    back = credentials.recorded([body])["p"]
+    assert isinstance(back[0], vc.Verified) and back[0].valid_until == checked[0].valid_until  # type: ignore[union-attr]
+    assert isinstance(back[1], vc.Unverified) and back[1].problem is vc.Problem.MISSING
+    stale = {**body, "metadata": {"name": "p", "generation": 4}}
+    assert credentials.recorded([stale]) == {}

@@ -481,6 +481,25 @@ class PoolBillingStatus(Model):
     )
 
 
+class CertificationVerification(Model):
+    """How the credential of one of the pool's certifications verified (the operator's check,
+    which ``greenplace explain --from-cluster`` reads back)."""
+
+    index: int = pydantic.Field(ge=0, description="Its position in spec.certifications.")
+    name: str = pydantic.Field(description="The certification's name.")
+    verified: bool = pydantic.Field(description="Whether the credential verified.")
+    problem: str | None = pydantic.Field(
+        None, description="Why not: expired, bad signature, other subject, untrusted issuer, ..."
+    )
+    message: str | None = pydantic.Field(
+        None, max_length=1024, description="What went wrong and the fix (not verified)."
+    )
+    issuer: str | None = pydantic.Field(None, description="The trusted issuer (verified).")
+    level: str | None = pydantic.Field(None, description="The certified level (verified).")
+    valid_from: Timestamp | None = pydantic.Field(None, description="The credential's nbf.")
+    valid_until: Timestamp | None = pydantic.Field(None, description="The credential's exp.")
+
+
 class GpuPoolStatus(Model):
     """What the operator observes about the pool."""
 
@@ -494,6 +513,12 @@ class GpuPoolStatus(Model):
     carbon_source: str | None = pydantic.Field(None, description="Where that value came from.")
     billing: PoolBillingStatus | None = pydantic.Field(
         None, description="Effective price per GPU-hour from the FOCUS exports (Billed condition)."
+    )
+    certifications: list[CertificationVerification] | None = pydantic.Field(
+        None,
+        max_length=32,
+        description="Each certification that references a credential, as it verified "
+        "(condition CertificationsVerified sums them up).",
     )
     conditions: list[Condition] = pydantic.Field(default_factory=list)
 

@@ -32,7 +32,9 @@ import logging
 import pathlib
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+import pydantic
 import yaml
 from kubernetes import client
 
@@ -40,7 +42,16 @@ from greenplace.api import models
 from greenplace.audit import credentials as vc
 from greenplace.controller import cache as cache_
 
-__all__ = ["CHART_VALUE", "Checked", "Credentials", "read_trust", "summary"]
+__all__ = [
+    "CHART_VALUE",
+    "Checked",
+    "Credentials",
+    "of_pool",
+    "read_trust",
+    "recorded",
+    "summary",
+    "to_status",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -203,6 +214,19 @@ def _decoded(value: str) -> str:
         return ""  # not a token: the verifier reports it malformed
 
 
+def of_pool(
+    spec: models.GpuPoolSpec, checked: Mapping[int, vc.Verified | vc.Unverified]
+) -> dict[int, vc.Verified | vc.Unverified]:
+    """Each certification of ``spec`` that references a credential, with its verification
+    (one absent from ``checked`` was not read: it does not count)."""
+    unread = vc.Unverified(vc.Problem.NOT_CHECKED, "not read this cycle")
+    return {
+        i: checked.get(i, unread)
+        for i, c in enumerate(spec.certifications)
+        if c.credential is not None
+    }
+
+
 def summary(
     checked: Mapping[int, vc.Verified | vc.Unverified], spec: models.GpuPoolSpec
 ) -> tuple[bool, str, str]:
@@ -220,3 +244,65 @@ def summary(
         if isinstance(result, vc.Verified)
     )
     return True, "CredentialsVerified", f"verified: {names}"[:4096]
+
+
+def to_status(
+    checked: Mapping[int, vc.Verified | vc.Unverified], spec: models.GpuPoolSpec
+) -> list[models.CertificationVerification]:
+    """``status.certifications``: what ``recorded`` reads back."""
+    entries = []
+    for i, result in sorted(checked.items()):
+        name = spec.certifications[i].name
+        if isinstance(result, vc.Verified):
+            entries.append(
+                models.CertificationVerification(
+                    index=i,
+                    name=name,
+                    verified=True,
+                    issuer=result.issuer,
+                    level=result.level,
+                    valid_from=result.valid_from,
+                    valid_until=result.valid_until,
+                )
+            )
+        else:
+            entries.append(
+                models.CertificationVerification(
+                    index=i,
+                    name=name,
+                    verified=False,
+                    problem=result.problem.value,
+                    message=result.message[:1024],
+                )
+            )
+    return entries
+
+
+def recorded(bodies: Iterable[Mapping[str, Any]]) -> Checked:
+    """The verifications the operator last wrote in the GpuPools' status, for
+    ``greenplace explain --from-cluster`` (which has neither the trusted issuers nor the
+    operator's right to read its namespace): only a status of the pool's current generation
+    counts, else its credentials count as not checked."""
+    found: dict[str, dict[int, vc.Verified | vc.Unverified]] = {}
+    for body in bodies:
+        meta, status = body.get("metadata") or {}, body.get("status") or {}
+        if status.get("observedGeneration") != meta.get("generation"):
+            continue
+        try:
+            entries = [
+                models.CertificationVerification.model_validate(e)
+                for e in status.get("certifications") or []
+            ]
+        except pydantic.ValidationError:
+            continue
+        found[str(meta.get("name"))] = {e.index: _from_status(e) for e in entries}
+    return found
+
+
+def _from_status(entry: models.CertificationVerification) -> vc.Verified | vc.Unverified:
+    if entry.verified and entry.valid_until is not None:
+        return vc.Verified(
+            entry.issuer or "", entry.level or "", entry.valid_until, entry.valid_from
+        )
+    problem = next((p for p in vc.Problem if p.value == entry.problem), vc.Problem.NOT_CHECKED)
+    return vc.Unverified(problem, f"as the operator recorded: {entry.message or problem.value}")

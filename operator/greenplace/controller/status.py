@@ -21,11 +21,9 @@ from kubernetes import client
 
 from greenplace.accounting import budget as burn
 from greenplace.api import models
-from greenplace.audit import credentials
 from greenplace.controller import billing as billing_
-from greenplace.controller import budgets, kube, kueue, snapshot
+from greenplace.controller import budgets, credentials, kube, kueue, snapshot
 from greenplace.controller import cache as cache_
-from greenplace.controller import credentials as credentials_
 from greenplace.domain import model
 from greenplace.engine import rules
 from greenplace.signals import contract
@@ -128,6 +126,11 @@ class StatusRecorder:
             billed = None if priced is None else priced.get(cached.name)
             # Set only when exports are configured; None then deletes a price gone stale.
             billing = {} if priced is None else {"billing": billed and billed.status}
+            # CertificationsVerified and status.certifications, when a credential is referenced
+            checked = credentials.of_pool(cached.spec, gathered.credentials.get(cached.name, {}))
+            verified: tuple[Condition, ...] = (
+                ("CertificationsVerified", *credentials.summary(checked, cached.spec)),
+            ) if checked else ()  # fmt: skip
             await self.write(
                 "gpupools",
                 None,
@@ -142,6 +145,7 @@ class StatusRecorder:
                         cached.name,
                         snapshot.FALLBACK_SOURCE if pool.gco2_per_kwh is not None else None,
                     ),
+                    certifications=credentials.to_status(checked, cached.spec) or None,
                     **billing,
                 ),
                 conditions=[
@@ -154,7 +158,7 @@ class StatusRecorder:
                         else "no schedulable node matches spec.nodeSelector",
                     ),
                     *flavored.get(cached.name, ()),
-                    *_credentials_condition(cached, gathered),
+                    *verified,
                     *(
                         ()
                         if billed is None
@@ -356,23 +360,6 @@ def _stable(body: Any) -> Any:
     if isinstance(body, list):
         return [_stable(v) for v in body]
     return body
-
-
-def _credentials_condition(
-    cached: cache_.CachedPool, gathered: snapshot.Gathered
-) -> tuple[Condition, ...]:
-    """CertificationsVerified, when the pool references a credential: True when each verified
-    (with the issuers), else False naming each certification that does not count and why."""
-    if not any(c.credential is not None for c in cached.spec.certifications):
-        return ()
-    checked = gathered.credentials.get(cached.name, {})
-    not_read = {
-        i: credentials.Unverified(credentials.Problem.NOT_CHECKED, "not read this cycle")
-        for i, c in enumerate(cached.spec.certifications)
-        if c.credential is not None and i not in checked
-    }
-    ok, reason, message = credentials_.summary({**checked, **not_read}, cached.spec)
-    return (("CertificationsVerified", ok, reason, message),)
 
 
 def _flavor_conditions(gathered: snapshot.Gathered) -> dict[str, tuple[Condition]]:

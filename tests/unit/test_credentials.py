@@ -6,11 +6,13 @@ problem. Real keys generated here (``cryptography``), real tokens (PyJWT)."""
 from __future__ import annotations
 
 import datetime
+import pathlib
+import re
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from greenplace.audit import credentials as vc
 from tests.credentials import NOW, Certifier, forged, unsigned
@@ -206,3 +208,44 @@ def test_a_jwk_key_is_trusted_like_a_pem_one() -> None:
         now=NOW,
     )
     assert isinstance(result, vc.Verified)
+
+
+def test_the_docs_issuing_example_makes_a_credential_that_verifies(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/credentials.md's Python block, run as written with a fresh key, signs a credential
+    the operator's verifier accepts against the key's public half."""
+    text = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "credentials.md").read_text()
+    (block,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    key = ed25519.Ed25519PrivateKey.generate()
+    (tmp_path / "issuer.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "docs/credentials.md", "exec"), {})  # the docs' own example
+    token = capsys.readouterr().out.strip()
+    trust = vc.load_trust(
+        [
+            {
+                "id": "did:web:certifier.example",
+                "publicKeys": [{"pem": public.decode(), "kid": "2026-1"}],
+            }
+        ]
+    )
+    at = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
+    result = vc.verify(
+        token,
+        trust,
+        subject=vc.pool_subject("ovh-gra-h100"),
+        certification="SecNumCloud",
+        level="3.2",
+        now=at,
+    )
+    assert isinstance(result, vc.Verified), result

@@ -47,6 +47,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from greenplace import errors
+
 __all__ = [
     "ALGORITHMS",
     "MAX_TOKEN_BYTES",
@@ -146,7 +148,7 @@ class Unverified:
         return f"credential {self.problem.value} ({self.detail}); fix: {_FIX[self.problem]}"
 
 
-class TrustError(ValueError):
+class TrustError(errors.GreenplaceError, ValueError):
     """The trusted issuers' document is invalid: the message names the entry and the fix."""
 
 

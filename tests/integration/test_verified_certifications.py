@@ -16,7 +16,7 @@ A policy requiring a verified SecNumCloud 3.2 in LU: the pod goes to vc-valid al
 dirtiest (carbon first would pick any other); each other pool shows why in the GpuPool status
 (CertificationsVerified, status.certifications) and in ``greenplace explain --from-cluster
 --why-not``; the policy's allowedPools (the admission policy's list) is vc-valid alone; the
-ledger records the certification as verified. Renewing the expired credential in its
+ledger records the certification as verified, and the auditor's report shows it. Renewing the expired credential in its
 ConfigMap makes that pool count again without a restart.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import csv
 import datetime
 import io
 import json
@@ -169,6 +170,16 @@ def test_only_the_pool_whose_credential_verifies_counts(
     entry = wait_for(placement, 60, "the ledger's placement record")
     (certified,) = entry["pool"]["certifications"]
     assert (entry["pool"]["name"], certified["verified"]) == ("vc-valid", True)
+    # ... and the auditor's report says so.
+    report = tmp_path / "report.csv"
+    window = [f"--from={(NOW - DAY):%Y-%m-%dT%H:%M:%SZ}", f"--to={(NOW + DAY):%Y-%m-%dT%H:%M:%SZ}"]
+    code = cli.main(["audit", "report", f"--kubeconfig={kube.kubeconfig}",
+                     f"--ledger-namespace={home}", "-n", ns, *window, f"--csv={report}"])  # fmt: skip
+    assert code == 0
+    (row,) = csv.DictReader(io.StringIO(report.read_text()))
+    assert row["certifications valid over the run"].startswith(
+        "SecNumCloud 3.2, verified credential (until "
+    ), row
 
     # Renewed in its ConfigMap: vc-expired counts again, without a restart, and takes the pod.
     renewed = {**TOKENS, "vc-expired": issued(TRUSTED, "vc-expired")}

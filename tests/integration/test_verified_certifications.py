@@ -16,8 +16,8 @@ A policy requiring a verified SecNumCloud 3.2 in LU: the pod goes to vc-valid al
 dirtiest (carbon first would pick any other); each other pool shows why in the GpuPool status
 (CertificationsVerified, status.certifications) and in ``greenplace explain --from-cluster
 --why-not``; the policy's allowedPools (the admission policy's list) is vc-valid alone; the
-ledger records the certification as verified, and the auditor's report shows it. Renewing the expired credential in its
-ConfigMap makes that pool count again without a restart.
+ledger records the certification as verified, and the auditor's report shows it. Renewing the
+expired credential in its ConfigMap makes that pool count again without a restart.
 """
 
 from __future__ import annotations
@@ -108,6 +108,46 @@ def explain(kube: Kube, home: str, workload: str, pool: str) -> dict[str, Any]:
     return found
 
 
+def assert_pool_status(kube: Kube) -> None:
+    """Each pool shows its credential's verification (condition and status.certifications)."""
+    ok = wait_for(lambda: (c := condition(kube, "vc-valid")) and c, 60, "vc-valid verified")
+    assert (ok["status"], ok["reason"]) == ("True", "CredentialsVerified"), ok
+    assert ok["message"] == f"verified: SecNumCloud ({TRUSTED.id})"
+    (verified,) = kube.custom("GpuPool", "vc-valid")["status"]["certifications"]
+    assert verified["verified"] is True and verified["issuer"] == TRUSTED.id
+    for name, problem in PROBLEMS.items():
+        found = wait_for(lambda n=name: condition(kube, n), 60, f"{name} condition")
+        assert (found["status"], found["reason"]) == ("False", "CertificationUnverified"), found
+        assert found["message"].startswith(f"SecNumCloud: credential {problem} ("), found
+        (entry,) = kube.custom("GpuPool", name)["status"]["certifications"]
+        assert (entry["verified"], entry["problem"]) == (False, problem)
+    assert condition(kube, "vc-declared") is None  # no credential, nothing to verify
+    assert "vc-valid" in condition(kube, "vc-other")["message"]  # type: ignore[index]
+
+
+def assert_recorded_verified(kube: Kube, home: str, ns: str, tmp_path: pathlib.Path) -> None:
+    """The ledger records the certification the placement relied on as verified."""
+
+    def placement() -> dict[str, Any] | None:
+        lines = [ln for s in store.Store(kube.api, home).segments() for ln in s.lines]
+        entries = [json.loads(line)["entry"] for line in lines]
+        return next((e for e in entries if e.get("outcome") == "Placed"), None)
+
+    entry = wait_for(placement, 60, "the ledger's placement record")
+    (certified,) = entry["pool"]["certifications"]
+    assert (entry["pool"]["name"], certified["verified"]) == ("vc-valid", True)
+    # ... and the auditor's report says so.
+    report = tmp_path / "report.csv"
+    window = [f"--from={NOW - DAY:%Y-%m-%dT%H:%M:%SZ}", f"--to={NOW + DAY:%Y-%m-%dT%H:%M:%SZ}"]
+    where = [f"--kubeconfig={kube.kubeconfig}", f"--ledger-namespace={home}", "-n", ns]
+    code = cli.main(["audit", "report", *where, *window, f"--csv={report}"])
+    assert code == 0
+    (row,) = csv.DictReader(io.StringIO(report.read_text()))
+    assert row["certifications valid over the run"].startswith(
+        "SecNumCloud 3.2, verified credential (until "
+    ), row
+
+
 def test_only_the_pool_whose_credential_verifies_counts(
     kube: Kube, operator_process: OperatorProcess, tmp_path: pathlib.Path
 ) -> None:
@@ -129,20 +169,7 @@ def test_only_the_pool_whose_credential_verifies_counts(
     bound = wait_for(lambda: kube.bound(ns, "first"), 60, "first bound")
     assert kube.node_pool(bound["spec"]["nodeName"]) == "vc-valid"
 
-    # Each pool shows its credential's verification.
-    ok = wait_for(lambda: (c := condition(kube, "vc-valid")) and c, 60, "vc-valid verified")
-    assert (ok["status"], ok["reason"]) == ("True", "CredentialsVerified"), ok
-    assert ok["message"] == f"verified: SecNumCloud ({TRUSTED.id})"
-    (verified,) = kube.custom("GpuPool", "vc-valid")["status"]["certifications"]
-    assert verified["verified"] is True and verified["issuer"] == TRUSTED.id
-    for name, problem in PROBLEMS.items():
-        found = wait_for(lambda n=name: condition(kube, n), 60, f"{name} condition")
-        assert (found["status"], found["reason"]) == ("False", "CertificationUnverified"), found
-        assert found["message"].startswith(f"SecNumCloud: credential {problem} ("), found
-        (entry,) = kube.custom("GpuPool", name)["status"]["certifications"]
-        assert (entry["verified"], entry["problem"]) == (False, problem)
-    assert condition(kube, "vc-declared") is None  # no credential, nothing to verify
-    assert "vc-valid" in condition(kube, "vc-other")["message"]  # type: ignore[index]
+    assert_pool_status(kube)
 
     # Only vc-valid may run the namespace's pods: the admission policy's list says the same.
     wait_for(
@@ -161,25 +188,7 @@ def test_only_the_pool_whose_credential_verifies_counts(
     assert declared["reason"] == "CertificationUnverified"
     assert "declared without a credential" in declared["message"]
 
-    # The ledger records the certification the placement relied on as verified.
-    def placement() -> dict[str, Any] | None:
-        lines = [ln for s in store.Store(kube.api, home).segments() for ln in s.lines]
-        entries = [json.loads(line)["entry"] for line in lines]
-        return next((e for e in entries if e.get("outcome") == "Placed"), None)
-
-    entry = wait_for(placement, 60, "the ledger's placement record")
-    (certified,) = entry["pool"]["certifications"]
-    assert (entry["pool"]["name"], certified["verified"]) == ("vc-valid", True)
-    # ... and the auditor's report says so.
-    report = tmp_path / "report.csv"
-    window = [f"--from={(NOW - DAY):%Y-%m-%dT%H:%M:%SZ}", f"--to={(NOW + DAY):%Y-%m-%dT%H:%M:%SZ}"]
-    code = cli.main(["audit", "report", f"--kubeconfig={kube.kubeconfig}",
-                     f"--ledger-namespace={home}", "-n", ns, *window, f"--csv={report}"])  # fmt: skip
-    assert code == 0
-    (row,) = csv.DictReader(io.StringIO(report.read_text()))
-    assert row["certifications valid over the run"].startswith(
-        "SecNumCloud 3.2, verified credential (until "
-    ), row
+    assert_recorded_verified(kube, home, ns, tmp_path)
 
     # Renewed in its ConfigMap: vc-expired counts again, without a restart, and takes the pod.
     renewed = {**TOKENS, "vc-expired": issued(TRUSTED, "vc-expired")}

@@ -16,7 +16,7 @@ from greenplace.audit import credentials as vc
 from greenplace.audit import entries
 from greenplace.controller import status
 from greenplace.domain import model
-from greenplace.engine import planner
+from greenplace.engine import planner, snapshot_file
 from tests import builders as b
 
 R = model.Reason
@@ -156,3 +156,16 @@ def test_the_ledger_records_whether_each_certification_was_verified() -> None:
     pool = b.pool("p", certs=[VERIFIED, FORGED])
     facts = entries.pool_facts(pool, b.T0, 1)["certifications"]
     assert [c["verified"] for c in facts] == [True, False]
+
+
+def test_a_snapshot_file_keeps_each_certifications_verification() -> None:
+    """``explain --from-cluster --save`` then ``explain FILE`` decides as the cluster did."""
+    snapshot = b.snapshot(
+        [b.pool("p", certs=[VERIFIED, FORGED]), b.pool("q", certs=[DECLARED])],
+        [requiring(verified=True)],
+        [b.workload("w")],
+    )
+    loaded, _ = snapshot_file.loads(snapshot_file.dumps(snapshot, b.T0))
+    assert loaded.pools == snapshot.pools
+    assert loaded.policies[0].required_certifications[0].verified is True
+    assert planner.plan(loaded, b.T0) == planner.plan(snapshot, b.T0)

@@ -327,14 +327,15 @@ class CheckVerdict:
 
 
 # Pool rejections no later round can lift for this Workload as it stands: where it may run
-# (sovereignty), or that it cannot fit at all. Anything else (room, carbon, budget) may change.
+# (sovereignty), or that it cannot fit at all. Anything else (room, carbon, budget) may change,
+# and so may a certification's credential (CertificationUnverified: renewed, or read again after
+# a failed read), so that one answers Retry.
 PERMANENT = frozenset({
     model.Reason.COUNTRY_NOT_ALLOWED, model.Reason.REGIME_NOT_ALLOWED,
     model.Reason.LOCATION_UNKNOWN, model.Reason.JURISDICTION_UNKNOWN,
     model.Reason.EXTRATERRITORIAL_EXPOSURE, model.Reason.RESIDENCY_NOT_MET,
     model.Reason.CERTIFICATION_MISSING, model.Reason.CERTIFICATION_LEVEL_TOO_LOW,
     model.Reason.CERTIFICATION_NOT_VALID, model.Reason.CERTIFICATION_EXPIRES_DURING_RUN,
-    model.Reason.CERTIFICATION_UNVERIFIED,
     model.Reason.GANG_TOO_LARGE, model.Reason.POD_TOO_LARGE_FOR_NODE,
     model.Reason.NODE_CONSTRAINTS_NOT_MET,
 })  # fmt: skip

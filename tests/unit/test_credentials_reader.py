@@ -152,3 +152,24 @@ def test_explain_reads_back_what_the_status_recorded_for_the_current_generation(
     assert isinstance(back[1], vc.Unverified) and back[1].problem is vc.Problem.MISSING
     stale = {**body, "metadata": {"name": "p", "generation": 4}}
     assert credentials.recorded([stale]) == {}
+
+
+def test_a_read_that_may_pass_keeps_the_last_good_contents(tmp_path: pathlib.Path) -> None:
+    """A timeout or HTTP 5xx does not flip a verified pool; with nothing read before, the
+    credential does not count; a 404 is believed at once."""
+    answers: list[dict[str, str] | vc.Unverified | credentials.Unreadable] = []
+    flaky = credentials.Unreadable(vc.Unverified(vc.Problem.MISSING, "ConfigMap gp/vc unreadable"))
+    reader = credentials.Credentials(
+        None, "gp", trust_file(tmp_path, ISSUER), memory=datetime.timedelta(0),
+        reader=lambda *_: answers.pop(0),
+    )  # fmt: skip
+    pools = [pool("p", CM)]
+    answers.append(flaky)
+    (first,) = reader.read(pools, NOW)["p"].values()
+    assert isinstance(first, vc.Unverified) and first.detail == "ConfigMap gp/vc unreadable"
+    answers.extend([{"a": ISSUER.issue("p")}, flaky])
+    assert isinstance(reader.read(pools, NOW)["p"][0], vc.Verified)
+    assert isinstance(reader.read(pools, NOW)["p"][0], vc.Verified)  # the flaky read: kept
+    answers.append(vc.Unverified(vc.Problem.MISSING, "ConfigMap gp/vc not found"))
+    gone = reader.read(pools, NOW)["p"][0]
+    assert isinstance(gone, vc.Unverified) and gone.detail == "ConfigMap gp/vc not found"

@@ -13,6 +13,8 @@ lets the operator read only the Secrets it lists (``certificationCredentials.sec
 GpuPool author cannot point the operator at the ledger key. Nothing of a token is ever copied
 into a status or an Event: messages name the object, the key and the problem.
 
+A read that fails for a reason that may pass (a timeout, HTTP 5xx) keeps the object's last good
+contents; a 404 or 403 is believed at once (the credential is gone or no longer readable).
 Each object is read at most once per ``memory`` (default 10 s: a renewed credential counts within
 a cycle or two, and a hundred pools cost a hundred small GETs every 10 s at most); the signature
 and the dates are checked at every cycle, with the cycle's ``now``, so an expiry is seen at once.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import logging
 import pathlib
@@ -46,6 +49,7 @@ __all__ = [
     "CHART_VALUE",
     "Checked",
     "Credentials",
+    "Unreadable",
     "of_pool",
     "read_trust",
     "recorded",
@@ -61,7 +65,17 @@ _TIMEOUT = 5.0
 Checked = Mapping[str, Mapping[int, vc.Verified | vc.Unverified]]
 # (kind, name) -> the key's values, or why the object could not be read.
 _Read = dict[str, str] | vc.Unverified
-Reader = Callable[[str, str, str], _Read]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreadable:
+    """A read that failed for a reason that may pass (timeout, connection, 5xx): the object's
+    last good contents are kept meanwhile, so a flaky API server does not flip the pools."""
+
+    why: vc.Unverified
+
+
+Reader = Callable[[str, str, str], _Read | Unreadable]
 
 
 def read_trust(path: pathlib.Path | None) -> dict[str, vc.Issuer]:
@@ -150,6 +164,12 @@ class Credentials:
         if cached is not None and at - cached[0] < self.memory:
             return cached[1]
         found = self._reader(kind, self.namespace, name)
+        if isinstance(found, Unreadable):
+            if cached is not None and isinstance(cached[1], dict):
+                logger.warning("%s; using it as last read", found.why.detail)
+                found = cached[1]
+            else:
+                found = found.why
         self._objects[(kind, name)] = (at, found)
         return found
 
@@ -183,7 +203,7 @@ def _source(ref: models.CredentialRef) -> tuple[str, models.KeyRef]:
 def _api_reader(api: client.ApiClient | None, namespace: str) -> Reader:
     core = client.CoreV1Api(api)
 
-    def read(kind: str, namespace: str, name: str) -> _Read:
+    def read(kind: str, namespace: str, name: str) -> _Read | Unreadable:
         where = f"{kind} {namespace}/{name}"
         try:
             if kind == "Secret":
@@ -200,9 +220,13 @@ def _api_reader(api: client.ApiClient | None, namespace: str) -> Reader:
                     f"the operator may not read {where}"
                     + (f" (list it in the chart value {CHART_VALUE})" if kind == "Secret" else ""),
                 )
-            return vc.Unverified(vc.Problem.MISSING, f"{where} unreadable (HTTP {error.status})")
+            return Unreadable(
+                vc.Unverified(vc.Problem.MISSING, f"{where} unreadable (HTTP {error.status})")
+            )
         except Exception as error:  # a network fault is this credential's problem
-            return vc.Unverified(vc.Problem.MISSING, f"{where} unreadable ({type(error).__name__})")
+            return Unreadable(
+                vc.Unverified(vc.Problem.MISSING, f"{where} unreadable ({type(error).__name__})")
+            )
 
     return read
 

@@ -10,6 +10,7 @@ its own (``tests/unit/test_errors.py`` fails when the tree below and the classes
     ├── cli.output.CliError: a command cannot do what was asked (one line, ``exit_code``)
     ├── controller.loops.StalledError: alive but not working (liveness fails)
     ├── audit.store.ConflictError: another replica appended to the ledger first; re-read it
+    ├── audit.credentials.TrustError: the trusted issuers' list is invalid (entry, fix)
     ├── accounting.focus.FocusError: a billing export cannot be reconciled (file, row, fix)
     ├── engine.snapshot_file.SnapshotFileError: not a valid snapshot file (field, fix)
     ├── sim.oracle.OracleSkippedError: the exact MILP cannot run here (why, what to do)

@@ -69,9 +69,44 @@ def pool(**changes: Any) -> str:
     return custom("GpuPool", spec, namespaced=False)
 
 
+def certified(credential: dict[str, Any]) -> str:
+    """A pool whose certification names ``credential``."""
+    cert = {
+        "name": "SecNumCloud",
+        "level": "3.2",
+        "expires": "2030-01-01",
+        "credential": credential,
+    }
+    return pool(certifications=[cert])
+
+
+REF = {"name": "vc", "key": "token"}
+
+
 @pytest.mark.parametrize(
     ("manifest", "expected"),
     [
+        pytest.param(
+            certified({"secretKeyRef": REF, "configMapKeyRef": REF}),
+            [
+                "spec.certifications[0].credential",
+                "set exactly one of secretKeyRef or configMapKeyRef",
+            ],
+            id="credential-two-sources",
+        ),
+        pytest.param(
+            certified({}),
+            [
+                "spec.certifications[0].credential",
+                "set exactly one of secretKeyRef or configMapKeyRef",
+            ],
+            id="credential-no-source",
+        ),
+        pytest.param(
+            certified({"configMapKeyRef": {"name": "vc"}}),
+            ["spec.certifications[0].credential.configMapKeyRef.key", "Required value"],
+            id="credential-no-key",
+        ),
         pytest.param(
             policy({"sovereignty": {"allowedCountries": ["FR", "XX"]}}),
             ["spec.sovereignty.allowedCountries[1]", "ISO 3166-1 alpha-2 country code"],

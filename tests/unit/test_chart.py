@@ -22,10 +22,13 @@ from greenplace.api import crdgen
 from greenplace.audit import chain, store
 from greenplace.cli import main as cli
 from greenplace.cli import operate
+from greenplace.controller import credentials
 from tests.charts import helm_template, operator_pod
+from tests.credentials import Certifier
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "greenplace"
+PEM_HEADER = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
 
 
 @pytest.mark.parametrize("kind", crdgen.KINDS, ids=lambda k: k.kind)
@@ -129,8 +132,8 @@ def test_the_record_key_is_mounted_and_the_operator_told() -> None:
 # -- ledger: the signed placement ledger's key, retention and RBAC (docs/audit.md) ------------
 
 
-def _rendered(*sets: str) -> list[dict[str, Any]]:
-    result = helm_template(*sets)
+def _rendered(*sets: str, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    result = helm_template(*sets, values=values)
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
 
@@ -273,6 +276,85 @@ def test_the_schema_refuses_a_bad_credentials_value(bad: str) -> None:
     result = helm_template(bad)
     assert result.returncode != 0
     assert "signalCredentials" in result.stderr, result.stderr
+
+
+# -- certificationCredentials: trusted issuers and the Secrets credentials are read from -------
+
+
+def test_no_trusted_issuer_by_default_means_no_flag_no_mount_and_configmaps_readable() -> None:
+    docs = _rendered()
+    assert not [d for d in docs if d["metadata"]["name"] == "gp-greenplace-trusted-issuers"]
+    assert not any(
+        a.startswith("--trusted-issuers") for a in operator_pod()["containers"][0]["args"]
+    )
+    # The ledger's Role already lets the operator get the release namespace's ConfigMaps ...
+    assert not [d for d in docs if d["metadata"]["name"] == "gp-greenplace-credentials"]
+    (ledger,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] ==
+                 "gp-greenplace-ledger"]  # fmt: skip
+    assert "get" in ledger["rules"][0]["verbs"]
+    # ... and without the ledger, the credentials' Role does.
+    docs = _rendered("ledger.enabled=false")
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] ==
+               "gp-greenplace-credentials"]  # fmt: skip
+    assert role["metadata"]["namespace"] == "greenplace-system"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+    (binding,) = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"] ==
+                  "gp-greenplace-credentials"]  # fmt: skip
+    assert binding["roleRef"]["name"] == "gp-greenplace-credentials"
+
+
+def test_trusted_issuers_reach_the_operator_as_a_mounted_file_it_reads(
+    tmp_path: pathlib.Path,
+) -> None:
+    issuer = Certifier.ed25519("did:web:certifier.example", kid="k1")
+    values = {"certificationCredentials": {"trustedIssuers": [issuer.trust()],
+                                           "secrets": ["pool-credentials"]}}  # fmt: skip
+    docs = _rendered(values=values)
+    (configmap,) = [d for d in docs if d["metadata"]["name"] == "gp-greenplace-trusted-issuers"]
+    pod = operator_pod(values=values)
+    (container,) = pod["containers"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "trusted-issuers"]
+    assert volume["configMap"] == {"name": "gp-greenplace-trusted-issuers"}
+    mount = {m["name"]: m for m in container["volumeMounts"]}["trusted-issuers"]
+    assert mount == {"name": "trusted-issuers", "mountPath": "/etc/greenplace/trusted-issuers",
+                     "readOnly": True}  # fmt: skip
+    config = operate.config_from(cli.build_parser().parse_args(container["args"]))
+    path = config.trusted_issuers_file
+    assert path == pathlib.Path("/etc/greenplace/trusted-issuers/issuers.yaml")
+    # The operator reads the rendered file as mounted: the issuer is trusted, with its key.
+    (tmp_path / path.name).write_text(configmap["data"][path.name])
+    trusted = credentials.read_trust(tmp_path / path.name)
+    assert [k.kid for k in trusted[issuer.id].keys] == ["k1"]
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] ==
+               "gp-greenplace-credentials"]  # fmt: skip
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["pool-credentials"],
+            "verbs": ["get"],
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"trustedIssuers": [{"id": "x"}]},  # no key
+        {"trustedIssuers": [{"id": "x", "publicKeys": [{"pem": "not a key"}]}]},
+        {
+            "trustedIssuers": [
+                {"id": "x", "publicKeys": [{"pem": PEM_HEADER, "jwk": {"kty": "OKP"}}]}
+            ]
+        },
+        {"secrets": ["Not_A_Name"]},
+        {"trustedIssuer": []},  # misspelt
+    ],
+    ids=["no-key", "not-pem", "pem-and-jwk", "bad-secret", "misspelt"],
+)
+def test_the_schema_refuses_a_bad_certification_credentials_value(bad: dict[str, Any]) -> None:
+    result = helm_template(values={"certificationCredentials": bad})
+    assert result.returncode != 0 and "certificationCredentials" in result.stderr, result.stderr
 
 
 def test_kueue_enabled_tells_the_operator_and_grants_only_what_the_check_needs() -> None:

@@ -55,10 +55,12 @@ from pydantic import alias_generators
 
 from greenplace.accounting import focus, telemetry
 from greenplace.api import convert, crdgen, models
-from greenplace.controller import budgets, feeds, reports, status, workers
+from greenplace.audit import credentials as vc
+from greenplace.controller import budgets, credentials, feeds, reports, status, workers
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from tests import builders, hostile, promfake, providers
+from tests import credentials as issuing
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "crd-fields.md"
 NOW = providers.NOW
@@ -119,7 +121,15 @@ def status_fields() -> list[str]:
 
 # Every spec field at a valid value (tests.hostile.FULL), other than its default where the
 # probe removes them.
-POOL: dict[str, Any] = hostile.FULL["GpuPool"]
+# Its first certification is backed by a credential (ConfigMap vc, key token: ``CREDENTIALS``).
+VC_REF = {"configMapKeyRef": {"name": "vc", "key": "token"}}
+POOL: dict[str, Any] = {
+    **hostile.FULL["GpuPool"],
+    "certifications": [
+        {**hostile.FULL["GpuPool"]["certifications"][0], "credential": VC_REF},
+        *hostile.FULL["GpuPool"]["certifications"][1:],
+    ],
+}
 POLICY: dict[str, Any] = {
     **hostile.FULL["PlacementPolicy"],
     "carbon": {
@@ -203,6 +213,25 @@ class Use:
 
 
 P = "api.convert.pool_to_domain"
+CR = "controller.credentials.Credentials.read"
+# The certification credentials the pool probe serves: pool p's SecNumCloud 3.2, signed.
+CERTIFIER = issuing.Certifier.ed25519()
+_TOKEN = CERTIFIER.issue(
+    "p",
+    level="3.2",
+    valid_from=NOW - datetime.timedelta(days=1),
+    valid_until=NOW + datetime.timedelta(days=2000),
+)
+CREDENTIALS = {("ConfigMap", "vc"): {"token": _TOKEN}, ("Secret", "vc"): {"token": _TOKEN}}
+SECRET_POOL = {
+    **POOL,
+    "certifications": [
+        {
+            **POOL["certifications"][0],
+            "credential": {"secretKeyRef": {"name": "vc", "key": "token"}},
+        }
+    ],
+}
 POL = "api.convert.policy_to_domain"
 B = "controller.budgets.domain_budgets -> api.convert.budget_to_domain"
 F = "controller.feeds.Feeds._build"
@@ -249,8 +278,26 @@ USES: dict[str, Use] = {
         f"{P} -> Certification.level: engine.rules.certificate_window (minimum level)"
     ),
     "GpuPool.spec.certifications[].expires": Use(
-        f"{P} -> Certification.valid_until (end of that day, UTC): valid now and for the run",
+        f"{P} -> Certification.valid_until (end of that day, UTC; with a credential, the "
+        "earlier of it and the credential's exp): valid now and for the run",
         other="2028-01-31",
+    ),
+    "GpuPool.spec.certifications[].credential.configMapKeyRef.name": Use(
+        f"{CR} -> ConfigMap read in the operator's namespace; verified or not: "
+        "Certification.verified / unverified (engine.rules.certificate_window)",
+        other="absent",
+    ),
+    "GpuPool.spec.certifications[].credential.configMapKeyRef.key": Use(
+        f"{CR} -> the key of that ConfigMap holding the JWT", other="absent"
+    ),
+    "GpuPool.spec.certifications[].credential.secretKeyRef.name": Use(
+        f"{CR} -> Secret read in the operator's namespace (listed in the chart value "
+        "certificationCredentials.secrets); verified or not, as configMapKeyRef",
+        other="absent",
+        base=SECRET_POOL,
+    ),
+    "GpuPool.spec.certifications[].credential.secretKeyRef.key": Use(
+        f"{CR} -> the key of that Secret holding the JWT", other="absent", base=SECRET_POOL
     ),
     "GpuPool.spec.gpu.model": Use(
         f"{P} -> Pool.gpu_model: descriptive (snapshot files, `kubectl get` column); pods pick "
@@ -323,6 +370,11 @@ USES: dict[str, Use] = {
     ),
     "PlacementPolicy.spec.sovereignty.requiredCertifications[].name": Use(
         f"{POL} -> CertificationRequirement.name: engine.rules.certificate_window", other="HDS"
+    ),
+    "PlacementPolicy.spec.sovereignty.requiredCertifications[].verified": Use(
+        f"{POL} -> CertificationRequirement.verified: engine.rules.certificate_window counts "
+        "only certifications whose credential verified",
+        other=True,
     ),
     "PlacementPolicy.spec.sovereignty.requiredCertifications[].minLevel": Use(
         f"{POL} -> CertificationRequirement.min_level: engine.rules.certificate_window"
@@ -505,17 +557,30 @@ BILL = focus.Export(
 )  # fmt: skip
 
 
-def observe_pool(spec: Mapping[str, Any], _: pathlib.Path) -> object:
-    """The planner's pool, whether it is local or a remote pool of which worker, and what it
-    claims of a FOCUS bill (``BILL``) at which price per GPU-hour."""
+def observe_pool(spec: Mapping[str, Any], tmp: pathlib.Path) -> object:
+    """The planner's pool (its certification credentials read from ``CREDENTIALS`` and verified
+    by ``controller.credentials``), whether it is local or a remote pool of which worker, and
+    what it claims of a FOCUS bill (``BILL``) at which price per GPU-hour."""
     parsed = models.GpuPoolSpec.model_validate(spec)
-    local, remote = workers.split_pools([cache_.CachedPool("p", 1, parsed)])
+    cached = cache_.CachedPool("p", 1, parsed)
+    local, remote = workers.split_pools([cached])
+    trust = tmp / "issuers.yaml"
+    trust.write_text(json.dumps([CERTIFIER.trust()]))
+    reader = credentials.Credentials(
+        None, "greenplace", trust, reader=lambda kind, _, name: _credential_object(kind, name)
+    )
+    checked = reader.read([cached], NOW).get("p")
     return (
-        convert.pool_to_domain("p", parsed, gpus_total=8, gpus_free=8),
+        convert.pool_to_domain("p", parsed, gpus_total=8, gpus_free=8, checked=checked),
         [p.name for p in local],
         {cluster: [p.name for p in pools] for cluster, pools in remote.items()},
         _claimed(parsed),
     )
+
+
+def _credential_object(kind: str, name: str) -> dict[str, str] | vc.Unverified:
+    found = CREDENTIALS.get((kind, name))
+    return vc.Unverified(vc.Problem.MISSING, "absent") if found is None else found
 
 
 def _claimed(pool: models.GpuPoolSpec) -> object:

@@ -143,6 +143,12 @@ def test_each_outcome_becomes_the_check_state_kueue_acts_on() -> None:
         rejected_by_reason=((model.Reason.COUNTRY_NOT_ALLOWED, 3),),
     )  # fmt: skip
     assert answer(sovereignty).state == "Rejected"
+    # A credential may be renewed, or read again after a failed read: never rejected for good.
+    unverified = decision(
+        model.Outcome.HELD, model.Reason.NO_COMPLIANT_POOL,
+        rejected_by_reason=((model.Reason.CERTIFICATION_UNVERIFIED, 3),),
+    )  # fmt: skip
+    assert answer(unverified).state == "Retry"
     elsewhere = answer(sovereignty, other_flavors=("de", "ch"))
     assert elsewhere.state == "Retry", "another flavor may do"
     assert elsewhere.requeue_after_seconds == kueue.HELD_RETRY_SECONDS

@@ -34,6 +34,7 @@ def results(
         (Out.HELD, R.CURRENCY_MISMATCH, True, ("skip", "skip", "fail")),
         (Out.HELD, R.COUNTRY_NOT_ALLOWED, True, ("fail", "skip", "skip")),
         (Out.HELD, R.CERTIFICATION_EXPIRES_DURING_RUN, True, ("fail", "skip", "skip")),
+        (Out.HELD, R.CERTIFICATION_UNVERIFIED, True, ("fail", "skip", "skip")),
         (Out.HELD, R.CARBON_ABOVE_CEILING, True, ("skip", "fail", "skip")),
         (Out.DEFERRED, R.DEFERRED_UNTIL_UNDER_CEILING, True, ("skip", "fail", "skip")),
         (Out.DEFERRED, R.DEFERRED_FOR_CLEANER_SLOT, True, ("skip", "warn", "skip")),

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 
 from greenplace.api import models, timestamps
+from greenplace.audit import credentials
 from greenplace.domain import model
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_EXPECTED_HOURS",
     "Timing",
     "budget_to_domain",
+    "certification_to_domain",
     "duration",
     "period_bounds",
     "policy_to_domain",
@@ -46,8 +48,12 @@ def pool_to_domain(
     gpus_free: int,
     gpus_per_node: int | None = None,
     gco2_per_kwh: float | None = None,
+    checked: Mapping[int, credentials.Verified | credentials.Unverified] | None = None,
 ) -> model.Pool:
-    """A domain pool; without an observed intensity the spec's fallback value is used."""
+    """A domain pool; without an observed intensity the spec's fallback value is used.
+    ``checked``: the verification of each certification's credential, by its index in
+    ``spec.certifications`` (``controller.credentials``); one not checked does not count."""
+    checked = checked or {}
     if gco2_per_kwh is None and spec.carbon_intensity is not None:
         gco2_per_kwh = spec.carbon_intensity.fallback_grams_per_kwh
     return model.Pool(
@@ -76,20 +82,36 @@ def pool_to_domain(
             else None
         ),
         certifications=tuple(
-            model.Certification(
-                name=c.name,
-                level=c.level or "",
-                # valid through the whole last day
-                valid_until=datetime.datetime.combine(
-                    c.expires, datetime.time.max, tzinfo=datetime.UTC
-                ),
-            )
-            for c in spec.certifications
+            certification_to_domain(c, checked.get(i)) for i, c in enumerate(spec.certifications)
         ),
         gpu_watts=spec.gpu.tdp_watts,
         gpu_idle_watts=spec.gpu.idle_watts,
         embodied_gco2_per_gpu_hour=spec.embodied_grams_per_gpu_hour,
         gpus_per_node=gpus_per_node,
+    )
+
+
+def certification_to_domain(
+    spec: models.Certification, checked: credentials.Verified | credentials.Unverified | None
+) -> model.Certification:
+    """A declared certification; with a credential, the credential's verification decides: a
+    verified one (which certifies the declared name and level) is valid from its ``nbf`` until
+    the earlier of its ``exp`` and ``expires``; any other never counts (``unverified`` says
+    why)."""
+    # valid through the whole last day
+    expires = datetime.datetime.combine(spec.expires, datetime.time.max, tzinfo=datetime.UTC)
+    declared = model.Certification(name=spec.name, level=spec.level or "", valid_until=expires)
+    if spec.credential is None:
+        return declared
+    if checked is None:
+        checked = credentials.Unverified(credentials.Problem.NOT_CHECKED, "not read here")
+    if isinstance(checked, credentials.Unverified):
+        return dataclasses.replace(declared, unverified=checked.message)
+    return dataclasses.replace(
+        declared,
+        valid_until=min(expires, checked.valid_until),
+        valid_from=checked.valid_from,
+        verified=True,
     )
 
 
@@ -111,7 +133,7 @@ def policy_to_domain(namespace: str, name: str, spec: models.PlacementPolicySpec
         ),
         forbid_extraterritorial=bool(sovereignty and sovereignty.forbid_extraterritorial_exposure),
         required_certifications=tuple(
-            model.CertificationRequirement(name=r.name, min_level=r.min_level)
+            model.CertificationRequirement(name=r.name, min_level=r.min_level, verified=r.verified)
             for r in (sovereignty.required_certifications or [] if sovereignty else [])
         ),
         max_gco2_per_kwh=spec.carbon.max_grams_per_kwh if spec.carbon else None,

@@ -161,8 +161,54 @@ class Jurisdiction(Model):
     )
 
 
+class KeyRef(Model):
+    """One key of a Secret or ConfigMap in the operator's own namespace."""
+
+    name: Name = pydantic.Field(description=f"Object name. {_NAME_BOUND}")
+    key: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        description="Key holding the compact JWT; 1 to 253 characters, the key limit.",
+    )
+
+
+_ONE_CREDENTIAL_SOURCE = (
+    "set exactly one of secretKeyRef or configMapKeyRef (the object holding the credential, "
+    "in the operator's namespace)"
+)
+
+
+class CredentialRef(Model):
+    """Where a certification's signed credential (a W3C Verifiable Credential as a JWT) is:
+    a key of a Secret or a ConfigMap in the operator's namespace (GpuPools are cluster-scoped;
+    tenants cannot write there). docs/credentials.md says how to obtain one."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.secretKeyRef) != has(self.configMapKeyRef)", _ONE_CREDENTIAL_SOURCE)
+            ]
+        }
+    )
+
+    secret_key_ref: KeyRef | None = pydantic.Field(
+        None, description="A Secret key (the chart must list the Secret: docs/credentials.md)."
+    )
+    config_map_key_ref: KeyRef | None = pydantic.Field(
+        None, description="A ConfigMap key (a credential is public: a ConfigMap is enough)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _exactly_one(self) -> CredentialRef:
+        # The CEL rule's twin (an object stored before the rule).
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError(f"certifications[].credential: {_ONE_CREDENTIAL_SOURCE}")
+        return self
+
+
 class Certification(Model):
-    """A certification the pool holds, valid until ``expires``."""
+    """A certification the pool holds, valid until ``expires``; with a ``credential``, only
+    if that credential verifies (its signed level and dates then prevail)."""
 
     name: Name = pydantic.Field(
         description=f"Certification name, e.g. SecNumCloud, HDS, C5. {_NAME_BOUND}"
@@ -173,6 +219,14 @@ class Certification(Model):
         description="Level or version, e.g. 3.2 or high; at most 64 characters.",
     )
     expires: datetime.date = pydantic.Field(description="Last day of validity (YYYY-MM-DD).")
+    credential: CredentialRef | None = pydantic.Field(
+        None,
+        description="The signed credential backing this certification, verified against the "
+        "issuers trusted in the chart (certificationCredentials.trustedIssuers). Set: the "
+        "certification counts only while it verifies (reason CertificationUnverified "
+        "otherwise): signed for this pool, this name and this level, valid until the earlier "
+        "of its exp and expires.",
+    )
 
 
 class Gpu(Model):
@@ -427,6 +481,25 @@ class PoolBillingStatus(Model):
     )
 
 
+class CertificationVerification(Model):
+    """How the credential of one of the pool's certifications verified (the operator's check,
+    which ``greenplace explain --from-cluster`` reads back)."""
+
+    index: int = pydantic.Field(ge=0, description="Its position in spec.certifications.")
+    name: str = pydantic.Field(description="The certification's name.")
+    verified: bool = pydantic.Field(description="Whether the credential verified.")
+    problem: str | None = pydantic.Field(
+        None, description="Why not: expired, bad signature, other subject, untrusted issuer, ..."
+    )
+    message: str | None = pydantic.Field(
+        None, max_length=1024, description="What went wrong and the fix (not verified)."
+    )
+    issuer: str | None = pydantic.Field(None, description="The trusted issuer (verified).")
+    level: str | None = pydantic.Field(None, description="The certified level (verified).")
+    valid_from: Timestamp | None = pydantic.Field(None, description="The credential's nbf.")
+    valid_until: Timestamp | None = pydantic.Field(None, description="The credential's exp.")
+
+
 class GpuPoolStatus(Model):
     """What the operator observes about the pool."""
 
@@ -440,6 +513,12 @@ class GpuPoolStatus(Model):
     carbon_source: str | None = pydantic.Field(None, description="Where that value came from.")
     billing: PoolBillingStatus | None = pydantic.Field(
         None, description="Effective price per GPU-hour from the FOCUS exports (Billed condition)."
+    )
+    certifications: list[CertificationVerification] | None = pydantic.Field(
+        None,
+        max_length=32,
+        description="Each certification that references a credential, as it verified "
+        "(condition CertificationsVerified sums them up).",
     )
     conditions: list[Condition] = pydantic.Field(default_factory=list)
 
@@ -467,6 +546,11 @@ class CertificationRequirement(Model):
         max_length=64,
         description="Lowest acceptable level: a version (3.2) or an EUCS level; at most 64 "
         "characters.",
+    )
+    verified: bool = pydantic.Field(
+        False,
+        description="Only a certification backed by a credential that verifies counts (one "
+        "declared without a credential does not; reason CertificationUnverified).",
     )
 
 

@@ -97,6 +97,9 @@ def pool_facts(pool: model.Pool, start: datetime.datetime, hours: float | None) 
                 "validFrom": _at(c.valid_from),
                 "validUntil": _at(c.valid_until),
                 "coversRun": None if end is None else c.valid_over(start, end),
+                # backed by a credential that verified (why one did not is on the GpuPool's
+                # status and the decision's message: a record stays within its 2 KiB)
+                "verified": c.verified,
             }
             for c in pool.certifications
         ],

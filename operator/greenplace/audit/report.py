@@ -61,6 +61,8 @@ def _certifications(pool: Mapping[str, Any] | None) -> str:
     shown = []
     for cert in (pool or {}).get("certifications") or ():
         name = f"{cert.get('name')} {cert.get('level') or ''}".strip()
+        if cert.get("verified"):  # backed by a signed credential (docs/credentials.md)
+            name += ", verified credential"
         covers = cert.get("coversRun")
         until = cert.get("validUntil")
         if covers is True:
@@ -169,6 +171,7 @@ def to_html(report: Report) -> str:
         + f"<h2>Decisions that placed nothing ({len(report.waiting)})</h2>"
         + _table("waiting", WAITING_COLUMNS, report.waiting)
         + "<p>Energy, CO2e and cost are the planner's estimate of each run as charged to its "
-        "budgets; certifications are as the GpuPool stated them at the decision.</p>"
+        "budgets; certifications are as the GpuPool stated them at the decision, "
+        "those marked verified backed by a signed credential that verified then.</p>"
         "</body></html>"
     )

@@ -11,6 +11,9 @@ record key, so only records it signed count, as in the operator) and builds with
 * Signals are the values the operator last planned with, read from the SignalSources'
   status (``feeds.recorded``), not fetched again: the feeds' credentials and egress rules are
   the operator's. Forecasts are not in status, so there are none.
+* Certification credentials are taken as the operator last verified them, from the GpuPools'
+  status (``credentials.recorded``): the trusted issuers and the right to read the operator's
+  namespace are the operator's.
 * The record key Secret may be unreadable (RBAC) or absent: records then cannot be verified;
   released-but-unbound pods do not hold capacity and the Budgets' spending comes from their
   status alone. ``Live.notes`` says so.
@@ -38,7 +41,15 @@ from kubernetes import client
 from greenplace.api import models
 from greenplace.cli import output
 from greenplace.controller import cache as cache_
-from greenplace.controller import feeds, kube, podspec, records, resources, snapshot
+from greenplace.controller import (
+    credentials,
+    feeds,
+    kube,
+    podspec,
+    records,
+    resources,
+    snapshot,
+)
 from greenplace.domain import model
 
 __all__ = ["Live", "read", "read_policies"]
@@ -134,6 +145,7 @@ def read(
         raise output.CliError(f"the record key: {error}", 2) from error
     cache = cache_.Cache(accelerators, signer, kueue=True)
     signal_bodies: list[Mapping[str, Any]] = []
+    pool_bodies: list[Mapping[str, Any]] = []
     for watched in cache.watched:
         try:
             bodies = kube.list_watched(api, watched, timeout=(5, 30))
@@ -143,6 +155,8 @@ def read(
             raise
         if watched.kind == "SignalSource":
             signal_bodies = bodies
+        if watched.kind == "GpuPool":
+            pool_bodies = bodies
         for body in bodies:
             cache.put(watched.kind, body)
     for body in policies:
@@ -153,7 +167,9 @@ def read(
             raise output.CliError(
                 f"{POLICY_KIND} {meta['namespace']}/{meta['name']}: invalid: {problem}", 2
             )
-    gathered = snapshot.gather(cache, feeds.recorded(signal_bodies))
+    gathered = snapshot.gather(
+        cache, feeds.recorded(signal_bodies), credentials.recorded(pool_bodies)
+    )
     pending = snapshot.build(gathered, now).snapshot
     placed, placed_in = _placed(gathered, now, verified=key is not None)
     return Live(pending, placed, placed_in, tuple(notes))

@@ -238,6 +238,16 @@ def register(subparsers: Any, names: set[str] | None = None) -> None:
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--trusted-issuers",
+        dest="trusted_issuers_file",
+        type=pathlib.Path,
+        default=_config_default("trusted_issuers_file"),
+        metavar="FILE",
+        help="YAML list of the issuers whose certification credentials count, each {id, "
+        "publicKeys: [{pem | jwk, kid}]}; read again when it changes (in-cluster: the chart's "
+        "certificationCredentials.trustedIssuers; docs/credentials.md; default: nobody)",
+    )
+    parser.add_argument(
         "--policy-reports",
         action=argparse.BooleanOptionalAction,
         default=_config_default("policy_reports"),
@@ -366,6 +376,7 @@ def config_from(args: argparse.Namespace) -> config_.OperatorConfig:
         ledger_key_file=args.ledger_key_file,
         ledger_retention_segments=args.ledger_retention_segments,
         policy_reports=args.policy_reports,
+        trusted_issuers_file=args.trusted_issuers_file,
         kueue=args.kueue,
         multikueue=args.multikueue,
         kueue_namespace=args.kueue_namespace,

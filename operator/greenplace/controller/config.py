@@ -9,8 +9,8 @@ twice lets them drift, so each is written once, here; a unit test checks the fla
 Rules that combine settings live here too, as properties, so that every caller applies them
 the same way:
 
-- The leader-election Lease (and the Secret holding the record-signing key, and the placement
-  ledger with its key) lives in
+- The leader-election Lease (and the Secret holding the record-signing key, the placement
+  ledger with its key, and the certification credentials GpuPools reference) lives in
   ``lease_namespace`` when it is given, else in the operator's own ``namespace``, else in
   ``default``. The operator's own namespace is where the chart's Role lets it write Leases and
   Secrets, and where nobody but the platform team creates objects; ``default`` only serves an
@@ -93,6 +93,11 @@ class OperatorConfig:
     ledger: bool = True
     ledger_key_file: pathlib.Path | None = None
     ledger_retention_segments: int = 100
+    # The issuers whose certification credentials are trusted (controller.credentials; the
+    # chart mounts certificationCredentials.trustedIssuers); None: nobody, so a certification
+    # that references a credential never counts. The credentials are read in
+    # lease_namespace_in_use (the operator's own namespace in a cluster).
+    trusted_issuers_file: pathlib.Path | None = None
     # One wgpolicyk8s.io PolicyReport per governed namespace (controller.policyreports; needs the
     # Policy WG's CRD, which Kyverno or Policy Reporter install).
     policy_reports: bool = False

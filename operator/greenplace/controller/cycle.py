@@ -49,6 +49,7 @@ from greenplace.controller import (
     status,
 )
 from greenplace.controller import cache as cache_
+from greenplace.controller import credentials as credentials_
 from greenplace.controller import ledger as audit  # the placement ledger (docs/audit.md)
 from greenplace.domain import model
 from greenplace.engine import planner
@@ -94,6 +95,9 @@ class LoopState:
     audit: audit.Ledger | None = None
     # The namespaces' PolicyReports (None: off), brought up to date after the ledger.
     reports: policyreports.PolicyReports | None = None
+    # Reads and verifies the pools' certification credentials (None: none is read, so a
+    # certification that references one never counts).
+    credentials: credentials_.Credentials | None = None
 
 
 @dataclasses.dataclass
@@ -183,7 +187,12 @@ async def run_cycle(
         if signal_feeds is not None:  # network reads: off the event loop
             sources = tuple(cache.signal_sources.values())
             observed = await asyncio.to_thread(signal_feeds.read, sources, now)
-        gathered = snapshot.gather(cache, observed)
+        checked = None
+        if state.credentials is not None:  # API reads of Secrets/ConfigMaps: off the loop
+            checked = await asyncio.to_thread(
+                state.credentials.read, tuple(cache.pools.values()), now
+            )
+        gathered = snapshot.gather(cache, observed, checked)
     with report.phase("2-snapshot"):
         built = snapshot.build(gathered, now, state.ledger, deferral_step)
         snap = built.snapshot

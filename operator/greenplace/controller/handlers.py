@@ -38,6 +38,7 @@ from kubernetes import client
 from greenplace.controller import cache as cache_
 from greenplace.controller import config as config_
 from greenplace.controller import (
+    credentials,
     gatepolicy,
     kube,
     leadership,
@@ -105,6 +106,10 @@ def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) ->
         cache.signer = await _record_signer(config, api)  # before any pod is cached
         if config.ledger:  # before the loops start: the first cycle appends (docs/audit.md)
             running.cycle_state.audit = await ledger.open_ledger(config, api)
+        # Certification credentials (docs/credentials.md): read in the operator's namespace.
+        running.cycle_state.credentials = credentials.Credentials(
+            api, config.lease_namespace_in_use, config.trusted_issuers_file
+        )
         if config.policy_reports:  # wgpolicyk8s.io PolicyReports (docs/audit.md)
             running.cycle_state.reports = policyreports.PolicyReports(api)
         if config.manage_webhook_configuration:

@@ -327,7 +327,9 @@ class CheckVerdict:
 
 
 # Pool rejections no later round can lift for this Workload as it stands: where it may run
-# (sovereignty), or that it cannot fit at all. Anything else (room, carbon, budget) may change.
+# (sovereignty), or that it cannot fit at all. Anything else (room, carbon, budget) may change,
+# and so may a certification's credential (CertificationUnverified: renewed, or read again after
+# a failed read), so that one answers Retry.
 PERMANENT = frozenset({
     model.Reason.COUNTRY_NOT_ALLOWED, model.Reason.REGIME_NOT_ALLOWED,
     model.Reason.LOCATION_UNKNOWN, model.Reason.JURISDICTION_UNKNOWN,

@@ -44,6 +44,7 @@ from typing import Any
 from greenplace.api import convert, timestamps
 from greenplace.controller import budgets as budgets_
 from greenplace.controller import cache as cache_
+from greenplace.controller import credentials as credentials_
 from greenplace.controller import feeds, kueue, podspec, resources
 from greenplace.domain import countries, model
 from greenplace.signals import contract, planning
@@ -92,6 +93,9 @@ class Gathered:
     # flavor of this cluster (``remote``: Kueue's flavors do not narrow them).
     controller: str = kueue.CONTROLLER_NAME
     remote: bool = False
+    # Each pool's certification credentials as verified this cycle (``controller.credentials``);
+    # a certification whose credential is absent here does not count.
+    credentials: credentials_.Checked = dataclasses.field(default_factory=dict)
 
     @functools.cached_property
     def flavor_pools(self) -> kueue.Flavors:
@@ -109,8 +113,13 @@ class Gathered:
         )
 
 
-def gather(cache: cache_.Cache, observed: feeds.Observed | None = None) -> Gathered:
+def gather(
+    cache: cache_.Cache,
+    observed: feeds.Observed | None = None,
+    checked: credentials_.Checked | None = None,
+) -> Gathered:
     return Gathered(
+        credentials=checked or {},
         budget_status=dict(cache.budget_status),
         # Remote pools (``spec.cluster``) hold a worker's nodes: never this cluster's pods.
         pools=tuple(p for p in cache.pools.values() if p.spec.cluster is None),
@@ -221,6 +230,7 @@ def build(
                 gpus_total=total,
                 gpus_free=max(0, total - used),
                 gpus_per_node=max((node_gpus[n] for n in in_pool), default=0),
+                checked=gathered.credentials.get(pool.name),
             ),
             gathered.observed,
         )

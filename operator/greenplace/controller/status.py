@@ -23,7 +23,7 @@ from greenplace.accounting import billed
 from greenplace.accounting import budget as burn
 from greenplace.api import models
 from greenplace.controller import billing as billing_
-from greenplace.controller import budgets, kube, kueue, snapshot
+from greenplace.controller import budgets, credentials, kube, kueue, snapshot
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from greenplace.engine import rules
@@ -134,6 +134,11 @@ class StatusRecorder:
             billed = None if priced is None else priced.get(cached.name)
             # Set only when exports are configured; None then deletes a price gone stale.
             billing = {} if priced is None else {"billing": billed and billed.status}
+            # CertificationsVerified and status.certifications, when a credential is referenced
+            checked = credentials.of_pool(cached.spec, gathered.credentials.get(cached.name, {}))
+            verified: tuple[Condition, ...] = (
+                ("CertificationsVerified", *credentials.summary(checked, cached.spec)),
+            ) if checked else ()  # fmt: skip
             await self.write(
                 "gpupools",
                 None,
@@ -148,6 +153,7 @@ class StatusRecorder:
                         cached.name,
                         snapshot.FALLBACK_SOURCE if pool.gco2_per_kwh is not None else None,
                     ),
+                    certifications=credentials.to_status(checked, cached.spec) or None,
                     **billing,
                 ),
                 conditions=[
@@ -160,6 +166,7 @@ class StatusRecorder:
                         else "no schedulable node matches spec.nodeSelector",
                     ),
                     *flavored.get(cached.name, ()),
+                    *verified,
                     *(
                         ()
                         if billed is None

@@ -180,12 +180,20 @@ def validity_covers(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Certification:
-    """A certification a pool holds (SecNumCloud, HDS, C5, EUCS, ...) and when it is valid."""
+    """A certification a pool holds (SecNumCloud, HDS, C5, EUCS, ...) and when it is valid.
+
+    ``verified``: backed by a signed credential that checked out against a trusted issuer (for
+    this name and level; its dates bound the validity). ``unverified``: why a credential the pool
+    referenced did not check out (expired, forged, another subject, ...); such a certification
+    never counts (``engine.rules.certificate_window``). Neither: declared without a credential,
+    counted unless a policy requires verified certifications."""
 
     name: str
     valid_until: datetime.datetime
     level: str = ""
     valid_from: datetime.datetime | None = None
+    verified: bool = False
+    unverified: str | None = None
 
     def valid_over(self, start: datetime.datetime, end: datetime.datetime) -> bool:
         return validity_covers(self.valid_from, self.valid_until, start, end)
@@ -193,10 +201,12 @@ class Certification:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CertificationRequirement:
-    """A certification a policy requires, at ``min_level`` or above (see ``level_rank``)."""
+    """A certification a policy requires, at ``min_level`` or above (see ``level_rank``);
+    ``verified``: only a certification backed by a verified credential counts."""
 
     name: str
     min_level: str = ""
+    verified: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -451,6 +461,8 @@ class Reason(enum.StrEnum):
     CERTIFICATION_LEVEL_TOO_LOW = "CertificationLevelTooLow"
     CERTIFICATION_NOT_VALID = "CertificationNotValid"
     CERTIFICATION_EXPIRES_DURING_RUN = "CertificationExpiresDuringRun"
+    # The certification's credential did not verify, or the policy requires a verified one.
+    CERTIFICATION_UNVERIFIED = "CertificationUnverified"
     # Gangs and capacity.
     POD_TOO_LARGE_FOR_NODE = "PodTooLargeForNode"
     # No node of the pool matches the pod's own node selector, affinity or accelerators.

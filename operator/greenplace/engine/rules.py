@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from greenplace.domain import model
 
@@ -123,8 +123,11 @@ def certificate_window(
                     f"certification {requirement.name} missing",
                     f"choose a pool certified {requirement.name}, or declare it on the GpuPool",
                 )
+            counted = [c for c in held if _counts(c, requirement)]
+            if not counted:
+                return _reject(pool, R.CERTIFICATION_UNVERIFIED, policy, *_unverified(held))
             minimum = model.level_rank(requirement.min_level)
-            high_enough = [c for c in held if _meets(c.level, minimum)]
+            high_enough = [c for c in counted if _meets(c.level, minimum)]
             if not high_enough:
                 levels = ", ".join(sorted(c.level or "none" for c in held))
                 return _reject(
@@ -153,6 +156,29 @@ def certificate_window(
             if best.valid_from is not None and (valid_from is None or best.valid_from > valid_from):
                 valid_from = best.valid_from
     return CertificateWindow(valid_from, valid_until, ", ".join(names))
+
+
+def _counts(held: model.Certification, requirement: model.CertificationRequirement) -> bool:
+    """A certification whose credential failed never counts; one declared without a credential
+    counts unless the requirement asks for a verified one."""
+    return held.unverified is None and (held.verified or not requirement.verified)
+
+
+def _unverified(held: Sequence[model.Certification]) -> tuple[str, str]:
+    """The message and the fix when none of ``held`` counts (``_counts``)."""
+    problems = sorted({c.unverified for c in held if c.unverified is not None})
+    name = held[0].name
+    if problems:
+        return (
+            f"certification {name} unverified: {'; '.join(problems)}",
+            "fix the credential referenced in the GpuPool's spec.certifications[].credential",
+        )
+    return (
+        f"certification {name} declared without a credential, and the policy requires a "
+        "verified one",
+        "reference a credential signed by a trusted issuer in the GpuPool's "
+        "spec.certifications[].credential (docs/credentials.md)",
+    )
 
 
 def _meets(level: str, minimum: tuple[int, ...] | None) -> bool:

@@ -303,6 +303,8 @@ def _pool(node: _Node) -> model.Pool:
                 level=c.get("level", _str, _CERTIFICATION.level),
                 valid_until=c.req("validUntil", _time),
                 valid_from=c.opt("validFrom", _time),
+                verified=c.get("verified", _bool, _CERTIFICATION.verified),
+                unverified=c.opt("unverified", _str),
             )
             for c in node.items("certifications")
         ),
@@ -332,6 +334,7 @@ def _policy(node: _Node) -> model.Policy:
             model.CertificationRequirement(
                 r.req("name", _str),
                 r.get("minLevel", _str, _REQUIREMENT.min_level),
+                r.get("verified", _bool, _REQUIREMENT.verified),
             )
             for r in node.items("requiredCertifications")
         ),
@@ -443,6 +446,8 @@ def _pool_doc(pool: model.Pool) -> dict[str, Any]:
                 "level": c.level,
                 "validUntil": _iso(c.valid_until),
                 "validFrom": None if c.valid_from is None else _iso(c.valid_from),
+                "verified": c.verified,
+                "unverified": c.unverified,
             }
             for c in pool.certifications
         ],
@@ -474,7 +479,8 @@ def _policy_doc(policy: model.Policy) -> dict[str, Any]:
         else sorted(policy.allowed_regimes),
         "forbidExtraterritorial": policy.forbid_extraterritorial,
         "requiredCertifications": [
-            {"name": r.name, "minLevel": r.min_level} for r in policy.required_certifications
+            {"name": r.name, "minLevel": r.min_level, "verified": r.verified}
+            for r in policy.required_certifications
         ],
         "maxGco2PerKwh": policy.max_gco2_per_kwh,
         "carbonPricePerTco2e": policy.carbon_price_per_tco2e,

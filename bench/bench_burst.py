@@ -47,6 +47,14 @@ and the CPU seconds
 per pod of each process of the control plane and of the operator (``/proc/<pid>/stat``, read
 before and after). On a machine whose cores the API server saturates, a run's pace follows
 the writes each pod costs it.
+
+Where the operator runs (GREENPLACE_BENCH_PIN): unset, every process shares every core, so on
+a 2-core machine the operator's own CPU is taken from the API server's. In a cluster it runs
+in a pod on a worker node, beside neither the API server nor etcd. With
+GREENPLACE_BENCH_PIN=1 the control plane (etcd, API server, scheduler, controller manager,
+kwok) is pinned to the first core and the benchmark's creator and the operator to the others,
+in both runs alike; the results then go to ``bench_burst_pinned`` (``_<BURST>`` appended for
+another size).
 """
 
 from __future__ import annotations
@@ -81,6 +89,7 @@ STEADY_RATE = 20.0  # pods per second
 POOLS = 10
 NODES_PER_POOL = math.ceil(BURST * 1.04 / (POOLS * kube.GPUS_PER_NODE))
 TIMEOUT_S = 1800.0
+PIN = os.environ.get("GREENPLACE_BENCH_PIN", "") == "1"
 
 
 def phase_seconds(metrics_url: str, phase: str) -> float:
@@ -144,6 +153,12 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             continue  # not on this machine (an existing cluster) or gone
         out[name] = (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def pin(pid: int, cores: set[int]) -> None:
+    """Run every thread of process ``pid`` on ``cores`` (threads it starts later inherit it)."""
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cores)
 
 
 class Costs:
@@ -385,6 +400,11 @@ def main() -> None:
         pools = kube.gpu_pools("burst", POOLS, NODES_PER_POOL)
         fleet.apply_fleet(bench.api, pools)
         pids = running.processes.pids() if isinstance(running, cluster.LocalCluster) else {}
+        others = set(range(1, os.cpu_count() or 1)) or {0}
+        if PIN:  # the control plane on core 0; this process (and its threads) on the others
+            for pid in pids.values():
+                pin(pid, {0})
+            pin(os.getpid(), others)
         baseline = bench.burst("burst-plain", governed=False, pids=pids)
         print(f"kube-scheduler alone: {BURST} pods bound in {baseline['all_bound_seconds']} s "
               f"({baseline['pods_per_second']} pods/s; created in {baseline['create_seconds']} s "
@@ -393,6 +413,8 @@ def main() -> None:
         bench.delete("burst-plain")
         operator = kube.start_operator(kubeconfig, "--gate=policy")
         pids = {**pids, "greenplace": operator.process.pid}
+        if PIN:
+            pin(operator.process.pid, others)
         try:
             ledger_before = phase_seconds(operator.metrics_url, "6-ledger")
             governed = bench.burst("burst-governed", governed=True, pids=pids)
@@ -428,9 +450,10 @@ def main() -> None:
         f"steady {STEADY_RATE:.0f}/s: create to release p50 {steady['release_p50_seconds']} s, "
         f"p99 {steady['release_p99_seconds']} s; to binding p99 {steady['bound_p99_seconds']} s"
     )
+    name = f"{NAME}_pinned" if PIN else NAME
     harness.finish(
-        NAME if BURST == 2000 else f"{NAME}_{BURST}",
-        {"burst": BURST, "create": CREATE, "gate": "policy",
+        name if BURST == 2000 else f"{name}_{BURST}",
+        {"burst": BURST, "create": CREATE, "gate": "policy", "pinned": PIN,
          "gpus": POOLS * NODES_PER_POOL * kube.GPUS_PER_NODE, "baseline": baseline,
          "governed": governed, "backlog": backlog, "steady": steady,
          "operator_log": str(operator.log)},

@@ -59,7 +59,7 @@ def test_budget_rows_show_each_limit_and_exceeded() -> None:
     ((record),) = views.budget_records([budget])
     assert [c.cell(record) for c in views.BUDGET_COLUMNS] == [
         "ml/monthly", "Month", "1,234/90,000 CHF", "12.35/500 kgCO2e", "0/2,000 kWh",
-        "4,000 CHF, 40 kgCO2e, 0.5 kWh", "-", "-", "-", "-", "False",
+        "4,000 CHF, 40 kgCO2e, 0.5 kWh", "-", "-", "-", "-", "-", "False",
     ]  # fmt: skip
 
 
@@ -132,6 +132,15 @@ def test_budgets_show_the_correction_to_the_bill_and_whether_it_is_reconciled() 
         ((record),) = views.budget_records([body])
         cells = _by_header(views.BUDGET_COLUMNS, record)
         assert (cells["CORRECTION"], cells["BILL"]) == (correction, bill)
+    assert cells["PREVIOUS(CORRECTED)"] == "-"  # the recording has no period before
+    # December's bill read in January (tests/unit/test_budget_billed.py's figures).
+    december = {"periodStart": "2026-12-01T00:00:00Z", "periodEnd": "2027-01-01T00:00:00Z",
+                "money": 10.852941, "correction": -4.147059}  # fmt: skip
+    january = {**budget, "status": {**budget["status"], "previousPeriod": december}}
+    ((record),) = views.budget_records([january])
+    shown = _by_header(views.BUDGET_COLUMNS, record)["PREVIOUS(CORRECTED)"]
+    assert shown == "2026-12-01: 10.85 EUR (-4.15 EUR)"
+    assert record["previousPeriod"] == december  # -o json
 
 
 def test_reports_show_the_cost_per_request_on_both_bases() -> None:

@@ -238,6 +238,8 @@ def budget_records(budgets: Sequence[Obj]) -> list[dict[str, Any]]:
             # and whether every charge of the period is reconciled (the condition's reason).
             "correction": status.get("correction"),
             "reconciled": _reason(budget, "Reconciled"),
+            # The period before, corrected by a bill that arrived after it ended.
+            "previousPeriod": dict(status.get("previousPeriod") or {}),
         })  # fmt: skip
     return out
 
@@ -283,6 +285,16 @@ def _charged(r: Obj) -> str:
     return _money(spent - correction, _unit(r, None))
 
 
+def _previous(r: Obj) -> str:
+    """The period before this one: its money, corrected where reconciled, and by how much."""
+    previous = r["previousPeriod"]
+    money = _money(previous.get("money"), _unit(r, None))
+    if money == "-":
+        return money
+    correction = {**r, "correction": previous.get("correction")}
+    return f"{str(previous.get('periodStart'))[:10]}: {money} ({_correction(correction)})"
+
+
 BUDGET_COLUMNS: tuple[Column, ...] = (
     Column("BUDGET", lambda r: f"{r['namespace']}/{r['name']}"),
     Column("PERIOD", _text("period")),
@@ -292,6 +304,7 @@ BUDGET_COLUMNS: tuple[Column, ...] = (
     Column("CHARGED(PRICE)", _charged, "wide"),
     Column("CORRECTION", _correction),
     Column("BILL", _text("reconciled")),
+    Column("PREVIOUS(CORRECTED)", _previous, "wide"),
     Column("EXCEEDED", _text("exceeded")),
 )
 

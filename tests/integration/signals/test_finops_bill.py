@@ -223,7 +223,7 @@ def _check_the_plugin_shows_it(
     assert f"2.99 EUR 1.81 EUR {month}/" in " ".join(pools[POOL]), pools[POOL]
     assert "1.48 EUR 2026-01-01/2026-02-01 Reconciled" in " ".join(pools["fr-a100"])
     (row,) = [r for key, r in run("budgets", "-n", ns, "-o", "wide").items() if key != "BUDGET"]
-    assert " ".join(row).endswith("17.94 EUR -7.09 EUR Reconciled False"), row
+    assert " ".join(row).endswith("17.94 EUR -7.09 EUR Reconciled - False"), row
     reports = run("reports", "-n", team)
     assert reports["REPORT"][5:8] == ["COST/req", "BILLED/req", "GRADES(ENERGY/CARBON)"]
 

@@ -21,7 +21,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
 COPY devcluster ./devcluster
-RUN /opt/greenplace/bin/pip install . \
+# The finops extra: pyarrow, the operator's FOCUS reader (CSV and Parquet) for --focus-export.
+RUN /opt/greenplace/bin/pip install ".[finops]" \
  && /opt/greenplace/bin/python -m compileall -q /opt/greenplace
 
 FROM ${BASE_IMAGE}

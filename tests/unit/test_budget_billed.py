@@ -235,3 +235,54 @@ def test_a_status_correction_that_is_not_a_number_is_read_as_none(correction: An
             "correction": correction}  # fmt: skip
     account = budgets._opened(("ml", "b"), start, JANUARY, body, (), currency="EUR")
     assert account.spent.money == 15.0
+
+
+# ---------------------------------------------------------------- a bill after the period ended
+
+
+def test_a_bill_that_arrives_after_the_period_ended_corrects_it_in_previous_period(
+    tmp_path: pathlib.Path,
+) -> None:
+    export = _export(tmp_path / "export.csv")
+    cache, writer, state = _cache(), fakes.RecordingWriter(), cycle.LoopState()
+    _place(cache, writer, "train", 2, "3")  # 6 GPU-hours at 2.50 in December: 15.00
+    december = _cycle(cache, writer, NOW, state, None)  # no bill yet
+    assert december["spent"]["money"] == 15.0 and december["previousPeriod"] is None
+    # January: December's invoice arrives. This period has spent nothing; December's charges
+    # are corrected where they are kept, by hand 6 x 492 / 272 = 10.85 (-4.15).
+    january = datetime.datetime(2027, 1, 5, 12, tzinfo=datetime.UTC)
+    body = _cycle(cache, writer, january, state, [export])
+    assert body["periodStart"] == "2027-01-01T00:00:00Z" and body["spent"]["money"] == 0
+    previous = body["previousPeriod"]
+    assert (previous["periodStart"], previous["periodEnd"]) == (
+        "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z"
+    )  # fmt: skip
+    assert previous["charges"] == december["charges"]
+    (row,) = previous["billed"]
+    assert (row["pool"], row["gpuHours"], row["charged"]) == ("fr", 6.0, 15.0)
+    assert _cents(previous["money"]) == _cents(6 * Decimal("492.00") / 272) == Decimal("10.85")
+    assert _cents(previous["correction"]) == Decimal("-4.15")
+    # The planner sees January's spend only.
+    built = snapshot.build(snapshot.gather(cache), january, ledger=state.ledger)
+    (budget,) = built.snapshot.budgets
+    assert budget.money_spent == 0
+
+    # Restarted in January without the export: December's correction is kept as written.
+    restarted = _cache(status_body=body)
+    restarted.put_pod(writer.pods["ml/train"])
+    later = january + datetime.timedelta(minutes=5)
+    kept = _cycle(restarted, fakes.RecordingWriter(), later, cycle.LoopState(), None)
+    assert kept["previousPeriod"] == previous
+    # Restarted across the rollover (the status still December's, the pod's record signed):
+    # December becomes previousPeriod and the late bill corrects it, the record not counted
+    # twice.
+    across = _cache(status_body=december)
+    across.put_pod(writer.pods["ml/train"])
+    rolled = _cycle(across, fakes.RecordingWriter(), later, cycle.LoopState(), [export])
+    assert rolled["previousPeriod"] == previous
+    assert rolled["spent"]["money"] == 0
+    # Two periods on, December is no longer kept.
+    march = datetime.datetime(2027, 3, 2, tzinfo=datetime.UTC)
+    gone = _cycle(_cache(status_body=body), fakes.RecordingWriter(), march, cycle.LoopState(),
+                  [export])  # fmt: skip
+    assert "previousPeriod" in gone and gone["previousPeriod"] is None  # null: removed

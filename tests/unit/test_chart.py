@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import pathlib
+import tomllib
 from typing import Any
 
 import pytest
@@ -397,3 +398,78 @@ def test_the_dashboard_configmap_carries_the_shipped_dashboard_for_the_sidecar()
     assert shipped["metadata"]["annotations"] == {"grafana_folder": "GPU"}
     source = CHART / "dashboards" / "greenplace.json"
     assert json.loads(shipped["data"]["greenplace.json"]) == json.loads(source.read_text())
+
+
+# -- finops.exports: the FOCUS billing exports the operator reads (docs/finops.md) ------------
+
+FOCUS_DIR = "/etc/greenplace/focus"
+
+
+def test_focus_exports_are_mounted_read_only_and_each_passed_to_the_operator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pod = operator_pod(
+        "finops.exports.volume.persistentVolumeClaim.claimName=bills",
+        "finops.exports.files={2026-12/focus.csv.gz,january.parquet}",
+    )
+    (container,) = pod["containers"]
+    exports = [a for a in container["args"] if a.startswith("--focus-export")]
+    assert exports == [f"--focus-export={FOCUS_DIR}/2026-12/focus.csv.gz",
+                       f"--focus-export={FOCUS_DIR}/january.parquet"]  # fmt: skip
+    # The operator, given these arguments, reads both files.
+    monkeypatch.setenv("POD_NAMESPACE", "greenplace-system")
+    config = operate.config_from(cli.build_parser().parse_args(container["args"]))
+    assert config.focus_exports == (
+        pathlib.Path(f"{FOCUS_DIR}/2026-12/focus.csv.gz"),
+        pathlib.Path(f"{FOCUS_DIR}/january.parquet"),
+    )
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "focus-exports"]
+    assert volume == {"name": "focus-exports", "persistentVolumeClaim": {"claimName": "bills"}}
+    mount = {m["name"]: m for m in container["volumeMounts"]}["focus-exports"]
+    assert mount == {"name": "focus-exports", "mountPath": FOCUS_DIR, "readOnly": True}
+
+
+def test_no_focus_export_by_default_nor_a_volume_without_files() -> None:
+    for pod in (operator_pod(), operator_pod("finops.exports.volume.configMap.name=focus")):
+        (container,) = pod["containers"]
+        assert not any(a.startswith("--focus-export") for a in container["args"])
+        assert "focus-exports" not in [v["name"] for v in pod["volumes"]]
+
+
+def test_focus_export_files_without_a_volume_are_refused_naming_the_value() -> None:
+    result = helm_template("finops.exports.files={focus.csv}")
+    assert result.returncode != 0
+    assert "finops.exports.files needs finops.exports.volume" in result.stderr, result.stderr
+
+
+VOLUME = "finops.exports.volume.configMap.name=focus"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (VOLUME, "finops.exports.files={../../run/secrets/token.csv}"),  # out of the volume
+        (VOLUME, "finops.exports.files={/etc/focus.csv}"),  # absolute
+        (VOLUME, "finops.exports.files={focus.txt}"),  # not an export the reader takes
+        (VOLUME, "finops.exports.files={a.csv,a.csv}"),  # twice
+        (VOLUME, "finops.exports.files=a.csv"),  # a string, not a list
+        ("finops.exports.volume.name=mine", "finops.exports.files={a.csv}"),  # the chart's
+        (VOLUME, "finops.exports.volume.secret.secretName=b", "finops.exports.files={a.csv}"),
+        (VOLUME, "finops.export.files={a.csv}"),  # misspelt key
+    ],
+)
+def test_the_schema_refuses_a_bad_finops_value(bad: tuple[str, ...]) -> None:
+    result = helm_template(*bad)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
+    assert "finops" in result.stderr, result.stderr
+
+
+def test_the_image_carries_the_focus_reader() -> None:
+    """The Dockerfile installs the finops extra, and that extra is the FOCUS reader's pyarrow:
+    without it --focus-export refuses every export (ExportRefused on each claiming pool)."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (install,) = [line for line in dockerfile.splitlines() if "pip install" in line]
+    assert '".[finops]"' in install.split(), install
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [r for r in project["optional-dependencies"]["finops"] if r.startswith("pyarrow")]

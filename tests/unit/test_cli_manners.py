@@ -139,8 +139,8 @@ def test_the_table_keeps_a_short_reason_and_wide_gives_it_all(
     _, out, _ = run(capsys, "pools", "-o", "wide", f"--kubeconfig={kubeconfig}")
     assert [line.split() for line in out.splitlines()] == [
         ["POOL", "COUNTRY", "GPU", "FREE/TOTAL", "GRID-gCO2e/kWh", "PUE", "gCO2e/kWh(xPUE)",
-         "SOURCE"],
-        ["ovh", "FR", "?", "?/?", "50", "1.2", "60", "-"],
+         "PRICE/GPU-h", "BILLED/GPU-h", "PERIOD(BILLED)", "BILLING", "SOURCE"],
+        ["ovh", "FR", "?", "?/?", "50", "1.2", "60", "-", "-", "-", "-", "-"],
     ]  # fmt: skip
 
 

@@ -13,12 +13,12 @@ import http.server
 import json
 import pathlib
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from greenplace.cli import main, placements, views
+from greenplace.cli import main, output, placements, views
 from greenplace.controller import podspec
 
 WORKLOADS: dict[str, dict[str, Any]] = json.loads(
@@ -36,8 +36,8 @@ def test_pool_rows_show_free_gpus_and_the_carbon_source() -> None:
     }  # fmt: skip
     bare = {"metadata": {"name": "new"}, "spec": {}}
     assert views.pool_rows([pool, bare]) == [
-        ("new", "?", "?", "?/?", "-", "-"),
-        ("ovh", "FR", "H100", "4/16", "56", "SignalSource eu/grid"),
+        ("new", "?", "?", "?/?", "-", "-", "-"),
+        ("ovh", "FR", "H100", "4/16", "56", "-", "SignalSource eu/grid"),
     ]
 
 
@@ -48,7 +48,9 @@ def test_budget_rows_show_each_limit_and_exceeded() -> None:
         "status": {"spent": {"money": 40}, "forecastAtPeriodEnd": {"money": 120},
                    "conditions": [{"type": "Exceeded", "status": "False"}]},
     }  # fmt: skip
-    assert views.budget_rows([budget]) == [("ml/monthly", "Month", "40/100 EUR", "-", "-", "False")]
+    assert views.budget_rows([budget]) == [
+        ("ml/monthly", "Month", "40/100 EUR", "-", "-", "-", "-", "False")
+    ]
     budget["spec"] |= {"currency": "CHF", "limits": {"money": 90000, "kgCO2e": 500, "kWh": 2000}}
     budget["status"] |= {
         "spent": {"money": 1234.5, "kgCO2e": 12.345},
@@ -57,7 +59,7 @@ def test_budget_rows_show_each_limit_and_exceeded() -> None:
     ((record),) = views.budget_records([budget])
     assert [c.cell(record) for c in views.BUDGET_COLUMNS] == [
         "ml/monthly", "Month", "1,234/90,000 CHF", "12.35/500 kgCO2e", "0/2,000 kWh",
-        "4,000 CHF, 40 kgCO2e, 0.5 kWh", "-", "False",
+        "4,000 CHF, 40 kgCO2e, 0.5 kWh", "-", "-", "-", "-", "-", "False",
     ]  # fmt: skip
 
 
@@ -69,8 +71,83 @@ def test_report_rows_one_per_model_and_pool() -> None:
                              "currency": "EUR", "energyGrade": "B", "carbonGrade": "B"}]},
     }  # fmt: skip
     assert views.report_rows([report]) == [
-        ("inference/serving", "llama", "fr", "0.03356", "0.00433", "0.0002315 EUR", "B/B")
+        ("inference/serving", "llama", "fr", "0.03356", "0.00433", "0.0002315 EUR", "-", "B/B")
     ]
+
+
+# What the operator wrote on the real control plane, with the real Prometheus fixture and two
+# FOCUS exports (recorded on 2026-12-07 from tests/integration/signals/test_finops_bill.py,
+# managedFields dropped): ovh-gra-h100 and fr-a100 priced by their bills, the Budget of a pod
+# placed in ovh-gra-h100 corrected to December's bill, team-a's EnergyReport on both bases.
+FINOPS: dict[str, dict[str, Any]] = json.loads(
+    (pathlib.Path(__file__).parent / "data" / "finops_objects.json").read_text()
+)
+
+
+def _by_header(columns: Sequence[output.Column], record: Mapping[str, Any]) -> dict[str, str]:
+    """Every cell of ``record`` (-o wide's), by its column's header."""
+    return {c.header: c.cell(record) for c in columns}
+
+
+def test_pools_show_the_billed_price_per_gpu_hour_and_its_period() -> None:
+    unbilled = {"metadata": {"name": "new"},
+                "spec": {"price": {"currency": "EUR", "onDemandPerGpuHour": 3}}}  # fmt: skip
+    records = views.pool_records([FINOPS["gpupool"], FINOPS["gpupoolFr"], unbilled])
+    wanted = ("POOL", "PRICE/GPU-h", "BILLED/GPU-h", "PERIOD(BILLED)", "BILLING")
+    shown = [tuple(_by_header(views.POOL_COLUMNS, r)[h] for h in wanted) for r in records]
+    # ovh-gra-h100: 2.99 in its spec, (180.00 + 312.00) / 272 = 1.8088 in December's bill.
+    assert shown == [
+        ("fr-a100", "2 EUR", "1.48 EUR", "2026-01-01/2026-02-01", "Reconciled"),
+        ("new", "3 EUR", "-", "-", "-"),
+        ("ovh-gra-h100", "2.99 EUR", "1.81 EUR", "2026-12-01/2027-01-01", "Reconciled"),
+    ]
+    # The default table keeps the billed price and leaves the rest to -o wide.
+    (ovh,) = views.pool_rows([FINOPS["gpupool"]])
+    assert ovh == ("ovh-gra-h100", "FR", "H100-80GB", "14/16", "50", "1.81 EUR",
+                   "SignalSource fixture-grid/fixture")  # fmt: skip
+
+
+def test_budgets_show_the_correction_to_the_bill_and_whether_it_is_reconciled() -> None:
+    budget = FINOPS["budget"]
+    namespace = budget["metadata"]["namespace"]
+    ((record),) = views.budget_records([budget])
+    cells = _by_header(views.BUDGET_COLUMNS, record)
+    wanted = ("MONEY(SPENT/LIMIT)", "CHARGED(PRICE)", "CORRECTION", "BILL")
+    # 6 GPU-hours charged 17.94 at 2.99, billed 6 x 492 / 272 = 10.85: -7.09.
+    assert tuple(cells[h] for h in wanted) == (
+        "10.85/1,000 EUR", "17.94 EUR", "-7.09 EUR", "Reconciled"
+    )  # fmt: skip
+    assert views.budget_rows([budget]) == [
+        (f"{namespace}/monthly", "Month", "10.85/1,000 EUR", "-", "-", "-7.09 EUR",
+         "Reconciled", "False")
+    ]  # fmt: skip
+    # A charge not yet on a bill: no correction, the reason says it waits; a bill above the
+    # price: the correction signed.
+    awaiting = [{"type": "Reconciled", "status": "False", "reason": "AwaitingBill"}]
+    waiting = {**budget, "status": {**budget["status"], "correction": None,
+                                    "conditions": awaiting}}  # fmt: skip
+    dearer = {**budget, "status": {**budget["status"], "correction": 2.5}}
+    cases = ((waiting, "-", "AwaitingBill"), (dearer, "+2.5 EUR", "Reconciled"))
+    for body, correction, bill in cases:
+        ((record),) = views.budget_records([body])
+        cells = _by_header(views.BUDGET_COLUMNS, record)
+        assert (cells["CORRECTION"], cells["BILL"]) == (correction, bill)
+    assert cells["PREVIOUS(CORRECTED)"] == "-"  # the recording has no period before
+    # December's bill read in January (tests/unit/test_budget_billed.py's figures).
+    december = {"periodStart": "2026-12-01T00:00:00Z", "periodEnd": "2027-01-01T00:00:00Z",
+                "money": 10.852941, "correction": -4.147059}  # fmt: skip
+    january = {**budget, "status": {**budget["status"], "previousPeriod": december}}
+    ((record),) = views.budget_records([january])
+    shown = _by_header(views.BUDGET_COLUMNS, record)["PREVIOUS(CORRECTED)"]
+    assert shown == "2026-12-01: 10.85 EUR (-4.15 EUR)"
+    assert record["previousPeriod"] == december  # -o json
+
+
+def test_reports_show_the_cost_per_request_on_both_bases() -> None:
+    rows = {(r[1], r[2]): r for r in views.report_rows([FINOPS["report"]])}
+    # llama-8b on fr-a100: 1.25 GPU-hours for 10,800 requests, at 2.00 and at 1.48.
+    assert rows[("llama-8b", "fr-a100")][5:7] == ("0.0002315 EUR", "0.0001713 EUR")
+    assert rows[("mistral-7b", "fr-a100")][5:7] == ("0.0004167 EUR", "0.0003083 EUR")
 
 
 def pod(**metadata: Any) -> dict[str, Any]:
@@ -161,13 +238,13 @@ def api(tmp_path: pathlib.Path) -> Iterator[tuple[_ApiServer, str]]:
 # argv, the paths it reads, its output (columns split on blanks: ``table`` aligns them).
 COMMANDS = [
     (["pools"], "/apis/greenplace.dev/v1alpha1/gpupools",
-     ["POOL COUNTRY GPU FREE/TOTAL GRID-gCO2e/kWh SOURCE", "ovh FR ? ?/? - -"]),
+     ["POOL COUNTRY GPU FREE/TOTAL GRID-gCO2e/kWh BILLED/GPU-h SOURCE", "ovh FR ? ?/? - - -"]),
     (["budgets"], "/apis/greenplace.dev/v1alpha1/budgets",
-     ["BUDGET PERIOD MONEY(SPENT/LIMIT) CARBON(SPENT/LIMIT) ENERGY(SPENT/LIMIT) EXCEEDED",
-      "ml/monthly Month - - - ?"]),
+     ["BUDGET PERIOD MONEY(SPENT/LIMIT) CARBON(SPENT/LIMIT) ENERGY(SPENT/LIMIT) CORRECTION BILL "
+      "EXCEEDED", "ml/monthly Month - - - - - ?"]),
     (["reports"], "/apis/greenplace.dev/v1alpha1/energyreports",
-     ["REPORT MODEL POOL GPU-Wh/req gCO2e/req COST/req GRADES(ENERGY/CARBON)",
-      "ml/r llama - - - - ?/?"]),
+     ["REPORT MODEL POOL GPU-Wh/req gCO2e/req COST/req BILLED/req GRADES(ENERGY/CARBON)",
+      "ml/r llama - - - - - ?/?"]),
     (["why", "ml/p"], "/api/v1/namespaces/ml/pods/p",
      ["ml/p waits (gated, NoPolicy): no policy"]),
     # Kueue is not installed (its AdmissionChecks are not found): no second table, no error.

@@ -1206,6 +1206,26 @@ class BudgetBilled(Model):
     )
 
 
+class BudgetPreviousPeriod(Model):
+    """The period before this one, kept so that a bill that arrives after it ended still
+    corrects it (docs/finops.md): its charges, the reconciled ones and the corrected money."""
+
+    period_start: Timestamp = pydantic.Field(description="Start of the ended period.")
+    period_end: Timestamp = pydantic.Field(description="Its end, excluded: this periodStart.")
+    money: float = pydantic.Field(
+        description="Spent in it, at the pools' prices corrected to the bill where reconciled."
+    )
+    charges: list[BudgetCharge] | None = pydantic.Field(
+        None, max_length=_BUDGET_BILLING_ROWS, description="Its charges at the pools' prices."
+    )
+    billed: list[BudgetBilled] | None = pydantic.Field(
+        None,
+        max_length=_BUDGET_BILLING_ROWS,
+        description="Its charges whose billing period is reconciled, at its effective price.",
+    )
+    correction: float | None = pydantic.Field(None, description="The sum of billed[].correction.")
+
+
 class BudgetStatus(Model):
     observed_generation: int | None = None
     period_start: Timestamp | None = None
@@ -1244,6 +1264,11 @@ class BudgetStatus(Model):
         description="The spec.alertThresholds crossed in the period starting at periodStart, "
         "each announced by one Warning Event (BudgetThresholdReached); a new period starts "
         "the list again.",
+    )
+    previous_period: BudgetPreviousPeriod | None = pydantic.Field(
+        None,
+        description="The period before periodStart, corrected by bills that arrive after it "
+        "ended; the planner sees this period's spent only.",
     )
     conditions: list[Condition] = _status_conditions()
 

@@ -132,12 +132,46 @@ def pool_records(pools: Sequence[Obj]) -> list[dict[str, Any]]:
             "gco2ePerKwhWithPue": grid * (1.0 if pue is None else pue)
             if isinstance(grid, int | float) else None,
             "carbonSource": status.get("carbonSource"),
+            **_pool_billing(spec, status, pool),
         }  # fmt: skip
         if spec.get("cluster"):
             row |= {"worker": worker.get("reason") or "NotRead",
                     "workerMessage": worker.get("message")}  # fmt: skip
         out.append(row)
     return out
+
+
+def _pool_billing(spec: Obj, status: Obj, pool: Obj) -> dict[str, Any]:
+    """The pool's price in its spec and the effective price of its newest reconciled billing
+    period (``status.billing``, from the operator's FOCUS exports; docs/finops.md)."""
+    price, billing = spec.get("price") or {}, status.get("billing") or {}
+    return {
+        "pricePerGpuHour": price.get("onDemandPerGpuHour"),
+        "priceCurrency": price.get("currency"),
+        "billedPerGpuHour": billing.get("effectivePerGpuHour"),
+        "billedCurrency": billing.get("currency"),
+        "billedPeriodStart": billing.get("periodStart"),
+        "billedPeriodEnd": billing.get("periodEnd"),
+        "billing": _reason(pool, "Billed"),
+    }
+
+
+def _period(r: Obj) -> str:
+    """The billed period as ``finops reconcile`` and the Budget's Reconciled condition write
+    it: its first and its end day (excluded)."""
+    start, end = r.get("billedPeriodStart"), r.get("billedPeriodEnd")
+    if not isinstance(start, str) or not isinstance(end, str):
+        return "-"
+    return f"{start[:10]}/{end[:10]}"
+
+
+def _money(value: object, currency: object, digits: int | None = None) -> str:
+    """An amount and its currency, "-" for none: to the cent (``output.amount``), or to
+    ``digits`` significant digits for a tiny amount such as a cost per request."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return "-"
+    shown = output.amount(value) if digits is None else output.number(value, digits)
+    return f"{shown} {currency or ''}".strip()
 
 
 def _text(key: str) -> Callable[[Obj], str]:
@@ -156,6 +190,10 @@ POOL_COLUMNS: tuple[Column, ...] = (
     Column("GRID-gCO2e/kWh", lambda r: output.number(r.get("gridGco2ePerKwh"))),
     Column("PUE", lambda r: output.number(r.get("pue")), "wide"),
     Column(placements.CARBON, lambda r: output.number(r.get("gco2ePerKwhWithPue")), "wide"),
+    Column("PRICE/GPU-h", lambda r: _money(r["pricePerGpuHour"], r["priceCurrency"]), "wide"),
+    Column("BILLED/GPU-h", lambda r: _money(r["billedPerGpuHour"], r["billedCurrency"])),
+    Column("PERIOD(BILLED)", _period, "wide"),
+    Column("BILLING", _text("billing"), "wide"),
     Column("SOURCE", lambda r: str(r.get("carbonSource") or "-")),
 )
 WORKER_POOL_COLUMNS: tuple[Column, ...] = (
@@ -196,6 +234,12 @@ def budget_records(budgets: Sequence[Obj]) -> list[dict[str, Any]]:
             "forecastAtPeriodEnd": dict(status.get("forecastAtPeriodEnd") or {}),
             "remaining": dict(status.get("remaining") or {}),
             "exceeded": _condition(budget, "Exceeded"),
+            # Corrected to the bill (docs/finops.md): the correction included in spent.money
+            # and whether every charge of the period is reconciled (the condition's reason).
+            "correction": status.get("correction"),
+            "reconciled": _reason(budget, "Reconciled"),
+            # The period before, corrected by a bill that arrived after it ended.
+            "previousPeriod": dict(status.get("previousPeriod") or {}),
         })  # fmt: skip
     return out
 
@@ -227,12 +271,40 @@ def _pair(field: str) -> Callable[[Obj], str]:
     return cell
 
 
+def _correction(r: Obj) -> str:
+    value = r["correction"]
+    shown = _money(value, _unit(r, None))
+    return f"+{shown}" if shown != "-" and value > 0 else shown
+
+
+def _charged(r: Obj) -> str:
+    """What the placements were charged at the pools' prices: spent.money - correction."""
+    spent, correction = r["spent"].get("money"), r["correction"]
+    if not isinstance(spent, int | float) or not isinstance(correction, int | float):
+        return "-"
+    return _money(spent - correction, _unit(r, None))
+
+
+def _previous(r: Obj) -> str:
+    """The period before this one: its money, corrected where reconciled, and by how much."""
+    previous = r["previousPeriod"]
+    money = _money(previous.get("money"), _unit(r, None))
+    if money == "-":
+        return money
+    correction = {**r, "correction": previous.get("correction")}
+    return f"{str(previous.get('periodStart'))[:10]}: {money} ({_correction(correction)})"
+
+
 BUDGET_COLUMNS: tuple[Column, ...] = (
     Column("BUDGET", lambda r: f"{r['namespace']}/{r['name']}"),
     Column("PERIOD", _text("period")),
     *(Column(f"{name}(SPENT/LIMIT)", _spent(key, unit)) for key, name, unit in _DIMENSIONS),
     Column("FORECAST(PERIOD END)", _pair("forecastAtPeriodEnd"), "wide"),
     Column("REMAINING", _pair("remaining"), "wide"),
+    Column("CHARGED(PRICE)", _charged, "wide"),
+    Column("CORRECTION", _correction),
+    Column("BILL", _text("reconciled")),
+    Column("PREVIOUS(CORRECTED)", _previous, "wide"),
     Column("EXCEEDED", _text("exceeded")),
 )
 
@@ -256,13 +328,14 @@ def report_records(reports: Sequence[Obj]) -> list[dict[str, Any]]:
                 "gpuWhPerRequest": row.get("gpuWhPerRequest"),
                 "gCO2ePerRequest": row.get("gCO2ePerRequest"),
                 "costPerRequest": row.get("costPerRequest"), "currency": row.get("currency"),
+                "billedCostPerRequest": row.get("billedCostPerRequest"),
                 "energyGrade": row.get("energyGrade"), "carbonGrade": row.get("carbonGrade"),
             })  # fmt: skip
     return out
 
 
-def _cost(r: Obj) -> str:
-    return f"{output.number(r.get('costPerRequest'), 4)} {r.get('currency') or ''}".strip()
+def _cost(key: str) -> Callable[[Obj], str]:
+    return lambda r: _money(r.get(key), r.get("currency"), 4)
 
 
 REPORT_COLUMNS: tuple[Column, ...] = (
@@ -271,7 +344,8 @@ REPORT_COLUMNS: tuple[Column, ...] = (
     Column("POOL", lambda r: str(r.get("pool") or "-")),
     Column("GPU-Wh/req", lambda r: output.number(r.get("gpuWhPerRequest"), 4)),
     Column("gCO2e/req", lambda r: output.number(r.get("gCO2ePerRequest"), 4)),
-    Column("COST/req", _cost),
+    Column("COST/req", _cost("costPerRequest")),
+    Column("BILLED/req", _cost("billedCostPerRequest")),
     Column(
         "GRADES(ENERGY/CARBON)",
         lambda r: f"{r.get('energyGrade') or '?'}/{r.get('carbonGrade') or '?'}",
@@ -595,8 +669,14 @@ def _key(obj: Obj) -> str:
     return f"{obj['metadata'].get('namespace', '')}/{obj['metadata']['name']}"
 
 
-def _condition(obj: Obj, kind: str) -> str:
+def _condition(obj: Obj, kind: str, field: str = "status", none: str = "?") -> str:
+    """The ``field`` of ``obj``'s condition of type ``kind``, ``none`` without one."""
     for condition in (obj.get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind:
-            return str(condition.get("status"))
-    return "?"
+            return str(condition.get(field) or condition.get("status"))
+    return none
+
+
+def _reason(obj: Obj, kind: str) -> str:
+    """Why the condition is as it is (its reason), "-" when the operator set none."""
+    return _condition(obj, kind, "reason", "-")

@@ -35,6 +35,9 @@ pool and period, ``status.correction`` their sum, and ``status.spent.money`` (wh
 sees too) includes it. A correction is recomputed from the usage and the price, never added up:
 a period priced again replaces it. The prices used are kept in ``status.billed`` too, so a
 restarted operator corrects the same way before (or without) reading the exports again.
+Invoices arrive after the month they bill, so the period before the current one is kept too
+(``Ledger.closed``, ``status.previousPeriod``) and repriced the same way; the planner sees
+the current period only.
 
 Expected hours come from the pod annotation ``greenplace.dev/expected-duration-hours``, read by
 ``api.convert.timing`` as the planner reads it (at most a year), else 1 h. Actual run time is not
@@ -139,10 +142,13 @@ class Ledger:
 
     def __init__(self) -> None:
         self._accounts: dict[tuple[str, str], Account] = {}
+        # Each Budget's period before the current one, for bills that arrive after it ended.
+        self._closed: dict[tuple[str, str], Account] = {}
         self._prices: dict[tuple[str, datetime.datetime], billed_.Price] = {}
 
     def forget(self) -> None:
         self._accounts.clear()
+        self._closed.clear()
         self._prices.clear()
 
     def bill(self, prices: Iterable[billed_.Price]) -> None:
@@ -151,7 +157,7 @@ class Ledger:
         the price it was corrected at."""
         given = {(p.pool, p.start): p for p in prices}
         self._prices.update(given)
-        for account in self._accounts.values():
+        for account in (*self._accounts.values(), *self._closed.values()):
             account.prices.update(given)
 
     def spent(
@@ -166,16 +172,34 @@ class Ledger:
         live = {(b.namespace, b.name) for b in budgets}
         for key in [k for k in self._accounts if k not in live]:
             del self._accounts[key]
+        for key in [k for k in self._closed if k not in live]:
+            del self._closed[key]
         for budget in budgets:
             key = (budget.namespace, budget.name)
             start, end = convert.period_bounds(budget.spec.period, now)
             account = self._accounts.get(key)
             if account is None or account.period_start != start:
+                status = statuses.get(key) or {}
+                previous = convert.period_bounds(
+                    budget.spec.period, start - datetime.timedelta(microseconds=1)
+                )
+                closed = (
+                    account
+                    if account is not None and account.period_start == previous[0]
+                    else _closed(key, previous, status, pods, currency=budget.spec.currency)
+                )
+                if closed is None:
+                    self._closed.pop(key, None)
+                else:
+                    self._closed[key] = closed
+                    closed.prices.update(self._prices)
                 account = self._accounts[key] = _opened(
-                    key, start, end, statuses.get(key) or {}, pods, currency=budget.spec.currency
+                    key, start, end, status, pods, currency=budget.spec.currency
                 )
                 account.prices.update(self._prices)
             account.currency = budget.spec.currency
+            if key in self._closed:
+                self._closed[key].currency = budget.spec.currency
         return {key: account.billing().spent for key, account in self._accounts.items()}
 
     def charge(
@@ -197,6 +221,38 @@ class Ledger:
     def account(self, key: tuple[str, str]) -> Account | None:
         """The account of budget ``key`` (namespace, name), once ``spent`` has opened it."""
         return self._accounts.get(key)
+
+    def closed(self, key: tuple[str, str]) -> Account | None:
+        """The account of budget ``key``'s period before the current one, if it had one."""
+        return self._closed.get(key)
+
+
+def _closed(
+    key: tuple[str, str],
+    bounds: tuple[datetime.datetime, datetime.datetime],
+    status: Mapping[str, Any],
+    pods: tuple[cache_.CachedPod, ...],
+    *,
+    currency: str,
+) -> Account | None:
+    """The account of budget ``key``'s ended period ``bounds`` after a restart: from the
+    status when it is still of that period (the rollover not written yet), else from the
+    ``previousPeriod`` written for it; None when neither is."""
+    start, end = bounds
+    if timestamps.parse_rfc3339(status.get("periodStart")) == start:
+        return _opened(key, start, end, status, pods, currency=currency)
+    kept = _mapping(status.get("previousPeriod"))
+    if timestamps.parse_rfc3339(kept.get("periodStart")) != start:
+        return None
+    # Its money as written includes the correction written with it, as in _opened.
+    return _opened(
+        key,
+        start,
+        end,
+        {**kept, "spent": {"money": kept.get("money")}, "chargedThrough": None},
+        (),
+        currency=currency,
+    )
 
 
 def _opened(
@@ -369,11 +425,14 @@ def status(
     now: datetime.datetime,
     charged_through: datetime.datetime | None = None,
     account: Account | None = None,
+    *,
+    closed: Account | None = None,
 ) -> tuple[models.BudgetStatus, list[str]]:
     """The status of a Budget (its conditions aside), and the limits reached (for the Exceeded
     condition). Every unit is set, a limit the spec does not have as None: the body is a merge
     patch, so a limit removed from the spec loses its ``remaining`` figure. With the
-    ``account`` that ``spent`` comes from, its usage and corrections are set too."""
+    ``account`` that ``spent`` comes from, its usage and corrections are set too; with the
+    ``closed`` account of the period before, ``previousPeriod``."""
     start, end = convert.period_bounds(cached.spec.period, now)
     amounts = {"money": spent.money, "kg_co2e": spent.kg_co2e, "kwh": spent.kwh}
     forecast: dict[str, float] = {}
@@ -397,6 +456,8 @@ def status(
         remaining=models.BudgetAmounts(**remaining),
         charged_through=charged_through,
         **({} if account is None else _billing_fields(account)),
+        # Always set: the body is a merge patch, and null removes a period no longer kept.
+        previous_period=None if closed is None else _previous(closed, start),
     )
     return body, reached
 
@@ -404,6 +465,14 @@ def status(
 # Prices are kept to nine decimals: a restarted operator corrects at the price it wrote, within
 # a cent up to 10 million GPU-hours.
 _PRICE_DIGITS = 9
+
+
+def _previous(closed: Account, end: datetime.datetime) -> models.BudgetPreviousPeriod:
+    fields = _billing_fields(closed)
+    money = round(closed.billing().spent.money, 6)
+    return models.BudgetPreviousPeriod(
+        period_start=closed.period_start, period_end=end, money=money, **fields
+    )
 
 
 def _billing_fields(account: Account) -> dict[str, Any]:

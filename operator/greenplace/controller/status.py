@@ -261,7 +261,8 @@ class StatusRecorder:
                 else account.billing().spent
             )
             through = None if account is None else account.charged_through
-            figures, reached = budgets.status(cached, spent, now, through, account)
+            closed = None if ledger is None else ledger.closed(key)
+            figures, reached = budgets.status(cached, spent, now, through, account, closed=closed)
             self.budget_figures[key] = budgets.figures(cached.spec, spent, now)
             exceeded: Condition = (
                 ("Exceeded", True, "LimitReached", "; ".join(reached) + f": {cached.spec.action}")

@@ -21,7 +21,14 @@ from typing import Any
 from greenplace.api import timestamps
 from greenplace.audit import chain
 
-__all__ = ["COLUMNS", "Report", "build", "to_csv", "to_html"]
+__all__ = [
+    "COLUMNS",
+    "Report",
+    "build",
+    "html_table",
+    "to_csv",
+    "to_html",
+]
 
 COLUMNS = (
     "placed at", "workload", "pods", "pool", "provider", "region", "country", "legal regime",
@@ -142,7 +149,8 @@ def to_csv(report: Report) -> str:
     return out.getvalue()
 
 
-def _table(table_id: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def html_table(table_id: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """An HTML table, every cell escaped (also ``greenplace finops reconcile -o html``)."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
@@ -167,9 +175,9 @@ def to_html(report: Report) -> str:
         f"<h1>{html.escape(title)}</h1>"
         f'<p id="verification">{html.escape(report.verification)}</p>'
         f"<h2>Placements ({len(report.placed)})</h2>"
-        + _table("placements", COLUMNS, report.placed)
+        + html_table("placements", COLUMNS, report.placed)
         + f"<h2>Decisions that placed nothing ({len(report.waiting)})</h2>"
-        + _table("waiting", WAITING_COLUMNS, report.waiting)
+        + html_table("waiting", WAITING_COLUMNS, report.waiting)
         + "<p>Energy, CO2e and cost are the planner's estimate of each run as charged to its "
         "budgets; certifications are as the GpuPool stated them at the decision, "
         "those marked verified backed by a signed credential that verified then.</p>"

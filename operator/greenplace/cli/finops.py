@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 
+from greenplace.audit import report
 from greenplace.cli import main, output
 
 if TYPE_CHECKING:
@@ -266,14 +267,6 @@ _STYLE = (
 )
 
 
-def _html_table(table_id: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
-    )
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def to_html(
     result: focus.Reconciliation,
     files: Sequence[str],
@@ -297,9 +290,9 @@ def to_html(
         "<code>-o json</code> gives them exactly.</p>"
         + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
         + "<h2>Pools: effective price per GPU-hour</h2>"
-        + _html_table("pools", POOL_HEADER, pool_rows)
+        + report.html_table("pools", POOL_HEADER, pool_rows)
         + "<h2>Accounts: the bill split, on the billed basis</h2>"
-        + _html_table("accounts", ACCOUNT_HEADER, account_rows)
+        + report.html_table("accounts", ACCOUNT_HEADER, account_rows)
         + "</body></html>"
     )
 

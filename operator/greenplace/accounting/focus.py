@@ -63,13 +63,16 @@ __all__ = [
     "Costs",
     "Export",
     "FocusError",
+    "Format",
     "Kind",
     "Period",
     "PoolClaim",
     "PoolPeriod",
     "Reconciliation",
     "claims_of",
+    "fingerprints",
     "kind_of",
+    "merge",
     "read_export",
     "reconcile",
 ]
@@ -309,6 +312,15 @@ def _fingerprint(charges: Iterable[Charge]) -> str:
     return digest.hexdigest()
 
 
+def fingerprints(export: Export) -> dict[Period, str]:
+    """Each billing period of ``export``, oldest first, with the fingerprint of its rows (the
+    one ``reconcile`` gives: a re-issued period changes it)."""
+    by_period: dict[Period, list[Charge]] = {}
+    for charge in export.charges:
+        by_period.setdefault(charge.period, []).append(charge)
+    return {period: _fingerprint(rows) for period, rows in sorted(by_period.items())}
+
+
 def reconcile(
     export: Export,
     claims: Sequence[PoolClaim],
@@ -436,7 +448,11 @@ def _accounts_of(period: Period, owned: Owned) -> Iterator[AccountPeriod]:
 # ---------------------------------------------------------------- reading
 
 
-def read_export(paths: Sequence[pathlib.Path]) -> Export:
+# How a file is read: by its name (``.parquet`` is Parquet, anything else CSV), or as told.
+Format = Literal["Auto", "CSV", "Parquet"]
+
+
+def read_export(paths: Sequence[pathlib.Path], fmt: Format = "Auto") -> Export:
     """The charges of FOCUS files (``.csv``, ``.csv.gz``, ``.parquet``), each distinct row
     once. Raises ``FocusError`` naming the file and the column or row at fault."""
     seen: set[str] = set()
@@ -444,7 +460,7 @@ def read_export(paths: Sequence[pathlib.Path]) -> Export:
     columns: frozenset[str] | None = None
     duplicates = 0
     for path in paths:
-        names, records = _records(path)
+        names, records = _records(path, fmt)
         missing = [c for c in REQUIRED_COLUMNS if c not in names]
         if missing:
             raise FocusError(
@@ -462,7 +478,25 @@ def read_export(paths: Sequence[pathlib.Path]) -> Export:
     return Export(tuple(charges), columns or frozenset(), duplicates, tuple(map(str, paths)))
 
 
-def _records(path: pathlib.Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
+def merge(exports: Sequence[Export]) -> Export:
+    """Several exports as one, each distinct charge once (two exports that overlap, or the
+    same file given twice, count nothing twice)."""
+    seen: set[str] = set()
+    charges: list[Charge] = []
+    duplicates = sum(e.duplicates for e in exports)
+    for export in exports:
+        for charge in export.charges:
+            if charge.identity in seen:
+                duplicates += 1
+                continue
+            seen.add(charge.identity)
+            charges.append(charge)
+    columns = frozenset.intersection(*(e.columns for e in exports)) if exports else frozenset()
+    files = tuple(f for e in exports for f in e.files)
+    return Export(tuple(charges), columns, duplicates, files)
+
+
+def _records(path: pathlib.Path, fmt: Format) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """The column names and the rows of ``path``, streamed in record batches (a CSV's rows
     are only parsed once its header has the required columns)."""
     try:
@@ -475,7 +509,7 @@ def _records(path: pathlib.Path) -> tuple[list[str], Iterator[dict[str, Any]]]:
         ) from error
     if not path.is_file():
         raise FocusError(f"{path}: no such file")
-    if path.name.endswith(".parquet"):
+    if fmt == "Parquet" or (fmt == "Auto" and path.name.endswith(".parquet")):
         try:
             parquet = pq.ParquetFile(path)
         except (pa.ArrowException, OSError) as error:

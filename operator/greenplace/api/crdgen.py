@@ -142,6 +142,20 @@ KINDS: tuple[Kind, ...] = (
         ),
     ),
     Kind(
+        kind="BillingExport",
+        plural="billingexports",
+        scope="Cluster",
+        spec=models.BillingExportSpec,
+        status=models.BillingExportStatus,
+        short_names=("gbill",),
+        columns=(
+            {"name": "Rows", "type": "integer", "jsonPath": ".status.rows"},
+            {"name": "Read", "type": "date", "jsonPath": ".status.lastReadTime"},
+            _READY,
+            _AGE,
+        ),
+    ),
+    Kind(
         kind="Budget",
         plural="budgets",
         scope="Namespaced",

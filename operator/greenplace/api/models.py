@@ -40,6 +40,8 @@ __all__ = [
     "GROUP",
     "VERSION",
     "Billing",
+    "BillingExportSpec",
+    "BillingExportStatus",
     "BillingMatch",
     "BudgetSpec",
     "BudgetStatus",
@@ -1464,4 +1466,166 @@ class EnergyReportStatus(Model):
         default_factory=list, description="Per pool: allocated + idle = total, on both bases."
     )
     notes: list[str] = pydantic.Field(default_factory=list)
+    conditions: list[Condition] = _status_conditions()
+
+
+# ---------------------------------------------------------------- BillingExport
+
+# How often an export is listed again: 10 s lists a bucket (one small LIST or a stat per file)
+# often enough for a test or a demo, and the objects are read again only when their size or
+# version changed; a day is the slowest any provider re-issues its exports.
+INTERVAL_RANGE = ("10s", "24h")
+Interval = Annotated[Duration, _duration_schema(*INTERVAL_RANGE), _duration_check(*INTERVAL_RANGE)]
+# Objects one export may list: a provider writes one file per day or per month.
+MAX_EXPORT_OBJECTS = 1024
+_ONE_EXPORT_SOURCE = "spec: set exactly one of file or s3 (where the FOCUS export is)"
+_ONE_S3_SELECTION = "spec.s3: set exactly one of prefix or keys (which objects are the export)"
+_ABSOLUTE_PATH = r"^/[^\x00]*$"
+
+
+class BillingFiles(Model):
+    """FOCUS files on a volume mounted into the operator (the chart's finops.exports)."""
+
+    paths: list[Annotated[str, pydantic.Field(max_length=4096, pattern=_ABSOLUTE_PATH)]] = (
+        pydantic.Field(
+            min_length=1,
+            max_length=64,
+            description="Absolute paths in the operator's container (.csv, .csv.gz, .parquet); "
+            "1 to 64, each at most 4096 characters (PATH_MAX).",
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        )
+    )
+
+
+class S3CredentialsRef(Model):
+    """The Secret, in the operator's namespace, holding the access key (the chart lets the
+    operator read only the Secrets it lists: finops.exportCredentials.secrets)."""
+
+    name: Name = pydantic.Field(description=f"Secret name. {_NAME_BOUND}")
+    access_key_id_key: str = pydantic.Field(
+        "accessKeyId", min_length=1, max_length=253, description="Key of the access key id."
+    )
+    secret_access_key_key: str = pydantic.Field(
+        "secretAccessKey",
+        min_length=1,
+        max_length=253,
+        description="Key of the secret access key.",
+    )
+
+
+class S3Export(Model):
+    """FOCUS objects in an S3-compatible object store (AWS S3, MinIO, Ceph, OVH, Scaleway...)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("has(self.prefix) != has(self.keys)", _ONE_S3_SELECTION)
+            ]
+        }
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_selection(self) -> S3Export:
+        """The CEL rule above, in Python."""
+        if (self.prefix is None) == (self.keys is None):
+            raise ValueError(_ONE_S3_SELECTION)
+        return self
+
+    endpoint: Url | None = pydantic.Field(
+        None,
+        description="The store's URL, e.g. https://s3.gra.io.cloud.ovh.net (default: AWS S3 of "
+        "spec.s3.region); http only for a store the operator reaches on its own network.",
+    )
+    bucket: str = pydantic.Field(
+        min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+        description="Bucket name, 3 to 63 characters (the S3 naming rules).",
+    )  # fmt: skip
+    prefix: str | None = pydantic.Field(
+        None,
+        max_length=1024,
+        description="Every object under this key prefix (e.g. focus/2026/) is the export, at "
+        f"most {MAX_EXPORT_OBJECTS} objects; at most 1024 characters (the S3 key limit).",
+    )
+    keys: list[Annotated[str, pydantic.Field(min_length=1, max_length=1024)]] | None = (
+        pydantic.Field(
+            None,
+            min_length=1,
+            max_length=64,
+            description="These object keys are the export; 1 to 64, each at most 1024 characters.",
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        )
+    )
+    region: str = pydantic.Field(
+        "us-east-1",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[a-z0-9-]+$",
+        description="The bucket's region (signs the requests).",
+    )
+    credentials_secret_ref: S3CredentialsRef = pydantic.Field(
+        description="The access key, read from a Secret in the operator's namespace."
+    )
+
+
+class BillingExportSpec(Model):
+    """Where a FOCUS billing export is and how often it is read (docs/finops.md)."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("has(self.file) != has(self.s3)", _ONE_EXPORT_SOURCE)]
+        }
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self) -> BillingExportSpec:
+        """The CEL rule above, in Python."""
+        if (self.file is None) == (self.s3 is None):
+            raise ValueError(_ONE_EXPORT_SOURCE)
+        return self
+
+    format: Literal["Auto", "CSV", "Parquet"] = pydantic.Field(
+        "Auto",
+        description="How the objects are read: Auto by name (.parquet is Parquet, anything "
+        "else CSV, .gz compressed), or CSV or Parquet whatever their names.",
+    )
+    interval: Interval = pydantic.Field(
+        "1h",
+        description="How often the export is listed again, 10s to 24h; an object is read again "
+        "only when its size or version changed.",
+    )
+    file: BillingFiles | None = None
+    s3: S3Export | None = None
+
+
+class ExportObjectStatus(Model):
+    """One file or object of the export as last read."""
+
+    name: str = pydantic.Field(max_length=4096, description="Path, or s3://bucket/key.")
+    size: int = pydantic.Field(ge=0, description="Bytes.")
+    version: str | None = pydantic.Field(
+        None, max_length=64, description="Its modification time, as the source gave it."
+    )
+
+
+class ExportPeriodStatus(Model):
+    """One billing period the export holds."""
+
+    period_start: Timestamp
+    period_end: Timestamp
+    fingerprint: str = pydantic.Field(
+        max_length=64, description="Of the period's rows, as in the Budgets' status.billed."
+    )
+
+
+class BillingExportStatus(Model):
+    observed_generation: int | None = None
+    last_read_time: Timestamp | None = pydantic.Field(
+        None, description="When the export was last listed and read."
+    )
+    next_read_time: Timestamp | None = pydantic.Field(None, description="When it is listed again.")
+    objects: list[ExportObjectStatus] | None = pydantic.Field(
+        None, max_length=MAX_EXPORT_OBJECTS, description="What the counted contents were read from."
+    )
+    rows: int | None = pydantic.Field(None, description="Distinct charges counted.")
+    periods: list[ExportPeriodStatus] | None = pydantic.Field(None, max_length=1024)
     conditions: list[Condition] = _status_conditions()

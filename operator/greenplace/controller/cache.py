@@ -38,6 +38,7 @@ __all__ = [
     "KUEUE_WATCHED",
     "WATCHED",
     "Cache",
+    "CachedBillingExport",
     "CachedBudget",
     "CachedMultiKueueCluster",
     "CachedNode",
@@ -88,6 +89,7 @@ WATCHED = (
     Watched("", "v1", "nodes", "Node"),
     Watched("", "v1", "pods", "Pod"),
     Watched(models.GROUP, models.VERSION, "signalsources", "SignalSource"),
+    Watched(models.GROUP, models.VERSION, "billingexports", "BillingExport"),
     Watched(models.GROUP, models.VERSION, "budgets", "Budget"),
     Watched(models.GROUP, models.VERSION, "energyreports", "EnergyReport"),
 )
@@ -128,6 +130,13 @@ class CachedSignalSource:
     name: str
     generation: int
     spec: models.SignalSourceSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedBillingExport:
+    name: str
+    generation: int
+    spec: models.BillingExportSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,6 +243,7 @@ class Cache:
         self.nodes: dict[str, CachedNode] = {}
         self.pods: dict[str, CachedPod] = {}
         self.signal_sources: dict[str, CachedSignalSource] = {}
+        self.billing_exports: dict[str, CachedBillingExport] = {}
         self.budgets: dict[tuple[str, str], CachedBudget] = {}
         self.reports: dict[tuple[str, str], CachedReport] = {}
         # What the watches and the relisting cover: Kueue's kinds only with ``kueue``.
@@ -265,6 +275,12 @@ class Cache:
                 self.signal_sources,
                 self.put_signal_source,
                 lambda k: self.drop("SignalSource", None, k),
+            ),
+            "BillingExport": _Kind(
+                _name_key,
+                self.billing_exports,
+                self.put_billing_export,
+                lambda k: self.drop("BillingExport", None, k),
             ),
             "Budget": _Kind(
                 _namespaced_key, self.budgets, self.put_budget, lambda k: self.drop("Budget", *k)
@@ -380,13 +396,21 @@ class Cache:
         self.invalid.pop(f"PlacementPolicy {namespace}/{name}", None)
         self.changed.set()
 
-    # --- SignalSource, Budget, EnergyReport --------------------------------------
+    # --- SignalSource, BillingExport, Budget, EnergyReport --------------------------------------
     def put_signal_source(self, body: Mapping[str, Any]) -> None:
         meta = body["metadata"]
         spec = self._parse(
             f"SignalSource {meta['name']}", models.SignalSourceSpec, body.get("spec")
         )
         self._store(self.signal_sources, meta["name"], spec, lambda s: CachedSignalSource(
+            meta["name"], meta.get("generation", 0), s))  # fmt: skip
+
+    def put_billing_export(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        spec = self._parse(
+            f"BillingExport {meta['name']}", models.BillingExportSpec, body.get("spec")
+        )
+        self._store(self.billing_exports, meta["name"], spec, lambda s: CachedBillingExport(
             meta["name"], meta.get("generation", 0), s))  # fmt: skip
 
     def put_budget(self, body: Mapping[str, Any]) -> None:
@@ -407,9 +431,10 @@ class Cache:
             *key, meta.get("generation", 0), s))  # fmt: skip
 
     def drop(self, kind: str, namespace: str | None, name: str) -> None:
-        """Forget a SignalSource, Budget or EnergyReport."""
+        """Forget a SignalSource, BillingExport, Budget or EnergyReport."""
         stores: dict[str, dict[Any, Any]] = {
             "SignalSource": self.signal_sources,
+            "BillingExport": self.billing_exports,
             "Budget": self.budgets,
             "EnergyReport": self.reports,
         }

@@ -50,6 +50,7 @@ __all__ = [
     "Checked",
     "Credentials",
     "Unreadable",
+    "api_reader",
     "of_pool",
     "read_trust",
     "recorded",
@@ -109,7 +110,7 @@ class Credentials:
         self._trust_file = trust_file
         self._trust_stamp: tuple[float, int] | None = None
         self._trust: dict[str, vc.Issuer] | vc.TrustError = {}
-        self._reader = reader or _api_reader(api, namespace)
+        self._reader = reader or api_reader(api, namespace)
         self._objects: dict[tuple[str, str], tuple[float, _Read]] = {}
         self._load_trust()
 
@@ -200,7 +201,8 @@ def _source(ref: models.CredentialRef) -> tuple[str, models.KeyRef]:
     return "ConfigMap", ref.config_map_key_ref
 
 
-def _api_reader(api: client.ApiClient | None, namespace: str) -> Reader:
+def api_reader(api: client.ApiClient | None, namespace: str) -> Reader:
+    """Reads Secrets and ConfigMaps: a 404 or 403 is believed, anything else may pass."""
     core = client.CoreV1Api(api)
 
     def read(kind: str, namespace: str, name: str) -> _Read | Unreadable:

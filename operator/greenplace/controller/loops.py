@@ -34,8 +34,10 @@ from greenplace import errors
 from greenplace.accounting import telemetry as accounting_telemetry
 from greenplace.controller import (
     billing,
+    credentials,
     cycle,
     dispatch,
+    exports,
     feeds,
     kube,
     leadership,
@@ -130,7 +132,15 @@ class Loops:
         writer = self._writer = kube.KubeWriter(api, instance=config.identity)
         recorder = status.StatusRecorder(
             writer,
-            billing=billing.BillingPrices(config.focus_exports) if config.focus_exports else None,
+            billing=billing.BillingPrices(
+                exports.BillingExports(
+                    credentials.api_reader(api, config.lease_namespace_in_use),
+                    config.lease_namespace_in_use,
+                ),
+                [billing.shorthand([str(p.resolve()) for p in config.focus_exports])]
+                if config.focus_exports
+                else (),
+            ),
         )
         signal_feeds = feeds.Feeds(
             signal_telemetry.SignalMetrics(self.collectors),

@@ -78,6 +78,7 @@ class Gathered:
     nodes: tuple[cache_.CachedNode, ...]
     pods: tuple[cache_.CachedPod, ...]
     signal_sources: tuple[cache_.CachedSignalSource, ...] = ()
+    billing_exports: tuple[cache_.CachedBillingExport, ...] = ()
     budgets: tuple[cache_.CachedBudget, ...] = ()
     observed: feeds.Observed = dataclasses.field(default_factory=feeds.Observed.empty)
     budget_status: Mapping[tuple[str, str], Mapping[str, Any]] = dataclasses.field(
@@ -127,6 +128,7 @@ def gather(
         nodes=tuple(cache.nodes.values()),
         pods=tuple(cache.pods.values()),
         signal_sources=tuple(cache.signal_sources.values()),
+        billing_exports=tuple(cache.billing_exports.values()),
         budgets=tuple(cache.budgets.values()),
         observed=observed or feeds.Observed.empty(),
         kueue_workloads=tuple(cache.kueue_workloads.values()),

@@ -49,8 +49,8 @@ _VOLATILE = ("ageSeconds",)
 
 
 class StatusRecorder:
-    """Writes the status of pools, policies, signal sources and budgets (and, for the
-    reporter, EnergyReports) when (and only when) it changed."""
+    """Writes the status of pools, policies, signal sources, billing exports and budgets
+    (and, for the reporter, EnergyReports) when (and only when) it changed."""
 
     def __init__(
         self,
@@ -121,7 +121,9 @@ class StatusRecorder:
         priced = (
             None
             if self._billing is None  # an export is a large file: read off the event loop
-            else await asyncio.to_thread(self._billing.prices, gathered.pools)
+            else await asyncio.to_thread(
+                self._billing.prices, gathered.pools, gathered.billing_exports, now
+            )
         )
         if priced is not None:
             self.billed_prices = tuple(p for found in priced.values() for p in found.periods)
@@ -200,7 +202,20 @@ class StatusRecorder:
                 ],
             )
         await self._record_signal_sources(gathered)
+        await self._record_billing_exports(gathered)
         return await self._record_budgets(gathered, built, now, ledger)
+
+    async def _record_billing_exports(self, gathered: snapshot.Gathered) -> None:
+        """Each BillingExport's status as ``controller.exports`` last read it."""
+        if self._billing is None:
+            return
+        for cached in gathered.billing_exports:
+            if cached.generation != self._billing.exports.generation(cached.name):
+                continue  # changed since this cycle's read: the next cycle reads it
+            body, ready = self._billing.exports.status(cached.name)
+            await self.write(
+                "billingexports", None, cached.name, body, conditions=[("Ready", *ready)]
+            )
 
     async def _record_signal_sources(self, gathered: snapshot.Gathered) -> None:
         observed = gathered.observed
@@ -360,6 +375,7 @@ StatusModel = (
     models.GpuPoolStatus
     | models.PlacementPolicyStatus
     | models.SignalSourceStatus
+    | models.BillingExportStatus
     | models.BudgetStatus
     | models.EnergyReportStatus
 )

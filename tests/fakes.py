@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from collections.abc import Mapping
+import pathlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jsonpatch
 
-from greenplace.controller import kube, podspec
+from greenplace.controller import billing, exports, kube, podspec
 
 NOW_ISO = "2026-03-10T11:00:00Z"
 
@@ -172,3 +173,15 @@ def gpu_pool(name: str, country: str, **options: Any) -> dict[str, Any]:
 
 def policy(name: str, namespace: str = "ml", **spec: Any) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": namespace, "generation": 1}, "spec": spec}
+
+
+def billing_from_files(paths: Sequence[pathlib.Path]) -> Any:
+    """The operator's prices from FOCUS files, as ``greenplace operate --focus-export`` gives
+    them (``billing.shorthand``); no Secret is read for files."""
+    def no_secret(kind: str, namespace: str, name: str) -> Any:
+        raise AssertionError(f"files need no Secret, yet {kind} {namespace}/{name} was read")
+
+    return billing.BillingPrices(
+        exports.BillingExports(no_secret, "greenplace-system"),
+        [billing.shorthand([str(p) for p in paths])],
+    )

@@ -35,11 +35,28 @@ MODELS: dict[str, type[pydantic.BaseModel]] = {
     "SignalSource": models.SignalSourceSpec,
     "Budget": models.BudgetSpec,
     "EnergyReport": models.EnergyReportSpec,
+    "BillingExport": models.BillingExportSpec,
 }
 NAMESPACED = {"PlacementPolicy", "Budget", "EnergyReport"}
 NAME = "hostile"  # also the GpuPool's pool label, which the CRD requires to equal its name
 
 FULL: dict[str, dict[str, Any]] = {
+    # file and s3 are exclusive, as prefix and keys: the store, read by keys.
+    "BillingExport": {
+        "format": "CSV",
+        "interval": "10m",
+        "s3": {
+            "endpoint": "https://s3.gra.io.cloud.ovh.net",
+            "bucket": "bills",
+            "keys": ["focus/2026-12.csv"],
+            "region": "gra",
+            "credentialsSecretRef": {
+                "name": "bills",
+                "accessKeyIdKey": "id",
+                "secretAccessKeyKey": "secret",
+            },
+        },
+    },
     "GpuPool": {
         "nodeSelector": {models.POOL_LABEL: NAME},
         "location": {
@@ -213,6 +230,7 @@ INTEGERS = {("EnergyReport", ("migSlicesTotal",))}
 # Every duration and time: (kind, path, below its range or None, above its range).
 DURATIONS: tuple[tuple[str, Path, str | None, str], ...] = (
     ("EnergyReport", ("window",), "30s", "8785h"),
+    ("BillingExport", ("interval",), "9s", "24h1ms"),
     ("SignalSource", ("sources", 2, "ttl"), "0s", "8784h1ms"),
     ("SignalSource", ("sources", 2, "timeout"), "99ms", "61s"),
     ("SignalSource", ("sources", 1, "trace", "shift"), None, "876001h"),

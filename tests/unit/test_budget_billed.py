@@ -100,7 +100,7 @@ def _cycle(
     state: cycle.LoopState,
     exports: list[pathlib.Path] | None,
 ) -> dict[str, Any]:
-    prices = billing.BillingPrices(exports) if exports is not None else None
+    prices = fakes.billing_from_files(exports) if exports is not None else None
     recorder = status.StatusRecorder(writer, clock=lambda: at, billing=prices)
     asyncio.run(cycle.run_cycle(cache, writer, at, recorder, state=state))
     return writer.last_status("budgets", "monthly")

@@ -56,7 +56,7 @@ from pydantic import alias_generators
 from greenplace.accounting import focus, telemetry
 from greenplace.api import convert, crdgen, models
 from greenplace.audit import credentials as vc
-from greenplace.controller import budgets, credentials, feeds, reports, status, workers
+from greenplace.controller import budgets, credentials, exports, feeds, reports, status, workers
 from greenplace.controller import cache as cache_
 from greenplace.domain import model
 from tests import builders, hostile, promfake, providers
@@ -237,6 +237,20 @@ B = "controller.budgets.domain_budgets -> api.convert.budget_to_domain"
 F = "controller.feeds.Feeds._build"
 R = "controller.reports.Reporter._one"
 FO = "accounting.focus.PoolClaim.claims (greenplace finops reconcile)"
+BE = "controller.exports.BillingExports"
+# BillingExport specs: "FILES" is a directory of FOCUS files; the object store's buckets are
+# directories of "STORE" (pyarrow's local filesystem behind the S3 filesystem's factory).
+FOCUS_EXPORT = pathlib.Path(__file__).resolve().parents[1] / "data" / "focus" / "example-fleet.csv"
+EXPORT_SECRETS = {
+    "bills": {"id": "AK1", "secret": "SK1", "accessKeyId": "AK0", "secretAccessKey": "SK0"},
+    "bills2": {"id": "AK2", "secret": "SK2"},
+}
+S3_BASE: dict[str, Any] = {**hostile.FULL["BillingExport"], "s3": {
+    **hostile.FULL["BillingExport"]["s3"], "endpoint": "http://127.0.0.1:9000"}}  # fmt: skip
+S3_PREFIX: dict[str, Any] = {**S3_BASE, "s3": {
+    **{k: v for k, v in S3_BASE["s3"].items() if k != "keys"}, "prefix": "focus"}}  # fmt: skip
+FILE_BASE: dict[str, Any] = {"interval": "10m", "file": {"paths": ["FILES/2026-12.csv"]}}
+
 
 USES: dict[str, Use] = {
     # GpuPool
@@ -495,6 +509,38 @@ USES: dict[str, Use] = {
         f"{F} -> the Secret key of the Electricity Maps token (WattTime reads username and "
         "password, as documented)",
         base=source(EM),
+    ),
+    # BillingExport
+    "BillingExport.spec.format": Use(
+        f"{BE}._Files.read / _S3.read -> accounting.focus.read_export: CSV or Parquet (Auto: "
+        "by name)",
+        other="Parquet",
+    ),
+    "BillingExport.spec.interval": Use(
+        f"{BE}.refresh: when the export is listed again (status.nextReadTime)"
+    ),
+    "BillingExport.spec.file.paths": Use(
+        f"{BE}._Files: the files stat'ed and read", other=["FILES/2026-11.csv"], base=FILE_BASE
+    ),
+    "BillingExport.spec.s3.endpoint": Use(
+        f"{BE}._S3: the store's endpoint_override and scheme (default AWS S3)"
+    ),
+    "BillingExport.spec.s3.bucket": Use(f"{BE}._S3.list: the bucket listed", other="bills2"),
+    "BillingExport.spec.s3.prefix": Use(
+        f"{BE}._S3.list: every object under it", other="focus/nov", base=S3_PREFIX
+    ),
+    "BillingExport.spec.s3.keys": Use(
+        f"{BE}._S3.list: these objects", other=["focus/2026-11.csv"]
+    ),
+    "BillingExport.spec.s3.region": Use(f"{BE}._S3: the region requests are signed for"),
+    "BillingExport.spec.s3.credentialsSecretRef.name": Use(
+        f"{BE}._access_key: the Secret read (operator's namespace)", other="bills2"
+    ),
+    "BillingExport.spec.s3.credentialsSecretRef.accessKeyIdKey": Use(
+        f"{BE}._access_key: the key holding the access key id"
+    ),
+    "BillingExport.spec.s3.credentialsSecretRef.secretAccessKeyKey": Use(
+        f"{BE}._access_key: the key holding the secret access key"
     ),
     # EnergyReport
     "EnergyReport.spec.window": Use(f"{R} -> accounting.serving.measure window (PromQL range)"),
@@ -762,7 +808,53 @@ def observe_signal_source(spec: Mapping[str, Any], tmp: pathlib.Path) -> object:
     return observed.carbon, observed.prices, observed.forecasts, list(server.requests)
 
 
+def _focus_files(directory: pathlib.Path) -> None:
+    """The example fleet's export, whole and in parts, under ``directory``."""
+    lines = FOCUS_EXPORT.read_text().splitlines(keepends=True)
+    header, rows = lines[0], lines[1:]
+    parts = {"2026-12.csv": rows, "2026-11.csv": [r for r in rows if ",2026-11-01T" in r]}
+    for where in ("bills/focus", "bills/focus/nov", "bills2/focus", "files"):
+        (directory / where).mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        (directory / "bills" / "focus" / name).write_text(header + "".join(part))
+        (directory / "files" / name).write_text(header + "".join(part))
+    (directory / "bills" / "focus" / "nov" / "2026-11.csv").write_text(
+        header + "".join(parts["2026-11.csv"])
+    )
+    (directory / "bills2" / "focus" / "2026-12.csv").write_text(header + "".join(rows[:3]))
+
+
+def observe_billing_export(spec: Mapping[str, Any], tmp: pathlib.Path) -> object:
+    """Behaviour probe: one read of the BillingExport by ``controller.exports`` (real files; the
+    S3 filesystem built from the spec's options, over pyarrow's local filesystem): the options
+    the store was built with and the status (objects, rows, periods, next read, Ready)."""
+    from pyarrow import fs
+
+    store = tmp / "store"
+    if not store.exists():
+        _focus_files(store)
+    built: list[dict[str, Any]] = []
+
+    def s3(**options: Any) -> Any:
+        built.append({k: v for k, v in options.items() if k != "retry_strategy"})
+        return fs.SubTreeFileSystem(str(store), fs.LocalFileSystem())
+
+    def secret(kind: str, namespace: str, name: str) -> Any:
+        assert (kind, namespace) == ("Secret", OWN_NAMESPACE)
+        return EXPORT_SECRETS.get(name) or vc.Unverified(vc.Problem.MISSING, f"{name} not found")
+
+    parsed = models.BillingExportSpec.model_validate(_fill(spec, {"FILES": str(store / "files")}))
+    read = exports.BillingExports(secret, OWN_NAMESPACE, s3=s3)
+    read.refresh([cache_.CachedBillingExport("bills", 1, parsed)], NOW)
+    body, ready = read.status("bills")
+    written = status.patch_body(body)
+    for listed in written.get("objects") or ():
+        listed.pop("version")  # a file's modification time: the same files either way
+    return built, written, ready
+
+
 OBSERVERS: dict[str, Callable[[Mapping[str, Any], pathlib.Path], object]] = {
+    "BillingExport": observe_billing_export,
     "GpuPool": observe_pool,
     "PlacementPolicy": observe_policy,
     "Budget": observe_budget,
@@ -770,6 +862,7 @@ OBSERVERS: dict[str, Callable[[Mapping[str, Any], pathlib.Path], object]] = {
     "EnergyReport": observe_report,
 }
 BASES: dict[str, Mapping[str, Any]] = {
+    "BillingExport": S3_BASE,
     "GpuPool": POOL,
     "PlacementPolicy": POLICY,
     "Budget": BUDGET,
@@ -930,6 +1023,7 @@ STATUS_WRITERS = {
     "GpuPool": "controller.status (the placement cycle's record phase)",
     "PlacementPolicy": "controller.status (allowed pools, residency, pod counts, conditions)",
     "SignalSource": "controller.status (readings of the last refresh, conditions)",
+    "BillingExport": "controller.status, from controller.exports (what was read, conditions)",
     "Budget": "controller.budgets.status, written by controller.status",
     "EnergyReport": "controller.reports (the report loop)",
 }

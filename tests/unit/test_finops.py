@@ -29,12 +29,16 @@ from greenplace.cli import finops
 from greenplace.cli import main as cli
 from greenplace.controller import billing
 from greenplace.controller import cache as cache_
+from tests import fakes
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "focus"
 EXPORT = DATA / "example-fleet.csv"
 POOLS = DATA / "pools.yaml"
 NOV = "2026-11-01/2026-12-01"
 DEC = "2026-12-01/2027-01-01"
+NOW = datetime.datetime(2027, 1, 5, tzinfo=datetime.UTC)
+# When --focus-export's files are listed again (billing.shorthand).
+INTERVAL = datetime.timedelta(seconds=10)
 
 
 def _rows(path: pathlib.Path = EXPORT) -> list[dict[str, str]]:
@@ -421,7 +425,7 @@ def _cached_pools() -> tuple[cache_.CachedPool, ...]:
 
 
 def test_the_operator_prices_each_claiming_pool_from_the_newest_period() -> None:
-    priced = billing.BillingPrices([EXPORT]).prices(_cached_pools())
+    priced = fakes.billing_from_files([EXPORT]).prices(_cached_pools(), (), NOW)
     assert set(priced) == {"paris-h100", "frankfurt-l40s"}  # lab-a100 has no spec.billing
     paris = priced["paris-h100"]
     assert paris.reason == "Reconciled" and paris.status is not None
@@ -435,14 +439,14 @@ def test_the_operator_prices_each_claiming_pool_from_the_newest_period() -> None
 def test_the_operator_reads_an_export_again_when_it_changes(tmp_path: pathlib.Path) -> None:
     export = tmp_path / "export.csv"
     export.write_text(EXPORT.read_text())
-    prices = billing.BillingPrices([export])
-    before = prices.prices(_cached_pools())["frankfurt-l40s"].status
+    prices = fakes.billing_from_files([export])
+    before = prices.prices(_cached_pools(), (), NOW)["frankfurt-l40s"].status
     rows = _rows()
     december = [
         r for r in rows if r["ResourceId"] != "i-fra-1" or "2026-12" not in r["ChargePeriodStart"]
     ]
     _write(export, december, list(rows[0]))
-    after = prices.prices(_cached_pools())["frankfurt-l40s"].status
+    after = prices.prices(_cached_pools(), (), NOW + INTERVAL)["frankfurt-l40s"].status
     assert before is not None and after is not None
     assert (str(before.period_start.date()), str(after.period_start.date())) == (
         "2026-12-01",
@@ -458,12 +462,12 @@ def test_a_refused_export_is_a_reason_on_each_pool_not_a_crash(
     rows[5]["BillingCurrency"] = "USD" if case == "two currencies" else "EUR"
     _write(export := tmp_path / "export.csv", rows, list(rows[0]))
     exports = [export] if case == "two currencies" else [export, tmp_path / "missing.csv"]
-    priced = billing.BillingPrices(exports).prices(_cached_pools())
+    priced = fakes.billing_from_files(exports).prices(_cached_pools(), (), NOW)
     assert set(priced) == {"paris-h100", "frankfurt-l40s"}
     for found in priced.values():
         assert (found.status, found.reason) == (None, "ExportRefused")
         assert found.message.startswith(
-            "two billing currencies" if case == "two currencies" else f"{exports[-1]}: no such"
+            "two billing currencies" if case == "two currencies" else f"{billing.SHORTHAND}: {exports[-1]}: no such"
         )
 
 

@@ -1543,7 +1543,8 @@ class S3Export(Model):
     prefix: str | None = pydantic.Field(
         None,
         max_length=1024,
-        description="Every object under this key prefix (e.g. focus/2026/) is the export, at "
+        description="Every object under this folder of the bucket (keys starting with it and a "
+        "slash, e.g. focus/2026 for focus/2026/12.csv) is the export, at "
         f"most {MAX_EXPORT_OBJECTS} objects; at most 1024 characters (the S3 key limit).",
     )
     keys: list[Annotated[str, pydantic.Field(min_length=1, max_length=1024)]] | None = (

@@ -121,9 +121,16 @@ class _State:
 class BillingExports:
     """Each BillingExport's contents, read on its interval (``refresh``, blocking)."""
 
-    def __init__(self, secrets: SecretReader, namespace: str) -> None:
+    def __init__(
+        self,
+        secrets: SecretReader,
+        namespace: str,
+        *,
+        s3: Callable[..., Any] | None = None,
+    ) -> None:
         self._secrets = secrets
         self.namespace = namespace
+        self._s3 = s3  # builds the S3 filesystem from its options (default pyarrow's)
         self._states: dict[str, _State] = {}
 
     def refresh(
@@ -220,7 +227,7 @@ class BillingExports:
         if spec.file is not None:
             return _Files(tuple(pathlib.Path(p) for p in spec.file.paths))
         assert spec.s3 is not None  # the model holds exactly one source
-        return _S3(spec.s3, self._access_key(spec.s3.credentials_secret_ref))
+        return _S3(spec.s3, self._access_key(spec.s3.credentials_secret_ref), self._s3)
 
     def _access_key(self, ref: models.S3CredentialsRef) -> tuple[str, str]:
         found = self._secrets("Secret", self.namespace, ref.name)
@@ -276,7 +283,12 @@ class _Files:
 
 
 class _S3:
-    def __init__(self, spec: models.S3Export, access_key: tuple[str, str]) -> None:
+    def __init__(
+        self,
+        spec: models.S3Export,
+        access_key: tuple[str, str],
+        build: Callable[..., Any] | None,
+    ) -> None:
         try:
             from pyarrow import fs
         except ImportError:  # the finops extra is not installed
@@ -289,7 +301,7 @@ class _S3:
         if spec.endpoint is not None:
             url = urllib.parse.urlsplit(spec.endpoint)
             options = {"endpoint_override": url.netloc + url.path.rstrip("/"), "scheme": url.scheme}
-        self._fs = fs.S3FileSystem(
+        self._fs = (build or fs.S3FileSystem)(
             access_key=access_key[0],
             secret_key=access_key[1],
             region=spec.region,

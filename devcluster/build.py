@@ -2,7 +2,8 @@
 
 Why this module exists: kind needs a Docker engine and dl.k8s.io is out of reach, so the real
 kube-apiserver, kube-scheduler, kube-controller-manager, kubectl, etcd and kwok (and helm, which
-renders the chart in the e2e tests, and Kueue, which greenplace plugs into) are compiled from the
+renders the chart in the e2e tests, Kueue, which greenplace plugs into, and MinIO, the object
+store of the billing export tests) are compiled from the
 Go modules in ``devcluster/go/``. Each
 component is built into ``$GREENPLACE_CACHE/bin/<component>-<hash>/`` where the hash covers the
 module's go.mod, go.sum, sources and build flags, so a second run finds the binaries and returns
@@ -109,6 +110,15 @@ COMPONENTS: tuple[Component, ...] = (
             "sigs.k8s.io/kueue",
             ("config/components/crd/bases", "config/components/webhook/manifests.yaml"),
         ),
+    ),
+    # MinIO, the S3-compatible object store the BillingExport tests read exports from
+    # (tests/integration/objectstore.py starts it on 127.0.0.1 only).
+    Component(
+        name="minio",
+        module_dir="minio",
+        packages=("github.com/minio/minio",),
+        binaries=("minio",),
+        on_demand=True,
     ),
 )
 

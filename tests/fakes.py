@@ -178,6 +178,7 @@ def policy(name: str, namespace: str = "ml", **spec: Any) -> dict[str, Any]:
 def billing_from_files(paths: Sequence[pathlib.Path]) -> Any:
     """The operator's prices from FOCUS files, as ``greenplace operate --focus-export`` gives
     them (``billing.shorthand``); no Secret is read for files."""
+
     def no_secret(kind: str, namespace: str, name: str) -> Any:
         raise AssertionError(f"files need no Secret, yet {kind} {namespace}/{name} was read")
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from greenplace.accounting import billed
-from greenplace.controller import billing, budgets, cycle, snapshot, status
+from greenplace.controller import budgets, cycle, snapshot, status
 from tests import fakes
 from tests.unit import test_budget_spend as spend
 

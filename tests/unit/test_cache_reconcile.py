@@ -66,6 +66,10 @@ ONE_OF_EACH: dict[str, tuple[Mapping[str, Any], str]] = {
         kubeobjects.signal_source("grid", [kubeobjects.static_source({"FR": 50})], ["FR"]),
         "signal_sources",
     ),
+    "BillingExport": (
+        kubeobjects.resource("BillingExport", "bills", {"file": {"paths": ["/bills/a.csv"]}}),
+        "billing_exports",
+    ),
     "Budget": (kubeobjects.budget("ml", "team", money=100, action="Reject"), "budgets"),
     "EnergyReport": (kubeobjects.energy_report("ml", "serving", window="1h"), "reports"),
     # Kueue's kinds (watched with --kueue).

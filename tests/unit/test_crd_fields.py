@@ -51,6 +51,7 @@ from typing import Any
 import prometheus_client
 import pydantic
 import pytest
+from pyarrow import fs
 from pydantic import alias_generators
 
 from greenplace.accounting import focus, telemetry
@@ -529,9 +530,7 @@ USES: dict[str, Use] = {
     "BillingExport.spec.s3.prefix": Use(
         f"{BE}._S3.list: every object under it", other="focus/nov", base=S3_PREFIX
     ),
-    "BillingExport.spec.s3.keys": Use(
-        f"{BE}._S3.list: these objects", other=["focus/2026-11.csv"]
-    ),
+    "BillingExport.spec.s3.keys": Use(f"{BE}._S3.list: these objects", other=["focus/2026-11.csv"]),
     "BillingExport.spec.s3.region": Use(f"{BE}._S3: the region requests are signed for"),
     "BillingExport.spec.s3.credentialsSecretRef.name": Use(
         f"{BE}._access_key: the Secret read (operator's namespace)", other="bills2"
@@ -828,8 +827,6 @@ def observe_billing_export(spec: Mapping[str, Any], tmp: pathlib.Path) -> object
     """Behaviour probe: one read of the BillingExport by ``controller.exports`` (real files; the
     S3 filesystem built from the spec's options, over pyarrow's local filesystem): the options
     the store was built with and the status (objects, rows, periods, next read, Ready)."""
-    from pyarrow import fs
-
     store = tmp / "store"
     if not store.exists():
         _focus_files(store)

@@ -467,7 +467,9 @@ def test_a_refused_export_is_a_reason_on_each_pool_not_a_crash(
     for found in priced.values():
         assert (found.status, found.reason) == (None, "ExportRefused")
         assert found.message.startswith(
-            "two billing currencies" if case == "two currencies" else f"{billing.SHORTHAND}: {exports[-1]}: no such"
+            "two billing currencies"
+            if case == "two currencies"
+            else f"{billing.SHORTHAND}: {exports[-1]}: no such"
         )
 
 

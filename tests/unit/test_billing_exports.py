@@ -1,0 +1,227 @@
+"""BillingExports (``controller.exports``): read on their interval, a transient failure keeps
+the contents last read, a refusal is believed at once, one bad export never stops another,
+and the API models refuse bad specs with a message naming the field and the fix.
+
+The object store is pyarrow's local filesystem behind the S3 filesystem's factory (the
+operator's own ``_S3`` code lists and reads it), wrapped to fail on demand as a store does
+(pyarrow raises OSError with the AWS error code); tests/integration/test_billing_exports.py
+reads a real MinIO.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import re
+from typing import Any
+
+import pydantic
+import pytest
+from pyarrow import fs
+
+from greenplace.api import models
+from greenplace.audit import credentials as vc
+from greenplace.controller import cache as cache_
+from greenplace.controller import credentials, exports
+
+EXPORT = pathlib.Path(__file__).resolve().parents[1] / "data" / "focus" / "example-fleet.csv"
+NOW = datetime.datetime(2027, 1, 5, tzinfo=datetime.UTC)
+NS = "greenplace-system"
+KEYS = {"accessKeyId": "AK", "secretAccessKey": "SK"}
+
+
+class Store:
+    """The bucket ``bills`` in a directory, failing with ``error`` while it is set."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        (root / "bills" / "focus").mkdir(parents=True)
+        self.root = root
+        self.error: OSError | None = None
+        self.built: list[dict[str, Any]] = []
+
+    def put(self, name: str, text: str) -> None:
+        (self.root / "bills" / "focus" / name).write_text(text)
+
+    def __call__(self, **options: Any) -> Any:
+        self.built.append(options)
+        inner = fs.SubTreeFileSystem(str(self.root), fs.LocalFileSystem())
+        store = self
+
+        class Failing:
+            def get_file_info(self, what: Any) -> Any:
+                if store.error is not None:
+                    raise store.error
+                return inner.get_file_info(what)
+
+            def open_input_stream(self, path: str) -> Any:
+                if store.error is not None:
+                    raise store.error
+                return inner.open_input_stream(path)
+
+        return Failing()
+
+
+def _spec(**s3: Any) -> models.BillingExportSpec:
+    return models.BillingExportSpec.model_validate({
+        "interval": "10m",
+        "s3": {"bucket": "bills", "prefix": "focus", "credentialsSecretRef": {"name": "b"},
+               **s3},
+    })  # fmt: skip
+
+
+def _reader(store: Store, secrets: dict[str, Any] | None = None) -> exports.BillingExports:
+    found = {"b": KEYS} if secrets is None else secrets
+
+    def secret(kind: str, namespace: str, name: str) -> Any:
+        missing = vc.Unverified(vc.Problem.MISSING, f"Secret {NS}/{name} not found")
+        return found.get(name) or missing
+
+    return exports.BillingExports(secret, NS, s3=store)
+
+
+def _one(
+    reader: exports.BillingExports,
+    spec: models.BillingExportSpec,
+    at: datetime.datetime,
+    name: str = "bills",
+) -> tuple[models.BillingExportStatus, tuple[bool, str, str]]:
+    reader.refresh([cache_.CachedBillingExport(name, 1, spec)], at)
+    return reader.status(name)
+
+
+@pytest.fixture
+def store(tmp_path: pathlib.Path) -> Store:
+    found = Store(tmp_path / "store")
+    found.put("2026-12.csv", EXPORT.read_text())
+    return found
+
+
+def test_read_on_its_interval_and_again_when_an_object_changed(store: Store) -> None:
+    reader, spec = _reader(store), _spec()
+    status, ready = _one(reader, spec, NOW)
+    assert ready == (True, "Read", "1 objects, 21 distinct charges")
+    assert status.rows == 21 and status.next_read_time == NOW + datetime.timedelta(minutes=10)
+    assert [p.period_start.month for p in status.periods or ()] == [11, 12]
+    lines = EXPORT.read_text().splitlines(keepends=True)
+    store.put("2026-12.csv", "".join(lines[:4]))  # re-issued: three rows
+    assert _one(reader, spec, NOW + datetime.timedelta(minutes=9))[0].rows == 21  # not due
+    assert _one(reader, spec, NOW + datetime.timedelta(minutes=10))[0].rows == 3
+
+
+def test_a_transient_failure_keeps_the_contents_last_read(store: Store) -> None:
+    reader, spec = _reader(store), _spec()
+    _one(reader, spec, NOW)
+    store.error = OSError("AWS Error NETWORK_CONNECTION during ListObjectsV2 operation: refused")
+    status, ready = _one(reader, spec, NOW + datetime.timedelta(minutes=10))
+    assert ready[:2] == (False, "SourceUnreachable")
+    assert ready[2].endswith("; the contents read at 2027-01-05T00:00:00Z still count")
+    assert status.rows == 21 and [c.name for c in reader.counting()] == ["bills"]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("ACCESS_DENIED", "AccessDenied"),
+        ("SIGNATURE_DOES_NOT_MATCH", "AccessDenied"),
+        ("NO_SUCH_BUCKET", "NotFound"),
+    ],
+)
+def test_a_refusal_is_believed_at_once(store: Store, code: str, reason: str) -> None:
+    reader, spec = _reader(store), _spec()
+    _one(reader, spec, NOW)
+    store.error = OSError(f"AWS Error {code} during ListObjectsV2 operation: no")
+    status, ready = _one(reader, spec, NOW + datetime.timedelta(minutes=10))
+    assert ready[:2] == (False, reason) and "fix: " in ready[2]
+    assert status.rows is None and status.objects is None and reader.counting() == ()
+
+
+def test_a_missing_secret_or_key_names_the_fix(store: Store) -> None:
+    _, ready = _one(_reader(store, {}), _spec(), NOW)
+    assert ready[:2] == (False, "CredentialsMissing")
+    assert ready[2].startswith(f"Secret {NS}/b not found; fix: create it with keys accessKeyId")
+    assert exports.CHART_VALUE in ready[2]
+    _, ready = _one(_reader(store, {"b": {"accessKeyId": "AK"}}), _spec(), NOW)
+    assert ready[2].startswith(f"Secret {NS}/b has no secretAccessKey key; fix:")
+
+
+def test_an_unreadable_secret_keeps_the_contents(store: Store) -> None:
+    secrets: dict[str, Any] = {"b": KEYS}
+    reader, spec = _reader(store, secrets), _spec()
+    _one(reader, spec, NOW)
+    secrets["b"] = credentials.Unreadable(vc.Unverified(vc.Problem.MISSING, "HTTP 503"))
+    _, ready = _one(reader, spec, NOW + datetime.timedelta(minutes=10))
+    assert ready[:2] == (False, "SourceUnreachable") and len(reader.counting()) == 1
+
+
+def test_one_bad_export_does_not_stop_another(store: Store, tmp_path: pathlib.Path) -> None:
+    reader = _reader(store)
+    bad = _spec(credentialsSecretRef={"name": "absent"})
+    files = models.BillingExportSpec(file=models.BillingFiles(paths=[str(tmp_path / "no.csv")]))
+    sources = [cache_.CachedBillingExport(n, 1, s)
+               for n, s in (("a-bad", bad), ("b-good", _spec()), ("c-file", files))]  # fmt: skip
+    reader.refresh(sources, NOW)
+    assert [c.name for c in reader.counting()] == ["b-good"]
+    assert reader.status("a-bad")[1][1] == "CredentialsMissing"
+    assert reader.status("c-file")[1][:2] == (False, "NotFound")
+    assert [name for name, _ in reader.refused()] == ["a-bad", "c-file"]
+
+
+def test_an_export_that_is_not_focus_is_refused_naming_the_object(store: Store) -> None:
+    store.put("2026-12.csv", "a,b\n1,2\n")
+    _, ready = _one(_reader(store), _spec(), NOW)
+    assert ready[:2] == (False, "ExportRefused")
+    assert ready[2].startswith("s3://bills/focus/2026-12.csv: no BilledCost")
+
+
+def test_the_endpoint_and_region_reach_the_store(store: Store) -> None:
+    _one(_reader(store), _spec(endpoint="http://127.0.0.1:9000", region="gra"), NOW)
+    (options,) = store.built
+    assert (options["endpoint_override"], options["scheme"], options["region"]) == (
+        "127.0.0.1:9000", "http", "gra"
+    )  # fmt: skip
+    assert (options["access_key"], options["secret_key"]) == ("AK", "SK")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {
+                "file": {"paths": ["/a.csv"]},
+                "s3": {"bucket": "bills", "prefix": "f", "credentialsSecretRef": {"name": "b"}},
+            },
+            "spec: set exactly one of file or s3",
+        ),
+        ({}, "spec: set exactly one of file or s3"),
+        ({"interval": "9s", "file": {"paths": ["/a.csv"]}}, "must be a duration from 10s to 24h"),
+        ({"interval": "24h1s", "file": {"paths": ["/a.csv"]}}, "must be a duration from 10s"),
+        (
+            {"s3": {"bucket": "bills", "credentialsSecretRef": {"name": "b"}}},
+            "spec.s3: set exactly one of prefix or keys",
+        ),
+        (
+            {
+                "s3": {
+                    "bucket": "bills",
+                    "prefix": "f",
+                    "keys": ["k"],
+                    "credentialsSecretRef": {"name": "b"},
+                }
+            },
+            "spec.s3: set exactly one of prefix or keys",
+        ),
+        ({"file": {"paths": ["relative.csv"]}}, "String should match pattern '^/"),
+    ],
+    ids=[
+        "two sources",
+        "none",
+        "interval too short",
+        "interval too long",
+        "no selection",
+        "two selections",
+        "relative path",
+    ],
+)
+def test_a_bad_spec_is_refused_naming_the_field(spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=re.escape(message)):
+        models.BillingExportSpec.model_validate(spec)

@@ -338,6 +338,25 @@ def test_trusted_issuers_reach_the_operator_as_a_mounted_file_it_reads(
     ]
 
 
+def test_billing_exports_read_only_the_export_secrets_listed() -> None:
+    """A BillingExport's access key is read from a Secret the chart lists
+    (finops.exportCredentials.secrets), beside the certification credentials' ones; the
+    operator watches BillingExports and writes their status only."""
+    values = {"certificationCredentials": {"secrets": ["pool-credentials"]},
+              "finops": {"exportCredentials": {"secrets": ["bills", "pool-credentials"]}}}  # fmt: skip
+    docs = _rendered(values=values)
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] ==
+               "gp-greenplace-credentials"]  # fmt: skip
+    (secrets,) = [r for r in role["rules"] if r["resources"] == ["secrets"]]
+    assert secrets["resourceNames"] == ["pool-credentials", "bills"]
+    (cluster_role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"]
+                       == "gp-greenplace"]  # fmt: skip
+    reads = [r for r in cluster_role["rules"] if "billingexports" in r["resources"]]
+    assert [r["verbs"] for r in reads] == [["get", "list", "watch"]]
+    assert any("billingexports/status" in r["resources"] and r["verbs"] == ["patch"]
+               for r in cluster_role["rules"])  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "bad",
     [

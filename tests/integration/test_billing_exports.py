@@ -115,13 +115,14 @@ def test_an_export_in_an_object_store_prices_the_pool_and_corrects_a_budget(
         # Replaced: read again at the next interval, repriced, the Budget corrected once.
         store.put(KEY, export.replace(b",312.00,", b",400.00,"))
         reissued = Decimal("580.00") / 272
-        read, pool, budget = wait_for(
-            lambda: (found := _state(kube, ns))[1].get("billing", {}).get(
-                "effectivePerGpuHour") == round(float(reissued), 6) and found,
-            60,
-            "the replaced object read again",
-        )  # fmt: skip
-        assert read["periods"][0]["fingerprint"] != period["fingerprint"]
+        def reissued_read() -> Any:
+            found = _state(kube, ns)
+            price = (found[1].get("billing") or {}).get("effectivePerGpuHour")
+            digests = [p["fingerprint"] for p in found[0].get("periods") or ()]
+            changed = digests and digests != [period["fingerprint"]]
+            return price == round(float(reissued), 6) and changed and found
+
+        read, pool, budget = wait_for(reissued_read, 60, "the replaced object read again")
         budget = wait_for(
             lambda: (
                 (b := bill._budget(kube, ns))["billed"][0]["fingerprint"]

@@ -342,8 +342,8 @@ def test_billing_exports_read_only_the_export_secrets_listed() -> None:
     """A BillingExport's access key is read from a Secret the chart lists
     (finops.exportCredentials.secrets), beside the certification credentials' ones; the
     operator watches BillingExports and writes their status only."""
-    values = {"certificationCredentials": {"secrets": ["pool-credentials"]},
-              "finops": {"exportCredentials": {"secrets": ["bills", "pool-credentials"]}}}  # fmt: skip
+    exported = {"exportCredentials": {"secrets": ["bills", "pool-credentials"]}}
+    values = {"certificationCredentials": {"secrets": ["pool-credentials"]}, "finops": exported}
     docs = _rendered(values=values)
     (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] ==
                "gp-greenplace-credentials"]  # fmt: skip

@@ -115,6 +115,7 @@ def test_an_export_in_an_object_store_prices_the_pool_and_corrects_a_budget(
         # Replaced: read again at the next interval, repriced, the Budget corrected once.
         store.put(KEY, export.replace(b",312.00,", b",400.00,"))
         reissued = Decimal("580.00") / 272
+
         def reissued_read() -> Any:
             found = _state(kube, ns)
             price = (found[1].get("billing") or {}).get("effectivePerGpuHour")

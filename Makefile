@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with greenplace and its dev tools
 
-build-devcluster: $(STAMP) ## Build (or reuse) etcd, kube-*, kubectl, kwok, helm and Kueue from Go modules (GREENPLACE_KUEUE=0: no Kueue)
+build-devcluster: $(STAMP) ## Build (or reuse) etcd, kube-*, kubectl, kwok, helm, Kueue and MinIO from Go modules (GREENPLACE_KUEUE=0: no Kueue)
 	$(PY) -m devcluster build
 
 test-deps: ## Install the system packages tests use: Prometheus, Chromium, a real node's runtime

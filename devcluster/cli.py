@@ -35,14 +35,14 @@ EXAMPLES = ROOT / "examples"
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("build", help="build (or find cached) control-plane binaries and Kueue")
+    sub.add_parser("build", help="build (or find cached) control-plane binaries, Kueue, MinIO")
     sub.add_parser("up", help="start a local control plane with the example fleet and CRDs")
     sub.add_parser("down", help="stop what `up` or `demo` started")
     sub.add_parser("demo", help="up + operator + examples, then print the placements")
     sub.add_parser("multi", help="a MultiKueue fleet: greenplace vs AllAtOnce on one Job")
     args = parser.parse_args(argv)
     if args.command == "build":
-        extra = ("all",) if kueue_wanted() else ()
+        extra = ("all",) if kueue_wanted() else ("minio",)  # MinIO: the billing export tests
         for name, path in sorted(build.ensure_built(extra=extra).paths.items()):
             print(f"{name:26} {path}")
         return 0

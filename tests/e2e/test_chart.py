@@ -374,6 +374,8 @@ NEEDED = [
     ("patch", "placementpolicies.greenplace.dev", ALL, "--subresource=status"),
     ("list", "signalsources.greenplace.dev"), ("watch", "signalsources.greenplace.dev"),
     ("patch", "signalsources.greenplace.dev", "--subresource=status"),
+    ("list", "billingexports.greenplace.dev"), ("watch", "billingexports.greenplace.dev"),
+    ("patch", "billingexports.greenplace.dev", "--subresource=status"),
     ("list", "budgets.greenplace.dev", ALL), ("watch", "budgets.greenplace.dev", ALL),
     ("patch", "budgets.greenplace.dev", ALL, "--subresource=status"),
     ("list", "energyreports.greenplace.dev", ALL), ("watch", "energyreports.greenplace.dev", ALL),
@@ -404,6 +406,7 @@ REFUSED = [
     ("patch", "placementpolicies.greenplace.dev", ALL),
     ("delete", "placementpolicies.greenplace.dev", ALL),
     ("patch", "signalsources.greenplace.dev"), ("create", "signalsources.greenplace.dev"),
+    ("patch", "billingexports.greenplace.dev"), ("create", "billingexports.greenplace.dev"),
     ("patch", "budgets.greenplace.dev", ALL), ("delete", "budgets.greenplace.dev", ALL),
     ("update", "energyreports.greenplace.dev", ALL),
     ("update", "budgets.greenplace.dev", ALL, "--subresource=status"),
@@ -458,9 +461,11 @@ def test_the_service_account_is_no_broader(kube: integration.Kube, release: Rele
         "gpupools.greenplace.dev/status [] [] [patch]",
         "placementpolicies.greenplace.dev/status [] [] [patch]",
         "signalsources.greenplace.dev [] [] [get list watch]",
+        "billingexports.greenplace.dev [] [] [get list watch]",
         "budgets.greenplace.dev [] [] [get list watch]",
         "energyreports.greenplace.dev [] [] [get list watch]",
         "signalsources.greenplace.dev/status [] [] [patch]",
+        "billingexports.greenplace.dev/status [] [] [patch]",
         "budgets.greenplace.dev/status [] [] [patch]",
         "energyreports.greenplace.dev/status [] [] [patch]",
         "customresourcedefinitions.apiextensions.k8s.io [] [] [list watch]",
@@ -476,7 +481,7 @@ GP = "greenplace.dev"
 READ = ("get", "list", "watch")
 WRITE = ("create", "update", "patch", "delete", "deletecollection")
 NAMESPACED = ("placementpolicies", "budgets", "energyreports")
-CLUSTER_SCOPED = ("gpupools", "signalsources")
+CLUSTER_SCOPED = ("gpupools", "signalsources", "billingexports")
 # What a tenant may write: its own EnergyReports (edit, admin). Never its governance
 # (PlacementPolicies, Budgets), the cluster's facts (GpuPools, SignalSources) or any status.
 TENANT_WRITES = {"energyreports"}

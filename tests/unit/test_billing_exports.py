@@ -225,3 +225,13 @@ def test_the_endpoint_and_region_reach_the_store(store: Store) -> None:
 def test_a_bad_spec_is_refused_naming_the_field(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=re.escape(message)):
         models.BillingExportSpec.model_validate(spec)
+
+
+def test_the_examples_are_valid_billing_exports() -> None:
+    """examples/billingexport.yaml (docs/finops.md) parses with the operator's model."""
+    import yaml  # noqa: PLC0415
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "billingexport.yaml"
+    documents = list(yaml.safe_load_all(path.read_text()))
+    specs = [models.BillingExportSpec.model_validate(d["spec"]) for d in documents]
+    assert [s.s3 is not None for s in specs] == [True, False]

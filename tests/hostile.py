@@ -303,3 +303,20 @@ def _walk(kind: str, value: Any, schema: dict[str, Any], path: Path) -> Iterator
 
 def all_cases() -> list[Case]:
     return [*number_cases(), *duration_cases(), *other_cases(), *generated_cases()]
+
+
+# BillingExport specs the API server and the operator's model both refuse, by case: (spec, the
+# message both carry; the pattern's wording differs, "should match" is common to both).
+_S3 = {"bucket": "bills", "credentialsSecretRef": {"name": "b"}}
+_FILE = {"paths": ["/bills/a.csv"]}
+BAD_BILLING_EXPORTS: dict[str, tuple[dict[str, Any], str]] = {
+    "two sources": ({"file": _FILE, "s3": {**_S3, "prefix": "f"}},
+                    "spec: set exactly one of file or s3"),
+    "none": ({"interval": "1h"}, "spec: set exactly one of file or s3"),
+    "interval too short": ({"interval": "9s", "file": _FILE}, "must be a duration from 10s to 24h"),
+    "interval too long": ({"interval": "24h1s", "file": _FILE}, "must be a duration from 10s"),
+    "no selection": ({"s3": _S3}, "spec.s3: set exactly one of prefix or keys"),
+    "two selections": ({"s3": {**_S3, "prefix": "f", "keys": ["k"]}},
+                       "spec.s3: set exactly one of prefix or keys"),
+    "relative path": ({"file": {"paths": ["bills/a.csv"]}}, "should match"),
+}  # fmt: skip

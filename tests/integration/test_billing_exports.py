@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests import hostile
 from tests import kubeobjects as k8s
 from tests.integration.conftest import Kube, RunningOperator, run_operator, wait_for
 from tests.integration.objectstore import ObjectStore, running_minio
@@ -165,32 +166,7 @@ def test_an_export_in_an_object_store_prices_the_pool_and_corrects_a_budget(
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        (
-            {
-                "file": {"paths": ["/bills/a.csv"]},
-                "s3": {"bucket": "bills", "prefix": "f", "credentialsSecretRef": {"name": SECRET}},
-            },
-            "spec: set exactly one of file or s3",
-        ),
-        ({"interval": "1h"}, "spec: set exactly one of file or s3"),
-        ({"interval": "5s", "file": {"paths": ["/bills/a.csv"]}}, "must be a duration from 10s"),
-        ({"interval": "25h", "file": {"paths": ["/bills/a.csv"]}}, "must be a duration from 10s"),
-        (
-            {"s3": {"bucket": "bills", "credentialsSecretRef": {"name": SECRET}}},
-            "spec.s3: set exactly one of prefix or keys",
-        ),
-        ({"file": {"paths": ["bills/a.csv"]}}, "should match '^/"),
-    ],
-    ids=[
-        "two sources",
-        "none",
-        "interval too short",
-        "interval too long",
-        "no selection",
-        "relative path",
-    ],
+    ("spec", "message"), hostile.BAD_BILLING_EXPORTS.values(), ids=hostile.BAD_BILLING_EXPORTS
 )
 def test_the_api_server_refuses_a_bad_billing_export(
     kube: Kube, spec: dict[str, Any], message: str

@@ -23,6 +23,7 @@ from greenplace.api import models
 from greenplace.audit import credentials as vc
 from greenplace.controller import cache as cache_
 from greenplace.controller import credentials, exports
+from tests import hostile
 
 EXPORT = pathlib.Path(__file__).resolve().parents[1] / "data" / "focus" / "example-fleet.csv"
 NOW = datetime.datetime(2027, 1, 5, tzinfo=datetime.UTC)
@@ -37,6 +38,7 @@ class Store:
         (root / "bills" / "focus").mkdir(parents=True)
         self.root = root
         self.error: OSError | None = None
+        self.broken: set[str] = set()  # buckets whose listing raises what no store should
         self.built: list[dict[str, Any]] = []
 
     def put(self, name: str, text: str) -> None:
@@ -51,6 +53,8 @@ class Store:
             def get_file_info(self, what: Any) -> Any:
                 if store.error is not None:
                     raise store.error
+                if getattr(what, "base_dir", "").split("/")[0] in store.broken:
+                    raise RuntimeError("a fault of the filesystem itself")
                 return inner.get_file_info(what)
 
             def open_input_stream(self, path: str) -> Any:
@@ -166,6 +170,20 @@ def test_one_bad_export_does_not_stop_another(store: Store, tmp_path: pathlib.Pa
     assert [name for name, _ in reader.refused()] == ["a-bad", "c-file"]
 
 
+def test_an_unexpected_fault_is_that_exports_problem_only(store: Store) -> None:
+    """Whatever one export's reading raises, the others are read and nothing escapes."""
+    store.broken.add("other")
+    (store.root / "other").mkdir()
+    reader = _reader(store)
+    sources = [cache_.CachedBillingExport("a-other", 1, _spec(bucket="other")),
+               cache_.CachedBillingExport("b-good", 1, _spec())]  # fmt: skip
+    reader.refresh(sources, NOW)
+    assert reader.status("a-other")[1] == (
+        False, "SourceUnreachable", "RuntimeError; nothing read yet"
+    )  # fmt: skip
+    assert [c.name for c in reader.counting()] == ["b-good"]
+
+
 def test_an_export_that_is_not_focus_is_refused_naming_the_object(store: Store) -> None:
     store.put("2026-12.csv", "a,b\n1,2\n")
     _, ready = _one(_reader(store), _spec(), NOW)
@@ -183,44 +201,7 @@ def test_the_endpoint_and_region_reach_the_store(store: Store) -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        (
-            {
-                "file": {"paths": ["/a.csv"]},
-                "s3": {"bucket": "bills", "prefix": "f", "credentialsSecretRef": {"name": "b"}},
-            },
-            "spec: set exactly one of file or s3",
-        ),
-        ({}, "spec: set exactly one of file or s3"),
-        ({"interval": "9s", "file": {"paths": ["/a.csv"]}}, "must be a duration from 10s to 24h"),
-        ({"interval": "24h1s", "file": {"paths": ["/a.csv"]}}, "must be a duration from 10s"),
-        (
-            {"s3": {"bucket": "bills", "credentialsSecretRef": {"name": "b"}}},
-            "spec.s3: set exactly one of prefix or keys",
-        ),
-        (
-            {
-                "s3": {
-                    "bucket": "bills",
-                    "prefix": "f",
-                    "keys": ["k"],
-                    "credentialsSecretRef": {"name": "b"},
-                }
-            },
-            "spec.s3: set exactly one of prefix or keys",
-        ),
-        ({"file": {"paths": ["relative.csv"]}}, "String should match pattern '^/"),
-    ],
-    ids=[
-        "two sources",
-        "none",
-        "interval too short",
-        "interval too long",
-        "no selection",
-        "two selections",
-        "relative path",
-    ],
+    ("spec", "message"), hostile.BAD_BILLING_EXPORTS.values(), ids=hostile.BAD_BILLING_EXPORTS
 )
 def test_a_bad_spec_is_refused_naming_the_field(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=re.escape(message)):

@@ -147,6 +147,8 @@ def read(
     signal_bodies: list[Mapping[str, Any]] = []
     pool_bodies: list[Mapping[str, Any]] = []
     for watched in cache.watched:
+        if watched.kind == "BillingExport":
+            continue  # bills price the pools' status, not a plan: not read (nor needed in RBAC)
         try:
             bodies = kube.list_watched(api, watched, timeout=(5, 30))
         except client.ApiException as error:

@@ -216,3 +216,30 @@ def test_the_examples_are_valid_billing_exports() -> None:
     documents = list(yaml.safe_load_all(path.read_text()))
     specs = [models.BillingExportSpec.model_validate(d["spec"]) for d in documents]
     assert [s.s3 is not None for s in specs] == [True, False]
+
+
+def test_the_status_holds_the_newest_periods_only(store: Store) -> None:
+    """An export of more billing periods than a status may hold shows the newest ones (the
+    status write would be refused otherwise), and counts all of them."""
+    import csv  # noqa: PLC0415
+    import io  # noqa: PLC0415
+
+    header, row = list(csv.reader(io.StringIO(EXPORT.read_text())))[:2]
+    rows = []
+    for month in range(models.MAX_EXPORT_PERIODS + 2):
+        start = datetime.datetime(2000 + month // 12, month % 12 + 1, 1, tzinfo=datetime.UTC)
+        end = (start + datetime.timedelta(days=32)).replace(day=1)
+        values = dict(zip(header, row, strict=True))
+        values |= {"BillingPeriodStart": f"{start:%Y-%m-%dT%H:%M:%SZ}",
+                   "BillingPeriodEnd": f"{end:%Y-%m-%dT%H:%M:%SZ}"}  # fmt: skip
+        rows.append(values)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, header)
+    writer.writeheader()
+    writer.writerows(rows)
+    store.put("2026-12.csv", text.getvalue())
+    status, ready = _one(_reader(store), _spec(), NOW)
+    assert ready[0] and status.rows == models.MAX_EXPORT_PERIODS + 2
+    periods = status.periods or []
+    assert len(periods) == models.MAX_EXPORT_PERIODS
+    assert periods[-1].period_start.year == 2000 + (models.MAX_EXPORT_PERIODS + 1) // 12

@@ -1478,6 +1478,8 @@ INTERVAL_RANGE = ("10s", "24h")
 Interval = Annotated[Duration, _duration_schema(*INTERVAL_RANGE), _duration_check(*INTERVAL_RANGE)]
 # Objects one export may list: a provider writes one file per day or per month.
 MAX_EXPORT_OBJECTS = 1024
+# Billing periods a BillingExport's status shows (the newest): months, so 85 years.
+MAX_EXPORT_PERIODS = 1024
 _ONE_EXPORT_SOURCE = "spec: set exactly one of file or s3 (where the FOCUS export is)"
 _ONE_S3_SELECTION = "spec.s3: set exactly one of prefix or keys (which objects are the export)"
 _ABSOLUTE_PATH = r"^/[^\x00]*$"
@@ -1628,5 +1630,7 @@ class BillingExportStatus(Model):
         None, max_length=MAX_EXPORT_OBJECTS, description="What the counted contents were read from."
     )
     rows: int | None = pydantic.Field(None, description="Distinct charges counted.")
-    periods: list[ExportPeriodStatus] | None = pydantic.Field(None, max_length=1024)
+    periods: list[ExportPeriodStatus] | None = pydantic.Field(
+        None, max_length=MAX_EXPORT_PERIODS, description="The newest billing periods it holds."
+    )
     conditions: list[Condition] = _status_conditions()

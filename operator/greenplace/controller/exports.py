@@ -184,7 +184,8 @@ class BillingExports:
                     models.ExportPeriodStatus(
                         period_start=period.start, period_end=period.end, fingerprint=digest
                     )
-                    for period, digest in fingerprints.items()
+                    # the newest ones a status may hold (a month each: 85 years)
+                    for period, digest in list(fingerprints.items())[-models.MAX_EXPORT_PERIODS :]
                 ],
             ),
             state.ready,

@@ -243,3 +243,30 @@ def test_the_status_holds_the_newest_periods_only(store: Store) -> None:
     periods = status.periods or []
     assert len(periods) == models.MAX_EXPORT_PERIODS
     assert periods[-1].period_start.year == 2000 + (models.MAX_EXPORT_PERIODS + 1) // 12
+
+
+def test_two_exports_holding_the_same_rows_count_them_once(tmp_path: pathlib.Path) -> None:
+    """The contents of every BillingExport are merged, each distinct charge once: the same
+    rows in a bucket and on a volume price a pool as one copy does."""
+    from greenplace.cli import finops  # noqa: PLC0415
+    from greenplace.controller import billing  # noqa: PLC0415
+
+    pools = tuple(
+        cache_.CachedPool(name, 1, spec)
+        for name, spec in finops._pools_file(EXPORT.parent / "pools.yaml")
+    )
+    copy = tmp_path / "copy.csv"
+    copy.write_text(EXPORT.read_text())
+    store = Store(tmp_path / "store")
+    store.put("2026-12.csv", EXPORT.read_text())
+    sources = [
+        cache_.CachedBillingExport("bucket", 1, _spec()),
+        cache_.CachedBillingExport(
+            "volume", 1, models.BillingExportSpec(file=models.BillingFiles(paths=[str(copy)]))
+        ),
+    ]
+    priced = billing.BillingPrices(_reader(store)).prices(pools, sources, NOW)
+    assert priced is not None
+    paris = priced["paris-h100"].status
+    assert paris is not None and paris.gpu_hours == 272  # (10 + 24) x 8, not twice that
+    assert paris.effective_per_gpu_hour == round((180.00 + 312.00) / 272, 6)

@@ -12,6 +12,7 @@ its own (``tests/unit/test_errors.py`` fails when the tree below and the classes
     ├── audit.store.ConflictError: another replica appended to the ledger first; re-read it
     ├── audit.credentials.TrustError: the trusted issuers' list is invalid (entry, fix)
     ├── accounting.focus.FocusError: a billing export cannot be reconciled (file, row, fix)
+    ├── controller.exports.ExportError: a BillingExport cannot be read (``reason``, fix)
     ├── engine.snapshot_file.SnapshotFileError: not a valid snapshot file (field, fix)
     ├── sim.oracle.OracleSkippedError: the exact MILP cannot run here (why, what to do)
     │   ├── sim.oracle.OracleTooLargeError: the instance is over the configured size

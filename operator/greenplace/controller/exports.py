@@ -37,13 +37,22 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+from greenplace import errors
 from greenplace.accounting import focus
 from greenplace.api import convert, models
 from greenplace.audit import credentials as vc
 from greenplace.controller import cache as cache_
 from greenplace.controller import credentials
 
-__all__ = ["CHART_VALUE", "BillingExports", "Counted", "Listed", "SecretReader"]
+__all__ = [
+    "CHART_VALUE",
+    "UNREACHABLE",
+    "BillingExports",
+    "Counted",
+    "ExportError",
+    "Listed",
+    "SecretReader",
+]
 
 CHART_VALUE = "finops.exportCredentials.secrets"  # the Secrets the chart lets the operator read
 # Bounds on every object-store request: a store that does not answer in time is unreachable
@@ -92,16 +101,16 @@ class Counted:
     export: focus.Export
 
 
-class _RefusedError(Exception):
-    """Believed at once: the contents stop counting."""
+UNREACHABLE = "SourceUnreachable"  # the one reason that may pass: the contents are kept
+
+
+class ExportError(errors.GreenplaceError):
+    """A BillingExport cannot be read: ``reason`` is its Ready condition's (``UNREACHABLE``
+    may pass and keeps the contents last read; any other is believed at once)."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-class _UnreachableError(Exception):
-    """May pass: the contents last read still count."""
 
 
 class _Store(Protocol):
@@ -200,22 +209,19 @@ class BillingExports:
             counted = state.counted
             if counted is None or counted.objects != objects:
                 counted = Counted(source.name, objects, store.read(objects, source.spec.format))
-        except _RefusedError as refused:
-            state.counted = None
-            state.ready = (False, refused.reason, str(refused))
+        except ExportError as error:
+            if error.reason == UNREACHABLE:
+                self._unreachable(state, str(error))
+            else:
+                state.counted = None
+                state.ready = (False, error.reason, str(error))
             return
         except focus.FocusError as error:
             state.counted = None
             state.ready = (False, "ExportRefused", str(error))
             return
         except Exception as error:  # a fault of this export is its own problem
-            why = str(error) if isinstance(error, _UnreachableError) else type(error).__name__
-            kept = (
-                "nothing read yet"
-                if state.counted is None or state.read_at is None
-                else f"the contents read at {state.read_at:%Y-%m-%dT%H:%M:%SZ} still count"
-            )
-            state.ready = (False, "SourceUnreachable", f"{why}; {kept}")
+            self._unreachable(state, type(error).__name__)
             return
         state.counted, state.read_at = counted, now
         state.ready = (
@@ -223,6 +229,15 @@ class BillingExports:
             "Read",
             f"{len(objects)} objects, {len(counted.export.charges)} distinct charges",
         )
+
+    @staticmethod
+    def _unreachable(state: _State, why: str) -> None:
+        kept = (
+            "nothing read yet"
+            if state.counted is None or state.read_at is None
+            else f"the contents read at {state.read_at:%Y-%m-%dT%H:%M:%SZ} still count"
+        )
+        state.ready = (False, UNREACHABLE, f"{why}; {kept}")
 
     def _store(self, spec: models.BillingExportSpec) -> _Store:
         if spec.file is not None:
@@ -234,9 +249,9 @@ class BillingExports:
         found = self._secrets("Secret", self.namespace, ref.name)
         where = f"Secret {self.namespace}/{ref.name}"
         if isinstance(found, credentials.Unreadable):
-            raise _UnreachableError(found.why.detail)
+            raise ExportError(UNREACHABLE, found.why.detail)
         if isinstance(found, vc.Unverified):
-            raise _RefusedError(
+            raise ExportError(
                 "CredentialsMissing",
                 f"{found.detail}; fix: create it with keys {ref.access_key_id_key} and "
                 f"{ref.secret_access_key_key}, and list it in the chart value {CHART_VALUE}",
@@ -245,7 +260,7 @@ class BillingExports:
             k for k in (ref.access_key_id_key, ref.secret_access_key_key) if not found.get(k)
         ]
         if missing:
-            raise _RefusedError(
+            raise ExportError(
                 "CredentialsMissing",
                 f"{where} has no {' or '.join(missing)} key; fix: add it, or name the keys it "
                 "has in spec.s3.credentialsSecretRef",
@@ -263,18 +278,18 @@ class _Files:
             try:
                 found = path.stat()
             except FileNotFoundError:
-                raise _RefusedError(
+                raise ExportError(
                     "NotFound",
                     f"{path}: no such file; fix: mount the volume holding it (the chart's "
                     "finops.exports) or correct spec.file.paths",
                 ) from None
             except PermissionError:
-                raise _RefusedError(
+                raise ExportError(
                     "AccessDenied", f"{path}: the operator may not read it; fix: its mode"
                 ) from None
             except OSError as error:
-                raise _UnreachableError(
-                    f"{path}: {error.strerror or type(error).__name__}"
+                raise ExportError(
+                    UNREACHABLE, f"{path}: {error.strerror or type(error).__name__}"
                 ) from None
             out.append(Listed(str(path), found.st_size, str(found.st_mtime_ns)))
         return tuple(out)
@@ -293,7 +308,7 @@ class _S3:
         try:
             from pyarrow import fs
         except ImportError:  # the finops extra is not installed
-            raise _RefusedError(
+            raise ExportError(
                 "ExportRefused",
                 "reading FOCUS exports needs pyarrow; fix: pip install 'greenplace[finops]'",
             ) from None
@@ -321,19 +336,19 @@ class _S3:
                 infos = self._fs.get_file_info([f"{bucket}/{key}" for key in self.spec.keys])
                 absent = [i.path for i in infos if i.type != fs.FileType.File]
                 if absent:
-                    raise _RefusedError(
+                    raise ExportError(
                         "NotFound", f"no object s3://{absent[0]}; {_FIXES['NotFound']}"
                     )
             else:
                 selector = fs.FileSelector(f"{bucket}/{self.spec.prefix}", recursive=True)
                 infos = [i for i in self._fs.get_file_info(selector) if i.type == fs.FileType.File]
         if not infos:
-            raise _RefusedError(
+            raise ExportError(
                 "NotFound",
                 f"no object under s3://{bucket}/{self.spec.prefix}; {_FIXES['NotFound']}",
             )
         if len(infos) > models.MAX_EXPORT_OBJECTS:
-            raise _RefusedError(
+            raise ExportError(
                 "ExportRefused",
                 f"more than {models.MAX_EXPORT_OBJECTS} objects under s3://{bucket}/"
                 f"{self.spec.prefix}; fix: a narrower spec.s3.prefix",
@@ -346,7 +361,7 @@ class _S3:
     def read(self, objects: Sequence[Listed], fmt: focus.Format) -> focus.Export:
         too_big = [o.name for o in objects if o.size > MAX_OBJECT_BYTES]
         if too_big:
-            raise _RefusedError(
+            raise ExportError(
                 "ExportRefused",
                 f"{too_big[0]} is larger than {MAX_OBJECT_BYTES >> 30} GiB; fix: have the "
                 "provider split the export (one object per day)",
@@ -374,15 +389,15 @@ def _s3_errors() -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as error:
-        raise _RefusedError("NotFound", f"{_first_line(error)}; {_FIXES['NotFound']}") from None
-    except (_RefusedError, _UnreachableError):
+        raise ExportError("NotFound", f"{_first_line(error)}; {_FIXES['NotFound']}") from None
+    except ExportError:
         raise
     except OSError as error:
         text = str(error)
         for code, reason in _REFUSALS.items():
             if f"AWS Error {code}" in text:
-                raise _RefusedError(reason, f"{_first_line(error)}; {_FIXES[reason]}") from None
-        raise _UnreachableError(_first_line(error)) from None
+                raise ExportError(reason, f"{_first_line(error)}; {_FIXES[reason]}") from None
+        raise ExportError(UNREACHABLE, _first_line(error)) from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -145,3 +145,13 @@ def test_every_flag_reaches_the_config() -> None:
             changed = argparse.Namespace(**{**vars(args), dest: [marker]})
             got = getattr(operate.config_from(changed), dest)[0]
         assert got is marker, f"--{dest.replace('_', '-')} does not reach OperatorConfig.{dest}"
+
+
+def test_too_many_focus_exports_are_one_error_line_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags = [f"--focus-export=/exports/{n}.csv" for n in range(65)]
+    assert cli.main(["operate", *flags]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --focus-export is given 65 times, at most 64 files"), err
+    assert "Traceback" not in err

@@ -1485,15 +1485,18 @@ _ONE_S3_SELECTION = "spec.s3: set exactly one of prefix or keys (which objects a
 _ABSOLUTE_PATH = r"^/[^\x00]*$"
 
 
+MAX_EXPORT_FILES = 64  # files one BillingExport (or every --focus-export together) names
+
+
 class BillingFiles(Model):
     """FOCUS files on a volume mounted into the operator (the chart's finops.exports)."""
 
     paths: list[Annotated[str, pydantic.Field(max_length=4096, pattern=_ABSOLUTE_PATH)]] = (
         pydantic.Field(
             min_length=1,
-            max_length=64,
+            max_length=MAX_EXPORT_FILES,
             description="Absolute paths in the operator's container (.csv, .csv.gz, .parquet); "
-            "1 to 64, each at most 4096 characters (PATH_MAX).",
+            f"1 to {MAX_EXPORT_FILES}, each at most 4096 characters (PATH_MAX).",
             json_schema_extra={"x-kubernetes-list-type": "set"},
         )
     )

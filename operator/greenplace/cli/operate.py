@@ -27,6 +27,7 @@ from typing import Any
 import kopf
 
 from greenplace.api import convert, models
+from greenplace.cli import output
 from greenplace.controller import config as config_
 from greenplace.controller import handlers, records, resources, webhook
 from greenplace.signals import egress, tracefile
@@ -326,6 +327,11 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's own login reads it too
+    if len(args.focus_exports) > models.MAX_EXPORT_FILES:
+        raise output.CliError(
+            f"--focus-export is given {len(args.focus_exports)} times, at most "
+            f"{models.MAX_EXPORT_FILES} files: list more in BillingExports (docs/finops.md)"
+        )
     config = config_from(args)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, config)

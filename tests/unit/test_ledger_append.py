@@ -199,3 +199,23 @@ def test_a_failed_append_that_landed_is_not_appended_again() -> None:
 
     asyncio.run(scenario())
     assert workloads(fake) == ["ml/a", "ml/b"]
+
+
+def test_a_state_queued_before_another_replica_wrote_is_worked_out_again_not_appended() -> None:
+    fake = GatedStore()
+    fake.gate.set()
+    other = ledger_.Ledger(fake, chain.SigningKey.generate())  # type: ignore[arg-type]
+    later = {"workload": "ml/w", "outcome": "Placed", "reason": "LowestCarbon",
+             "pods": [{"name": "w", "uid": "w", "placedAt": "2026-12-03T12:00:05Z"}]}  # fmt: skip
+    sealed, _ = chain.seal(later, chain.Tail(), other.key, "2026-12-03T12:00:05Z")
+    fake.others = [chain.canonical(sealed)]  # meanwhile the new leader placed ml/w
+    ledger = real(fake)
+
+    async def scenario() -> None:
+        await ledger.record(cycle(pods=("a",), held=("ml/w",)))  # our view: ml/w held
+        await ledger.drain(5)
+
+    asyncio.run(scenario())
+    # The placement (a fact) is appended; the held state, older than the chain, is not.
+    assert workloads(fake) == ["ml/w", "ml/a"]
+    assert ledger.states["ml/w"] == ("Placed", "LowestCarbon", None)

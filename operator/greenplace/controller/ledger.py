@@ -27,7 +27,9 @@ crashes and leader changes, and the planner's other decisions each time they cha
   entries queued or in flight count as recorded when the next cycle works out its own, so none
   is worked out twice. An append that fails (API server down) is logged; its entries stay
   queued, in order, and are appended by the writer the next cycle starts, after the chain is
-  read again (so a write that landed although it reported failure is not appended twice).
+  read again (so a write that landed although it reported failure is not appended twice);
+  if the chain grew meanwhile, only the placements are kept: another replica may have recorded
+  a later state of a workload, and the next cycle works states out again against the chain.
 """
 
 from __future__ import annotations
@@ -155,14 +157,20 @@ class Ledger:
 
     async def _append(self, batch: list[tuple[dict[str, Any], str]]) -> bool:
         """Seal and append the entries of ``batch`` (the head of the queue) that the chain lacks;
-        on a conflict or another replica's write, read the chain again first. Once appended,
-        ``batch`` leaves the queue as the chain takes its keys over, in one step of the loop.
-        Returns whether it did."""
+        on a conflict or another replica's write, read the chain again first. When the chain
+        grew meanwhile, the batch's held, deferred and refused states are dropped, as another
+        replica may have recorded a later decision: the next cycle works them out again against
+        the chain (placements are facts and kept). Once appended, ``batch`` leaves the queue as
+        the chain takes its keys over, in one step of the loop. Returns whether it did."""
+        candidates = batch
         try:
             for _ in range(_ATTEMPTS):
                 if not self.loaded or await asyncio.to_thread(self.store.stale, self.head):
+                    known = self.tail
                     await self._load()
-                fresh = _Known(self).fresh(batch)
+                    if self.tail != known:  # another writer appended: its states may be newer
+                        candidates = [(e, at) for e, at in candidates if _placed(e)]
+                fresh = _Known(self).fresh(candidates)
                 tail, lines = self.tail, []
                 for entry, stamp in fresh:
                     record, tail = chain.seal(entry, tail, self.key, stamp)

@@ -480,12 +480,8 @@ class Cache:
         if not request.governed and not podspec.is_gated(body):
             self.drop_pod(meta["uid"])
             return
-        record = podspec.placement_record(body)
-        trusted = (
-            record is not None
-            and self.signer is not None
-            and self.signer.verify(meta["uid"], record)
-        )
+        previous = self.pods.get(meta["uid"])
+        record, trusted = self._placement_record(previous, body)
         pod = CachedPod(
             uid=meta["uid"],
             namespace=meta["namespace"],
@@ -502,10 +498,31 @@ class Cache:
             record=record if trusted else None,
             untrusted_record=record is not None and not trusted,
         )
-        previous = self.pods.get(pod.uid)
         self.pods[pod.uid] = pod
         if previous is None or _planning_fields(previous) != _planning_fields(pod):
             self.changed.set()
+
+    def _placement_record(
+        self, previous: CachedPod | None, body: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any] | None, bool]:
+        """The pod's placement record and whether greenplace signed it for this pod. A record
+        already verified on this pod, its annotation unchanged, is not parsed and checked
+        again: a placed pod's later events (binding, status) repeat it word for word."""
+        raw = (body["metadata"].get("annotations") or {}).get(podspec.PLACEMENT_ANNOTATION)
+        if (
+            raw is not None
+            and previous is not None
+            and previous.record is not None
+            and previous.annotations.get(podspec.PLACEMENT_ANNOTATION) == raw
+        ):
+            return previous.record, True
+        record = podspec.placement_record(body)
+        trusted = (
+            record is not None
+            and self.signer is not None
+            and self.signer.verify(body["metadata"]["uid"], record)
+        )
+        return record, trusted
 
     def drop_pod(self, uid: str) -> None:
         if self.pods.pop(uid, None) is not None:

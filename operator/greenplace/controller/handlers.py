@@ -29,6 +29,7 @@ import logging
 import os
 import pathlib
 import tempfile
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -49,7 +50,7 @@ from greenplace.controller import (
     webhook,
 )
 
-__all__ = ["OperatorConfig", "register", "settings_for"]
+__all__ = ["NoEssence", "OperatorConfig", "register", "settings_for"]
 
 # Where the operator's settings are defined; named here too for the callers that wire it.
 OperatorConfig = config_.OperatorConfig
@@ -67,11 +68,33 @@ def settings_for(config: config_.OperatorConfig) -> kopf.OperatorSettings:
     settings.watching.inactivity_timeout = config.watch_inactivity_seconds
     settings.networking.request_timeout = 30
     settings.posting.level = logging.WARNING
+    settings.persistence.diffbase_storage = NoEssence()
     # Only greenplace's own Lease, filtered by the API server (not every node's heartbeat).
     settings.watching.label_selectors["coordination.k8s.io", "leases"] = (
         f"{leadership.LEASE_LABEL}=true"
     )
     return settings
+
+
+class NoEssence(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base, not built: greenplace has only event handlers, which read no diff.
+
+    kopf works out every watch event's "essence" (a deep copy of the body without its system
+    fields, then a diff against the last handled one) for change handlers (on.create,
+    on.update, ...) and daemons, even when a resource has none: profiled in bench_burst, that
+    was the largest part of the operator's CPU per pod event (issue 15). greenplace registers
+    neither (``tests/unit/test_handlers_essence.py`` fails if one is added), so the essence is
+    empty and the diff never computed from a copy. Nothing is stored either: kopf stores the
+    essence only after change handlers ran.
+    """
+
+    def build(
+        self,
+        *,
+        body: kopf.Body,
+        extra_fields: Iterable[Any] | None = None,
+    ) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
 
 
 def register(registry: kopf.OperatorRegistry, config: config_.OperatorConfig) -> cache_.Cache:

@@ -22,18 +22,24 @@ crashes and leader changes, and the planner's other decisions each time they cha
   entries are worked out, one small read (the head segment's metadata, ``store.Store.stale``)
   tells whether another replica wrote since: then the chain is read again, so a replica that
   gains the lead never judges "changed since last recorded" from an old view.
-- The ledger never stops placement: an append that fails (API server down) is logged and
-  retried at the next cycle, from the same rules.
+- The ledger never stops placement, and never makes a cycle wait: a cycle's entries are
+  queued behind the append in flight (one writer, one append at a time, in order), and the
+  entries queued or in flight count as recorded when the next cycle works out its own, so none
+  is worked out twice. An append that fails (API server down) is logged; its entries stay
+  queued, in order, and are appended by the writer the next cycle starts, after the chain is
+  read again (so a write that landed although it reported failure is not appended twice);
+  if the chain grew meanwhile, only the placements are kept: another replica may have recorded
+  a later state of a workload, and the next cycle works states out again against the chain.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
+import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
@@ -79,112 +85,123 @@ class Ledger:
         self.placed: set[tuple[str, str]] = set()  # (pod uid, record time) recorded
         self.states: dict[str, State] = {}
         self.horizon: str | None = None  # the time of the first record kept
-        self._pending: asyncio.Task[int] | None = None  # the append in flight
+        # (entry, record time) worked out and not in the chain yet: in flight, queued behind the
+        # append in flight, or kept from a failed append; appended in this order.
+        self._queued: list[tuple[dict[str, Any], str]] = []
+        self._writer: asyncio.Task[None] | None = None  # appends the queue, batch after batch
 
-    def load(self) -> None:
+    def _read(self) -> _Chain:
         """Read every segment: the tail, the placements and the last state of each workload."""
         segments = self.store.segments()
-        self.head = segments[-1] if segments else None
-        self.tail, self.placed, self.states, self.horizon = chain.Tail(), set(), {}, None
+        read = _Chain(segments[-1] if segments else None)
         for segment in segments:
             for line in segment.lines:
                 try:
                     record = json.loads(line)
-                    self._remember(record["entry"])
-                    self.tail = chain.Tail(int(record["seq"]), chain.digest(record))
-                    self.horizon = self.horizon or str(record["at"])
+                    _remember(record["entry"], read.placed, read.states)
+                    read.tail = chain.Tail(int(record["seq"]), chain.digest(record))
+                    read.horizon = read.horizon or str(record["at"])
                 except (ValueError, KeyError, TypeError) as error:
                     # Not ours to repair: `greenplace audit verify` names it; appends go on.
                     logger.warning("ledger: %s is not a record (%s)", segment.name, error)
-        self.loaded = True
+        return read
 
-    def _remember(self, entry: Mapping[str, Any]) -> None:
-        for pod in entry.get("pods") or ():
-            if pod.get("placedAt"):
-                self.placed.add((str(pod["uid"]), str(pod["placedAt"])))
-        self.states[str(entry.get("workload"))] = _state(entry)
+    async def _load(self) -> None:
+        """Read the chain in a thread, then take it over at once, on the loop: ``new_entries``
+        sees the old view or the new one, never half of one."""
+        read = await asyncio.to_thread(self._read)
+        self.head, self.tail, self.horizon = read.head, read.tail, read.horizon
+        self.placed, self.states, self.loaded = read.placed, read.states, True
+
+    @property
+    def writing(self) -> bool:
+        """Whether the writer is appending (or about to append) the queue."""
+        return self._writer is not None and not self._writer.done()
 
     async def record(self, decided: snapshot.Decided) -> int:
-        """Work out what this cycle decided and wrote, and append it in the background.
+        """Work out what this cycle decided and wrote, and queue it for the writer.
 
         The entries are worked out now, from the cache as this cycle's writes left it (a later
-        cycle's writes must not turn this one's placements into ``recovered`` ones); the
-        append, one API round trip or more, runs while the next cycle gathers, plans and
-        writes, so the placement loop never waits on the store (bench_burst measured the
-        ledger at 18-21% of a governed burst when it did). One append at a time: the previous
-        one is awaited first. Returns how many entries were handed to the append.
+        cycle's writes must not turn this one's placements into ``recovered`` ones), counting
+        the entries queued or in flight as recorded; the append, one API round trip or more,
+        runs while the next cycles gather, plan and write, so the placement loop never waits on
+        the store (bench_burst measured the ledger at 18-21% of a governed burst when it did).
+        Returns how many entries this cycle queued.
         """
-        await self.drain()
-        try:
-            if not self.loaded:
-                await asyncio.to_thread(self.load)
-        except Exception as error:  # never stop placement: the next cycle tries again
-            logger.warning("ledger: reading the chain failed, retried next cycle: %s", error)
-            return 0
+        if not self.loaded and not self.writing:  # a writer reads the chain itself
+            try:
+                await self._load()
+            except Exception as error:  # never stop placement: the next cycle tries again
+                logger.warning("ledger: reading the chain failed, retried next cycle: %s", error)
+                return 0
         found = self.new_entries(decided)
-        if found:
-            self._pending = asyncio.create_task(self._append(found, decided.at))
+        stamp = timestamps.rfc3339(decided.at, microseconds=True)
+        self._queued += [(entry, stamp) for entry in found]
+        if self._queued and not self.writing:  # also retries what a failed append left
+            self._writer = asyncio.create_task(self._write())
         return len(found)
 
     async def drain(self, timeout: float | None = None) -> None:
-        """Return once the append in flight (if any) is done, or after ``timeout`` seconds."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
+        """Return once the writer (if any) is done, or after ``timeout`` seconds."""
+        if self._writer is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(pending), timeout)
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout)
             except TimeoutError:
                 logger.warning("ledger: an append still running after %s s was left", timeout)
 
-    async def _append(self, found: list[dict[str, Any]], at: datetime.datetime) -> int:
-        """Seal and append ``found``; on a conflict or another replica's write, read the chain
-        again and append what it does not hold yet. Returns how many records were added."""
+    async def _write(self) -> None:
+        """Append the queue, batch after batch, until it is empty or an append fails (its
+        entries stay queued: the next cycle starts a writer again)."""
+        while self._queued and await self._append(list(self._queued)):
+            pass
+
+    async def _append(self, batch: list[tuple[dict[str, Any], str]]) -> bool:
+        """Seal and append the entries of ``batch`` (the head of the queue) that the chain lacks;
+        on a conflict or another replica's write, read the chain again first. When the chain
+        grew meanwhile, the batch's held, deferred and refused states are dropped, as another
+        replica may have recorded a later decision: the next cycle works them out again against
+        the chain (placements are facts and kept). Once appended, ``batch`` leaves the queue as
+        the chain takes its keys over, in one step of the loop. Returns whether it did."""
+        candidates = batch
         try:
             for _ in range(_ATTEMPTS):
                 if not self.loaded or await asyncio.to_thread(self.store.stale, self.head):
-                    await asyncio.to_thread(self.load)
-                    found = [entry for entry in found if self._is_new(entry)]
-                if not found:
-                    return 0
-                stamp = timestamps.rfc3339(at, microseconds=True)
+                    known = self.tail
+                    await self._load()
+                    if self.tail != known:  # another writer appended: its states may be newer
+                        candidates = [(e, at) for e, at in candidates if _placed(e)]
+                fresh = _Known(self).fresh(candidates)
                 tail, lines = self.tail, []
-                for entry in found:
+                for entry, stamp in fresh:
                     record, tail = chain.seal(entry, tail, self.key, stamp)
                     lines.append(chain.canonical(record))
                 try:
-                    self.head = await asyncio.to_thread(self.store.append, self.head, lines)
+                    if lines:
+                        self.head = await asyncio.to_thread(self.store.append, self.head, lines)
                 except store.ConflictError as conflict:
                     logger.info("ledger: %s; reading the tail again", conflict)
                     self.loaded = False
                     continue
                 self.tail = tail
-                for entry in found:
-                    self._remember(entry)
-                self.horizon = self.horizon or stamp
-                return len(lines)
+                for entry, stamp in fresh:
+                    _remember(entry, self.placed, self.states)
+                    self.horizon = self.horizon or stamp
+                del self._queued[: len(batch)]
+                return True
             logger.warning("ledger: still conflicting after %d attempts; next cycle", _ATTEMPTS)
         except Exception as error:  # never stop placement: the next cycle appends them
             logger.warning("ledger: append failed, retried next cycle: %s", error)
             self.loaded = False
-        return 0
-
-    def _is_new(self, entry: Mapping[str, Any]) -> bool:
-        """Whether the chain as last read lacks ``entry``: a placement whose pods it does not
-        all hold, or a workload's state other than the last one it recorded."""
-        placed = [
-            (str(pod["uid"]), str(pod["placedAt"]))
-            for pod in entry.get("pods") or ()
-            if pod.get("placedAt")
-        ]
-        if placed:
-            return not all(key in self.placed for key in placed)
-        return self.states.get(str(entry.get("workload"))) != _state(entry)
+        return False
 
     def new_entries(self, decided: snapshot.Decided) -> list[dict[str, Any]]:
         """The entries this cycle adds: placements written and not recorded, changed states,
-        and placements found on pods that the ledger does not hold (``recovered``)."""
+        and placements found on pods that the ledger does not hold (``recovered``); what is
+        queued or in flight counts as recorded."""
         built, cache = decided.built, decided.cache
         pools = {p.name: p for p in built.snapshot.pools}
         seen = _Seen(decided)
+        known = _Known(self, (entry for entry, _ in self._queued))
         out: list[dict[str, Any]] = []
         claimed: set[str] = set()
         for decision in decided.plan.decisions:
@@ -198,7 +215,7 @@ class Ledger:
                         (p, r)
                         for p in members
                         if (r := _record(cache, p.uid)) is not None
-                        and (p.uid, str(r.get("at"))) not in self.placed
+                        and not known.holds((p.uid, str(r.get("at"))))
                     ]
                     if not written:
                         continue  # its writes failed: re-planned, recorded once placed
@@ -208,7 +225,7 @@ class Ledger:
                     out.append(self._decision(seen, decision, pool, pods, charge))
                     continue
             state = (decision.outcome.value, decision.reason.value, decision.pool)
-            if self.states.get(decision.workload) == state:
+            if known.state(decision.workload) == state:
                 continue
             held: list[tuple[str, str, str | None]] = [(p.name, p.uid, None) for p in members]
             out.append(self._decision(seen, decision, pool, held, None))
@@ -217,7 +234,7 @@ class Ledger:
             if record is None or pod.uid in claimed:
                 continue
             when = str(record.get("at"))
-            if (pod.uid, when) in self.placed or (self.horizon is not None and when < self.horizon):
+            if known.holds((pod.uid, when)) or (self.horizon is not None and when < self.horizon):
                 continue
             pool = pools.get(str(record.get("pool")))
             out.append(
@@ -256,6 +273,57 @@ class Ledger:
         )
 
 
+@dataclasses.dataclass
+class _Chain:
+    """The chain as read: its head segment, tail, placements, states and first record's time."""
+
+    head: store.Segment | None
+    tail: chain.Tail = dataclasses.field(default_factory=chain.Tail)
+    placed: set[tuple[str, str]] = dataclasses.field(default_factory=set)
+    states: dict[str, State] = dataclasses.field(default_factory=dict)
+    horizon: str | None = None
+
+
+class _Known:
+    """What counts as recorded: the chain as last read, and over it the entries not in it yet
+    (queued or in flight, or earlier in a batch being appended)."""
+
+    def __init__(self, ledger: Ledger, unwritten: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.ledger = ledger
+        self.placed: set[tuple[str, str]] = set()
+        self.states: dict[str, State] = {}
+        for entry in unwritten:
+            _remember(entry, self.placed, self.states)
+
+    def holds(self, key: tuple[str, str]) -> bool:
+        return key in self.placed or key in self.ledger.placed
+
+    def state(self, workload: str) -> State | None:
+        if workload in self.states:
+            return self.states[workload]
+        return self.ledger.states.get(workload)
+
+    def is_new(self, entry: Mapping[str, Any]) -> bool:
+        """Whether ``entry`` is not recorded: a placement whose pods are not all held, or a
+        workload's state other than the last one recorded."""
+        placed = _placed(entry)
+        if placed:
+            return not all(self.holds(key) for key in placed)
+        return self.state(str(entry.get("workload"))) != _state(entry)
+
+    def fresh(
+        self, batch: Sequence[tuple[dict[str, Any], str]]
+    ) -> list[tuple[dict[str, Any], str]]:
+        """The entries of ``batch`` not recorded, in order, each judged after those before it
+        (a workload Held, Placed elsewhere, Held again keeps all three)."""
+        out = []
+        for entry, stamp in batch:
+            if self.is_new(entry):
+                out.append((entry, stamp))
+                _remember(entry, self.placed, self.states)
+        return out
+
+
 class _Seen:
     """What a cycle's records cite: its time, workloads and governing policies' facts."""
 
@@ -278,6 +346,23 @@ async def open_ledger(config: config_.OperatorConfig, api: client.ApiClient) -> 
     segments = store.Store(api, namespace, retention_segments=config.ledger_retention_segments)
     logger.info("ledger: appending to %s/%s* signed by %s", namespace, store.PREFIX, key.kid)
     return Ledger(segments, key)
+
+
+def _placed(entry: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (pod uid, record time) keys of the placements an entry records."""
+    return [
+        (str(pod["uid"]), str(pod["placedAt"]))
+        for pod in entry.get("pods") or ()
+        if pod.get("placedAt")
+    ]
+
+
+def _remember(
+    entry: Mapping[str, Any], placed: set[tuple[str, str]], states: dict[str, State]
+) -> None:
+    """Count ``entry`` as recorded in ``placed`` and ``states``."""
+    placed.update(_placed(entry))
+    states[str(entry.get("workload"))] = _state(entry)
 
 
 def _state(entry: Mapping[str, Any]) -> State:

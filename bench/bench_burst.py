@@ -24,6 +24,15 @@ burst arrives at the API server's pace and the ratio measures greenplace, not th
 ``kubectl`` sends one ``kubectl apply`` of a List, one request after another (about 90 pods/s
 here, which then bounds both runs alike).
 
+A floor run, before the operator starts, measures what any gate costs the API server, so that
+what is left of the gap is greenplace's own: the same MutatingAdmissionPolicy (``gatepolicy``,
+bound to a namespace of its own and adding a gate of its own) and a trivial placer in the bench
+process that sends, per gated pod, the patch greenplace sends (``podspec.placement_patch``:
+the pool's affinity, a signed record of the same fields, the gate removed), first-fit, deciding
+nothing and watching nothing but that namespace. Its ratio to kube-scheduler alone is the
+floor of gating on this API server and machine; the governed run's ratio to it is greenplace's
+part.
+
 A third run isolates the operator: BURST pods are created in a governed namespace with no
 PlacementPolicy (all gated, and held: greenplace notes why on each), then the policy is applied
 and the clock runs until the whole backlog is bound: one plan, BURST patches, kube-scheduler
@@ -60,6 +69,7 @@ another size).
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import json
 import math
 import os
@@ -73,7 +83,7 @@ from typing import Any
 from prometheus_client import parser
 
 from bench import harness, kube
-from greenplace.controller import podspec
+from greenplace.controller import gatepolicy, podspec, records, resources, webhook
 
 NAME = "bench_burst"
 BURST = int(os.environ.get("GREENPLACE_BENCH_BURST", "2000"))
@@ -90,6 +100,10 @@ POOLS = 10
 NODES_PER_POOL = math.ceil(BURST * 1.04 / (POOLS * kube.GPUS_PER_NODE))
 TIMEOUT_S = 1800.0
 PIN = os.environ.get("GREENPLACE_BENCH_PIN", "") == "1"
+# The floor run's own gate, namespace label and admission policy (not greenplace's).
+FLOOR_GATE = "bench.greenplace.dev/floor"
+FLOOR_LABEL = "bench.greenplace.dev/floor"
+FLOOR_POLICY = "bench-floor-gate"
 
 
 def phase_seconds(metrics_url: str, phase: str) -> float:
@@ -206,7 +220,9 @@ class Pods:
     beside the control plane's; times are ``time.monotonic()``.
     """
 
-    def __init__(self, api: Any, namespace: str) -> None:
+    def __init__(
+        self, api: Any, namespace: str, on_added: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         from kubernetes import client  # noqa: PLC0415 - only once the cluster is up
 
         self._core = client.CoreV1Api(api)
@@ -217,6 +233,7 @@ class Pods:
         self.bound: dict[str, float] = {}
         self._changed = threading.Condition()
         self._stop = threading.Event()
+        self._on_added = on_added  # the floor's placer: each pod as the watch first sees it
         listed = self._core.list_namespaced_pod(namespace, _preload_content=False)
         self._version = json.loads(listed.data)["metadata"]["resourceVersion"]
         self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -245,6 +262,8 @@ class Pods:
         self._version = pod["metadata"]["resourceVersion"]
         if event["type"] not in ("ADDED", "MODIFIED"):
             return
+        if event["type"] == "ADDED" and self._on_added is not None:
+            self._on_added(pod)
         name = pod["metadata"]["name"]
         with self._changed:
             self.seen.setdefault(name, now)
@@ -269,6 +288,76 @@ class Pods:
         self._stop.set()
 
 
+def floor_gate_policy() -> list[dict[str, Any]]:
+    """greenplace's gate MutatingAdmissionPolicy and binding, renamed: the same CEL adding the
+    floor's gate, to namespaces labelled ``FLOOR_LABEL`` (greenplace governs none of them)."""
+    text = json.dumps([gatepolicy.policy(resources.Accelerators(), name=FLOOR_POLICY),
+                       gatepolicy.binding(FLOOR_POLICY, FLOOR_POLICY)])  # fmt: skip
+    for ours, floors in ((podspec.GATE, FLOOR_GATE), (webhook.GOVERNED_LABEL, FLOOR_LABEL)):
+        if ours not in text:
+            raise SystemExit(f"the gate policy no longer names {ours!r}: update the floor run")
+        text = text.replace(ours, floors)
+    policies: list[dict[str, Any]] = json.loads(text)
+    return policies
+
+
+class FloorPlacer:
+    """The cheapest gate-based placer: per gated pod, greenplace's release patch, first-fit.
+
+    It decides nothing (pools filled in order), keeps nothing but a count, and sends the patch
+    ``podspec.placement_patch`` builds, with a record of the fields greenplace records, signed
+    the same way; so the API server's side of a release is greenplace's, and the rest of the
+    governed run's gap is greenplace's process and its cycles.
+    """
+
+    def __init__(self, api: Any, pools: list[Any]) -> None:
+        from kubernetes import client  # noqa: PLC0415 - only once the cluster is up
+
+        self._core = client.CoreV1Api(api)
+        ends = itertools.accumulate(p.nodes * p.gpus_per_node for p in pools)
+        # (the index past the pool's last GPU, its name, node labels, country), in order
+        self._pools = [(end, p.name, p.spec["nodeSelector"], p.spec["location"]["country"])
+                       for end, p in zip(ends, pools, strict=True)]  # fmt: skip
+        self._signer = records.Signer(b"bench-floor-record-key")
+        self._placed = 0
+        self._lock = threading.Lock()
+        self._threads = concurrent.futures.ThreadPoolExecutor(CREATE_CONCURRENCY)
+        self.errors: list[str] = []
+
+    def __call__(self, pod: dict[str, Any]) -> None:
+        gates = [g.get("name") for g in pod["spec"].get("schedulingGates") or []]
+        if FLOOR_GATE not in gates:
+            return
+        with self._lock:
+            index, self._placed = self._placed, self._placed + 1
+        name, labels, country = next(
+            (n, labels, c) for end, n, labels, c in self._pools if index < end
+        )
+        record = {"pool": name, "country": country, "reason": "LowestCarbon",
+                  "policies": [f"{pod['metadata']['namespace']}/eu"], "gco2PerKwh": 50.0,
+                  "at": "2026-12-07T00:00:00.000000Z", "budgets": [],
+                  "message": f"pool {name}: lowest carbon intensity among 10 allowed pools",
+                  "charge": {"money": 0.0, "kgCO2e": 0.0, "kWh": 0.0, "gpuHours": 0.0}}  # fmt: skip
+        # greenplace's patch removes greenplace's gate: the pod as if it carried that one
+        view = {**pod, "spec": {**pod["spec"], "schedulingGates": [{"name": podspec.GATE}]}}
+        ops = podspec.placement_patch(
+            view, labels, self._signer.sign(pod["metadata"]["uid"], record)
+        )
+        self._threads.submit(self._patch, pod["metadata"]["namespace"], pod["metadata"]["name"],
+                             ops)  # fmt: skip
+
+    def _patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        try:
+            self._core.patch_namespaced_pod(
+                name, namespace, ops, _preload_content=False, _request_timeout=(5, 60)
+            )
+        except Exception as error:  # reported by the run, which fails on any
+            self.errors.append(f"{namespace}/{name}: {error}")
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+
+
 class Bench:
     def __init__(self, kubeconfig: str) -> None:
         from kubernetes import client, config  # noqa: PLC0415 - only once the cluster is up
@@ -280,8 +369,10 @@ class Bench:
         self.api = client.ApiClient(configuration)
         self._core = client.CoreV1Api(self.api)
 
-    def namespace(self, namespace: str, governed: bool) -> None:
-        labels = {"greenplace.dev/governed": "true"} if governed else {}
+    def namespace(self, namespace: str, governed: bool, label: str | None = None) -> None:
+        labels = {webhook.GOVERNED_LABEL: "true"} if governed else {}
+        if label is not None:
+            labels[label] = "true"
         self.kubectl("apply", "-f", "-", stdin=json.dumps(
             {"apiVersion": "v1", "kind": "Namespace",
              "metadata": {"name": namespace, "labels": labels}}))  # fmt: skip
@@ -309,17 +400,24 @@ class Bench:
             for _ in threads.map(lambda n: self.create_one(namespace, n), names):
                 pass
 
-    def burst(self, namespace: str, governed: bool, pids: dict[str, int]) -> dict[str, Any]:
-        self.namespace(namespace, governed)
+    def burst(
+        self, namespace: str, governed: bool, pids: dict[str, int],
+        placer: FloorPlacer | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """BURST pods created at once; time to bind them all. With ``placer``: the floor run
+        (the namespace labelled for the floor's gate, released by ``placer``)."""
+        self.namespace(namespace, governed, FLOOR_LABEL if placer is not None else None)
         if governed:
             self.policy(namespace)
-        pods = Pods(self.api, namespace)
+        pods = Pods(self.api, namespace, placer)
         costs = Costs(self, pids)
         started = time.monotonic()
         self.create(namespace, BURST)
         created = time.monotonic() - started
         seconds = pods.wait(lambda: len(pods.bound) >= BURST, started, "every pod bound")
         pods.close()
+        if placer is not None and len(pods.released) < len(pods.bound):
+            raise SystemExit(f"{namespace}: pods bound without being released: gate not added")
         return {
             "pods": BURST,
             "create_seconds": round(created, 2),
@@ -328,6 +426,39 @@ class Bench:
             "pods_per_second": round(BURST / seconds, 1),
             "costs": costs.per_pod(BURST),
         }
+
+    def floor(self, namespace: str, pools: list[Any], pids: dict[str, int]) -> dict[str, Any]:
+        """The burst under the floor's gate and placer (before greenplace runs)."""
+        policies = floor_gate_policy()
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                           "items": policies}))  # fmt: skip
+        placer = FloorPlacer(self.api, pools)
+        try:
+            self._await_floor_gate(namespace)
+            result = self.burst(namespace, governed=False, pids=pids, placer=placer)
+        finally:
+            placer.close()
+            for body in reversed(policies):
+                self.kubectl("delete", body["kind"], body["metadata"]["name"],
+                             "--ignore-not-found")  # fmt: skip
+        if placer.errors:
+            raise SystemExit(f"the floor's patches failed: {placer.errors[:3]}")
+        return result
+
+    def _await_floor_gate(self, namespace: str) -> None:
+        """Until the API server applies the floor's policy (its informer takes a moment): a
+        server-side dry-run create in the floor's namespace comes back gated."""
+        self.namespace(namespace, governed=False, label=FLOOR_LABEL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            created = self._core.create_namespaced_pod(
+                namespace, _pod(namespace, "dry-run"), dry_run="All", _preload_content=False
+            )
+            gates = json.loads(created.data)["spec"].get("schedulingGates") or []
+            if any(g.get("name") == FLOOR_GATE for g in gates):
+                return
+            time.sleep(0.5)
+        raise SystemExit("the floor's gate policy was not applied within 60 s")
 
     def backlog(self, namespace: str, pids: dict[str, int]) -> dict[str, Any]:
         """BURST pods gated and held (no policy yet); then the policy: time to bind them all."""
@@ -389,6 +520,40 @@ class Bench:
         self.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=900s")
 
 
+def summary(
+    baseline: dict[str, Any], floor: dict[str, Any], governed: dict[str, Any],
+    backlog: dict[str, Any], steady: dict[str, Any],
+) -> tuple[float, float, float, float]:  # fmt: skip
+    """Print the runs' ratios; return them (governed, floor, governed to floor, backlog)."""
+    ratio = governed["pods_per_second"] / baseline["pods_per_second"]
+    floor_ratio = floor["pods_per_second"] / baseline["pods_per_second"]
+    to_floor = governed["pods_per_second"] / floor["pods_per_second"]
+    print(
+        f"floor of gating: {BURST} pods bound in {floor['all_bound_seconds']} s "
+        f"({floor['pods_per_second']} pods/s), x{floor_ratio:.2f} of kube-scheduler alone; "
+        f"greenplace-governed x{to_floor:.2f} of the floor"
+    )
+    print(
+        f"greenplace-governed: {BURST} pods bound in {governed['all_bound_seconds']} s "
+        f"({governed['pods_per_second']} pods/s), x{ratio:.2f} of kube-scheduler alone"
+    )
+    drain = backlog["pods_per_second"] / baseline["pods_per_second"]
+    print(
+        f"held backlog: {BURST} gated pods bound {backlog['all_bound_seconds']} s after their "
+        f"policy arrived ({backlog['pods_per_second']} pods/s), "
+        f"x{drain:.2f} of kube-scheduler alone"
+    )
+    print(
+        f"signed ledger: {governed['ledger_seconds']} s of the governed run's "
+        f"{governed['all_bound_seconds']} s ({governed['ledger_share']:.1%})"
+    )
+    print(
+        f"steady {STEADY_RATE:.0f}/s: create to release p50 {steady['release_p50_seconds']} s, "
+        f"p99 {steady['release_p99_seconds']} s; to binding p99 {steady['bound_p99_seconds']} s"
+    )
+    return ratio, floor_ratio, to_floor, drain
+
+
 def main() -> None:
     from devcluster import cluster, fleet  # noqa: PLC0415 - starts nothing on import
 
@@ -411,6 +576,10 @@ def main() -> None:
               f"by {CREATE})", flush=True)  # fmt: skip
         print(f"kube-scheduler alone costs: {baseline['costs']}", flush=True)
         bench.delete("burst-plain")
+        floor = bench.floor("burst-floor", pools, pids)
+        print(f"floor (the gate MAP + a first-fit placer sending greenplace's patch): {floor}",
+              flush=True)  # fmt: skip
+        bench.delete("burst-floor")
         operator = kube.start_operator(kubeconfig, "--gate=policy")
         pids = {**pids, "greenplace": operator.process.pid}
         if PIN:
@@ -431,34 +600,18 @@ def main() -> None:
         finally:
             operator.process.terminate()
             operator.process.wait(timeout=30)
-    ratio = governed["pods_per_second"] / baseline["pods_per_second"]
-    print(
-        f"greenplace-governed: {BURST} pods bound in {governed['all_bound_seconds']} s "
-        f"({governed['pods_per_second']} pods/s), x{ratio:.2f} of kube-scheduler alone"
-    )
-    drain = backlog["pods_per_second"] / baseline["pods_per_second"]
-    print(
-        f"held backlog: {BURST} gated pods bound {backlog['all_bound_seconds']} s after their "
-        f"policy arrived ({backlog['pods_per_second']} pods/s), "
-        f"x{drain:.2f} of kube-scheduler alone"
-    )
-    print(
-        f"signed ledger: {governed['ledger_seconds']} s of the governed run's "
-        f"{governed['all_bound_seconds']} s ({governed['ledger_share']:.1%})"
-    )
-    print(
-        f"steady {STEADY_RATE:.0f}/s: create to release p50 {steady['release_p50_seconds']} s, "
-        f"p99 {steady['release_p99_seconds']} s; to binding p99 {steady['bound_p99_seconds']} s"
-    )
+    ratio, floor_ratio, to_floor, drain = summary(baseline, floor, governed, backlog, steady)
     name = f"{NAME}_pinned" if PIN else NAME
     harness.finish(
         name if BURST == 2000 else f"{name}_{BURST}",
         {"burst": BURST, "create": CREATE, "gate": "policy", "pinned": PIN,
          "gpus": POOLS * NODES_PER_POOL * kube.GPUS_PER_NODE, "baseline": baseline,
-         "governed": governed, "backlog": backlog, "steady": steady,
+         "floor": floor, "governed": governed, "backlog": backlog, "steady": steady,
          "operator_log": str(operator.log)},
         {"governed_pods_per_second": governed["pods_per_second"],
          "ratio_to_kube_scheduler_alone": round(ratio, 3),
+         "floor_ratio_to_kube_scheduler_alone": round(floor_ratio, 3),
+         "ratio_to_floor": round(to_floor, 3),
          "backlog_pods_per_second": backlog["pods_per_second"],
          "backlog_ratio_to_kube_scheduler_alone": round(drain, 3),
          "steady_release_p99_seconds": steady["release_p99_seconds"],
